@@ -1,0 +1,46 @@
+"""What an account is doing: its open sessions with their reservations, and its rated
+records (TMF635 usage)."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from quota_engine import keys
+from quota_engine.records import read_records
+
+from .common import jsonable, path_id, require_account
+from .context import api_of
+from .errors import ApiError
+from .pagination import page, paged, window
+
+STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    """Open sessions, soonest deadline first, each with its reservations per rating group."""
+    api = api_of(request)
+    account_id = path_id(request)
+    offset, limit = page(request)
+    await require_account(api, account_id)
+    if api.sessions is None:
+        raise ApiError(503, "this node has no charging engine; sessions are not available")
+    sessions = await api.sessions.sessions_of(account_id)
+    return paged(jsonable(window(sessions, offset, limit)), len(sessions))
+
+
+async def list_usage(request: web.Request) -> web.Response:
+    """Rated records in the order they were written. ``after`` (a record's ``stream_id``)
+    starts after that record: cheaper than a large ``offset`` for walking the list."""
+    api = api_of(request)
+    account_id = path_id(request)
+    offset, limit = page(request)
+    after = request.query.get("after")
+    if after is not None and not STREAM_ID.fullmatch(after):
+        raise ApiError.invalid([("after", "must be a stream id such as 1741338000000-0")])
+    await require_account(api, account_id)
+    total = int(await api.redis.xlen(keys.records(account_id)))
+    start = "-" if after is None else f"({after}"
+    records = await read_records(api.redis, account_id, start=start, count=offset + limit)
+    return paged(jsonable(records[offset:]), total)

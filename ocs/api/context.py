@@ -1,0 +1,64 @@
+"""What the handlers work with: the stores over one Redis, and the charging engine's view
+of open sessions. One :class:`Api` per application, under :data:`API_KEY`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from quota_engine.accounts import AccountStore
+from quota_engine.balance_actions import BalanceActions
+from quota_engine.catalog_store import CatalogStore
+
+from .errors import ApiError
+
+__all__ = ["API_KEY", "MAX_BODY", "Api", "Sessions", "read_json"]
+
+MAX_BODY = 4 * 1024 * 1024
+"""Largest JSON request body, in bytes (413 above); NDJSON bulk uploads are streamed."""
+
+
+class Sessions(Protocol):
+    """The charging engine as the API sees it (:class:`quota_engine.engine.ChargingEngine`)."""
+
+    async def sessions_of(self, account_id: str) -> list[dict[str, Any]]: ...
+
+    def forget(self, identity: str | None = None) -> None: ...
+
+
+class Api:
+    def __init__(self, redis: aioredis.Redis, sessions: Sessions | None = None) -> None:
+        self.redis = redis
+        self.accounts = AccountStore(redis)
+        self.catalogs = CatalogStore(redis)
+        self.actions = BalanceActions(redis, self.accounts)
+        self.sessions = sessions
+
+    def forget(self, identity: str) -> None:
+        """Drop an identity from this node's engine cache (other nodes: after its TTL)."""
+        if self.sessions is not None:
+            self.sessions.forget(identity)
+
+
+API_KEY = web.AppKey("api", Api)
+
+
+def api_of(request: web.Request) -> Api:
+    return request.app[API_KEY]
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body parsed as JSON; 400 naming ``body`` when it is not JSON.
+
+    aiohttp refuses a body larger than the application's ``client_max_size`` with 413.
+    """
+    raw = await request.read()
+    if not raw:
+        raise ApiError.invalid([("body", "a JSON body is required")])
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ApiError.invalid([("body", f"not valid JSON: {exc}")]) from None

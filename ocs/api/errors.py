@@ -1,0 +1,114 @@
+"""Errors to HTTP: the one place that maps an exception to a status and a JSON body.
+
+Every error response is ``{"error": {"status": S, "message": "...", "fields": [...]}}``;
+``fields`` (present when the problem is in the request) names each bad field:
+``{"field": "amount", "message": "must be an integer from 1 to ..."}``.
+
+=====================================================  ======
+exception                                              status
+=====================================================  ======
+:class:`ApiError`                                      its own
+aiohttp ``HTTPException`` (404, 405, 413, ...)         its own
+``ValidationError``, ``AccountError``, ``CatalogError``,
+``ProvisioningError`` (bad values, named by field)     400
+``NotFoundError`` (the account of the URL)             404
+``ConflictError``, ``KeyReusedError``,
+``CatalogStoreError`` (a version saved differently)    409
+``ActionRefusedError`` (closed account, ...)           422
+Redis unreachable or failing                           503
+anything else                                          500, logged with its trace
+=====================================================  ======
+
+A response never carries a stack trace or an exception's text unless the exception is
+one of ours (whose messages are written for the client).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from quota_engine.accounts import AccountError, ConflictError, NotFoundError, ValidationError
+from quota_engine.balance_actions import ActionRefusedError, KeyReusedError
+from quota_engine.catalog import CatalogError
+from quota_engine.catalog_store import CatalogStoreError
+from quota_engine.provisioning import ProvisioningError
+
+__all__ = ["ApiError", "Problem", "describe", "error_body", "split_problem"]
+
+Problem = tuple[str, str]
+
+
+class ApiError(Exception):
+    """An error raised by a handler: ``status``, ``message`` and the bad ``fields``."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        fields: Iterable[Problem] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.fields = list(fields)
+        self.headers = headers or {}
+
+    @classmethod
+    def invalid(cls, problems: Iterable[Problem], message: str = "invalid request") -> ApiError:
+        return cls(400, message, problems)
+
+
+def split_problem(text: str, prefix: str = "") -> Problem:
+    """``"accounts[0].plan: unknown plan"`` -> ``("plan", "unknown plan")`` (``prefix``
+    removed from the path); a text without ``": "`` is named after the body."""
+    path, sep, message = text.partition(": ")
+    if not sep:
+        return "body", text
+    if prefix and path.startswith(prefix):
+        path = path[len(prefix) :].lstrip(".")
+    return path or "body", message
+
+
+def error_body(status: int, message: str, fields: Iterable[Problem] = ()) -> dict[str, Any]:
+    error: dict[str, Any] = {"status": status, "message": message}
+    fields = list(fields)
+    if fields:
+        error["fields"] = [{"field": f, "message": m} for f, m in fields]
+    return {"error": error}
+
+
+def describe(exc: BaseException) -> tuple[int, str, list[Problem], dict[str, str]]:
+    """``(status, message, fields, headers)`` for any exception (see the module table)."""
+    if isinstance(exc, ApiError):
+        return exc.status, exc.message, exc.fields, exc.headers
+    if isinstance(exc, web.HTTPException):
+        default = f"{exc.status}: {exc.reason}"  # aiohttp's text when none was given
+        message = exc.reason if not exc.text or exc.text == default else exc.text
+        headers = {
+            k: v for k, v in exc.headers.items() if k.lower() in ("allow", "www-authenticate")
+        }
+        return exc.status, message, [], headers
+    if isinstance(exc, ValidationError):
+        return 400, "invalid request", exc.problems, {}
+    if isinstance(exc, NotFoundError):
+        return 404, exc.message, [(exc.field, exc.message)], {}
+    if isinstance(exc, ConflictError | KeyReusedError):
+        return 409, exc.message, [(exc.field, exc.message)], {}
+    if isinstance(exc, ActionRefusedError):
+        return 422, exc.message, [(exc.field, exc.message)], {}
+    if isinstance(exc, AccountError):
+        return 400, "invalid request", [(exc.field, exc.message)], {}
+    if isinstance(exc, CatalogError):
+        return 400, "invalid catalog", [split_problem(p) for p in exc.problems], {}
+    if isinstance(exc, ProvisioningError):
+        return 400, "invalid request", [split_problem(p) for p in exc.problems], {}
+    if isinstance(exc, CatalogStoreError):
+        return 409, str(exc), [], {}
+    if isinstance(exc, RedisError | ConnectionError):
+        return 503, "the balance store is unavailable; try again", [], {"Retry-After": "1"}
+    return 500, "internal server error", [], {}

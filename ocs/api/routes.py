@@ -1,0 +1,225 @@
+"""Every route of the management API, in one table.
+
+Each :class:`Route` names its handler, the role it needs (``viewer`` reads, ``admin``
+writes), its request body and responses (schemas from :mod:`ocs.api.schema`). The
+application is built from this table (:func:`add_routes`), and so is the OpenAPI
+document (:func:`ocs.api.openapi.document`), so a route cannot exist undocumented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from . import accounts, activity, balances, bulk, catalog, openapi, schema
+from .auth import ROLE_LOOKUP_KEY
+
+__all__ = ["ROUTES", "Route", "add_routes"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    role: str
+    summary: str
+    tag: str
+    #: success status -> (description, body schema or None)
+    responses: dict[int, tuple[str, dict[str, Any] | None]]
+    #: error statuses this route may answer besides 401 (and 403 for admin routes)
+    errors: tuple[int, ...] = ()
+    body: dict[str, Any] | None = None
+    body_media: str = "application/json"
+    paged: bool = False
+    query: tuple[tuple[str, dict[str, Any], str], ...] = ()
+    headers: tuple[tuple[str, dict[str, Any], str, bool], ...] = ()  # name, schema, doc, required
+    response_headers: dict[str, str] = field(default_factory=dict)  # name -> description
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+
+def _ok(description: str, body: dict[str, Any] | None, status: int = 200) -> dict[int, Any]:
+    return {status: (description, body)}
+
+
+_KEY_HEADER = (
+    (
+        balances.KEY_HEADER,
+        {"type": "string", "pattern": schema.KEY_PATTERN, "example": "order-4711"},
+        "Unique per operation: the same key again returns the first result, crediting once.",
+        True,
+    ),
+)
+_ACTION_HEADERS = {balances.REPLAYED_HEADER: "true when this answer is the stored first result"}
+_CREATED = {"Location": "the URL of the resource"}
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET", "/v1/openapi.json", openapi.openapi_json, "viewer",
+        "This API's OpenAPI 3 document", "meta",
+        _ok("the document", schema.OPENAPI),
+    ),
+    # ------------------------------------------------------------------ catalog
+    Route(
+        "POST", "/v1/catalog/validate", catalog.validate_catalog, "viewer",
+        "Check a catalog document without storing it", "catalog",
+        _ok("the verdict, with every problem", schema.CATALOG_CHECK),
+        errors=(400, 413), body=schema.CATALOG_IN,
+    ),
+    Route(
+        "POST", "/v1/catalog/versions", catalog.upload_catalog, "admin",
+        "Upload a catalog version (not yet active)", "catalog",
+        {201: ("saved", schema.CATALOG_SAVED), 200: ("already saved, identical", schema.CATALOG_SAVED)},
+        errors=(400, 409, 413), body=schema.CATALOG_IN, response_headers=_CREATED,
+    ),
+    Route(
+        "GET", "/v1/catalog/versions/{version}", catalog.get_catalog_version, "viewer",
+        "An uploaded catalog version", "catalog",
+        _ok("the version", schema.CATALOG_VERSION), errors=(400, 404),
+    ),
+    Route(
+        "GET", "/v1/catalog/active", catalog.get_active_catalog, "viewer",
+        "The active catalog", "catalog",
+        _ok("the active version", schema.CATALOG_VERSION), errors=(404,),
+    ),
+    Route(
+        "PUT", "/v1/catalog/active", catalog.activate_catalog, "admin",
+        "Activate an uploaded version on every node", "catalog",
+        _ok("activated", schema.CATALOG_ACTIVATED), errors=(400, 413, 422), body=schema.ACTIVATE_IN,
+    ),
+    # ------------------------------------------------------------------ accounts
+    Route(
+        "GET", "/v1/accounts", accounts.list_accounts, "viewer",
+        "Accounts, by id", "accounts",
+        _ok("one page of accounts", schema.array(schema.ACCOUNT)), errors=(400,), paged=True,
+    ),
+    Route(
+        "POST", "/v1/accounts", accounts.create_account, "admin",
+        "Create an account with its identities and buckets (a provisioning entry)", "accounts",
+        {
+            201: ("created", schema.ACCOUNT_CREATED),
+            200: ("the same account exists; missing identities and buckets added",
+                  schema.ACCOUNT_CREATED),
+        },
+        errors=(400, 409, 413, 422), body=schema.ACCOUNT_IN, response_headers=_CREATED,
+    ),
+    Route(
+        "POST", "/v1/bulk/accounts", bulk.bulk_accounts, "admin",
+        "Provision many accounts: NDJSON, one account entry per line, streamed", "accounts",
+        _ok("what was applied, and the lines refused", schema.BULK_RESULT),
+        errors=(413, 422), body={"type": "string", "format": "binary"},
+        body_media="application/x-ndjson",
+    ),
+    Route(
+        "GET", "/v1/accounts/{account_id}", accounts.get_account, "viewer",
+        "An account with its identities", "accounts",
+        _ok("the account", schema.ACCOUNT), errors=(400, 404),
+    ),
+    Route(
+        "PATCH", "/v1/accounts/{account_id}", accounts.patch_account, "admin",
+        "Change status, plan or credit limit (barring aborts open sessions)", "accounts",
+        _ok("the changed account", schema.ACCOUNT),
+        errors=(400, 404, 409, 413, 422), body=schema.ACCOUNT_PATCH,
+    ),
+    Route(
+        "DELETE", "/v1/accounts/{account_id}", accounts.close_account, "admin",
+        "Close an account: terminal status, identities released, sessions aborted", "accounts",
+        _ok("closed (again)", schema.ACCOUNT_CLOSED), errors=(400, 404),
+    ),
+    # ------------------------------------------------------------------ subscriptions
+    Route(
+        "GET", "/v1/accounts/{account_id}/subscriptions", accounts.list_subscriptions, "viewer",
+        "The account's identities", "subscriptions",
+        _ok("one page of identities", schema.array(schema.TEXT)), errors=(400, 404), paged=True,
+    ),
+    Route(
+        "POST", "/v1/accounts/{account_id}/subscriptions", accounts.add_subscription, "admin",
+        "Attach an identity (MSISDN, IMSI, SIP URI, NAI)", "subscriptions",
+        {201: ("attached", schema.SUBSCRIPTION), 200: ("already attached", schema.SUBSCRIPTION)},
+        errors=(400, 404, 409, 413, 422), body=schema.SUBSCRIPTION_IN,
+    ),
+    Route(
+        "DELETE", "/v1/accounts/{account_id}/subscriptions/{identity}",
+        accounts.remove_subscription, "admin",
+        "Detach an identity", "subscriptions",
+        _ok("detached", None, 204), errors=(400, 404),
+    ),
+    Route(
+        "GET", "/v1/identities/{identity}", accounts.get_identity, "viewer",
+        "The account an identity belongs to", "subscriptions",
+        _ok("its account", schema.SUBSCRIPTION), errors=(400, 404),
+    ),
+    # ------------------------------------------------------------------ balances
+    Route(
+        "GET", "/v1/accounts/{account_id}/buckets", balances.list_buckets, "viewer",
+        "TMF654 buckets: the account's balances one by one", "balances",
+        _ok("one page of buckets", schema.array(schema.BUCKET)), errors=(400, 404), paged=True,
+    ),
+    Route(
+        "GET", "/v1/accounts/{account_id}/buckets/{bucket_id}", balances.get_bucket, "viewer",
+        "One bucket", "balances",
+        _ok("the bucket", schema.BUCKET), errors=(400, 404),
+    ),
+    Route(
+        "GET", "/v1/accounts/{account_id}/balances", balances.get_balances, "viewer",
+        "The buckets summed per kind and unit", "balances",
+        _ok("the balances", schema.BALANCES), errors=(400, 404),
+    ),
+    Route(
+        "POST", "/v1/accounts/{account_id}/topupBalance", balances.topup, "admin",
+        "TMF654 topupBalance: credit money or units, once per Idempotency-Key", "balances",
+        {201: ("credited (or the first result of this key)", schema.BALANCE_ACTION)},
+        errors=(400, 404, 409, 413, 422), body=schema.TOPUP_IN, headers=_KEY_HEADER,
+        response_headers=_ACTION_HEADERS,
+    ),
+    Route(
+        "POST", "/v1/accounts/{account_id}/adjustBalance", balances.adjust, "admin",
+        "TMF654 adjustBalance: move a bucket up or down with a reason", "balances",
+        {201: ("adjusted (or the first result of this key)", schema.BALANCE_ACTION)},
+        errors=(400, 404, 409, 413, 422), body=schema.ADJUST_IN, headers=_KEY_HEADER,
+        response_headers=_ACTION_HEADERS,
+    ),
+    Route(
+        "GET", "/v1/accounts/{account_id}/balanceActionHistory", balances.history, "viewer",
+        "TMF654 balanceActionHistory: top-ups, adjustments, refunds; newest first", "balances",
+        _ok("one page of actions", schema.array(schema.BALANCE_ACTION)),
+        errors=(400, 404), paged=True,
+    ),
+    # ------------------------------------------------------------------ activity
+    Route(
+        "GET", "/v1/accounts/{account_id}/sessions", activity.list_sessions, "viewer",
+        "Open charging sessions with their reservations", "activity",
+        _ok("one page of sessions", schema.array(schema.SESSION)),
+        errors=(400, 404, 503), paged=True,
+    ),
+    Route(
+        "GET", "/v1/accounts/{account_id}/usage", activity.list_usage, "viewer",
+        "TMF635 usage: the account's rated records, oldest first", "activity",
+        _ok("one page of rated records", schema.array(schema.USAGE)),
+        errors=(400, 404), paged=True,
+        query=(
+            (
+                "after",
+                {"type": "string", "pattern": r"^[0-9]{1,20}-[0-9]{1,20}$"},
+                "start after the record with this stream_id",
+            ),
+        ),
+    ),
+)  # fmt: skip
+
+
+def add_routes(app: web.Application) -> None:
+    """Register every route of :data:`ROUTES` and the role each needs."""
+    roles: dict[tuple[str, str], str] = {}
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler, name=route.operation_id)
+        roles[(route.method, route.path)] = route.role
+    app[ROLE_LOOKUP_KEY] = roles

@@ -1,0 +1,705 @@
+"""The OCS settings: one frozen object, loaded from four layers.
+
+Precedence, highest first: command-line flags (``overrides``), ``OCS_*``
+environment variables, the TOML config file, the defaults declared on
+:class:`Settings`. Every setting has one name per layer, derived from the
+field name ``<section>_<key>``:
+
+=============  ==========================  =========================
+layer          name                        example
+=============  ==========================  =========================
+TOML file      ``[section] key``           ``[diameter] port = 3868``
+environment    ``OCS_SECTION_KEY``         ``OCS_DIAMETER_PORT=3868``
+command line   ``--section-key``           ``--diameter-port 3868``
+=============  ==========================  =========================
+
+Validation is whole: every value given in every layer is checked (a bad value
+in the file is reported even when the environment overrides it), and all
+problems are raised together in one :class:`ConfigError`, each message naming
+the setting the way the user wrote it (``diameter.port``, ``OCS_DIAMETER_PORT``
+or ``--diameter-port``).
+
+Secrets are fields declared with ``secret=True``: they are never shown by
+``repr()``, :meth:`Settings.redacted` or error messages, and they cannot be
+given as command-line flags (flags are visible to every local user in ``ps``).
+The password of a ``redis_url`` is masked the same way and refused on the
+command line.
+
+Constructing :class:`Settings` directly (tests, embedding) skips validation;
+:func:`load_settings` is the checked path.
+"""
+
+import dataclasses
+import difflib
+import ipaddress
+import math
+import os
+import re
+import tomllib
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import SplitResult, urlsplit
+
+ENV_PREFIX = "OCS_"
+#: Environment variable naming the config file (read by the CLI, not a setting).
+CONFIG_ENV = "OCS_CONFIG"
+#: What secrets look like wherever settings are shown.
+HIDDEN = "<hidden>"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``errors`` lists every problem found."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+class ConfigFileError(ConfigError):
+    """The config file cannot be used at all: missing, unreadable or not TOML."""
+
+
+# --- rules: what a valid value is --------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rule:
+    """What a valid value is, in words (``text``) and in code (``accept``).
+
+    ``accept`` receives a value already of the field's type and returns it,
+    possibly normalised; it raises ``ValueError`` when the value breaks the rule.
+    For tuple fields it is applied to each item. ``text`` completes the sentence
+    ``"<name>: <text>, got <value>"``.
+    """
+
+    text: str
+    accept: Callable[[Any], Any]
+
+
+def _int_range(low: int, high: int) -> Rule:
+    def accept(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(value)
+        return value
+
+    return Rule(f"must be an integer from {low} to {high}", accept)
+
+
+def _seconds(minimum: float, *, inclusive: bool, note: str = "") -> Rule:
+    def accept(value: float) -> float:
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise ValueError(value)
+        return value
+
+    bound = f"at least {minimum:g}" if inclusive else f"greater than {minimum:g}"
+    return Rule(f"must be a number of seconds, {bound}{note}", accept)
+
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_FQDN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+
+
+def _is_fqdn(value: str) -> bool:
+    return len(value) <= 255 and _FQDN.fullmatch(value) is not None
+
+
+def _accept_fqdn(value: str) -> str:
+    if not _is_fqdn(value):
+        raise ValueError(value)
+    return value
+
+
+def _accept_host(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return _accept_fqdn(value)
+    return value
+
+
+def _accept_network(value: str) -> str:
+    # strict: "10.0.0.1/8" has host bits set and is most likely a typo
+    return str(ipaddress.ip_network(value, strict=True))
+
+
+def _accept_nonempty(value: str) -> str:
+    if not value.strip():
+        raise ValueError(value)
+    return value
+
+
+def _accept_choice(choices: tuple[str, ...], *, upper: bool) -> Callable[[str], str]:
+    def accept(value: str) -> str:
+        normalised = value.upper() if upper else value.lower()
+        if normalised not in choices:
+            raise ValueError(value)
+        return normalised
+
+    return accept
+
+
+def _accept_token(value: str) -> str:
+    if len(value) < 16 or any(ch.isspace() for ch in value):
+        raise ValueError("token")
+    return value
+
+
+#: Roles of the management API's bearer tokens: admin reads and writes, viewer reads.
+ROLES = ("admin", "viewer")
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApiToken:
+    """One bearer token of the management API: the SHA-256 (hex) of the token and its role.
+
+    Only the digest is configured; the token itself is never stored by the server.
+    """
+
+    sha256: str
+    role: str
+
+    def __repr__(self) -> str:
+        return f"ApiToken(sha256={HIDDEN!r}, role={self.role!r})"
+
+
+def _accept_api_token(value: Any) -> ApiToken:
+    """An :class:`ApiToken` from a TOML table ``{sha256 = "...", role = "..."}``, the
+    environment's ``role:sha256`` or an :class:`ApiToken`; ``ValueError`` when invalid."""
+    if isinstance(value, ApiToken):
+        digest, role = value.sha256, value.role
+    elif isinstance(value, Mapping):
+        if set(value) != {"sha256", "role"}:
+            raise ValueError("token")
+        digest, role = value["sha256"], value["role"]
+    elif isinstance(value, str):
+        role, _, digest = value.strip().partition(":")
+    else:
+        raise ValueError("token")
+    if not isinstance(digest, str) or not _SHA256_HEX.fullmatch(digest.strip()):
+        raise ValueError("token")
+    if not isinstance(role, str) or role.strip().lower() not in ROLES:
+        raise ValueError("token")
+    return ApiToken(sha256=digest.strip().lower(), role=role.strip().lower())
+
+
+def _accept_http_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValueError(value) from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(value)
+    return value.rstrip("/")
+
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _accept_redis_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValueError(value) from exc
+    if parts.scheme not in _REDIS_SCHEMES:
+        raise ValueError(value)
+    if parts.scheme == "unix" and not parts.path:
+        raise ValueError(value)
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError(value)
+    return value
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password (if any) replaced by :data:`HIDDEN`."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{user}:{HIDDEN}@{host}"
+    return SplitResult(parts.scheme, netloc, parts.path, parts.query, parts.fragment).geturl()
+
+
+def _url_has_password(url: str) -> bool:
+    try:
+        return urlsplit(url).password is not None
+    except ValueError:
+        return False
+
+
+_PORT = _int_range(1, 65535)
+_UNSIGNED32 = _int_range(0, 2**32 - 1)
+_HOST = Rule("must be an IP address or a host name", _accept_host)
+_DIAMETER_IDENTITY = Rule(
+    "must be a DiameterIdentity (an FQDN such as ocs.example.net)", _accept_fqdn
+)
+_TIMEOUT = _seconds(0, inclusive=False)
+
+
+def setting(default: Any, doc: str, rule: Rule, *, secret: bool = False) -> Any:
+    """Declare a :class:`Settings` field with its documentation and rule."""
+    return dataclasses.field(default=default, metadata={"doc": doc, "rule": rule, "secret": secret})
+
+
+# --- the settings ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True, repr=False)
+class Settings:
+    """Every setting of one OCS node. Field ``<section>_<key>`` is TOML ``[section] key``."""
+
+    diameter_host: str = setting("0.0.0.0", "Address the Diameter server listens on.", _HOST)
+    diameter_port: int = setting(3868, "TCP port of the Diameter server.", _PORT)
+    diameter_origin_host: str = setting(
+        "ocs.localdomain",
+        "Our Origin-Host (DiameterIdentity) in CEA, DWA, CCA.",
+        _DIAMETER_IDENTITY,
+    )
+    diameter_origin_realm: str = setting(
+        "localdomain", "Our Origin-Realm (DiameterIdentity).", _DIAMETER_IDENTITY
+    )
+    diameter_product_name: str = setting(
+        "ocs", "Product-Name sent in CEA.", Rule("must be a non-empty string", _accept_nonempty)
+    )
+    diameter_vendor_id: int = setting(0, "Vendor-Id sent in CEA (0 = none).", _UNSIGNED32)
+    diameter_firmware_revision: int = setting(1, "Firmware-Revision sent in CEA.", _UNSIGNED32)
+    diameter_watchdog_interval: float = setting(
+        30.0,
+        "Watchdog interval Tw in seconds (RFC 3539: at least 6).",
+        _seconds(6, inclusive=True, note=" (RFC 3539 Tw)"),
+    )
+    diameter_max_message_size: int = setting(
+        65536,
+        "Largest Diameter message accepted, in bytes; larger ones are refused.",
+        _int_range(4096, 2**24 - 1),
+    )
+    diameter_allowed_peers: tuple[str, ...] = setting(
+        (),
+        "Origin-Host names allowed to connect; empty = any.",
+        Rule("must be a list of DiameterIdentity names (FQDNs)", _accept_fqdn),
+    )
+    diameter_allowed_networks: tuple[str, ...] = setting(
+        (),
+        "Networks (CIDR) peers may connect from; empty = any.",
+        Rule("must be a list of IP networks in CIDR notation such as 10.0.0.0/8", _accept_network),
+    )
+    diameter_cer_timeout: float = setting(
+        10.0, "Seconds an accepted connection may wait for its CER.", _TIMEOUT
+    )
+    diameter_dpa_timeout: float = setting(
+        5.0, "Seconds to wait for a DPA after sending a DPR.", _TIMEOUT
+    )
+    diameter_duplicate_cache_size: int = setting(
+        65536, "Answers remembered for duplicate (T-flag) detection.", _int_range(1, 100_000_000)
+    )
+    diameter_duplicate_ttl: float = setting(
+        240.0, "Seconds an answer is remembered for duplicate detection.", _TIMEOUT
+    )
+    http_host: str = setting(
+        "0.0.0.0", "Address the HTTP server (health, metrics) listens on.", _HOST
+    )
+    http_port: int = setting(8080, "TCP port of the HTTP server.", _PORT)
+    http_metrics_token: str | None = setting(
+        None,
+        "When set, GET /metrics requires 'Authorization: Bearer <token>'. Secret.",
+        Rule("must be at least 16 characters without whitespace", _accept_token),
+        secret=True,
+    )
+    http_tokens: tuple[ApiToken, ...] = setting(
+        (),
+        "Bearer tokens of the management API (/v1): SHA-256 hex digest and role. Secret.",
+        Rule(
+            'must be a list of tokens {sha256 = "<64 hex digits>", role = "admin" or "viewer"} '
+            "(environment: role:sha256,role:sha256)",
+            _accept_api_token,
+        ),
+        secret=True,
+    )
+    redis_url: str | None = setting(
+        None,
+        "Redis URL (redis://, rediss://, unix://); unset = start a private redis-server.",
+        Rule("must be a redis://, rediss:// or unix:// URL", _accept_redis_url),
+    )
+    redis_data_dir: str = setting(
+        "./data/redis",
+        "Data directory of the private redis-server (AOF, log).",
+        Rule("must be a non-empty path", _accept_nonempty),
+    )
+    api_url: str | None = setting(
+        None,
+        "Management API the ocs client commands talk to; unset = http://127.0.0.1:<http.port>.",
+        Rule("must be an http:// or https:// URL", _accept_http_url),
+    )
+    api_token: str | None = setting(
+        None,
+        "Bearer token the ocs client commands send to the management API. Secret.",
+        Rule("must be at least 16 characters without whitespace", _accept_token),
+        secret=True,
+    )
+    log_level: str = setting(
+        "INFO",
+        "One of DEBUG, INFO, WARNING, ERROR.",
+        Rule(
+            "must be one of DEBUG, INFO, WARNING, ERROR",
+            _accept_choice(("DEBUG", "INFO", "WARNING", "ERROR"), upper=True),
+        ),
+    )
+    log_format: str = setting(
+        "json",
+        "'json' (one JSON object per line) or 'text'.",
+        Rule("must be 'json' or 'text'", _accept_choice(("json", "text"), upper=False)),
+    )
+
+    def redacted(self) -> dict[str, Any]:
+        """Every field by name, secrets replaced by :data:`HIDDEN` (when set)."""
+        return {spec.name: spec.show(getattr(self, spec.name)) for spec in SPECS}
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in self.redacted().items())
+        return f"Settings({shown})"
+
+
+# --- one description per field, derived from the dataclass ----------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SettingSpec:
+    """How one :class:`Settings` field is named, typed and checked in each layer."""
+
+    name: str  # field name: diameter_port
+    section: str  # diameter
+    key: str  # port
+    kind: str  # int | float | str | optional_str | str_tuple | tokens
+    default: Any
+    doc: str
+    rule: Rule
+    secret: bool
+
+    @property
+    def toml_name(self) -> str:
+        return f"{self.section}.{self.key}"
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str | None:
+        """The command-line flag, or None for secrets (flags show in ``ps``)."""
+        return None if self.secret else "--" + self.name.replace("_", "-")
+
+    def show(self, value: Any) -> Any:
+        """``value`` as it may be displayed: secrets hidden, URL passwords masked."""
+        if value is None or value == ():
+            return value
+        if self.secret:
+            return HIDDEN
+        if self.name == "redis_url":
+            return redact_url(value)
+        return value
+
+
+_KINDS: dict[Any, str] = {
+    int: "int",
+    float: "float",
+    str: "str",
+    str | None: "optional_str",
+    tuple[str, ...]: "str_tuple",
+    tuple[ApiToken, ...]: "tokens",
+}
+
+
+def _specs() -> tuple[SettingSpec, ...]:
+    hints = typing.get_type_hints(Settings)
+    specs = []
+    for f in dataclasses.fields(Settings):
+        section, _, key = f.name.partition("_")
+        kind = _KINDS.get(hints[f.name])
+        if kind is None or not key:
+            raise TypeError(f"Settings.{f.name}: unsupported type or name")
+        specs.append(
+            SettingSpec(
+                name=f.name,
+                section=section,
+                key=key,
+                kind=kind,
+                default=f.default,
+                doc=f.metadata["doc"],
+                rule=f.metadata["rule"],
+                secret=f.metadata["secret"],
+            )
+        )
+    return tuple(specs)
+
+
+#: One immutable description per field, in declaration order.
+SPECS: tuple[SettingSpec, ...] = _specs()
+_BY_NAME = {spec.name: spec for spec in SPECS}
+_BY_TOML = {(spec.section, spec.key): spec for spec in SPECS}
+_BY_ENV = {spec.env: spec for spec in SPECS}
+SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(spec.section for spec in SPECS))
+
+
+# --- parsing one value -----------------------------------------------------------
+
+
+class _Invalid(Exception):
+    """A value breaks its rule; ``shown`` is the offending value, safe to display."""
+
+    def __init__(self, shown: Any) -> None:
+        super().__init__(shown)
+        self.shown = shown
+
+
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+
+
+def _from_text(spec: SettingSpec, text: str) -> Any:
+    """Parse an environment or command-line string to the field's type."""
+    if spec.kind == "int":
+        if not _INT_TEXT.fullmatch(text.strip()):
+            raise _Invalid(text)
+        return int(text)
+    if spec.kind == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise _Invalid(text) from None
+    if spec.kind == "optional_str":
+        return text or None
+    if spec.kind in ("str_tuple", "tokens"):
+        return tuple(item.strip() for item in text.split(",") if item.strip())
+    return text
+
+
+def _check_type(spec: SettingSpec, value: Any) -> Any:
+    """Check a value that arrived typed (TOML, programmatic overrides)."""
+    ok: bool
+    if spec.kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif spec.kind == "float":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif spec.kind == "optional_str":
+        ok = value is None or isinstance(value, str)
+        value = value or None
+    elif spec.kind == "str_tuple":
+        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        value = tuple(v.strip() for v in value) if ok else value
+    elif spec.kind == "tokens":
+        ok = isinstance(value, list | tuple) and all(
+            isinstance(v, Mapping | ApiToken) for v in value
+        )
+        value = tuple(value) if ok else value
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise _Invalid(value)
+    return value
+
+
+def _validate(spec: SettingSpec, value: Any, *, text: bool) -> Any:
+    """Return the checked, normalised value or raise :class:`_Invalid`."""
+    value = _from_text(spec, value) if text else _check_type(spec, value)
+    if value is None:
+        return None
+    if spec.kind in ("str_tuple", "tokens"):
+        items = []
+        for item in value:
+            try:
+                items.append(spec.rule.accept(item))
+            except ValueError:
+                raise _Invalid(item) from None
+        return tuple(items)
+    try:
+        return spec.rule.accept(value)
+    except ValueError:
+        raise _Invalid(value) from None
+
+
+def _problem(spec: SettingSpec, name: str, shown: Any) -> str:
+    got = HIDDEN if spec.secret else repr(spec.show(shown) if isinstance(shown, str) else shown)
+    return f"{name}: {spec.rule.text}, got {got}"
+
+
+def _suggest(word: str, candidates: typing.Iterable[str], template: str) -> str:
+    match = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.7)
+    return template.format(match[0]) if match else ""
+
+
+# --- the layers ------------------------------------------------------------------
+
+# One layer maps field name -> (value, name the user wrote).
+_Layer = dict[str, tuple[Any, str]]
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML config file; raise :class:`ConfigFileError` if it cannot be used."""
+    try:
+        with open(path, "rb") as fp:
+            return tomllib.load(fp)
+    except FileNotFoundError:
+        raise ConfigFileError([f"{path}: no such file"]) from None
+    except IsADirectoryError:
+        raise ConfigFileError([f"{path}: is a directory, not a config file"]) from None
+    except OSError as exc:
+        raise ConfigFileError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigFileError([f"{path}: not valid TOML: not UTF-8 ({exc.reason})"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError([f"{path}: not valid TOML: {exc}"]) from None
+
+
+def _toml_layer(document: Mapping[str, Any], errors: list[str]) -> _Layer:
+    layer: _Layer = {}
+    for section, table in document.items():
+        if section not in SECTIONS:
+            if isinstance(table, dict):
+                hint = _suggest(section, SECTIONS, ", did you mean [{}]?")
+                errors.append(f"unknown section [{section}]{hint}")
+            else:
+                errors.append(
+                    f"{section}: unknown top-level key; settings belong in sections "
+                    f"({', '.join(f'[{s}]' for s in SECTIONS)})"
+                )
+            continue
+        if not isinstance(table, dict):
+            errors.append(f"{section}: must be a table [{section}], got {table!r}")
+            continue
+        for key, value in table.items():
+            name = f"{section}.{key}"
+            spec = _BY_TOML.get((section, key))
+            if spec is None:
+                keys = [s.key for s in SPECS if s.section == section]
+                hint = _suggest(key, keys, f", did you mean {section}.{{}}?")
+                errors.append(f"{name}: unknown key{hint}")
+                continue
+            try:
+                layer[spec.name] = (_validate(spec, value, text=False), name)
+            except _Invalid as bad:
+                errors.append(_problem(spec, name, bad.shown))
+    return layer
+
+
+def _env_layer(env: Mapping[str, str], errors: list[str]) -> _Layer:
+    layer: _Layer = {}
+    for var in sorted(env):
+        if not var.startswith(ENV_PREFIX) or var == CONFIG_ENV:
+            continue
+        spec = _BY_ENV.get(var)
+        if spec is None:
+            names = [v.removeprefix(ENV_PREFIX) for v in (*_BY_ENV, CONFIG_ENV)]
+            hint = _suggest(
+                var.removeprefix(ENV_PREFIX), names, f", did you mean {ENV_PREFIX}{{}}?"
+            )
+            errors.append(f"{var}: unknown setting{hint}")
+            continue
+        try:
+            layer[spec.name] = (_validate(spec, env[var], text=True), var)
+        except _Invalid as bad:
+            errors.append(_problem(spec, var, bad.shown))
+    return layer
+
+
+def _override_layer(overrides: Mapping[str, object], errors: list[str]) -> _Layer:
+    """Command-line values by field name; None means "not given", strings are parsed."""
+    layer: _Layer = {}
+    for field_name, value in overrides.items():
+        if value is None:
+            continue
+        spec = _BY_NAME.get(field_name)
+        if spec is None:
+            errors.append(f"{field_name}: unknown setting")
+            continue
+        if spec.flag is None:
+            errors.append(
+                f"{spec.name}: is a secret and cannot be given on the command line; "
+                f"set {spec.env} or {spec.toml_name} in the config file"
+            )
+            continue
+        if isinstance(value, str) and spec.name == "redis_url" and _url_has_password(value):
+            errors.append(
+                f"{spec.flag}: do not put a password on the command line (visible in ps); "
+                f"set {spec.env} or {spec.toml_name} in the config file"
+            )
+            continue
+        try:
+            layer[spec.name] = (_validate(spec, value, text=isinstance(value, str)), spec.flag)
+        except _Invalid as bad:
+            errors.append(_problem(spec, spec.flag, bad.shown))
+    return layer
+
+
+def _cross_check(values: Mapping[str, Any], names: Mapping[str, str]) -> list[str]:
+    """Rules that involve more than one setting."""
+    problems = []
+    if values["diameter_port"] == values["http_port"]:
+        diameter = names.get("diameter_port", "diameter.port")
+        http = names.get("http_port", "http.port")
+        problems.append(f"{http}: must differ from {diameter} (both {values['http_port']})")
+    return problems
+
+
+def _merge(layers: list[_Layer], errors: list[str]) -> Settings:
+    values: dict[str, Any] = {spec.name: spec.default for spec in SPECS}
+    names: dict[str, str] = {}
+    for layer in layers:  # lowest precedence first
+        for field_name, (value, name) in layer.items():
+            values[field_name] = value
+            names[field_name] = name
+    if not errors:
+        errors.extend(_cross_check(values, names))
+    if errors:
+        raise ConfigError(errors)
+    return Settings(**values)
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Settings:
+    """Build the settings: ``overrides`` > ``env`` > ``config_file`` > defaults.
+
+    ``env`` defaults to ``os.environ``; only ``OCS_*`` variables are read, and
+    one that names no setting is an error (``OCS_CONFIG`` excepted). ``overrides``
+    maps field names to values as the command line gives them: ``None`` means
+    "not given", strings are parsed like environment values. Raises
+    :class:`ConfigError` listing every problem of every layer.
+    """
+    errors: list[str] = []
+    layers: list[_Layer] = []
+    if config_file is not None:
+        try:
+            document = read_config_file(config_file)
+        except ConfigFileError as exc:
+            errors.extend(exc.errors)
+        else:
+            layers.append(_toml_layer(document, errors))
+    layers.append(_env_layer(os.environ if env is None else env, errors))
+    layers.append(_override_layer(overrides or {}, errors))
+    return _merge(layers, errors)
+
+
+def check_config(path: str | Path) -> list[str]:
+    """Problems of one config file on its own ([] when valid).
+
+    Raises :class:`ConfigFileError` when the file is missing, unreadable or not
+    TOML, so that callers can tell "cannot read" from "read, but wrong".
+    """
+    errors: list[str] = []
+    layer = _toml_layer(read_config_file(path), errors)
+    try:
+        _merge([layer], errors)
+    except ConfigError as exc:
+        return exc.errors
+    return []

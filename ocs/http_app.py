@@ -1,0 +1,160 @@
+"""The aiohttp application: health, metrics and the management API, with JSON errors.
+
+:func:`create_app` adds ``/healthz`` and ``/metrics`` and, when given the Redis
+client, every ``/v1`` route of the one route table :data:`ocs.api.routes.ROUTES`.
+Every error leaves through :func:`error_middleware` as ``{"error": {"status": ...,
+"message": ..., "fields": [...]}}``; the exception-to-status mapping lives in
+:func:`ocs.api.errors.describe` (plus :class:`HealthCheckFailed` here). A response
+never carries a stack trace: unexpected exceptions are logged (with the trace) and
+answered with a bare 500. ``/v1`` requests pass :func:`ocs.api.auth.auth_middleware`
+(bearer tokens of ``http.tokens``); the access log is off, so tokens are never logged.
+"""
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from ocs.api.auth import TOKENS_KEY, auth_middleware
+from ocs.api.context import API_KEY, MAX_BODY, Api, Sessions
+from ocs.api.errors import describe, error_body
+from ocs.api.routes import add_routes
+from ocs.config import Settings
+from ocs.logs import log_event
+from ocs.metrics import Metrics
+
+#: An async callable naming each dependency and whether it is healthy.
+HealthCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+SETTINGS_KEY = web.AppKey("settings", Settings)
+METRICS_KEY = web.AppKey("metrics", Metrics)
+HEALTH_KEY = web.AppKey("health", HealthCheck)
+HEALTH_TIMEOUT_KEY = web.AppKey("health_timeout", float)
+
+METRICS_REALM = 'Bearer realm="ocs-metrics"'
+
+_log = logging.getLogger(__name__)
+
+
+class HealthCheckFailed(Exception):
+    """The health callable itself failed (raised or timed out)."""
+
+
+__all__ = [
+    "HEALTH_KEY",
+    "HEALTH_TIMEOUT_KEY",
+    "METRICS_KEY",
+    "SETTINGS_KEY",
+    "HealthCheck",
+    "HealthCheckFailed",
+    "create_app",
+    "error_body",
+    "error_middleware",
+]
+
+
+def _describe(exc: BaseException) -> tuple[int, str, list[tuple[str, str]], dict[str, str]]:
+    if isinstance(exc, HealthCheckFailed):
+        return 503, str(exc), [], {}
+    return describe(exc)
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:  # redirects and the like are not errors
+            raise
+        status, message, fields, headers = _describe(exc)
+        return web.json_response(
+            error_body(status, message, fields), status=status, headers=headers
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        status, message, fields, headers = _describe(exc)
+        if status >= 500 and not isinstance(exc, HealthCheckFailed):
+            log_event(
+                _log,
+                "http_unhandled_error",
+                level=logging.ERROR,
+                exc_info=exc,
+                method=request.method,
+                path=request.path,
+            )
+        return web.json_response(
+            error_body(status, message, fields), status=status, headers=headers
+        )
+    return response
+
+
+async def healthz_handler(request: web.Request) -> web.Response:
+    """200 when every check is true, else 503 naming the failing ones."""
+    check = request.app[HEALTH_KEY]
+    try:
+        async with asyncio.timeout(request.app[HEALTH_TIMEOUT_KEY]):
+            checks = await check()
+    except TimeoutError:
+        raise HealthCheckFailed("health check timed out") from None
+    except Exception as exc:
+        log_event(_log, "health_check_error", level=logging.WARNING, exc_info=exc)
+        raise HealthCheckFailed(f"health check failed: {type(exc).__name__}") from exc
+    failing = sorted(name for name, ok in checks.items() if ok is not True)
+    if failing:
+        body = {"status": "fail", "checks": checks, "failing": failing}
+        return web.json_response(body, status=503)
+    return web.json_response({"status": "ok", "checks": checks})
+
+
+def _authorized(request: web.Request, token: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    # compare bytes: compare_digest refuses non-ASCII str
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    """Prometheus exposition; bearer token required when ``http.metrics_token`` is set."""
+    token = request.app[SETTINGS_KEY].http_metrics_token
+    if token is not None and not _authorized(request, token):
+        raise web.HTTPUnauthorized(
+            text="missing or wrong bearer token", headers={"WWW-Authenticate": METRICS_REALM}
+        )
+    body, content_type = request.app[METRICS_KEY].render(request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def create_app(
+    settings: Settings,
+    metrics: Metrics,
+    health: HealthCheck,
+    *,
+    store: aioredis.Redis | None = None,
+    sessions: Sessions | None = None,
+    health_timeout: float = 5.0,
+) -> web.Application:
+    """The HTTP application; ``health`` is awaited (at most ``health_timeout`` s) per /healthz.
+
+    With ``store`` (a bytes-mode Redis client) the management API is served under /v1;
+    ``sessions`` (the charging engine) lists open sessions and forgets identities
+    detached through the API. Without it, /v1 answers 401 or 404.
+    """
+    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY)
+    app[SETTINGS_KEY] = settings
+    app[METRICS_KEY] = metrics
+    app[HEALTH_KEY] = health
+    app[HEALTH_TIMEOUT_KEY] = health_timeout
+    app[TOKENS_KEY] = settings.http_tokens
+    app.router.add_get("/healthz", healthz_handler)
+    app.router.add_get("/metrics", metrics_handler)
+    if store is not None:
+        app[API_KEY] = Api(store, sessions)
+        add_routes(app)
+    return app

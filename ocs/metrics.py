@@ -1,0 +1,112 @@
+"""Every Prometheus metric of the OCS, declared in this one module.
+
+Rules for adding one: ``ocs_`` prefix, base units (seconds, bytes), ``_total``
+for counters, histograms for latencies, and bounded labels only. A label value
+must come from a small closed set (a command name, a Result-Code, a peer state):
+never a Session-Id, account, subscriber (MSISDN/IMSI) or peer address, since each
+distinct value creates a time series that lives until the process exits.
+To keep that true whatever callers pass, :meth:`Metrics.observe_answer` folds
+unknown commands into ``"unknown"`` and impossible Result-Codes into ``"invalid"``.
+
+Each :class:`Metrics` owns its own ``CollectorRegistry``; nothing is registered
+in prometheus_client's global default registry, so two instances (two tests,
+two servers in one process) never share counts.
+"""
+
+import platform
+from importlib import metadata
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+)
+from prometheus_client.exposition import choose_encoder
+
+#: Commands with their own label value; anything else is counted as "unknown".
+COMMANDS = frozenset({"CER", "DWR", "DPR", "CCR", "RAR", "ASR"})
+#: Latency buckets in seconds, 100 us to 1 s.
+DURATION_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
+)  # fmt: skip
+
+
+def package_version() -> str:
+    """The installed version of the ``ocs`` distribution, or ``"0+unknown"``."""
+    try:
+        return metadata.version("ocs")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+class Metrics:
+    """The OCS metrics and the registry that holds them."""
+
+    def __init__(self, version: str | None = None, *, process: bool = True) -> None:
+        """``process`` adds the standard ``process_*`` metrics (CPU, memory, fds)."""
+        self.registry = CollectorRegistry()
+        self.build_info = Gauge(
+            "ocs_build_info",
+            "Always 1; the labels tell which OCS and Python are running.",
+            ["version", "python"],
+            registry=self.registry,
+        )
+        self.build_info.labels(
+            version=version or package_version(), python=platform.python_version()
+        ).set(1)
+        self.diameter_requests = Counter(
+            "ocs_diameter_requests",
+            "Diameter requests answered, by command and Result-Code of the answer.",
+            ["command", "result_code"],
+            registry=self.registry,
+        )
+        self.diameter_request_duration = Histogram(
+            "ocs_diameter_request_duration_seconds",
+            "Time from a request being decoded to its answer being written.",
+            ["command"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.diameter_peers = Gauge(
+            "ocs_diameter_peers",
+            "Diameter peer connections by state.",
+            ["state"],
+            registry=self.registry,
+        )
+        for command in sorted(COMMANDS):  # known series exist from the start, at 0
+            self.diameter_request_duration.labels(command=command)
+        if process:
+            ProcessCollector(registry=self.registry)
+
+    def observe_answer(self, command: str, result_code: int, seconds: float) -> None:
+        """Count one answered request and record how long it took."""
+        if seconds < 0:
+            raise ValueError(f"duration must not be negative, got {seconds!r}")
+        command = command if command in COMMANDS else "unknown"
+        # Result-Codes are 1xxx-5xxx (RFC 6733 §7.1); anything else is a bug upstream
+        code = str(result_code) if 1000 <= result_code <= 5999 else "invalid"
+        self.diameter_requests.labels(command=command, result_code=code).inc()
+        self.diameter_request_duration.labels(command=command).observe(seconds)
+
+    def peer_state_changed(self, old: str | None, new: str | None) -> None:
+        """Move one peer connection from state ``old`` to ``new``.
+
+        ``None`` means "no connection": ``(None, "WAIT_CER")`` for a new one,
+        ``("CLOSED", None)`` for one that is gone. Pass the name of a
+        ``protocol.peer_state.PeerState`` member so that the label set stays closed.
+        """
+        if old is not None:
+            self.diameter_peers.labels(state=old).dec()
+        if new is not None:
+            self.diameter_peers.labels(state=new).inc()
+
+    def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The exposition body and its Content-Type.
+
+        ``accept`` is the scraper's Accept header: OpenMetrics when it asks for
+        it, else the Prometheus text format it names (0.0.4 when none).
+        """
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type

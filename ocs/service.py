@@ -1,0 +1,205 @@
+"""`ocs serve`: the composition root that starts and stops every part of one OCS node.
+
+Start order: Redis (embedded when no URL is configured), the Diameter server, the HTTP
+side. Stop order on SIGTERM/SIGINT is the reverse, with the Diameter side first told to
+disconnect gracefully (DPR with Disconnect-Cause REBOOTING, in-flight answers finished,
+DPA awaited) so network elements fail over cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from protocol.base import PeerPolicy
+from protocol.connection import Application, Node, PeerConnection, Timers
+from protocol.duplicates import AnswerCache
+from protocol.messages import Codec, LocalIdentity
+from protocol.server import DiameterServer
+from quota_engine.engine import ChargingEngine, EngineSettings
+from quota_engine.provisioning import provision_demo
+from quota_engine.sweeper import Sweeper
+
+from .catalog_holder import CatalogHolder, NoActiveCatalog
+from .config import Settings
+from .embedded_redis import EmbeddedRedis
+from .gy import CreditControlApplication
+from .http_app import create_app
+from .logs import log_event
+from .metrics import Metrics
+from .notifier import Notifier
+from .routes import Routes
+
+logger = logging.getLogger("ocs.service")
+
+COMMAND_NAMES = {257: "CER", 280: "DWR", 282: "DPR", 272: "CCR", 258: "RAR", 274: "ASR"}
+
+
+class DiameterMetrics:
+    """Adapts :class:`Metrics` to the protocol's observer hooks (bounded labels only)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def answered(self, command_code: int, result_code: int, seconds: float) -> None:
+        command = COMMAND_NAMES.get(command_code, "unknown")
+        self._metrics.observe_answer(command, result_code, seconds)
+
+    def peer_state_changed(self, old: str | None, new: str | None) -> None:
+        self._metrics.peer_state_changed(old, new)
+
+
+def build_node(
+    settings: Settings,
+    metrics: Metrics,
+    application_factory: Callable[[Codec], Application] = CreditControlApplication,
+) -> Node:
+    """The Diameter node of this OCS, serving the application ``application_factory`` makes."""
+    identity = LocalIdentity(
+        origin_host=settings.diameter_origin_host,
+        origin_realm=settings.diameter_origin_realm,
+        vendor_id=settings.diameter_vendor_id,
+        product_name=settings.diameter_product_name,
+        firmware_revision=settings.diameter_firmware_revision,
+    )
+    codec = Codec(identity)
+    application = application_factory(codec)
+    policy = PeerPolicy.build(
+        [application.application_id],
+        settings.diameter_allowed_peers,
+        settings.diameter_allowed_networks,
+    )
+    timers = Timers(
+        watchdog_interval=settings.diameter_watchdog_interval,
+        cer_timeout=settings.diameter_cer_timeout,
+        dpa_timeout=settings.diameter_dpa_timeout,
+        max_message_size=settings.diameter_max_message_size,
+    )
+    cache = AnswerCache(settings.diameter_duplicate_cache_size, settings.diameter_duplicate_ttl)
+    return Node(codec, policy, timers, application, DiameterMetrics(metrics), cache)
+
+
+@contextlib.asynccontextmanager
+async def redis_connection(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """The configured Redis, or a private embedded one for the lifetime of the node."""
+    embedded: EmbeddedRedis | None = None
+    url = settings.redis_url
+    if not url:
+        embedded = EmbeddedRedis(Path(settings.redis_data_dir))
+        url = await asyncio.to_thread(embedded.start)
+        log_event(logger, "embedded_redis_started", url=url, data_dir=settings.redis_data_dir)
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.ping()
+        yield client
+    finally:
+        await client.aclose()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+            log_event(logger, "embedded_redis_stopped")
+
+
+@contextlib.asynccontextmanager
+async def charging(settings: Settings, store: aioredis.Redis) -> AsyncIterator[ChargingEngine]:
+    """The catalog, the charging engine and the expired-session sweeper.
+
+    On the embedded default (no Redis URL) the demo catalog and the demo subscribers
+    of docs/provisioning.md are installed, idempotently, so a fresh `ocs serve`
+    charges at once. With a configured Redis an active catalog must exist.
+    """
+    embedded = not settings.redis_url
+    holder = CatalogHolder(install_demo=embedded)
+    await holder.start(store)
+    if embedded:
+        await provision_demo(store)
+    engine = ChargingEngine(store, holder.current, EngineSettings())
+    stop_sweeping = asyncio.Event()
+    sweeper = asyncio.create_task(Sweeper(engine).run(stop_sweeping), name="ocs-sweeper")
+    try:
+        yield engine
+    finally:
+        stop_sweeping.set()
+        await sweeper
+        await holder.stop()
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Run one OCS node until ``stop`` is set."""
+    metrics = Metrics()
+    async with redis_connection(settings) as store, charging(settings, store) as engine:
+
+        async def health() -> dict[str, bool]:
+            try:
+                redis_ok = bool(await store.ping())
+            except Exception:
+                redis_ok = False
+            return {"redis": redis_ok, "diameter": True}
+
+        connections: set[PeerConnection] = set()
+        routes = Routes(connections)
+        node = build_node(
+            settings,
+            metrics,
+            lambda codec: CreditControlApplication(codec, engine, routes=routes),
+        )
+        server = DiameterServer(
+            node, settings.diameter_host, settings.diameter_port, connections=connections
+        )
+        addresses = await server.start()
+        notifier = Notifier(store, engine, routes)
+        await notifier.start()
+        app = create_app(settings, metrics, health, store=store, sessions=engine)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        await site.start()
+        for host, port in addresses:
+            print(f"Diameter listening on {host}:{port}", flush=True)
+        print(f"HTTP listening on http://{settings.http_host}:{settings.http_port}", flush=True)
+        log_event(
+            logger,
+            "ocs_started",
+            diameter_port=server.port,
+            http_port=settings.http_port,
+            origin_host=settings.diameter_origin_host,
+        )
+        try:
+            await stop.wait()
+        finally:
+            log_event(logger, "ocs_stopping", peers=len(server.connections))
+            await server.stop()
+            await notifier.stop()
+            await runner.cleanup()
+    log_event(logger, "ocs_stopped")
+
+
+async def _main(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await serve(settings, stop)
+
+
+def run(settings: Settings) -> int:
+    """Entry point of `ocs serve`; returns the process exit code."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a declared dependency
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    try:
+        runner(_main(settings))
+    except NoActiveCatalog as error:
+        print(f"ocs serve: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,63 @@
+-- balance.lua: CCR-Event with Requested-Action CHECK_BALANCE. Read-only.
+--
+-- KEYS (all under the account's hash tag {A}):
+--   1 ocs:acct:{A}                     account HASH
+--   2 ocs:acct:{A}:buckets             buckets HASH
+-- ARGV:
+--   1 msgpack map: now, s = list of services: k, rg, si, sv, unit, units (> 0),
+--     st (preset outcome), zr, p (price {fi, fc, ni, nc})
+-- Returns: msgpack map {o, bal, s = {{k, rg, si, o, u, g, c}, ...}}:
+--   o is "ok", "insufficient_balance" (some service cannot be afforded),
+--   "unknown_subscriber" or "service_denied" (account not active);
+--   bal = free money now (sum over valid money buckets that apply to every service,
+--   "main" with the postpaid credit limit); per service o "ok" or
+--   "insufficient_balance" (or its preset outcome), g = units asked, c = their price.
+--
+-- Services are checked one after the other as if each were debited (the same rule as
+-- event.lua: free units of unit buckets first, then charge(p, rest, false) in money),
+-- so two services cannot both count the same money. Nothing is written.
+
+-- @include lib.lua
+
+local req = cmsgpack.unpack(ARGV[1])
+local K_ACCT, K_BUCKETS = KEYS[1], KEYS[2]
+
+local A = account_info(K_ACCT)
+if not A then
+  return cmsgpack.pack({ o = 'unknown_subscriber', bal = 0, s = {} })
+end
+if A.status ~= 'active' then
+  return cmsgpack.pack({ o = 'service_denied', bal = 0, s = {} })
+end
+
+local now = req.now
+local B = load_buckets(K_BUCKETS)
+local bal = 0
+for _, b in ipairs(candidates(B, 'money', nil, nil, now)) do
+  bal = bal + money_free(b, A.credit)
+end
+
+local o = 'ok'
+local out = {}
+for _, sv in ipairs(req.s or {}) do
+  local res = { k = sv.k, rg = sv.rg, si = sv.si, u = sv.unit, o = 'ok', g = 0, c = 0 }
+  local units = tonumber(sv.units) or 0
+  if sv.st then
+    res.o = sv.st
+  elseif sv.zr then
+    res.o = 'not_applicable'
+  elseif sv.p and units > 0 then
+    local ulist, mlist, from_units, cost, free_money = quote(B, A, sv, units, now)
+    res.g, res.c = units, cost
+    if cost > free_money then
+      res.o = 'insufficient_balance'
+      o = 'insufficient_balance'
+    else
+      -- as if debited, in memory only
+      take_units(B, ulist, from_units, {})
+      take_money(B, mlist, cost, A.credit, {})
+    end
+  end
+  out[#out + 1] = res
+end
+return cmsgpack.pack({ o = o, bal = bal, s = out })

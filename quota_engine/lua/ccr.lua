@@ -1,0 +1,200 @@
+-- ccr.lua: one session Credit-Control-Request (INITIAL, UPDATE or TERMINATE), all of
+-- its services at once, atomically.
+--
+-- KEYS (all under the account's hash tag {A}):
+--   1 ocs:acct:{A}                     account HASH (status, kind, credit_limit, currency)
+--   2 ocs:acct:{A}:buckets             buckets HASH
+--   3 ocs:acct:{A}:sess:<session-id>   session STRING (msgpack)
+--   4 ocs:acct:{A}:sessions            ZSET session id -> deadline
+--   5 ocs:acct:{A}:idem:<session-id>:<n>  stored result STRING
+--   6 ocs:acct:{A}:records             STREAM of rated records
+--   7 ocs:acct:{A}:usage:<period>      HASH service id -> units used in the bill period
+-- ARGV:
+--   1 msgpack map: sid, acct, n (request number), type ("initial"|"update"|"terminate"),
+--     ts (request time), now (server time), dl (new deadline), ttl (idempotency TTL s),
+--     uttl (usage hash TTL s), peer, ctx, ids (identities),
+--     s = list of services, each: k (key: rating group, "si<n>" or "-"), rg, si, sv
+--     (service id), unit, used, req (units wanted, rounded up here to whole increments
+--     with the rating group's continuation flag; absent: no new grant), final (the service ends), st (preset outcome: "no_tariff"), zr
+--     (zero-rated), p (price {fi, fc, ni, nc, key, m}), vt (validity time), thr (quota
+--     threshold percent), qht (quota holding time), fa/ra (final unit action, redirect)
+-- Returns: msgpack map {o = outcome, n, dl, s = {{k, rg, si, o, u, g, vt, thr, qht, fu,
+--   fa, ra, c}, ...}} in the order of ARGV's services; o of the whole request is "ok",
+--   "out_of_order", "unknown_session", "unknown_subscriber" or "service_denied".
+--
+-- Order of work: (1) idempotency: the result stored for (session, n) is returned as is;
+-- (2) order: n older than the session's last -> out_of_order, equal (result no longer
+-- stored) -> out_of_order; no session and not INITIAL -> unknown_session; (3) account:
+-- missing -> unknown_subscriber; not active on INITIAL -> service_denied with nothing
+-- written; not active on UPDATE -> usage committed, reservations released, no new
+-- grants, service_denied; not active on TERMINATE -> handled as a normal TERMINATE;
+-- (4) per service: commit the used units at the stored price (lib.lua commit),
+-- release the old reservation, then reserve the new grant (lib.lua reserve) at the
+-- new price; a price change flushes the usage charged so far as an "interim" record;
+-- (5) TERMINATE or a final service: records with cause "normal", the rating group
+-- (or the session) is removed; (6) result stored under KEYS[5] for ttl seconds.
+--
+-- Invariants: nothing is written unless the whole request is processed; every money
+-- debit is in exactly one record; a bucket's reserved is the sum of the open
+-- reservations on it; a grant never exceeds what the free units and free money of
+-- the account afford (for postpaid "main": amount - reserved + credit_limit).
+
+-- @include lib.lua
+
+local req = cmsgpack.unpack(ARGV[1])
+local K_ACCT, K_BUCKETS, K_SESS, K_SESSIONS, K_IDEM, K_RECORDS, K_USAGE =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+
+local stored = redis.call('GET', K_IDEM)
+if stored then
+  return stored
+end
+
+local function answer(o)
+  return cmsgpack.pack({ o = o, n = req.n, s = {} })
+end
+
+local raw = redis.call('GET', K_SESS)
+local S = nil
+if raw then
+  S = cmsgpack.unpack(raw)
+  if req.n <= S.n then
+    return answer('out_of_order')
+  end
+elseif req.type ~= 'initial' then
+  return answer('unknown_session')
+end
+
+local A = account_info(K_ACCT)
+if not A then
+  return answer('unknown_subscriber')
+end
+local active = A.status == 'active'
+if not active and (S == nil or req.type == 'initial') then
+  return answer('service_denied')
+end
+
+local now, ts = req.now, req.ts
+local terminating = req.type == 'terminate'
+local B = load_buckets(K_BUCKETS)
+if not S then
+  S = {
+    id = req.sid, acct = req.acct, peer = req.peer, ctx = req.ctx, ids = req.ids,
+    n = req.n, t0 = ts, rgs = {},
+  }
+end
+if type(S.rgs) ~= 'table' then
+  S.rgs = {}
+end
+
+local usage = {}
+local function note_usage(R, used)
+  if used > 0 and R.sv then
+    usage[R.sv] = (usage[R.sv] or 0) + used
+  end
+end
+
+local out = {}
+for _, sv in ipairs(req.s or {}) do
+  local used = tonumber(sv.used) or 0
+  local res = { k = sv.k, rg = sv.rg, si = sv.si, u = sv.unit, o = 'ok', g = 0, c = 0 }
+  local R = S.rgs[sv.k]
+  if not R and used > 0 and sv.p then
+    -- usage for a rating group holding no state (no grant was reserved): charged at
+    -- the current price, from free units and money
+    R = new_rg(sv, ts)
+    S.rgs[sv.k] = R
+  end
+  local closing = terminating or sv.final
+  if R then
+    res.c = commit(B, A, R, used, now)
+    note_usage(R, used)
+    if sv.p and not closing and R.p.key ~= sv.p.key then
+      -- re-rated (time band, zone, tier or catalog changed): what was charged at the
+      -- old price becomes a record of its own
+      if R.used > 0 or R.chg > 0 then
+        flush(S, R, 'interim', req.n, ts, A.currency, K_RECORDS)
+      end
+      R.p, R.zr = sv.p, sv.zr
+    end
+  end
+  if closing then
+    if R then
+      flush(S, R, 'normal', req.n, ts, A.currency, K_RECORDS)
+      S.rgs[sv.k] = nil
+    end
+    if sv.st then
+      res.o = sv.st
+    elseif sv.zr then
+      res.o = 'not_applicable'
+    end
+  elseif not active then
+    res.o = 'service_denied'
+  elseif sv.st then
+    res.o = sv.st
+  elseif sv.zr then
+    res.o = 'not_applicable'
+    if not R then
+      S.rgs[sv.k] = new_rg(sv, ts)
+    end
+  elseif sv.req and sv.req > 0 and sv.p then
+    local fresh = R == nil
+    if fresh then
+      R = new_rg(sv, ts)
+    end
+    local granted, capped = reserve(B, A, R, sv.req, now)
+    if granted > 0 then
+      S.rgs[sv.k] = R
+      res.g, res.fu, res.vt, res.qht = granted, capped, sv.vt, sv.qht
+      if sv.thr then
+        res.thr = idiv(granted * sv.thr, 100)
+      end
+      if capped then
+        res.fa, res.ra = sv.fa, sv.ra
+      end
+    else
+      res.o = 'credit_limit_reached'
+      if not fresh then
+        S.rgs[sv.k] = R
+      end
+    end
+  end
+  out[#out + 1] = res
+end
+
+if terminating then
+  local rest = {}
+  for k, R in pairs(S.rgs) do
+    rest[#rest + 1] = k
+  end
+  table.sort(rest)
+  for _, k in ipairs(rest) do
+    local R = S.rgs[k]
+    commit(B, A, R, 0, now)
+    flush(S, R, 'normal', req.n, ts, A.currency, K_RECORDS)
+  end
+  redis.call('DEL', K_SESS)
+  redis.call('ZREM', K_SESSIONS, req.sid)
+else
+  S.n, S.t, S.dl = req.n, ts, req.dl
+  redis.call('SET', K_SESS, cmsgpack.pack(S))
+  redis.call('ZADD', K_SESSIONS, req.dl, req.sid)
+end
+save_buckets(B)
+
+local any_usage = false
+for service, units in pairs(usage) do
+  redis.call('HINCRBY', K_USAGE, service, units)
+  any_usage = true
+end
+if any_usage and req.uttl then
+  redis.call('EXPIRE', K_USAGE, req.uttl)
+end
+
+local o = 'ok'
+if not active and not terminating then
+  o = 'service_denied'
+end
+local result = cmsgpack.pack({ o = o, n = req.n, dl = (not terminating) and req.dl or nil, s = out })
+redis.call('SET', K_IDEM, result, 'EX', req.ttl)
+return result

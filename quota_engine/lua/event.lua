@@ -1,0 +1,110 @@
+-- event.lua: one CCR-Event with Requested-Action DIRECT_DEBITING (SMS and other
+-- one-off services): debit the units of every service now, all or nothing.
+--
+-- KEYS (all under the account's hash tag {A}):
+--   1 ocs:acct:{A}                     account HASH
+--   2 ocs:acct:{A}:buckets             buckets HASH
+--   3 ocs:acct:{A}:idem:<session-id>:<n>  stored result STRING
+--   4 ocs:acct:{A}:records             STREAM of rated records
+--   5 ocs:acct:{A}:usage:<period>      HASH service id -> units used in the bill period
+-- ARGV:
+--   1 msgpack map: sid, acct, n, ts, now, ttl, uttl, peer, ctx, ids,
+--     s = list of services: k, rg, si, sv, unit, units (to debit, > 0), st (preset
+--     outcome), zr (zero-rated), p (price {fi, fc, ni, nc, key, m})
+-- Returns: msgpack map {o = outcome, n, c = total cost, s = {{k, rg, si, o, u, g, c}, ...}};
+--   o is "ok", "unknown_subscriber" or "service_denied"; a service's o is "ok",
+--   "credit_limit_reached", "not_applicable" or its preset outcome.
+--
+-- Each service's units are taken from the free units of applicable unit buckets first
+-- (priority, then soonest valid_to); the rest is charged charge(p, rest, false) in
+-- money, from the free money of applicable money buckets in the same order (postpaid
+-- "main" down to -credit_limit). If any service cannot be paid in full, nothing at all
+-- is written (no debit, no record, no stored result) and that service answers
+-- credit_limit_reached. Otherwise one record per service (cause "event", id
+-- "<session>;<n>;<key>") and the result is stored under KEYS[3] for ttl seconds, so a
+-- retransmission gets the same answer and is debited once.
+
+-- @include lib.lua
+
+local req = cmsgpack.unpack(ARGV[1])
+local K_ACCT, K_BUCKETS, K_IDEM, K_RECORDS, K_USAGE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+
+local stored = redis.call('GET', K_IDEM)
+if stored then
+  return stored
+end
+
+local function answer(o)
+  return cmsgpack.pack({ o = o, n = req.n, c = 0, s = {} })
+end
+
+local A = account_info(K_ACCT)
+if not A then
+  return answer('unknown_subscriber')
+end
+if A.status ~= 'active' then
+  return answer('service_denied')
+end
+
+local now, ts = req.now, req.ts
+local B = load_buckets(K_BUCKETS)
+local S = { id = req.sid, acct = req.acct, peer = req.peer, ctx = req.ctx, ids = req.ids }
+local out, records, refused, total = {}, {}, false, 0
+
+for _, sv in ipairs(req.s or {}) do
+  local res = { k = sv.k, rg = sv.rg, si = sv.si, u = sv.unit, o = 'ok', g = 0, c = 0 }
+  local units = tonumber(sv.units) or 0
+  if sv.st then
+    res.o = sv.st
+  elseif sv.p and units > 0 then
+    local R = new_rg(sv, ts)
+    local ok = true
+    if not sv.zr then
+      -- affordability first, on the free amounts: unit buckets, then money
+      local ulist, mlist, from_units, cost, free_money = quote(B, A, sv, units, now)
+      if cost > free_money then
+        ok = false
+      else
+        take_units(B, ulist, from_units, R.al)
+        take_money(B, mlist, cost, A.credit, R.mo)
+        R.chg = cost
+      end
+    end
+    if ok then
+      R.used = units
+      res.g, res.c = units, R.chg
+      total = total + R.chg
+      if sv.zr then
+        res.o = 'not_applicable'
+      end
+      records[#records + 1] = R
+    else
+      res.o = 'credit_limit_reached'
+      refused = true
+    end
+  end
+  out[#out + 1] = res
+end
+
+if refused then
+  for _, res in ipairs(out) do
+    res.g, res.c = 0, 0
+  end
+  return cmsgpack.pack({ o = 'ok', n = req.n, c = 0, s = out })
+end
+
+save_buckets(B)
+local any_usage = false
+for _, R in ipairs(records) do
+  append_record(K_RECORDS, record_blob(S, R, 'event', req.n, ts, A.currency))
+  if R.sv and R.used > 0 then
+    redis.call('HINCRBY', K_USAGE, R.sv, R.used)
+    any_usage = true
+  end
+end
+if any_usage and req.uttl then
+  redis.call('EXPIRE', K_USAGE, req.uttl)
+end
+local result = cmsgpack.pack({ o = 'ok', n = req.n, c = total, s = out })
+redis.call('SET', K_IDEM, result, 'EX', req.ttl)
+return result

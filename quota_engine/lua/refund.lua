@@ -1,0 +1,78 @@
+-- refund.lua: one CCR-Event with Requested-Action REFUND_ACCOUNT: credit money back to
+-- the account.
+--
+-- KEYS (all under the account's hash tag {A}):
+--   1 ocs:acct:{A}                     account HASH
+--   2 ocs:acct:{A}:buckets             buckets HASH
+--   3 ocs:acct:{A}:idem:<session-id>:<n>  stored result STRING
+--   4 ocs:acct:{A}:records             STREAM of rated records
+--   5 ocs:acct:{A}:history             LIST of balance actions (JSON, oldest first)
+-- ARGV:
+--   1 msgpack map: sid, acct, n, ts, now, ttl, peer, ctx, ids,
+--     s = list of services: k, rg, si, sv, unit, units, st (preset outcome),
+--     p (price, for the record's metadata), amount (micro-units to credit, >= 0)
+-- Returns: msgpack map {o, n, c = -(total money credited), s = {{k, rg, si, o, u, g, c}, ...}};
+--   o is "ok" or "unknown_subscriber" (a refund is accepted whatever the status).
+--
+-- Money goes to "main" (created if missing); a service with a preset outcome gets
+-- nothing. Each credited service gets one record (cause "refund", charged = -amount,
+-- used = units) and one history entry (RPUSH, like the accounts' credits)
+-- {"time": now, "action": "refund", "bucket": "main", "amount": micro-units,
+-- "units": 0, "currency": .., "reason": "refund", "session": .., "request": n}.
+-- The result is stored under KEYS[3] for ttl seconds: a retransmission credits once.
+
+-- @include lib.lua
+
+local req = cmsgpack.unpack(ARGV[1])
+local K_ACCT, K_BUCKETS, K_IDEM, K_RECORDS, K_HISTORY = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+
+local stored = redis.call('GET', K_IDEM)
+if stored then
+  return stored
+end
+
+local A = account_info(K_ACCT)
+if not A then
+  return cmsgpack.pack({ o = 'unknown_subscriber', n = req.n, c = 0, s = {} })
+end
+
+local function json_str(v)
+  if v == nil then
+    return 'null'
+  end
+  return cjson.encode(v)
+end
+
+local ts = req.ts
+local B = load_buckets(K_BUCKETS)
+local S = { id = req.sid, acct = req.acct, peer = req.peer, ctx = req.ctx, ids = req.ids }
+local out, total = {}, 0
+for _, sv in ipairs(req.s or {}) do
+  local res = { k = sv.k, rg = sv.rg, si = sv.si, u = sv.unit, o = 'ok', g = 0, c = 0 }
+  local units = tonumber(sv.units) or 0
+  local amount = tonumber(sv.amount) or 0
+  local R = new_rg(sv, ts)
+  if sv.st then
+    res.o = sv.st
+  else
+    local b = main_bucket(B)
+    b.amount = b.amount + amount
+    touch(B, b)
+    add_to(R.mo, 'main', -amount)
+    R.chg = -amount
+    R.used = units
+    res.g, res.c = units, -amount
+    total = total + amount
+    append_record(K_RECORDS, record_blob(S, R, 'refund', req.n, ts, A.currency))
+    redis.call('RPUSH', K_HISTORY, '{"time":' .. fmt_int(req.now)
+      .. ',"action":"refund","bucket":"main","amount":' .. fmt_int(amount)
+      .. ',"units":0,"currency":' .. json_str(A.currency)
+      .. ',"reason":"refund","session":' .. json_str(req.sid) .. ',"request":' .. fmt_int(req.n) .. '}')
+  end
+  out[#out + 1] = res
+end
+save_buckets(B)
+
+local result = cmsgpack.pack({ o = 'ok', n = req.n, c = -total, s = out })
+redis.call('SET', K_IDEM, result, 'EX', req.ttl)
+return result

@@ -1,0 +1,59 @@
+-- settle.lua: settle one session whose deadline has passed (its CCR-T never came).
+--
+-- KEYS (all under the account's hash tag {A}):
+--   1 ocs:acct:{A}                     account HASH (currency)
+--   2 ocs:acct:{A}:buckets             buckets HASH
+--   3 ocs:acct:{A}:sess:<session-id>   session STRING (msgpack)
+--   4 ocs:acct:{A}:sessions            ZSET session id -> deadline
+--   5 ocs:acct:{A}:records             STREAM of rated records
+-- ARGV:
+--   1 session id
+--   2 now (Unix seconds)
+-- Returns: msgpack map {o = "settled", records = count} | {o = "gone"} |
+--   {o = "alive", dl = deadline}
+--
+-- "gone": there is no such session (already terminated or settled); the ZSET entry is
+-- removed. "alive": its deadline is later than now (a CCR arrived meanwhile): nothing
+-- is touched. "settled": the usage committed by the session's reports stays charged
+-- (nothing more was reported, nothing more is charged), every open reservation is
+-- released, one record per rating group is appended (cause "expired", request number
+-- = the session's last + 1, as if it were the CCR-T that never came; end = the time of
+-- the last request), and the session is deleted. Running it twice is harmless, so any
+-- number of sweepers may race on one session.
+
+-- @include lib.lua
+
+local K_ACCT, K_BUCKETS, K_SESS, K_SESSIONS, K_RECORDS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local sid, now = ARGV[1], tonumber(ARGV[2])
+
+local raw = redis.call('GET', K_SESS)
+if not raw then
+  redis.call('ZREM', K_SESSIONS, sid)
+  return cmsgpack.pack({ o = 'gone' })
+end
+local S = cmsgpack.unpack(raw)
+if (tonumber(S.dl) or 0) > now then
+  return cmsgpack.pack({ o = 'alive', dl = S.dl })
+end
+
+local currency = redis.call('HGET', K_ACCT, 'currency') or nil
+if currency == false then
+  currency = nil
+end
+local A = { credit = 0, currency = currency }
+local B = load_buckets(K_BUCKETS)
+local keys = {}
+for k, _ in pairs(S.rgs or {}) do
+  keys[#keys + 1] = k
+end
+table.sort(keys)
+local end_ts = S.t or S.t0
+for _, k in ipairs(keys) do
+  local R = S.rgs[k]
+  commit(B, A, R, 0, now)
+  flush(S, R, 'expired', S.n + 1, end_ts, currency, K_RECORDS)
+end
+save_buckets(B)
+redis.call('DEL', K_SESS)
+redis.call('ZREM', K_SESSIONS, sid)
+return cmsgpack.pack({ o = 'settled', records = #keys })

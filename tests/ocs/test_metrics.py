@@ -1,0 +1,142 @@
+"""ocs.metrics: names, labels, buckets, isolation, exposition."""
+
+import platform
+
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+from ocs.metrics import DURATION_BUCKETS, Metrics
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def test_build_info_names_version_and_python():
+    metrics = Metrics(version="1.2.3")
+    assert sample(metrics, "ocs_build_info", version="1.2.3", python=platform.python_version()) == 1
+
+
+def test_build_info_defaults_to_the_package_version():
+    metrics = Metrics()
+    body, _ = metrics.render()
+    assert 'ocs_build_info{python="' in body.decode()
+
+
+def test_observe_answer_counts_by_command_and_result_code():
+    metrics = Metrics()
+    metrics.observe_answer("CCR", 2001, 0.002)
+    metrics.observe_answer("CCR", 2001, 0.003)
+    metrics.observe_answer("CCR", 4012, 0.004)
+    metrics.observe_answer("DWR", 2001, 0.0001)
+    total = "ocs_diameter_requests_total"
+    assert sample(metrics, total, command="CCR", result_code="2001") == 2
+    assert sample(metrics, total, command="CCR", result_code="4012") == 1
+    assert sample(metrics, total, command="DWR", result_code="2001") == 1
+    assert sample(metrics, "ocs_diameter_request_duration_seconds_count", command="CCR") == 3
+    assert sample(
+        metrics, "ocs_diameter_request_duration_seconds_sum", command="CCR"
+    ) == pytest.approx(0.009)
+
+
+def test_duration_buckets_are_100us_to_1s():
+    assert DURATION_BUCKETS == (
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
+    )  # fmt: skip
+    metrics = Metrics()
+    metrics.observe_answer("CCR", 2001, 0.0003)
+    bucket = "ocs_diameter_request_duration_seconds_bucket"
+    assert sample(metrics, bucket, command="CCR", le="0.00025") == 0
+    assert sample(metrics, bucket, command="CCR", le="0.0005") == 1
+    assert sample(metrics, bucket, command="CCR", le="+Inf") == 1
+    families = {f.name: f for f in parse_text(metrics.render()[0].decode())}
+    les = [
+        float(s.labels["le"])
+        for s in families["ocs_diameter_request_duration_seconds"].samples
+        if s.name.endswith("_bucket") and s.labels["command"] == "CCR"
+    ]
+    assert les == [*DURATION_BUCKETS, float("inf")]
+
+
+def test_unknown_commands_and_result_codes_fold_into_bounded_labels():
+    metrics = Metrics()
+    metrics.observe_answer("XYZ-session-4711", 2001, 0.001)
+    metrics.observe_answer("CCR", 99, 0.001)
+    metrics.observe_answer("CCR", 60001, 0.001)
+    total = "ocs_diameter_requests_total"
+    assert sample(metrics, total, command="unknown", result_code="2001") == 1
+    assert sample(metrics, total, command="CCR", result_code="invalid") == 2
+    assert "XYZ" not in metrics.render()[0].decode()
+
+
+def test_known_commands_have_series_before_any_request():
+    metrics = Metrics()
+    for command in ("CCR", "CER", "DWR", "DPR"):
+        assert sample(metrics, "ocs_diameter_request_duration_seconds_count", command=command) == 0
+
+
+def test_negative_duration_is_refused():
+    metrics = Metrics()
+    with pytest.raises(ValueError, match="must not be negative, got -0.1"):
+        metrics.observe_answer("CCR", 2001, -0.1)
+    assert sample(metrics, "ocs_diameter_requests_total", command="CCR", result_code="2001") is None
+
+
+def test_peer_state_changes_move_one_connection():
+    metrics = Metrics()
+    metrics.peer_state_changed(None, "WAIT_CER")
+    metrics.peer_state_changed(None, "WAIT_CER")
+    metrics.peer_state_changed("WAIT_CER", "OPEN")
+    assert sample(metrics, "ocs_diameter_peers", state="WAIT_CER") == 1
+    assert sample(metrics, "ocs_diameter_peers", state="OPEN") == 1
+    metrics.peer_state_changed("OPEN", "CLOSED")
+    metrics.peer_state_changed("CLOSED", None)
+    assert sample(metrics, "ocs_diameter_peers", state="OPEN") == 0
+    assert sample(metrics, "ocs_diameter_peers", state="CLOSED") == 0
+
+
+def test_instances_do_not_share_counts():
+    first, second = Metrics(), Metrics()
+    first.observe_answer("CCR", 2001, 0.001)
+    assert sample(first, "ocs_diameter_requests_total", command="CCR", result_code="2001") == 1
+    assert sample(second, "ocs_diameter_requests_total", command="CCR", result_code="2001") is None
+
+
+def test_nothing_lands_in_the_global_registry():
+    from prometheus_client import REGISTRY
+
+    Metrics().observe_answer("CCR", 2001, 0.001)
+    assert (
+        REGISTRY.get_sample_value(
+            "ocs_diameter_requests_total", {"command": "CCR", "result_code": "2001"}
+        )
+        is None
+    )
+
+
+def test_render_prometheus_text_by_default():
+    metrics = Metrics()
+    metrics.observe_answer("CER", 2001, 0.001)
+    body, content_type = metrics.render()
+    assert content_type.startswith("text/plain; version=0.0.4")
+    text = body.decode()
+    assert 'ocs_diameter_requests_total{command="CER",result_code="2001"} 1.0' in text
+    assert "# TYPE ocs_diameter_request_duration_seconds histogram" in text
+    assert "process_cpu_seconds_total" in text
+    names = {family.name for family in parse_text(text)}
+    assert {"ocs_build_info", "ocs_diameter_requests", "ocs_diameter_peers"} <= names
+
+
+def test_render_openmetrics_when_asked():
+    metrics = Metrics()
+    metrics.observe_answer("CER", 2001, 0.001)
+    body, content_type = metrics.render("application/openmetrics-text; version=1.0.0")
+    assert content_type.startswith("application/openmetrics-text")
+    assert body.decode().endswith("# EOF\n")
+    names = {family.name for family in parse_om(body.decode())}
+    assert "ocs_diameter_requests" in names
+
+
+def test_process_metrics_can_be_left_out():
+    assert "process_cpu_seconds_total" not in Metrics(process=False).render()[0].decode()

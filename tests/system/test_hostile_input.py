@@ -1,0 +1,172 @@
+"""Random and mutated bytes never take the server down (hypothesis, real TCP).
+
+The OCS Diameter node runs on its own event loop in a background thread; each
+hypothesis example opens a fresh connection, completes CER/CEA, sends hostile bytes
+and requires either an answer or a close. A control peer opened before the attack
+must still be served afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+import threading
+
+import pytest
+from diameter.message import Message
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ocs.config import Settings
+from ocs.metrics import Metrics
+from ocs.service import build_node
+from protocol.server import DiameterServer
+from tests.protocol import reference_peer as ref
+
+
+class ThreadedServer:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        settings = dataclasses.replace(
+            Settings(),
+            diameter_host="127.0.0.1",
+            diameter_port=0,
+            diameter_origin_host="ocs.test.net",
+            diameter_origin_realm="test.net",
+            diameter_max_message_size=8192,
+            diameter_cer_timeout=2.0,
+        )
+        self.server: DiameterServer | None = None
+        self.settings = settings
+
+    def start(self) -> int:
+        self.thread.start()
+
+        async def start() -> DiameterServer:
+            server = DiameterServer(build_node(self.settings, Metrics()), "127.0.0.1", 0)
+            await server.start()
+            return server
+
+        self.server = asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
+        return self.server.port
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+_pending: dict[int, bytes] = {}  # bytes read past the last message, per socket
+
+
+def recv_message(sock: socket.socket) -> bytes | None:
+    """One whole message, or None when the server closed the connection."""
+    data = _pending.pop(sock.fileno(), b"")
+    while len(data) < 4 or len(data) < int.from_bytes(data[1:4], "big"):
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return None
+        if not chunk:
+            return None
+        data += chunk
+    length = int.from_bytes(data[1:4], "big")
+    if len(data) > length:
+        _pending[sock.fileno()] = data[length:]
+    return data[:length]
+
+
+def open_socket(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    _pending.pop(sock.fileno(), None)
+    sock.sendall(ref.cer().as_bytes())
+    cea = recv_message(sock)
+    assert cea is not None and Message.from_bytes(cea).result_code == 2001
+    return sock
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The server, and a control peer that opened before any attack."""
+    server = ThreadedServer()
+    port = server.start()
+    control = open_socket(port)
+    yield port, control
+    control.close()
+    server.stop()
+
+
+@pytest.fixture
+def server_port(server):
+    return server[0]
+
+
+VALID = ref.ccr().as_bytes()
+
+
+@st.composite
+def mutated_ccr(draw) -> bytes:
+    data = bytearray(VALID)
+    for _ in range(draw(st.integers(1, 6))):
+        index = draw(st.integers(4, len(data) - 1))  # keep a framable length
+        data[index] = draw(st.integers(0, 255))
+    return bytes(data)
+
+
+def framable(payload: bytes) -> bytes:
+    """Random bytes behind a valid Diameter length, so the server must parse them."""
+    return b"\x01" + (20 + len(payload)).to_bytes(3, "big") + bytes(16) + payload
+
+
+def assert_still_sane(sock: socket.socket, data: bytes) -> None:
+    """Send ``data`` then a DWR: the server must close, or answer the DWR.
+
+    Whatever else comes back first (error answers to the hostile bytes) must be well
+    framed. Hostile bytes without the R bit are answers with an unknown Hop-by-Hop-Id,
+    which the RFC says to discard silently, hence the DWR probe.
+    """
+    probe = ref.dwr()
+    sock.sendall(data + probe.as_bytes())
+    while True:
+        message = recv_message(sock)
+        if message is None:
+            return  # closed: allowed
+        assert message[0] == 1
+        assert int.from_bytes(message[1:4], "big") == len(message)
+        is_request = message[4] & 0x80
+        if message[12:16] == probe.header.hop_by_hop_identifier.to_bytes(4, "big"):
+            assert not is_request and int.from_bytes(message[5:8], "big") == 280
+            return
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=mutated_ccr())
+def test_mutated_requests_get_an_answer_or_a_close(server_port, data):
+    with open_socket(server_port) as sock:
+        assert_still_sane(sock, data)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(payload=st.binary(min_size=0, max_size=300))
+def test_random_bodies_get_an_answer_or_a_close(server_port, payload):
+    with open_socket(server_port) as sock:
+        assert_still_sane(sock, framable(payload))
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+@given(garbage=st.binary(min_size=1, max_size=200))
+def test_garbage_before_cer_never_crashes(server_port, garbage):
+    with socket.create_connection(("127.0.0.1", server_port), timeout=5) as sock:
+        sock.sendall(garbage)
+        sock.shutdown(socket.SHUT_WR)
+        while recv_message(sock) is not None:
+            pass
+
+
+def test_control_peer_is_still_served_after_the_attacks(server):
+    port, control = server
+    assert_still_sane(control, b"")  # answers its DWR (server DWRs in between are skipped)
+    with open_socket(port) as sock:  # and new peers are still accepted
+        assert_still_sane(sock, b"")
