@@ -18,6 +18,9 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
 
 from protocol.base import PeerPolicy
 from protocol.connection import Application, Node, PeerConnection, Timers
@@ -87,6 +90,15 @@ def build_node(
     return Node(codec, policy, timers, application, DiameterMetrics(metrics), cache)
 
 
+def redis_retry_policy() -> Retry:
+    """One immediate retry of a command whose connection was lost, none after a
+    timeout. Every write the OCS sends is idempotent (scripts keyed by session and
+    request number, balance actions by their id), so a command resent on a new
+    connection cannot charge twice; a timed-out one may still be running, and
+    waiting seconds between retries would outlast the client's Tx timer anyway."""
+    return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+
+
 @contextlib.asynccontextmanager
 async def redis_connection(settings: Settings) -> AsyncIterator[aioredis.Redis]:
     """The configured Redis, or a private embedded one for the lifetime of the node."""
@@ -96,7 +108,7 @@ async def redis_connection(settings: Settings) -> AsyncIterator[aioredis.Redis]:
         embedded = EmbeddedRedis(Path(settings.redis_data_dir))
         url = await asyncio.to_thread(embedded.start)
         log_event(logger, "embedded_redis_started", url=url, data_dir=settings.redis_data_dir)
-    client = aioredis.Redis.from_url(url)
+    client = aioredis.Redis.from_url(url, retry=redis_retry_policy())
     try:
         await client.ping()
         yield client

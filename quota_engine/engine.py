@@ -8,9 +8,11 @@ the whole batch, usually three:
 1. identities -> account: an in-process cache (``identity_cache_ttl``); misses are
    read (``GET ocs:sub:<identity>``) in one pipeline, the first identity of a request
    that has an account wins;
-2. one pipeline reads every account's fields (plan, status, bill cycle day) and its
-   period usage (``ocs:acct:{A}:usage:<period>``, for tiers). The period needs the bill
-   cycle day, which is cached with the identity; if it changed, the usage is read again;
+2. accounts: the fields rating needs (plan, bill cycle day, currency) and the period
+   usage (``ocs:acct:{A}:usage:<period>``, for tiers) come from an in-process cache
+   (``account_cache_ttl``) for session CCRs and direct debits; the other requests and
+   the misses read them in one pipeline. The period needs the bill cycle day, which
+   is cached; if it changed, the usage is read again;
 3. each service is rated in Cython (``Catalog.find_service``, ``Rater.price``), and
    ONE pipeline carries one script call per request (ccr.lua, event.lua, refund.lua or
    balance.lua);
@@ -18,6 +20,15 @@ the whole batch, usually three:
    answers: ZADD at the deadline of every session alive after its call, ZREM of every
    session a CCR-T ended, nothing for a request that changed no session (out of
    order, unknown session, a replayed answer keeps the session indexed).
+
+The cache is optimistic and never trusted blindly: ccr.lua and event.lua get the
+plan, bill cycle day and currency the request was rated with, and for each tiered
+price the usage range its tier holds for, and compare them with Redis before writing
+anything. A request rated from an outdated copy (a plan change, a tier crossed by
+usage elsewhere) is answered ``stale``; the engine drops the cached account, reads it
+and runs the request again (step 2 and 3 once more, for those requests only). So in
+the steady state a batch costs two round trips, and a change made anywhere applies to
+the very next request.
 
 A request that cannot be prepared (e.g. a Python error while rating it) fails alone:
 :class:`ChargingBatchError` carries it in its place, the others are answered.
@@ -65,6 +76,7 @@ from quota_engine.timebands import BandClock
 
 __all__ = [
     "MAX_GRANT_COST",
+    "AccountChanged",
     "ChargingBatchError",
     "MAX_USED",
     "ChargingEngine",
@@ -80,6 +92,9 @@ MAX_GRANT_COST = 2**50
 """A grant is cut so that its price stays below this many micro-units."""
 
 _ACCOUNT_FIELDS = ("status", "kind", "currency", "plan", "bill_cycle_day")
+_ATTEMPTS = 3
+"""Runs of a request whose script found the cached account outdated (the last one
+with the account just read; a third means it changed twice in a few milliseconds)."""
 _UNITS = {u.value: u for u in Unit}
 
 
@@ -103,6 +118,10 @@ class EngineSettings:
     identity_cache_ttl: float = 30.0
     """How long an identity -> account mapping is trusted without reading Redis."""
     identity_cache_size: int = 200_000
+    account_cache_ttl: float = 30.0
+    """How long an account's plan, bill cycle day, currency and period usage are
+    reused without reading Redis (the scripts check them; see the module doc)."""
+    account_cache_size: int = 200_000
     usage_ttl: int = 400 * 86400
     """Period usage hashes expire this long after their last write."""
 
@@ -116,8 +135,9 @@ class EngineSettings:
         pct = self.quota_threshold_percent
         if pct is not None and not 0 <= pct <= 100:
             raise ValueError("quota_threshold_percent must be 0..100 or None")
-        if self.identity_cache_ttl < 0:
-            raise ValueError("identity_cache_ttl must not be negative")
+        for name in ("identity_cache_ttl", "account_cache_ttl"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
 
     def default_grant(self, unit: str) -> int:
         if unit == "octets":
@@ -158,11 +178,17 @@ class ChargingBatchError(RuntimeError):
         super().__init__(f"{len(errors)} of {len(results)} charging requests failed: {errors[0]}")
 
 
+class AccountChanged(RuntimeError):
+    """A request's account kept changing while it was being charged (see
+    ``_ATTEMPTS``); nothing was written for it and it can be sent again."""
+
+
 class _Job:
     """One request on its way through :meth:`ChargingEngine.charge`."""
 
     __slots__ = (
         "account",
+        "answer",
         "error",
         "index",
         "info",
@@ -176,13 +202,28 @@ class _Job:
     def __init__(self, request: ChargingRequest) -> None:
         self.request = request
         self.account: str | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to resolved-only, to be prepared and run again."""
         self.info: dict[str, str] | None = None
         self.usage: dict[str, int] = {}
         self.result: ChargingResult | None = None
-        self.error: BaseException | None = None  # met while preparing the request
+        self.error: BaseException | None = None  # met while preparing or running it
         self.index: int | None = None  # of the script call in the pipeline
+        self.answer: dict[str, Any] | None = None  # the script's answer
         self.member: str | None = None  # ocs:deadlines member of a session request
         self.services: list[dict[str, Any]] = []
+
+    @property
+    def checks_account(self) -> bool:
+        """Whether this request's script re-checks the account fields and usage it
+        was rated with, so that it may be rated from the cache."""
+        request = self.request
+        return request.request_type is not RequestType.EVENT or request.action in (
+            None,
+            EventAction.DIRECT_DEBITING,
+        )
 
 
 class ChargingEngine:
@@ -204,7 +245,10 @@ class ChargingEngine:
         self.settings = settings or EngineSettings()
         self._clock = clock
         self._identities: dict[str, tuple[float, str]] = {}
+        # account -> (expiry (monotonic), bill period, fields, period usage)
+        self._accounts: dict[str, tuple[float, str, dict[str, str], dict[str, int]]] = {}
         self._cycle_days: dict[str, int] = {}
+        self._periods: tuple[int, dict[tuple[int, str], str]] = (0, {})
         self._band_clocks: dict[int, tuple[Catalog, BandClock]] = {}
         self._meta_cache: dict[str, bytes] = {}
 
@@ -259,16 +303,30 @@ class ChargingEngine:
     # ------------------------------------------------------------------ accounts
 
     async def _load_accounts(self, jobs: list[_Job], catalog: Catalog, now: int) -> None:
-        accounts = list(dict.fromkeys(job.account for job in jobs if job.account))
-        if not accounts:
-            return
         tz = catalog.timezone
+        mono = time.monotonic()
+        wanted: dict[str, None] = {}
+        for job in jobs:
+            account = job.account
+            if not account:
+                continue
+            hit = self._accounts.get(account) if job.checks_account else None
+            if hit is not None and hit[0] > mono and hit[1] == self._period(account, tz, now):
+                job.info, job.usage = hit[2], hit[3]
+                continue
+            wanted[account] = None
+        if wanted:
+            await self._read_accounts(list(wanted), jobs, tz, now, mono)
+
+    async def _read_accounts(
+        self, accounts: list[str], jobs: list[_Job], tz: str, now: int, mono: float
+    ) -> None:
         pipe = self.redis.pipeline(transaction=False)
         asked: dict[str, int] = {}
         for account in accounts:
             pipe.hmget(keys.account(account), _ACCOUNT_FIELDS)
-            asked[account] = day = self._cycle_days.get(account, 1)
-            pipe.hgetall(keys.period_usage(account, bill_period(now, day, tz)))
+            asked[account] = self._cycle_days.get(account, 1)
+            pipe.hgetall(keys.period_usage(account, self._period(account, tz, now)))
         values = await pipe.execute()
         infos: dict[str, dict[str, str] | None] = {}
         usages: dict[str, dict[str, int]] = {}
@@ -289,18 +347,40 @@ class ChargingEngine:
         if again:
             pipe = self.redis.pipeline(transaction=False)
             for account in again:
-                period = bill_period(now, self._cycle_days[account], tz)
-                pipe.hgetall(keys.period_usage(account, period))
+                pipe.hgetall(keys.period_usage(account, self._period(account, tz, now)))
             for account, usage in zip(again, await pipe.execute(), strict=True):
                 usages[account] = _usage(usage)
+        ttl = self.settings.account_cache_ttl
+        if ttl > 0:
+            cache = self._accounts
+            if len(cache) + len(accounts) > self.settings.account_cache_size:
+                cache.clear()
+            for account in accounts:
+                info = infos[account]
+                if info is None:
+                    cache.pop(account, None)
+                    continue
+                period = self._period(account, tz, now)
+                cache[account] = (mono + ttl, period, info, usages[account])
         for job in jobs:
-            if job.account:
-                job.info = infos.get(job.account)
+            if job.account in infos:
+                job.info = infos[job.account]
                 job.usage = usages.get(job.account, {})
 
     def _usage_key(self, account: str, catalog: Catalog, now: int) -> str:
+        return keys.period_usage(account, self._period(account, catalog.timezone, now))
+
+    def _period(self, account: str, tz: str, now: int) -> str:
+        """The account's bill period at ``now`` (computed once per second per cycle day)."""
         day = self._cycle_days.get(account, 1)
-        return keys.period_usage(account, bill_period(now, day, catalog.timezone))
+        second, periods = self._periods
+        if second != now:
+            periods = {}
+            self._periods = (now, periods)
+        period = periods.get((day, tz))
+        if period is None:
+            period = periods[day, tz] = bill_period(now, day, tz)
+        return period
 
     # ------------------------------------------------------------------ charge
 
@@ -312,14 +392,14 @@ class ChargingEngine:
         now = int(self._clock())
         catalog, rater = self._catalog_source()
         await self._resolve(jobs)
-        await self._load_accounts(jobs, catalog, now)
-        pipe = ScriptPipeline(self.redis)
-        for job in jobs:
-            try:
-                self._prepare(job, catalog, rater, now, pipe)
-            except Exception as error:  # this request only; the others go on
-                job.error = error
-        results = await pipe.execute() if len(pipe) else []
+        pending = jobs
+        for _ in range(_ATTEMPTS):
+            await self._load_accounts(pending, catalog, now)
+            pending = await self._run(pending, catalog, rater, now)
+            if not pending:
+                break
+        for job in pending:
+            job.error = AccountChanged(f"account {job.account} changed during charging")
         out: list[Any] = []
         index = self.redis.pipeline(transaction=False)
         failed = False
@@ -329,22 +409,43 @@ class ChargingEngine:
                 failed = True
                 continue
             if job.result is None:
-                assert job.index is not None
-                raw = results[job.index]
-                if isinstance(raw, BaseException):
-                    out.append(raw)
-                    failed = True
-                    continue
-                answer = msgpack.unpackb(raw, raw=False)
-                job.result = self._decode(job, answer)
+                assert job.answer is not None
+                job.result = self._decode(job, job.answer)
                 if job.member is not None:
-                    _index_session(index, job, answer)
+                    _index_session(index, job, job.answer)
             out.append(job.result)
         if len(index):
             await index.execute()
         if failed:
             raise ChargingBatchError(out)
         return out
+
+    async def _run(self, jobs: list[_Job], catalog: Catalog, rater: Rater, now: int) -> list[_Job]:
+        """Prepare the jobs and run their scripts in one pipeline; the jobs whose
+        script found the cached account outdated come back, reset, to run again."""
+        pipe = ScriptPipeline(self.redis)
+        for job in jobs:
+            try:
+                self._prepare(job, catalog, rater, now, pipe)
+            except Exception as error:  # this request only; the others go on
+                job.error = error
+        results = await pipe.execute() if len(pipe) else []
+        stale = []
+        for job in jobs:
+            if job.index is None:
+                continue
+            raw = results[job.index]
+            if isinstance(raw, BaseException):
+                job.error = raw
+                continue
+            answer = msgpack.unpackb(raw, raw=False)
+            if answer["o"] == "stale":
+                self._accounts.pop(job.account, None)
+                job.reset()
+                stale.append(job)
+            else:
+                job.answer = answer
+        return stale
 
     def _prepare(
         self, job: _Job, catalog: Catalog, rater: Rater, now: int, pipe: ScriptPipeline
@@ -399,6 +500,7 @@ class ChargingEngine:
             "ctx": request.service_context,
             "ids": list(request.identities),
             "s": services,
+            "w": _rated_with(job.info),
         }
         call_keys = [
             keys.account(account),
@@ -487,7 +589,7 @@ class ChargingEngine:
                 keys.records(account),
                 self._usage_key(account, catalog, now),
             ]
-            job.index = pipe.script(EVENT, call_keys, [pack(base)])
+            job.index = pipe.script(EVENT, call_keys, [pack({**base, "w": _rated_with(job.info)})])
 
     def _price_enquiry(self, job: _Job, services: list[dict[str, Any]]) -> ChargingResult:
         info = job.info
@@ -558,6 +660,8 @@ class ChargingEngine:
             return service, None, entry
         entry["p"] = _price_entry(price, catalog, self._meta_cache)
         entry["zr"] = bool(price.zero_rated)
+        if price.usage_from or price.usage_until >= 0:  # a tier: holds for this usage only
+            entry["ur"] = [price.usage_from, price.usage_until]
         return service, price, entry
 
     def _validity(
@@ -711,6 +815,12 @@ def describe_session(state: dict[str, Any], session_id: str | None = None) -> di
 def _unpack_state(raw: bytes) -> dict[str, Any]:
     # a session holds the records' price metadata as msgpack inside a string (not UTF-8)
     return msgpack.unpackb(raw, raw=False, unicode_errors="surrogateescape")
+
+
+def _rated_with(info: dict[str, str] | None) -> list[str]:
+    """The account fields a request was rated with, for the scripts to check."""
+    assert info is not None
+    return [info["plan"], info["bill_cycle_day"], info["currency"]]
 
 
 def _cycle_day(value: str | None) -> int:

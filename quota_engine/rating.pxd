@@ -21,6 +21,8 @@ cdef class Price:
     cdef readonly int64_t next_increment
     cdef readonly int64_t first_cost
     cdef readonly int64_t next_cost
+    cdef readonly int64_t usage_from
+    cdef readonly int64_t usage_until
 
     cpdef tuple charge(self, int64_t units, bint continuation=*)
     cpdef int64_t units_for_money(self, int64_t budget, bint continuation=*) except? -1

@@ -42,7 +42,8 @@ cdef Price _new_price(str plan_id, str service_id, str unit, int tariff_index,
                       int rate_index, int tier_index, object destination, object zone,
                       object band, bint zero_rated, int64_t rate, int64_t rate_per,
                       int64_t first_increment, int64_t next_increment,
-                      int64_t first_cost, int64_t next_cost):
+                      int64_t first_cost, int64_t next_cost,
+                      int64_t usage_from=0, int64_t usage_until=-1):
     cdef Price p = Price.__new__(Price)
     p.plan_id = plan_id
     p.service_id = service_id
@@ -60,6 +61,8 @@ cdef Price _new_price(str plan_id, str service_id, str unit, int tariff_index,
     p.next_increment = next_increment
     p.first_cost = first_cost
     p.next_cost = next_cost
+    p.usage_from = usage_from
+    p.usage_until = usage_until
     return p
 
 
@@ -74,6 +77,10 @@ cdef class Price:
     ``rate_index`` (index in the tariff's rates, -1 when zero-rated), ``tier_index``
     (index in the rate's tiers, -1 for the rate's own price) and the request's resolved
     ``destination`` class, roaming ``zone`` and time ``band`` (``None`` when not known).
+    ``usage_from`` and ``usage_until`` bound the period usage for which the selected
+    tier holds (``usage_until`` -1: no upper bound; a rate without tiers holds for
+    any usage, 0 and -1): the scripts check it, so a price rated with an outdated
+    usage is never applied.
     """
 
     def __init__(self, rate, rate_per, first_increment, next_increment, *,
@@ -104,6 +111,8 @@ cdef class Price:
         self.destination = destination
         self.zone = zone
         self.band = band
+        self.usage_from = 0
+        self.usage_until = -1
 
     cpdef tuple charge(self, int64_t units, bint continuation=False):
         """``(billed_units, cost)`` for ``units`` used (see the module docstring)."""
@@ -270,6 +279,7 @@ cdef Price _select(_CompiledTariff t, str plan_id, str service_id, object dest_c
                    object zone, object band, int64_t period_usage):
     cdef _CompiledRate r
     cdef _Tier tier
+    cdef int64_t until
     if t.zero_rated:
         return _new_price(plan_id, service_id, t.unit, t.index, -1, -1, dest_class, zone,
                           band, True, 0, 1, 1, 1, 0, 0)
@@ -280,12 +290,14 @@ cdef Price _select(_CompiledTariff t, str plan_id, str service_id, object dest_c
             continue
         if r.band is not None and r.band != band:
             continue
+        until = -1  # the next higher tier's start: where this one stops holding
         for tier in r.tiers:
             if tier.from_units <= period_usage:
                 return _new_price(plan_id, service_id, t.unit, t.index, r.index, tier.index,
                                   dest_class, zone, band, False, tier.rate, tier.rate_per,
                                   r.first_increment, r.next_increment, tier.first_cost,
-                                  tier.next_cost)
+                                  tier.next_cost, tier.from_units, until)
+            until = tier.from_units
     return None
 
 

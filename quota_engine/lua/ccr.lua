@@ -17,7 +17,11 @@
 --     (service id), unit, used, req (units wanted, rounded up here to whole increments
 --     with the rating group's continuation flag; absent: no new grant), final (the service ends), st (preset outcome: "no_tariff"), zr
 --     (zero-rated), p (price {fi, fc, ni, nc, key, m}), vt (validity time), thr (quota
---     threshold percent), qht (quota holding time), fa/ra (final unit action, redirect)
+--     threshold percent), qht (quota holding time), fa/ra (final unit action, redirect),
+--     ur (usage range {from, until} of a tier price);
+--   w = {plan, bill cycle day, currency} the request was rated with (lib.lua
+--     rated_with_outdated: when they or a tier's usage range no longer hold, the answer
+--     is o = "stale", nothing is written, and the engine rates the request again)
 -- Returns: msgpack map {o = outcome, n, dl, s = {{k, rg, si, o, u, g, vt, thr, qht, fu,
 --   fa, ra, c}, ...}} in the order of ARGV's services; o of the whole request is "ok",
 --   "out_of_order", "unknown_session", "unknown_subscriber" or "service_denied".
@@ -68,6 +72,9 @@ end
 local A = account_info(K_ACCT)
 if not A then
   return answer('unknown_subscriber')
+end
+if rated_with_outdated(A, req, K_USAGE) then
+  return answer('stale')
 end
 local active = A.status == 'active'
 if not active and (S == nil or req.type == 'initial') then

@@ -10,7 +10,8 @@
 -- ARGV:
 --   1 msgpack map: sid, acct, n, ts, now, ttl, uttl, peer, ctx, ids,
 --     s = list of services: k, rg, si, sv, unit, units (to debit, > 0), st (preset
---     outcome), zr (zero-rated), p (price {fi, fc, ni, nc, key, m})
+--     outcome), zr (zero-rated), p (price {fi, fc, ni, nc, key, m}), ur (tier usage range);
+--   w = {plan, bill cycle day, currency} rated with (see ccr.lua: o = "stale")
 -- Returns: msgpack map {o = outcome, n, c = total cost, s = {{k, rg, si, o, u, g, c}, ...}};
 --   o is "ok", "unknown_subscriber" or "service_denied"; a service's o is "ok",
 --   "credit_limit_reached", "not_applicable" or its preset outcome.
@@ -41,6 +42,9 @@ end
 local A = account_info(K_ACCT)
 if not A then
   return answer('unknown_subscriber')
+end
+if rated_with_outdated(A, req, K_USAGE) then
+  return answer('stale')
 end
 if A.status ~= 'active' then
   return answer('service_denied')

@@ -473,7 +473,8 @@ local function flush(S, R, cause, number, end_ts, currency, records_key)
 end
 
 local function account_info(key)
-  local f = redis.call('HMGET', key, 'status', 'kind', 'credit_limit', 'currency')
+  local f = redis.call('HMGET', key, 'status', 'kind', 'credit_limit', 'currency', 'plan',
+    'bill_cycle_day')
   if not f[1] then
     return nil
   end
@@ -481,5 +482,28 @@ local function account_info(key)
   if f[2] == 'postpaid' then
     credit = tonumber(f[3]) or 0
   end
-  return { status = f[1], kind = f[2], credit = credit, currency = f[4] }
+  return { status = f[1], kind = f[2], credit = credit, currency = f[4], plan = f[5] or '',
+    cycle_day = f[6] or '' }
+end
+
+-- The engine rates with a cached copy of the account's plan, bill cycle day and
+-- currency (req.w) and of its period usage: each service's sv.ur is the usage range
+-- {from, until} its tier price holds for (until -1: no bound). True when that copy is
+-- out of date; the script then answers 'stale' having written nothing, and the engine
+-- reads the account again and retries the request.
+local function rated_with_outdated(A, req, usage_key)
+  local w = req.w
+  if w and (A.plan ~= w[1] or A.cycle_day ~= w[2] or (A.currency or '') ~= w[3]) then
+    return true
+  end
+  for _, sv in ipairs(req.s or {}) do
+    local range = sv.ur
+    if range then
+      local used = tonumber(redis.call('HGET', usage_key, sv.sv)) or 0
+      if used < range[1] or (range[2] >= 0 and used >= range[2]) then
+        return true
+      end
+    end
+  end
+  return false
 end

@@ -226,9 +226,13 @@ def test_tiers_follow_period_usage():
     # the increments are the rate's, whatever the tier
     assert price(5 * GIB).round_grant(1) == MIB
     # roaming has its own rate without tiers
-    assert (
-        rater.price("basic", "data", 0, None, "20801", period_usage=5 * GIB).first_cost == 2_000_000
-    )
+    roaming = rater.price("basic", "data", 0, None, "20801", period_usage=5 * GIB)
+    assert roaming.first_cost == 2_000_000
+    # the usage range each price holds for (the scripts check it; -1: no upper bound)
+    assert (price(GIB - 1).usage_from, price(GIB - 1).usage_until) == (0, GIB)
+    assert (price(GIB).usage_from, price(GIB).usage_until) == (GIB, 5 * GIB)
+    assert (price(9 * GIB).usage_from, price(9 * GIB).usage_until) == (5 * GIB, -1)
+    assert (roaming.usage_from, roaming.usage_until) == (0, -1)
 
 
 # ------------------------------------------------------------------ zero-rated, no tariff

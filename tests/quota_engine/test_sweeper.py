@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from quota_engine import keys
 from quota_engine.model import Outcome, RequestType
@@ -135,7 +137,8 @@ async def test_sweeper_loops_while_rounds_are_full_even_of_junk(engine, r, clock
 
 
 async def test_sweeper_survives_redis_errors(clock):
-    client = aioredis.Redis(port=1, socket_connect_timeout=0.05)  # nobody listens
+    # nobody listens; no retries with back-off (redis-py's default waits seconds)
+    client = aioredis.Redis(port=1, socket_connect_timeout=0.05, retry=Retry(NoBackoff(), 0))
     sweeper = Sweeper(client, interval=0.01, clock=clock)
     stop = asyncio.Event()
     task = asyncio.create_task(sweeper.run(stop))
