@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -143,8 +144,9 @@ async def charging(settings: Settings, store: aioredis.Redis) -> AsyncIterator[C
         await holder.stop()
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    """Run one OCS node until ``stop`` is set."""
+async def serve(settings: Settings, stop: asyncio.Event, *, own_process: bool = False) -> None:
+    """Run one OCS node until ``stop`` is set; ``own_process``: the node is the whole
+    process (``ocs serve``), which may tune process-wide settings for it."""
     metrics = Metrics()
     async with redis_connection(settings) as store, charging(settings, store) as engine:
 
@@ -173,6 +175,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
         await site.start()
+        if own_process:
+            settle_garbage_collector()
         for host, port in addresses:
             print(f"Diameter listening on {host}:{port}", flush=True)
         print(f"HTTP listening on http://{settings.http_host}:{settings.http_port}", flush=True)
@@ -193,12 +197,28 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     log_event(logger, "ocs_stopped")
 
 
+GC_YOUNG_THRESHOLD = 20_000
+"""Allocations between young-generation collections (CPython's default is 700)."""
+
+
+def settle_garbage_collector() -> None:
+    """Once the node is up: freeze what start-up allocated (catalog, rater, modules)
+    so that full collections never walk it again, and collect the young generation
+    less often. A CCR allocates a few hundred short-lived objects, nearly all freed
+    by reference counting; with the default threshold the collector ran every couple
+    of requests and took about 7% of the CPU under load."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 async def _main(settings: Settings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await serve(settings, stop)
+    await serve(settings, stop, own_process=True)
 
 
 def run(settings: Settings) -> int:

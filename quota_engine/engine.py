@@ -15,11 +15,14 @@ the whole batch, usually three:
    is cached; if it changed, the usage is read again;
 3. each service is rated in Cython (``Catalog.find_service``, ``Rater.price``), and
    ONE pipeline carries one script call per request (ccr.lua, event.lua, refund.lua or
-   balance.lua);
-4. for session requests, one more pipeline updates ``ocs:deadlines`` from the scripts'
-   answers: ZADD at the deadline of every session alive after its call, ZREM of every
-   session a CCR-T ended, nothing for a request that changed no session (out of
-   order, unknown session, a replayed answer keeps the session indexed).
+   balance.lua), each session request's call followed by its ``ocs:deadlines`` update
+   as it will most likely be: ZADD at the new deadline for CCR-I/U, ZREM for CCR-T
+   (``ocs:deadlines`` has no hash tag, so a script cannot write it on a Cluster);
+4. only where a script's answer says otherwise, one more pipeline puts the index
+   right: every session alive after its call (its answer carries its deadline, also
+   for a refused, out-of-order or replayed request) is indexed at that deadline, and
+   no other. A request that failed after its ZREM is indexed again at the new
+   deadline: the sweeper finds the session (or its absence) then.
 
 The cache is optimistic and never trusted blindly: ccr.lua and event.lua get the
 plan, bill cycle day and currency the request was rated with, and for each tiered
@@ -27,7 +30,7 @@ price the usage range its tier holds for, and compare them with Redis before wri
 anything. A request rated from an outdated copy (a plan change, a tier crossed by
 usage elsewhere) is answered ``stale``; the engine drops the cached account, reads it
 and runs the request again (step 2 and 3 once more, for those requests only). So in
-the steady state a batch costs two round trips, and a change made anywhere applies to
+the steady state a batch costs one round trip, and a change made anywhere applies to
 the very next request.
 
 A request that cannot be prepared (e.g. a Python error while rating it) fails alone:
@@ -190,6 +193,7 @@ class _Job:
         "account",
         "answer",
         "error",
+        "deadline",
         "index",
         "info",
         "member",
@@ -197,11 +201,17 @@ class _Job:
         "result",
         "services",
         "usage",
+        "zrem_sent",
     )
 
     def __init__(self, request: ChargingRequest) -> None:
         self.request = request
         self.account: str | None = None
+        # a session request's ocs:deadlines member, its new deadline, and whether its
+        # script call went with a ZREM (CCR-T) rather than a ZADD at that deadline
+        self.member: str | None = None
+        self.deadline = 0
+        self.zrem_sent = False
         self.reset()
 
     def reset(self) -> None:
@@ -212,7 +222,6 @@ class _Job:
         self.error: BaseException | None = None  # met while preparing or running it
         self.index: int | None = None  # of the script call in the pipeline
         self.answer: dict[str, Any] | None = None  # the script's answer
-        self.member: str | None = None  # ocs:deadlines member of a session request
         self.services: list[dict[str, Any]] = []
 
     @property
@@ -404,6 +413,8 @@ class ChargingEngine:
         index = self.redis.pipeline(transaction=False)
         failed = False
         for job in jobs:
+            if job.member is not None:
+                _correct_index(index, job)
             if job.error is not None:
                 out.append(job.error)
                 failed = True
@@ -411,11 +422,11 @@ class ChargingEngine:
             if job.result is None:
                 assert job.answer is not None
                 job.result = self._decode(job, job.answer)
-                if job.member is not None:
-                    _index_session(index, job, job.answer)
             out.append(job.result)
         if len(index):
-            await index.execute()
+            # the index is the sweeper's hint, not the truth: a failed write of it
+            # does not undo the charging done (it is retried with the next request)
+            await index.execute(raise_on_error=False)
         if failed:
             raise ChargingBatchError(out)
         return out
@@ -512,7 +523,12 @@ class ChargingEngine:
             self._usage_key(account, catalog, now),
         ]
         job.index = pipe.script(CCR, call_keys, [pack(args)])
-        job.member = deadline_member(account, request.session_id)
+        job.member = member = deadline_member(account, request.session_id)
+        job.deadline, job.zrem_sent = deadline, closing
+        if closing:
+            pipe.command("ZREM", keys.DEADLINES, member)
+        else:
+            pipe.command("ZADD", keys.DEADLINES, deadline, member)
 
     def _prepare_event(
         self,
@@ -841,17 +857,27 @@ def _usage(raw: dict[Any, Any]) -> dict[str, int]:
     return out
 
 
-def _index_session(pipe: Any, job: _Job, answer: dict[str, Any]) -> None:
-    """Queue the ``ocs:deadlines`` update that ccr.lua's ``answer`` calls for: the
-    session is alive after the call (the answer carries its deadline, also when it is
-    a stored answer replayed) -> ZADD that deadline; a TERMINATE that ended it -> ZREM;
-    anything else (out of order, unknown session, refused CCR-I) changed no session
-    and leaves the index alone."""
-    deadline = answer.get("dl")
+def _correct_index(pipe: Any, job: _Job) -> None:
+    """Queue what the ``ocs:deadlines`` update sent with the script call got wrong.
+
+    ccr.lua's answer carries the session's deadline whenever the session is alive
+    after the call (a stored answer replayed, a refused or out-of-order request on a
+    live session): it must be indexed at that deadline, else not at all. A request
+    without an answer (it failed, or its account kept changing) may have had its
+    session removed from the index by a ZREM it did not follow up: it is indexed
+    again at the new deadline, and the sweeper settles the session, or drops the
+    entry of one that is gone, when that passes."""
+    member = job.member
+    if job.answer is None:
+        if job.zrem_sent:
+            pipe.zadd(keys.DEADLINES, {member: job.deadline})
+        return
+    deadline = job.answer.get("dl")
     if deadline is not None:
-        pipe.zadd(keys.DEADLINES, {job.member: deadline})
-    elif job.request.request_type is RequestType.TERMINATE and answer.get("o") == "ok":
-        pipe.zrem(keys.DEADLINES, job.member)
+        if job.zrem_sent or deadline != job.deadline:
+            pipe.zadd(keys.DEADLINES, {member: deadline})
+    elif not job.zrem_sent:
+        pipe.zrem(keys.DEADLINES, member)
 
 
 def _cost_cap(price: Price) -> int:

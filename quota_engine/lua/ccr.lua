@@ -24,7 +24,9 @@
 --     is o = "stale", nothing is written, and the engine rates the request again)
 -- Returns: msgpack map {o = outcome, n, dl, s = {{k, rg, si, o, u, g, vt, thr, qht, fu,
 --   fa, ra, c}, ...}} in the order of ARGV's services; o of the whole request is "ok",
---   "out_of_order", "unknown_session", "unknown_subscriber" or "service_denied".
+--   "out_of_order", "unknown_session", "unknown_subscriber", "service_denied" or
+--   "stale" (see w); dl is the session's deadline whenever the session is alive after
+--   the call, and absent otherwise.
 --
 -- Order of work: (1) idempotency: the result stored for (session, n) is returned as is;
 -- (2) order: n older than the session's last -> out_of_order, equal (result no longer
@@ -54,12 +56,15 @@ if stored then
   return stored
 end
 
+local S = nil -- the session, when there is one
+
+-- the answer of a request that changed nothing; a live session keeps its deadline,
+-- which the answer carries for the engine's deadline index
 local function answer(o)
-  return cmsgpack.pack({ o = o, n = req.n, s = {} })
+  return cmsgpack.pack({ o = o, n = req.n, dl = S and S.dl or nil, s = {} })
 end
 
 local raw = redis.call('GET', K_SESS)
-local S = nil
 if raw then
   S = cmsgpack.unpack(raw)
   if req.n <= S.n then

@@ -106,7 +106,7 @@ async def test_a_cached_account_costs_no_read(r, account, pair, clock):
     await engine.charge([request("s1", INITIAL, 0)])  # reads identity and account
     before = client.count
     await engine.charge([request("s1", TERMINATE, 1, MIB)])
-    assert client.count - before == 2  # the script call, the deadline index
+    assert client.count - before == 1  # the script call with its deadline index update
     assert await money(r, account) == 99 * EUR
 
 
@@ -163,3 +163,16 @@ async def test_an_account_that_never_matches_fails_alone_and_writes_nothing(
     assert second.outcome is Outcome.OK
     assert await money(r, account) == 100 * EUR
     assert await r.exists(keys.session(account, "s1")) == 0
+
+
+async def test_a_terminate_that_fails_leaves_its_session_indexed(r, account, pair, clock):
+    engine = node(r, pair, clock)
+    await engine.charge([request("s1", INITIAL, 0)])
+    await r.hset(keys.period_usage(account, bill_period(NOW, 1)), "data", "6e6")  # as above
+    with pytest.raises(ChargingBatchError) as caught:
+        await engine.charge([request("s1", TERMINATE, 1, MIB)])
+    assert isinstance(caught.value.results[0], AccountChanged)
+    # the CCR-T went with a ZREM of the session's index entry; the session lives on,
+    # so it is indexed again and the sweeper will settle it
+    assert await r.exists(keys.session(account, "s1")) == 1
+    assert await r.zscore(keys.DEADLINES, f"{account}|s1") is not None

@@ -781,22 +781,32 @@ async def test_replayed_terminate_keeps_the_session_in_the_deadline_index(engine
     assert await reserved(r) == 0 and await r.zcard(keys.DEADLINES) == 0
 
 
-async def test_requests_that_change_no_session_leave_the_deadline_index_alone(engine, r):
+async def test_the_deadline_index_follows_the_session_whatever_the_request(engine, r):
+    """The engine sends the likely index update with each script call (ZADD for
+    CCR-I/U, ZREM for CCR-T) and puts it right from the answer: a live session is
+    indexed at its own deadline, a session that does not exist is not indexed."""
     await create_account(r, "a1", balance=25 * EUR, identities=(MSISDN,))
+    await create_account(r, "a2", balance=25 * EUR, status="barred", identities=("msisdn:2",))
     assert (await one(engine, data_request("x", UPDATE, 1))).outcome is Outcome.UNKNOWN_SESSION
     assert (await one(engine, data_request("y", TERMINATE, 1))).outcome is Outcome.UNKNOWN_SESSION
+    barred = await one(engine, data_request("z", INITIAL, 0, identity="msisdn:2"))
+    assert barred.outcome is Outcome.SERVICE_DENIED
     assert await r.zcard(keys.DEADLINES) == 0
     await one(engine, data_request("s1", INITIAL, 0))
     await one(engine, data_request("s1", UPDATE, 1))
+    deadline = NOW + 1800 + 60
     assert (await one(engine, data_request("s1", UPDATE, 1))).outcome is Outcome.OK  # replay
-    assert await r.zrange(keys.DEADLINES, 0, -1) == [b"a1|s1"]
-    await r.zrem(keys.DEADLINES, "a1|s1")
+    assert await r.zrange(keys.DEADLINES, 0, -1, withscores=True) == [(b"a1|s1", deadline)]
+    await r.zrem(keys.DEADLINES, "a1|s1")  # the index lost the entry
     await r.delete(keys.idempotency("a1", "s1", 0))
     assert (await one(engine, data_request("s1", UPDATE, 0))).outcome is Outcome.OUT_OF_ORDER
-    assert await r.zcard(keys.DEADLINES) == 0  # out of order: no index write
-    await one(engine, data_request("s1", UPDATE, 2))
-    assert await r.zrange(keys.DEADLINES, 0, -1) == [b"a1|s1"]
-    await one(engine, data_request("s1", TERMINATE, 3, requested=None))
+    # out of order: the session is alive, indexed again at its own deadline
+    assert await r.zrange(keys.DEADLINES, 0, -1, withscores=True) == [(b"a1|s1", deadline)]
+    await r.delete(keys.idempotency("a1", "s1", 1))
+    stale_end = await one(engine, data_request("s1", TERMINATE, 1, requested=None))
+    assert stale_end.outcome is Outcome.OUT_OF_ORDER  # its ZREM is undone
+    assert await r.zrange(keys.DEADLINES, 0, -1, withscores=True) == [(b"a1|s1", deadline)]
+    await one(engine, data_request("s1", TERMINATE, 2, requested=None))
     assert await r.zcard(keys.DEADLINES) == 0
 
 
