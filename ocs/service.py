@@ -30,6 +30,7 @@ from protocol.messages import Codec, LocalIdentity
 from protocol.server import DiameterServer
 from quota_engine.engine import ChargingEngine, EngineSettings
 from quota_engine.provisioning import provision_demo
+from quota_engine.redis_link import RedisAddress, RedisLink
 from quota_engine.sweeper import Sweeper
 
 from .catalog_holder import CatalogHolder, NoActiveCatalog
@@ -133,7 +134,9 @@ async def charging(settings: Settings, store: aioredis.Redis) -> AsyncIterator[C
     await holder.start(store)
     if embedded:
         await provision_demo(store)
-    engine = ChargingEngine(store, holder.current, EngineSettings())
+    link = link_to(store)
+    await link.ensure_connected()
+    engine = ChargingEngine(store, holder.current, EngineSettings(), link=link)
     stop_sweeping = asyncio.Event()
     sweeper = asyncio.create_task(Sweeper(engine).run(stop_sweeping), name="ocs-sweeper")
     try:
@@ -142,6 +145,21 @@ async def charging(settings: Settings, store: aioredis.Redis) -> AsyncIterator[C
         stop_sweeping.set()
         await sweeper
         await holder.stop()
+        await link.aclose()
+
+
+def link_to(store: aioredis.Redis) -> RedisLink:
+    """A :class:`RedisLink` to ``store``'s server, for the charging hot path."""
+    options = store.connection_pool.connection_kwargs
+    address = RedisAddress(
+        host=options.get("host", "localhost"),
+        port=int(options.get("port", 6379)),
+        path=options.get("path"),
+        db=int(options.get("db", 0)),
+        username=options.get("username"),
+        password=options.get("password"),
+    )
+    return RedisLink(address, client_name="ocs-charging")
 
 
 async def serve(settings: Settings, stop: asyncio.Event, *, own_process: bool = False) -> None:

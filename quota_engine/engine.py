@@ -45,6 +45,9 @@ changes (a time-band boundary that selects another rate, found with
 after it is charged at the new band's price. Without time bands it is never cut.
 
 The engine needs a client whose responses are bytes (``decode_responses=False``).
+The per-request pipelines may go over another client to the same server, ``link``
+(a :class:`~quota_engine.redis_link.RedisLink` in ``ocs serve``: much cheaper per
+pipeline than redis-py); the rest (sessions, sweeping) uses ``redis``.
 """
 
 from __future__ import annotations
@@ -245,11 +248,13 @@ class ChargingEngine:
         settings: EngineSettings | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        link: Any = None,
     ) -> None:
         pool = getattr(redis, "connection_pool", None)
         if pool is not None and pool.connection_kwargs.get("decode_responses"):
             raise ValueError("the charging engine needs a Redis client with decode_responses=False")
         self.redis = redis
+        self._link = redis if link is None else link
         self._catalog_source = catalog_source
         self.settings = settings or EngineSettings()
         self._clock = clock
@@ -290,7 +295,7 @@ class ChargingEngine:
         found: dict[str, str] = {}
         if wanted:
             names = list(wanted)
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self._link.pipeline(transaction=False)
             for identity in names:
                 pipe.get(keys.subscriber(identity))
             values = await pipe.execute()
@@ -330,7 +335,7 @@ class ChargingEngine:
     async def _read_accounts(
         self, accounts: list[str], jobs: list[_Job], tz: str, now: int, mono: float
     ) -> None:
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self._link.pipeline(transaction=False)
         asked: dict[str, int] = {}
         for account in accounts:
             pipe.hmget(keys.account(account), _ACCOUNT_FIELDS)
@@ -354,7 +359,7 @@ class ChargingEngine:
             else:
                 usages[account] = _usage(usage)
         if again:
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self._link.pipeline(transaction=False)
             for account in again:
                 pipe.hgetall(keys.period_usage(account, self._period(account, tz, now)))
             for account, usage in zip(again, await pipe.execute(), strict=True):
@@ -410,7 +415,7 @@ class ChargingEngine:
         for job in pending:
             job.error = AccountChanged(f"account {job.account} changed during charging")
         out: list[Any] = []
-        index = self.redis.pipeline(transaction=False)
+        index = self._link.pipeline(transaction=False)
         failed = False
         for job in jobs:
             if job.member is not None:
@@ -434,7 +439,7 @@ class ChargingEngine:
     async def _run(self, jobs: list[_Job], catalog: Catalog, rater: Rater, now: int) -> list[_Job]:
         """Prepare the jobs and run their scripts in one pipeline; the jobs whose
         script found the cached account outdated come back, reset, to run again."""
-        pipe = ScriptPipeline(self.redis)
+        pipe = ScriptPipeline(self._link)
         for job in jobs:
             try:
                 self._prepare(job, catalog, rater, now, pipe)

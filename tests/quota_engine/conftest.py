@@ -18,6 +18,7 @@ from quota_engine.catalog import load_demo_catalog
 from quota_engine.engine import ChargingEngine, EngineSettings
 from quota_engine.model import ChargingRequest, RequestType, ServiceUsage
 from quota_engine.rating import Rater
+from quota_engine.redis_link import RedisLink
 
 NOW = 1741338000  # Friday 2025-03-07 10:00 CET (weekday band)
 MIB = 1_048_576
@@ -168,9 +169,17 @@ def settings() -> EngineSettings:
     return EngineSettings()
 
 
-@pytest.fixture
-def engine(r, demo_pair, settings, clock) -> ChargingEngine:
-    return ChargingEngine(r, lambda: demo_pair, settings, clock=clock)
+@pytest.fixture(params=["redis-py", "link"])
+async def engine(
+    request, r, redis_url, demo_pair, settings, clock
+) -> AsyncIterator[ChargingEngine]:
+    """The engine on redis-py alone, and with its pipelines on a RedisLink (as in
+    ``ocs serve``)."""
+    if request.param == "redis-py":
+        yield ChargingEngine(r, lambda: demo_pair, settings, clock=clock)
+        return
+    async with await RedisLink.connect(redis_url) as link:
+        yield ChargingEngine(r, lambda: demo_pair, settings, clock=clock, link=link)
 
 
 def data_request(
