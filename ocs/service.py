@@ -34,6 +34,7 @@ from quota_engine.redis_link import RedisAddress, RedisLink
 from quota_engine.sweeper import Sweeper
 
 from .catalog_holder import CatalogHolder, NoActiveCatalog
+from .coalescer import ChargingCoalescer
 from .config import Settings
 from .embedded_redis import EmbeddedRedis
 from .gy import CreditControlApplication
@@ -177,10 +178,11 @@ async def serve(settings: Settings, stop: asyncio.Event, *, own_process: bool = 
 
         connections: set[PeerConnection] = set()
         routes = Routes(connections)
+        coalescer = ChargingCoalescer(engine.charge)
         node = build_node(
             settings,
             metrics,
-            lambda codec: CreditControlApplication(codec, engine, routes=routes),
+            lambda codec: CreditControlApplication(codec, coalescer, routes=routes),
         )
         server = DiameterServer(
             node, settings.diameter_host, settings.diameter_port, connections=connections
