@@ -119,8 +119,10 @@ class EngineSettings:
     quota_threshold_percent: int | None = 20
     """Quota threshold as a percentage of the grant (None: not sent)."""
     quota_holding_time: int | None = None
-    idempotency_ttl: int = 86400
-    """How long a result is kept for retransmissions."""
+    idempotency_ttl: int = 900
+    """How long a result is kept for retransmissions. Clients retransmit within their
+    Tx timer and a failover (seconds to minutes); each stored result costs Redis about
+    250 bytes, so a day's worth at 1,000 CCR/s would be some 20 GB."""
     identity_cache_ttl: float = 30.0
     """How long an identity -> account mapping is trusted without reading Redis."""
     identity_cache_size: int = 200_000
@@ -335,6 +337,8 @@ class ChargingEngine:
     async def _read_accounts(
         self, accounts: list[str], jobs: list[_Job], tz: str, now: int, mono: float
     ) -> None:
+        if len(self._cycle_days) + len(accounts) > self.settings.account_cache_size:
+            self._cycle_days.clear()  # bounded like the cache; a miss only re-reads
         pipe = self._link.pipeline(transaction=False)
         asked: dict[str, int] = {}
         for account in accounts:

@@ -11,7 +11,13 @@ import pytest
 
 from quota_engine import keys
 from quota_engine.catalog import load_catalog
-from quota_engine.engine import AccountChanged, ChargingBatchError, ChargingEngine, bill_period
+from quota_engine.engine import (
+    AccountChanged,
+    ChargingBatchError,
+    ChargingEngine,
+    EngineSettings,
+    bill_period,
+)
 from quota_engine.model import ChargingRequest, Outcome, RequestType, ServiceUsage
 from quota_engine.rating import Rater
 from tests.quota_engine.catalogs import MIB, base_catalog, per_mib
@@ -176,3 +182,17 @@ async def test_a_terminate_that_fails_leaves_its_session_indexed(r, account, pai
     # so it is indexed again and the sweeper will settle it
     assert await r.exists(keys.session(account, "s1")) == 1
     assert await r.zscore(keys.DEADLINES, f"{account}|s1") is not None
+
+
+@pytest.mark.parametrize("ttl", [30.0, 0.0])
+async def test_what_the_engine_keeps_per_account_is_bounded(r, pair, clock, ttl):
+    settings = EngineSettings(account_cache_size=2, account_cache_ttl=ttl)
+    engine = ChargingEngine(r, lambda: pair, settings, clock=clock)
+    for n in range(5):
+        identity = f"msisdn:49170000010{n}"
+        await create_account(r, f"B{n}", plan="basic", identities=(identity,))
+        [result] = await engine.charge(
+            [replace(request(f"s{n}", INITIAL, 0), identities=[identity])]
+        )
+        assert result.outcome is Outcome.OK
+        assert len(engine._accounts) <= 2 and len(engine._cycle_days) <= 2
