@@ -289,9 +289,14 @@ class ChargingEngine:
     async def _resolve(self, jobs: list[_Job]) -> None:
         mono = time.monotonic()
         wanted: dict[str, None] = {}
+        # the cache hits are kept here: another batch may drop an entry (expired,
+        # forgotten, cache full) while this one waits for Redis
+        known: dict[str, str] = {}
         for job in jobs:
             for identity in job.request.identities:
-                if self._cached(identity, mono) is not None:
+                account = self._cached(identity, mono)
+                if account is not None:
+                    known[identity] = account
                     break
                 wanted[identity] = None
         found: dict[str, str] = {}
@@ -311,7 +316,7 @@ class ChargingEngine:
                         self._identities[identity] = (mono + ttl, account)
         for job in jobs:
             for identity in job.request.identities:
-                account = found.get(identity) or self._cached(identity, mono)
+                account = found.get(identity) or known.get(identity)
                 if account:
                     job.account = account
                     break

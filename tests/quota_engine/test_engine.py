@@ -7,6 +7,8 @@ reservations and the rated records.
 
 from __future__ import annotations
 
+import asyncio
+
 import msgpack
 import pytest
 
@@ -527,6 +529,27 @@ async def test_first_identity_with_an_account_wins(engine, r):
     req = data_request("s1", INITIAL, 0, requested=MIB)
     req.identities = ["sip:nobody@example.net", MSISDN, "imsi:001010000000001"]
     assert (await one(engine, req)).account_id == "a2"
+
+
+async def test_an_identity_dropped_from_the_cache_mid_batch_still_resolves(engine, r):
+    """Found 5030 answers under overload: a batch saw an identity in the cache, and
+    while it waited for Redis another batch dropped that entry (expired); the batch
+    then found no account for it."""
+    await create_account(r, "a1", balance=5 * EUR, identities=(MSISDN,))
+    await create_account(r, "a2", balance=5 * EUR, identities=("msisdn:2",))
+    await one(engine, data_request("s1", INITIAL, 0))  # MSISDN is cached now
+    batch = asyncio.create_task(
+        engine.charge(
+            [data_request("s2", INITIAL, 0), data_request("s3", INITIAL, 0, identity="msisdn:2")]
+        )
+    )
+    await asyncio.sleep(0)  # the batch now waits for msisdn:2's lookup
+    engine.forget(MSISDN)
+    results = await batch
+    assert [(r.outcome, r.account_id) for r in results] == [
+        (Outcome.OK, "a1"),
+        (Outcome.OK, "a2"),
+    ]
 
 
 async def test_low_balance_partial_grant_then_credit_limit_reached(engine, r):
