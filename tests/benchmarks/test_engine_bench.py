@@ -23,6 +23,7 @@ from quota_engine.catalog import load_demo_catalog
 from quota_engine.engine import ChargingEngine
 from quota_engine.model import Outcome, RequestType
 from quota_engine.rating import Rater
+from quota_engine.redis_link import RedisLink
 from tests.quota_engine.conftest import MIB, Clock, create_account, data_request
 
 BALANCE = 2**50
@@ -40,7 +41,8 @@ def engine(loop, redis_url):
     catalog = load_demo_catalog()
     pair = (catalog, Rater(catalog))
     client = aioredis.Redis.from_url(redis_url)
-    engine = ChargingEngine(client, lambda: pair, clock=Clock())
+    link = loop.run_until_complete(RedisLink.connect(redis_url))  # as in ocs serve
+    engine = ChargingEngine(client, lambda: pair, clock=Clock(), link=link)
 
     async def setup():
         identities = tuple(f"msisdn:4917{n:08d}" for n in range(10))
@@ -54,6 +56,7 @@ def engine(loop, redis_url):
 
     loop.run_until_complete(setup())
     yield engine
+    loop.run_until_complete(link.aclose())
     loop.run_until_complete(client.aclose())
 
 

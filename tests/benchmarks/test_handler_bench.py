@@ -22,6 +22,7 @@ from protocol.messages import Codec, LocalIdentity
 from quota_engine.catalog import load_demo_catalog
 from quota_engine.engine import ChargingEngine
 from quota_engine.rating import Rater
+from quota_engine.redis_link import RedisLink
 from tests.charging import messages as m
 from tests.quota_engine.conftest import create_account
 
@@ -40,8 +41,10 @@ def handler(loop, redis_url):
     catalog = load_demo_catalog()
     pair = (catalog, Rater(catalog))
     client = aioredis.Redis.from_url(redis_url)
+    link = loop.run_until_complete(RedisLink.connect(redis_url))  # as in ocs serve
     codec = Codec(LocalIdentity("ocs.bench.net", "bench.net"))
-    application = CreditControlApplication(codec, ChargingEngine(client, lambda: pair))
+    engine = ChargingEngine(client, lambda: pair, link=link)
+    application = CreditControlApplication(codec, engine)
     numbers = itertools.count(1)
 
     async def setup():
@@ -70,6 +73,7 @@ def handler(loop, redis_url):
 
     loop.run_until_complete(setup())
     yield one_update, serve
+    loop.run_until_complete(link.aclose())
     loop.run_until_complete(client.aclose())
 
 
