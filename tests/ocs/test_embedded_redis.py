@@ -119,6 +119,8 @@ def test_appendonly_persists_across_restarts(tmp_path):
         client = client_for(server.url)
         assert client.config_get("appendonly") == {"appendonly": "yes"}
         assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+        rewrite = client.config_get("auto-aof-rewrite-percentage")
+        assert rewrite == {"auto-aof-rewrite-percentage": "400"}
         client.set("balance", "100")
         client.close()
     with EmbeddedRedis(tmp_path) as server:
