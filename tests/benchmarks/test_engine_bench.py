@@ -13,7 +13,6 @@ reserve, session write, idempotency write; not a replay of a stored result.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 
 import pytest
@@ -27,13 +26,6 @@ from quota_engine.redis_link import RedisLink
 from tests.quota_engine.conftest import MIB, Clock, create_account, data_request
 
 BALANCE = 2**50
-
-
-@pytest.fixture
-def loop():
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
 
 
 @pytest.fixture

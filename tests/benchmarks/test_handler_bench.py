@@ -10,7 +10,6 @@ plain test at the end checks the benchmarked path answers what it should.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 
 import pytest
@@ -27,13 +26,6 @@ from tests.charging import messages as m
 from tests.quota_engine.conftest import create_account
 
 MSISDN = "491700001234"
-
-
-@pytest.fixture
-def loop():
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
 
 
 @pytest.fixture

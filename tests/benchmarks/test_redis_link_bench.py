@@ -34,13 +34,6 @@ SCRIPT = LuaScript(
 
 
 @pytest.fixture
-def loop():
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
-
-
-@pytest.fixture
 def clients(loop, redis_url):
     redis_py = aioredis.Redis.from_url(redis_url)
     link = RedisLink.from_url(redis_url)
