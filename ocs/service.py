@@ -19,6 +19,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio.connection import SSLConnection
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
@@ -136,7 +137,8 @@ async def charging(settings: Settings, store: aioredis.Redis) -> AsyncIterator[C
     if embedded:
         await provision_demo(store)
     link = link_to(store)
-    await link.ensure_connected()
+    if link is not None:
+        await link.ensure_connected()
     engine = ChargingEngine(store, holder.current, EngineSettings(), link=link)
     stop_sweeping = asyncio.Event()
     sweeper = asyncio.create_task(Sweeper(engine).run(stop_sweeping), name="ocs-sweeper")
@@ -146,12 +148,18 @@ async def charging(settings: Settings, store: aioredis.Redis) -> AsyncIterator[C
         stop_sweeping.set()
         await sweeper
         await holder.stop()
-        await link.aclose()
+        if link is not None:
+            await link.aclose()
 
 
-def link_to(store: aioredis.Redis) -> RedisLink:
-    """A :class:`RedisLink` to ``store``'s server, for the charging hot path."""
-    options = store.connection_pool.connection_kwargs
+def link_to(store: aioredis.Redis) -> RedisLink | None:
+    """A :class:`RedisLink` to ``store``'s server, for the charging hot path; None
+    for a TLS connection (``rediss://``), which RedisLink does not speak: the engine
+    then sends its pipelines through ``store``."""
+    pool = store.connection_pool
+    if issubclass(pool.connection_class, SSLConnection):
+        return None
+    options = pool.connection_kwargs
     address = RedisAddress(
         host=options.get("host", "localhost"),
         port=int(options.get("port", 6379)),

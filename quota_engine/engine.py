@@ -2,8 +2,9 @@
 
 :meth:`ChargingEngine.charge` takes a batch of :class:`~quota_engine.model.ChargingRequest`
 (the requests that arrived together) and answers each with a
-:class:`~quota_engine.model.ChargingResult`, in at most four Redis round trips for
-the whole batch, usually three:
+:class:`~quota_engine.model.ChargingResult`, in one Redis round trip for the whole
+batch when its caches hold the batch's subscribers, and four at most (plus two for
+each rerun of a request found stale, below):
 
 1. identities -> account: an in-process cache (``identity_cache_ttl``); misses are
    read (``GET ocs:sub:<identity>``) in one pipeline, the first identity of a request

@@ -13,7 +13,7 @@
 --     outcome), zr (zero-rated), p (price {fi, fc, ni, nc, key, m}), ur (tier usage range);
 --   w = {plan, bill cycle day, currency} rated with (see ccr.lua: o = "stale")
 -- Returns: msgpack map {o = outcome, n, c = total cost, s = {{k, rg, si, o, u, g, c}, ...}};
---   o is "ok", "unknown_subscriber" or "service_denied"; a service's o is "ok",
+--   o is "ok", "unknown_subscriber", "service_denied" or "stale"; a service's o is "ok",
 --   "credit_limit_reached", "not_applicable" or its preset outcome.
 --
 -- Each service's units are taken from the free units of applicable unit buckets first
