@@ -154,6 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds to close the open sessions after the run [30]",
     )
+    run.add_argument(
+        "--no-drain",
+        dest="drain",
+        action="store_false",
+        help="leave the sessions open at the end (no CCR-T): to measure the server "
+        "holding them; its sweeper settles them at their deadlines",
+    )
     _common_run_options(run)
     prov = run.add_argument_group("provisioning and the money check (through the ocs CLI)")
     prov.add_argument(
@@ -330,6 +337,7 @@ def _run(args) -> int:
         max_lag_ms=args.max_lag_ms,
         max_cpu_percent=args.max_cpu,
         drain_timeout=args.drain_timeout,
+        drain=args.drain,
         warmup=max(0.0, args.warmup),
         watch_pids=tuple(args.watch_pid),
     )

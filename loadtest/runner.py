@@ -45,6 +45,7 @@ class RunConfig:
     max_lag_ms: float = 10.0
     max_cpu_percent: float = 90.0
     drain_timeout: float = 30.0
+    drain: bool = True
     warmup: float = 0.0
     ready_timeout: float = 60.0
     # replay
@@ -86,6 +87,7 @@ def _worker_configs(config: RunConfig) -> list[WorkerConfig]:
                 destination_realm=config.destination_realm,
                 seed=None if config.seed is None else config.seed * 1000 + wid,
                 drain_timeout=config.drain_timeout,
+                drain=config.drain,
                 warmup=config.warmup,
                 trace=config.trace,
                 speed=config.speed,

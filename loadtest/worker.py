@@ -76,6 +76,7 @@ class WorkerConfig:
     destination_realm: str | None = None  # None: the server's Origin-Realm from its CEA
     seed: int | None = None
     drain_timeout: float = 30.0
+    drain: bool = True  # False: sessions open at the end are left open (no CCR-T)
     warmup: float = 0.0  # seconds at the rate before the measured window
     # replay mode
     trace: str | None = None
@@ -462,8 +463,9 @@ class ScenarioDriver(_Driver):
             self.open.discard(session)
             return
         if self.draining:
-            session.terminate_next()
-            self.drain_queue.append(session)
+            if self.cfg.drain:
+                session.terminate_next()
+                self.drain_queue.append(session)
             return
         self._seq += 1
         heapq.heappush(
@@ -474,12 +476,15 @@ class ScenarioDriver(_Driver):
 
     async def _drain(self) -> None:
         """CCR-T for every open session, paced at the run's rate (at least 500/s);
-        wait for the answers."""
+        wait for the answers. With ``drain`` off, only the answers in flight are
+        waited for and the sessions stay open in the server (to measure it holding
+        them; its sweeper settles them at their deadlines)."""
         self.draining = True
         for heap in self.ready.values():
-            for _, _, session in heap:
-                session.terminate_next()
-                self.drain_queue.append(session)
+            if self.cfg.drain:
+                for _, _, session in heap:
+                    session.terminate_next()
+                    self.drain_queue.append(session)
             heap.clear()
         deadline = time.monotonic() + self.cfg.drain_timeout + self.cfg.timeout
         per_tick = max(5, int(self.cfg.rate * 0.01))

@@ -157,3 +157,23 @@ def test_watched_processes_get_their_cpu_reported():
     [me, *_] = result["watched"]
     assert me["pid"] == os.getpid() and me["mean_percent"] is not None
     assert str(os.getpid()) in result["series"][0]["watched_cpu_percent"]
+
+
+def test_without_drain_the_sessions_stay_open_in_the_server():
+    slow = replace(
+        FAST,
+        data=replace(FAST.data, think_time=Range(30, 30)),
+        voice=replace(FAST.voice, think_time=Range(30, 30)),
+    )
+    app = EchoApplication(grant=10**9)
+    with ThreadedServer(app) as server:
+        result = run_load(
+            RunConfig(
+                host="127.0.0.1", port=server.port, rate=50, duration=1, scenario=slow, drain=False
+            ),
+            None,
+        )
+    assert result["timeouts"] == 0 and result["errors"] == 0
+    assert result["drain"]["sent"] == 0
+    sessions = [types for types in app.sessions.values() if types != [4]]  # not SMS events
+    assert sessions and all(types == [1] for types in sessions)  # CCR-I only, never a T
