@@ -54,6 +54,7 @@ pipeline than redis-py); the rest (sessions, sweeping) uses ``redis``.
 from __future__ import annotations
 
 import calendar
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -103,6 +104,8 @@ _ATTEMPTS = 3
 """Runs of a request whose script found the cached account outdated (the last one
 with the account just read; a third means it changed twice in a few milliseconds)."""
 _UNITS = {u.value: u for u in Unit}
+_NO_USAGE: dict[str, int] = {}
+"""The period usage of the many accounts with none, shared (read, never written)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,7 +363,12 @@ class ChargingEngine:
             if fields[0] is None:
                 infos[account] = None
                 continue
-            info = {name: _text(v) or "" for name, v in zip(_ACCOUNT_FIELDS, fields, strict=True)}
+            # interned: a few distinct plans, currencies and states across all accounts,
+            # one copy each in the cache (measured: 89 -> 66 MB for 100,000 accounts)
+            info = {
+                name: sys.intern(_text(v) or "")
+                for name, v in zip(_ACCOUNT_FIELDS, fields, strict=True)
+            }
             infos[account] = info
             day = _cycle_day(info["bill_cycle_day"])
             self._cycle_days[account] = day
@@ -863,8 +871,10 @@ def _cycle_day(value: str | None) -> int:
 
 
 def _usage(raw: dict[Any, Any]) -> dict[str, int]:
+    if not raw:
+        return _NO_USAGE
     out = {}
-    for name, value in (raw or {}).items():
+    for name, value in raw.items():
         try:
             out[_text(name)] = int(value)
         except (TypeError, ValueError):
