@@ -79,12 +79,14 @@ class ChargingCoalescer:
                 raise RuntimeError(f"{len(results)} results for {len(requests)} requests")
         except ChargingBatchError as error:
             results = error.results
-        except BaseException as error:  # nothing answered: every caller gets it
+        except asyncio.CancelledError:  # the loop is shutting down: so are the callers
+            for _, future in waiting:
+                future.cancel()
+            raise
+        except Exception as error:  # nothing answered: every caller gets it
             for _, future in waiting:
                 if not future.done():
                     future.set_exception(error)
-            if isinstance(error, asyncio.CancelledError):
-                raise
             return
         start = 0
         for batch, future in waiting:

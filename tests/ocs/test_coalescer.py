@@ -134,3 +134,15 @@ async def test_no_requests_no_call():
 def test_max_batch_must_be_positive():
     with pytest.raises(ValueError, match="max_batch"):
         ChargingCoalescer(Recorder().charge, max_batch=0)
+
+
+async def test_cancelling_the_shared_call_cancels_its_callers_rather_than_leave_them_waiting():
+    engine = Recorder()
+    engine.release.clear()
+    coalescer = ChargingCoalescer(engine.charge)
+    callers = [asyncio.create_task(coalescer.charge([ccr(s)])) for s in ("a", "b")]
+    await asyncio.sleep(0.01)
+    [shared] = coalescer._running
+    shared.cancel()
+    results = await asyncio.gather(*callers, return_exceptions=True)
+    assert [type(r) for r in results] == [asyncio.CancelledError] * 2
