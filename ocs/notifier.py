@@ -75,6 +75,8 @@ class Notifier:
         self._handlers: set[asyncio.Task[Any]] = set()
         self._subscribed = False
         self._attempted = asyncio.Event()
+        self.events_handled = 0
+        """Events taken off the channel and handled (whatever the outcome)."""
 
     # lifecycle ---------------------------------------------------------------------
 
@@ -143,6 +145,12 @@ class Notifier:
 
     async def on_message(self, data: bytes | str | None) -> int:
         """Handle one published event; returns how many requests were sent."""
+        try:
+            return await self._handle(data)
+        finally:
+            self.events_handled += 1
+
+    async def _handle(self, data: bytes | str | None) -> int:
         try:
             event = json.loads(data or b"")
             name, account = event["event"], event["account"]

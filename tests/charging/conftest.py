@@ -10,6 +10,7 @@ application wired to a :class:`ChargingEngine` over the demo catalog (plus one p
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 from dataclasses import dataclass
@@ -118,8 +119,20 @@ class Ocs:
         await self.accounts.create_account(account)
         for identity in identities:
             await self.accounts.add_subscription(account_id, identity)
+        handled = self.notifier.events_handled
         await self.accounts.put_bucket(account_id, Bucket(id="main", kind="money", amount=money))
+        if money > 0:
+            # the bucket publishes credit_added: let the notifier handle it now, so that
+            # it cannot send a RAR to a session a test opens next (the race behind a
+            # rare failure of test_rar_answered_unknown_session_is_fine)
+            await self.events_handled_after(handled + 1)
         return account_id
+
+    async def events_handled_after(self, count: int, timeout: float = 5.0) -> None:
+        """Wait until the notifier has handled ``count`` events in all."""
+        async with asyncio.timeout(timeout):
+            while self.notifier.events_handled < count:
+                await asyncio.sleep(0.002)
 
     async def main_bucket(self, account_id: str) -> Bucket:
         bucket = await self.accounts.bucket(account_id, "main")

@@ -205,6 +205,15 @@ async def test_engine_failure_is_logged_not_raised():
     assert await notifier.on_message(b'{"event": "account_barred", "account": "a"}') == 0
 
 
+async def test_every_event_taken_off_the_channel_is_counted_as_handled():
+    engine = Sessions({})
+    notifier = Notifier(None, engine, Routes(set()))
+    for data in (b"not json", b'{"event": "plan_changed", "account": "a"}',
+                 b'{"event": "credit_added", "account": "a"}'):  # fmt: skip
+        await notifier.on_message(data)
+    assert notifier.events_handled == 3
+
+
 async def test_published_events_reach_the_notifier(redis_url, server, peer):
     client = aioredis.Redis.from_url(redis_url)
     engine = Sessions({"acct-1": [session("pgw.test.net;s;1", final_unit=True)]})
