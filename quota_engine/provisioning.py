@@ -15,13 +15,14 @@ nothing the second time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
@@ -61,6 +62,12 @@ DEMO_DATA_PATH = Path(__file__).with_name("demo_data.toml")
 """The demo subscribers `ocs serve` provisions on the embedded default."""
 
 _log = logging.getLogger(__name__)
+
+CONCURRENCY = 32
+"""Accounts of a document checked or applied at once (see :func:`_in_chunks`)."""
+
+T = TypeVar("T")
+R = TypeVar("R")
 _MISSING: Any = object()
 _DAY = 86_400
 _TOP_KEYS = {"catalog", "accounts"}
@@ -439,32 +446,83 @@ async def _check_redis(
                 "give the changed catalog a new version",
             )
     defined: set[str] = set()
+    parent_in_redis: list[bool] = []  # whether a plan's parent must be found in Redis
     for plan in plans:
+        parent = plan.account.parent
+        parent_in_redis.append(parent is not None and parent not in defined)
+        defined.add(plan.account.id)
+
+    async def check(index: int) -> list[tuple[str, str]]:
+        plan = plans[index]
         account = plan.account
+        problems: list[tuple[str, str]] = []
         plan.existing = await store.get_account(account.id)
         parent = account.parent
-        if parent is not None and parent not in defined and await store.get_account(parent) is None:
-            parser.problem(
-                f"{plan.path}.parent",
-                f"no account {parent!r} in Redis or earlier in the document",
+        if parent_in_redis[index] and await store.get_account(parent) is None:
+            problems.append(
+                (
+                    f"{plan.path}.parent",
+                    f"no account {parent!r} in Redis or earlier in the document",
+                )
             )
-        defined.add(account.id)
         for path, identity in plan.identities:
             owner = await store.resolve(identity)
             if owner is not None and owner != account.id:
-                parser.problem(
-                    path, f"{identity} belongs to account {owner!r}; remove it there first"
+                problems.append(
+                    (path, f"{identity} belongs to account {owner!r}; remove it there first")
                 )
         for path, bucket, replace in plan.buckets:
             existing = await store.bucket(account.id, bucket.id) if replace else None
             if existing is None or existing.reserved == 0:
                 continue
             if existing.kind != bucket.kind or existing.unit != bucket.unit:
-                parser.problem(
-                    path, f"{existing.reserved} reserved: kind and unit cannot change now"
+                problems.append(
+                    (path, f"{existing.reserved} reserved: kind and unit cannot change now")
                 )
             elif bucket.amount < existing.reserved:
-                parser.problem(f"{path}.amount", f"below the {existing.reserved} reserved now")
+                problems.append((f"{path}.amount", f"below the {existing.reserved} reserved now"))
+        return problems
+
+    for found in await _in_chunks(range(len(plans)), check):
+        for path, message in found:  # in document order, whatever order the reads ended
+            parser.problem(path, message)
+
+
+async def _in_chunks(
+    items: Iterable[T],
+    work: Callable[[T], Awaitable[R]],
+    *,
+    waits_for: Callable[[T], object] = lambda item: None,
+    key: Callable[[T], object] = lambda item: item,
+) -> list[R]:
+    """``work`` for every item, up to :data:`CONCURRENCY` at a time; results in item
+    order. An item whose ``waits_for`` is the ``key`` of an item in the same chunk
+    (an account whose parent the document creates just before) starts the next chunk.
+
+    Each account's reads and writes are a handful of Redis round trips that do not
+    depend on other accounts, so a bulk document is worked through many accounts at
+    once (100,000 accounts took about 3 minutes one by one). An exception is raised
+    once its chunk has finished, so no work is left running behind it."""
+    results: list[R] = []
+    chunk: list[T] = []
+    keys_in_chunk: set[object] = set()
+
+    async def run() -> None:
+        done = await asyncio.gather(*(work(item) for item in chunk), return_exceptions=True)
+        for value in done:
+            if isinstance(value, BaseException):
+                raise value
+        results.extend(done)  # type: ignore[arg-type]
+
+    for item in items:
+        if len(chunk) == CONCURRENCY or waits_for(item) in keys_in_chunk:
+            await run()
+            chunk, keys_in_chunk = [], set()
+        chunk.append(item)
+        keys_in_chunk.add(key(item))
+    if chunk:
+        await run()
+    return results
 
 
 # --------------------------------------------------------------------------- applying
@@ -517,15 +575,25 @@ async def provision(
             ", ".join([w for w, done in (("saved", saved), ("activated", activated)) if done])
             or "unchanged"
         )
-    for plan in plans:
+
+    async def apply(plan: _AccountPlan) -> AccountReport:
         try:
-            report.accounts.append(await _apply(store, plan))
+            return await _apply(store, plan)
         except AccountError as exc:
             raise ProvisioningError(
                 [
                     f"{plan.path}: {exc} (stopped here; fix it and run again: provisioning is idempotent)"
                 ]
             ) from exc
+
+    report.accounts.extend(
+        await _in_chunks(
+            plans,
+            apply,
+            waits_for=lambda plan: plan.account.parent,
+            key=lambda plan: plan.account.id,
+        )
+    )
     return report
 
 

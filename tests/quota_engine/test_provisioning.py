@@ -15,6 +15,7 @@ from quota_engine.accounts import AccountStore, Bucket
 from quota_engine.catalog import DEMO_CATALOG_PATH
 from quota_engine.catalog_store import CatalogStore, demo_catalog_document
 from quota_engine.provisioning import (
+    CONCURRENCY,
     DEMO_DATA_PATH,
     ProvisioningError,
     provision,
@@ -460,3 +461,39 @@ async def test_provision_demo_survives_a_changed_demo_catalog_under_the_same_ver
         await provision_demo(r)
     assert "demo catalog not installed" in caplog.text
     assert await AccountStore(r).resolve("msisdn:491700000001") == "demo-prepaid"
+
+
+# --------------------------------------------------------------------------- bulk documents
+
+
+async def test_a_bulk_document_is_applied_whole_and_reported_in_document_order(r):
+    # more accounts than are worked on at once, with parent chains inside and across
+    # the chunks: a child must never be created before its parent
+    count = 3 * CONCURRENCY + 5
+    accounts = [account(i, parent=f"acc-{i - 1}" if i % 3 else None) for i in range(count)]
+    report = await provision(r, document(*accounts), now=NOW)
+    assert [a.id for a in report.accounts] == [f"acc-{i}" for i in range(count)]
+    assert all(a.outcome == "created" for a in report.accounts)
+    store = AccountStore(r)
+    for i in range(count):
+        assert (await store.get_account(f"acc-{i}")).parent == (f"acc-{i - 1}" if i % 3 else None)
+        assert await store.resolve(f"msisdn:4917000001{i:02d}") == f"acc-{i}"
+    again = await provision(r, document(*accounts), now=NOW)
+    assert {a.outcome for a in again.accounts} == {"unchanged"}
+
+
+async def test_problems_of_a_bulk_document_come_in_document_order(r):
+    count = 2 * CONCURRENCY
+    await provision(r, document(*(account(i) for i in range(count))), now=NOW)
+    # every second account now claims the identity of the account before it
+    moved = [
+        {**account(count + i), "subscriptions": [f"msisdn:4917000001{i - 1:02d}"]}
+        if i % 2
+        else account(count + i)
+        for i in range(1, count)
+    ]
+    with pytest.raises(ProvisioningError) as caught:
+        await provision(r, document(*moved), now=NOW)
+    paths = [problem.split(":")[0] for problem in caught.value.problems]
+    assert paths == sorted(paths, key=lambda p: int(p.split("[")[1].split("]")[0]))
+    assert len(paths) == count // 2
