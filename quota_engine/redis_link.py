@@ -515,17 +515,6 @@ class LinkPipeline:
     def __len__(self) -> int:
         return len(self._commands)
 
-    async def __aenter__(self) -> LinkPipeline:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.reset()
-
     def reset(self) -> None:
         """Drop the queued commands."""
         self._commands = []
@@ -537,9 +526,6 @@ class LinkPipeline:
 
     def get(self, name: Any) -> LinkPipeline:
         return self.execute_command("GET", name)
-
-    def mget(self, keys: Any, *args: Any) -> LinkPipeline:
-        return self.execute_command("MGET", *_flatten(keys, args))
 
     def hmget(self, name: Any, keys: Any, *args: Any) -> LinkPipeline:
         return self.execute_command("HMGET", name, *_flatten(keys, args))

@@ -63,28 +63,21 @@ async def ten_at_once(client: Any) -> list[list[Any]]:
     return await asyncio.gather(*(one_round(client) for _ in range(10)))
 
 
-@pytest.mark.benchmark(group="16 EVALSHA + 16 HMGET")
-def test_bench_redis_py_pipeline(benchmark, loop, clients):
-    redis_py, _ = clients
-    benchmark(lambda: loop.run_until_complete(one_round(redis_py)))
+CLIENTS = {"redis-py": 0, "RedisLink": 1}
 
 
-@pytest.mark.benchmark(group="16 EVALSHA + 16 HMGET")
-def test_bench_redis_link_pipeline(benchmark, loop, clients):
-    _, link = clients
-    benchmark(lambda: loop.run_until_complete(one_round(link)))
+@pytest.mark.parametrize("name", CLIENTS)
+def test_bench_one_pipeline(benchmark, loop, clients, name):
+    benchmark.group = "16 EVALSHA + 16 HMGET"
+    client = clients[CLIENTS[name]]
+    benchmark(lambda: loop.run_until_complete(one_round(client)))
 
 
-@pytest.mark.benchmark(group="ten such pipelines at once")
-def test_bench_redis_py_ten_pipelines(benchmark, loop, clients):
-    redis_py, _ = clients
-    benchmark(lambda: loop.run_until_complete(ten_at_once(redis_py)))
-
-
-@pytest.mark.benchmark(group="ten such pipelines at once")
-def test_bench_redis_link_ten_pipelines(benchmark, loop, clients):
-    _, link = clients
-    benchmark(lambda: loop.run_until_complete(ten_at_once(link)))
+@pytest.mark.parametrize("name", CLIENTS)
+def test_bench_ten_pipelines_at_once(benchmark, loop, clients, name):
+    benchmark.group = "ten such pipelines at once"
+    client = clients[CLIENTS[name]]
+    benchmark(lambda: loop.run_until_complete(ten_at_once(client)))
 
 
 def test_both_clients_answer_the_same(loop, clients):

@@ -18,14 +18,13 @@ from quota_engine.engine import (
     EngineSettings,
     bill_period,
 )
-from quota_engine.model import ChargingRequest, Outcome, RequestType, ServiceUsage
+from quota_engine.model import ChargingRequest, Outcome, RequestType
 from quota_engine.rating import Rater
 from tests.quota_engine.catalogs import MIB, base_catalog, per_mib
-from tests.quota_engine.conftest import EUR, NOW, create_account, money
+from tests.quota_engine.conftest import EUR, NOW, create_account, data_request, money
 
 INITIAL, TERMINATE = RequestType.INITIAL, RequestType.TERMINATE
 MSISDN = "msisdn:491700000009"
-CTX = "32251@3gpp.org"
 CHEAP = 100_000  # 0.10 EUR per MiB
 
 
@@ -62,17 +61,9 @@ def node(r, pair, clock) -> ChargingEngine:
 
 
 def request(session: str, kind: RequestType, number: int, used: int = 0) -> ChargingRequest:
-    return ChargingRequest(
-        session_id=session,
-        request_type=kind,
-        request_number=number,
-        identities=[MSISDN],
-        service_context=CTX,
-        services=[
-            ServiceUsage(rating_group=10, requested=MIB if kind is INITIAL else 0, used=used)
-        ],
-        timestamp=NOW,
-        peer="pgw.example",
+    """A data CCR of the test subscriber: 1 MiB asked on CCR-I, ``used`` reported."""
+    return data_request(
+        session, kind, number, identity=MSISDN, used=used, requested=MIB if kind is INITIAL else 0
     )
 
 

@@ -485,9 +485,15 @@ async def test_a_bulk_document_is_applied_whole_and_reported_in_document_order(r
 async def test_problems_of_a_bulk_document_come_in_document_order(r):
     count = 2 * CONCURRENCY
     await provision(r, document(*(account(i) for i in range(count))), now=NOW)
-    # every second account now claims the identity of the account before it
+    # every second account claims an identity of an existing account. The first one
+    # claims it after ten fresh identities, so its check, run alongside the others,
+    # finds its problem last: the report must still list it first.
+    fresh = [f"msisdn:4918{n:08d}" for n in range(10)]
     moved = [
-        {**account(count + i), "subscriptions": [f"msisdn:4917000001{i - 1:02d}"]}
+        {
+            **account(count + i),
+            "subscriptions": [*(fresh if i == 1 else []), f"msisdn:4917000001{i:02d}"],
+        }
         if i % 2
         else account(count + i)
         for i in range(1, count)
