@@ -433,11 +433,11 @@ class ChargingEngine:
         for job in pending:
             job.error = AccountChanged(f"account {job.account} changed during charging")
         out: list[Any] = []
-        index = self._link.pipeline(transaction=False)
+        corrections: list[tuple[Any, ...]] = []
         failed = False
         for job in jobs:
-            if job.member is not None:
-                _correct_index(index, job)
+            if job.member is not None and (correction := _index_correction(job)) is not None:
+                corrections.append(correction)
             if job.error is not None:
                 out.append(job.error)
                 failed = True
@@ -446,7 +446,10 @@ class ChargingEngine:
                 assert job.answer is not None
                 job.result = self._decode(job, job.answer)
             out.append(job.result)
-        if len(index):
+        if corrections:  # rare: most batches need no second round trip, nor its pipeline
+            index = self._link.pipeline(transaction=False)
+            for command in corrections:
+                index.execute_command(*command)
             # the index is the sweeper's hint, not the truth: a failed write of it
             # does not undo the charging done (it is retried with the next request)
             await index.execute(raise_on_error=False)
@@ -882,8 +885,9 @@ def _usage(raw: dict[Any, Any]) -> dict[str, int]:
     return out
 
 
-def _correct_index(pipe: Any, job: _Job) -> None:
-    """Queue what the ``ocs:deadlines`` update sent with the script call got wrong.
+def _index_correction(job: _Job) -> tuple[Any, ...] | None:
+    """The command that mends what the ``ocs:deadlines`` update sent with the script
+    call got wrong, if anything.
 
     ccr.lua's answer carries the session's deadline whenever the session is alive
     after the call (a stored answer replayed, a refused or out-of-order request on a
@@ -894,15 +898,14 @@ def _correct_index(pipe: Any, job: _Job) -> None:
     entry of one that is gone, when that passes."""
     member = job.member
     if job.answer is None:
-        if job.zrem_sent:
-            pipe.zadd(keys.DEADLINES, {member: job.deadline})
-        return
+        return ("ZADD", keys.DEADLINES, job.deadline, member) if job.zrem_sent else None
     deadline = job.answer.get("dl")
     if deadline is not None:
         if job.zrem_sent or deadline != job.deadline:
-            pipe.zadd(keys.DEADLINES, {member: deadline})
+            return ("ZADD", keys.DEADLINES, deadline, member)
     elif not job.zrem_sent:
-        pipe.zrem(keys.DEADLINES, member)
+        return ("ZREM", keys.DEADLINES, member)
+    return None
 
 
 def _cost_cap(price: Price) -> int:
