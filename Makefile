@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SOURCES := pyproject.toml setup.py $(wildcard cext/*.pyx cext/*.pxd quota_engine/*.pyx)
+SOURCES := pyproject.toml setup.py $(wildcard cext/*.pyx cext/*.pxd quota_engine/*/*.pyx quota_engine/*/*.pxd)
 
 .PHONY: install run test lint bench clean
 
@@ -31,4 +31,4 @@ bench: install
 	$(BIN)/pytest tests/benchmarks --benchmark-only --benchmark-enable --benchmark-columns=min,mean,median,ops
 
 clean:
-	rm -rf $(VENV) build *.egg-info cext/*.c cext/*.so quota_engine/*.c quota_engine/*.so
+	rm -rf $(VENV) build *.egg-info cext/*.c cext/*.so quota_engine/*/*.c quota_engine/*/*.so

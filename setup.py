@@ -9,7 +9,7 @@ from setuptools import Extension, setup
 
 EXTENSIONS = [
     Extension("cext.codec", ["cext/codec.pyx"]),
-    Extension("quota_engine.rating", ["quota_engine/rating.pyx"]),
+    Extension("quota_engine.charging.rating", ["quota_engine/charging/rating.pyx"]),
 ]
 
 setup(

@@ -18,12 +18,11 @@ import logging
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from quota_engine import keys
+from ocs.logs import log_event
 from quota_engine.catalog import Catalog, CatalogError
-from quota_engine.catalog_store import CatalogStore, CatalogStoreError, demo_catalog_document
-from quota_engine.rating import Rater
-
-from .logs import log_event
+from quota_engine.charging.rating import Rater
+from quota_engine.store import keys
+from quota_engine.store.catalogs import CatalogStore, CatalogStoreError, demo_catalog_document
 
 __all__ = ["CatalogHolder", "NoActiveCatalog"]
 

@@ -55,7 +55,7 @@ from ocs.config import (
 from ocs.embedded_redis import HOST, LOCK_FILE, EmbeddedRedis, EmbeddedRedisError
 from ocs.logs import configure_logging, log_event
 from ocs.metrics import package_version
-from quota_engine.accounts import (
+from quota_engine.accounts.model import (
     ACCOUNT_KINDS,
     Account,
     AccountError,
@@ -63,10 +63,10 @@ from quota_engine.accounts import (
     Bucket,
     identity_problem,
 )
+from quota_engine.accounts.provisioning import ProvisioningError, provision, read_document
 from quota_engine.catalog import CatalogError
-from quota_engine.catalog_store import CatalogStore, CatalogStoreError, json_ready
 from quota_engine.money import MICRO, format_money
-from quota_engine.provisioning import ProvisioningError, provision, read_document
+from quota_engine.store.catalogs import CatalogStore, CatalogStoreError, json_ready
 
 Runner = Callable[[Settings], int]
 

@@ -24,26 +24,25 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
+from ocs.api.app import create_app
+from ocs.catalog_holder import CatalogHolder, NoActiveCatalog
+from ocs.config import Settings
+from ocs.embedded_redis import EmbeddedRedis
+from ocs.gy.application import CreditControlApplication
+from ocs.gy.coalescer import ChargingCoalescer
+from ocs.gy.notifier import Notifier
+from ocs.gy.peer_routes import Routes
+from ocs.logs import log_event
+from ocs.metrics import Metrics
 from protocol.base import PeerPolicy
 from protocol.connection import Application, Node, PeerConnection, Timers
 from protocol.duplicates import AnswerCache
 from protocol.messages import Codec, LocalIdentity
 from protocol.server import DiameterServer
-from quota_engine.engine import ChargingEngine, EngineSettings
-from quota_engine.provisioning import provision_demo
-from quota_engine.redis_link import RedisAddress, RedisLink
-from quota_engine.sweeper import Sweeper
-
-from .catalog_holder import CatalogHolder, NoActiveCatalog
-from .coalescer import ChargingCoalescer
-from .config import Settings
-from .embedded_redis import EmbeddedRedis
-from .gy import CreditControlApplication
-from .http_app import create_app
-from .logs import log_event
-from .metrics import Metrics
-from .notifier import Notifier
-from .routes import Routes
+from quota_engine.accounts.provisioning import provision_demo
+from quota_engine.charging.engine import ChargingEngine, EngineSettings
+from quota_engine.charging.sweeper import Sweeper
+from quota_engine.store.redis_link import RedisAddress, RedisLink
 
 logger = logging.getLogger("ocs.service")
 

@@ -1,8 +1,8 @@
 """What the quota engine is asked and what it answers, in charging terms only.
 
-``ocs.gy`` translates a Credit-Control-Request into a :class:`ChargingRequest` and a
+``ocs.gy.application`` translates a Credit-Control-Request into a :class:`ChargingRequest` and a
 :class:`ChargingResult` back into a CCA; nothing here knows an AVP or a Result-Code.
-Outcomes are enums; ``ocs.gy`` maps each one to its Result-Code in one table.
+Outcomes are enums; ``ocs.gy.application`` maps each one to its Result-Code in one table.
 
 Units are integers of the service's unit type (octets, seconds, events); money is
 integer micro-units.
@@ -74,7 +74,7 @@ class ChargingRequest:
     session_id: str
     request_type: RequestType
     request_number: int
-    identities: list[str]  # canonical, see quota_engine.keys.identity(); first match wins
+    identities: list[str]  # canonical, see quota_engine.store.keys.identity(); first match wins
     service_context: str
     services: list[ServiceUsage]
     timestamp: int  # Event-Timestamp or arrival time, Unix seconds

@@ -1,6 +1,11 @@
 """Small helpers shared by test modules (import them; fixtures live in conftest.py)."""
 
+from pathlib import Path
+
 from ocs.embedded_redis import free_tcp_port
+
+ROOT = Path(__file__).resolve().parent.parent
+"""The checkout's top directory (docs/, loadtest/scenarios/, ...)."""
 
 
 def get_free_port(host: str = "127.0.0.1") -> int:

@@ -1,7 +1,7 @@
 """The management HTTP API under ``/v1`` (docs/api.md).
 
 Served by ``ocs serve`` on the HTTP port next to ``/healthz`` and ``/metrics``
-(:func:`ocs.http_app.create_app` mounts it when given the Redis client). Layout:
+(:func:`ocs.api.app.create_app` mounts it when given the Redis client). Layout:
 
 * :mod:`~ocs.api.routes`: the route table, the one place routes are declared;
 * :mod:`~ocs.api.openapi`: the OpenAPI 3 document, generated from that table;

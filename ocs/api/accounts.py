@@ -1,7 +1,7 @@
 """Accounts, their identities (subscriptions) and the identity index.
 
 Creating an account is provisioning one entry: the body is a provisioning account
-(docs/provisioning.md) and goes through :func:`quota_engine.provisioning.provision`,
+(docs/provisioning.md) and goes through :func:`quota_engine.accounts.provisioning.provision`,
 the same validation and store calls as ``ocs provision``.
 """
 
@@ -11,10 +11,10 @@ import dataclasses
 
 from aiohttp import web
 
-from quota_engine import keys
-from quota_engine.accounts import Account
-from quota_engine.balance_actions import CLOSED
-from quota_engine.provisioning import ProvisioningError, provision
+from quota_engine.accounts.balance_actions import CLOSED
+from quota_engine.accounts.model import Account
+from quota_engine.accounts.provisioning import ProvisioningError, provision
+from quota_engine.store import keys
 
 from . import schema
 from .common import (

@@ -7,8 +7,8 @@ import re
 
 from aiohttp import web
 
-from quota_engine import keys
-from quota_engine.records import read_records
+from quota_engine.store import keys
+from quota_engine.store.records import read_records
 
 from .common import jsonable, path_id, require_account
 from .context import api_of

@@ -3,7 +3,7 @@
 Top-ups and adjustments need an ``Idempotency-Key`` header: the same key again (same
 request) credits nothing and answers the first result, with ``Idempotent-Replayed:
 true``; the key with a different request is a 409. See
-:mod:`quota_engine.balance_actions` for the atomic script behind them.
+:mod:`quota_engine.accounts.balance_actions` for the atomic script behind them.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from quota_engine.accounts import MAIN_BUCKET, Bucket
-from quota_engine.balance_actions import ActionResult, key_problem
+from quota_engine.accounts.balance_actions import ActionResult, key_problem
+from quota_engine.accounts.model import MAIN_BUCKET, Bucket
 
 from . import schema
 from .common import json_body, path_id, require_account

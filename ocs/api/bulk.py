@@ -2,7 +2,7 @@
 
 One provisioning account entry (the body of ``POST /v1/accounts``) per line. The body is
 read line by line and applied in chunks of :data:`CHUNK` entries through
-:func:`quota_engine.provisioning.provision` (the code behind ``ocs provision``), so a
+:func:`quota_engine.accounts.provisioning.provision` (the code behind ``ocs provision``), so a
 million-line upload holds one chunk in memory, never the whole body. A line that is not
 JSON, breaks the schema or is refused by provisioning is reported with its line number
 and skipped; the others are applied. Applying is idempotent, so an interrupted upload
@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from quota_engine.provisioning import ProvisioningError, provision
+from quota_engine.accounts.provisioning import ProvisioningError, provision
 
 from . import schema
 from .accounts import require_catalog

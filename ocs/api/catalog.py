@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from quota_engine.catalog import Catalog, CatalogError, load_catalog
-from quota_engine.catalog_store import json_ready
+from quota_engine.store.catalogs import json_ready
 
 from . import schema
 from .common import json_body

@@ -7,8 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
-from quota_engine.accounts import Account, identity_problem
-from quota_engine.balance_actions import CLOSED
+from quota_engine.accounts.balance_actions import CLOSED
+from quota_engine.accounts.model import Account, identity_problem
 
 from . import schema
 from .context import Api, read_json

@@ -9,9 +9,9 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from quota_engine.accounts import AccountStore
-from quota_engine.balance_actions import BalanceActions
-from quota_engine.catalog_store import CatalogStore
+from quota_engine.accounts.balance_actions import BalanceActions
+from quota_engine.accounts.model import AccountStore
+from quota_engine.store.catalogs import CatalogStore
 
 from .errors import ApiError
 
@@ -22,7 +22,7 @@ MAX_BODY = 4 * 1024 * 1024
 
 
 class Sessions(Protocol):
-    """The charging engine as the API sees it (:class:`quota_engine.engine.ChargingEngine`)."""
+    """The charging engine as the API sees it (:class:`quota_engine.charging.engine.ChargingEngine`)."""
 
     async def sessions_of(self, account_id: str) -> list[dict[str, Any]]: ...
 

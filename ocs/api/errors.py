@@ -31,11 +31,11 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from quota_engine.accounts import AccountError, ConflictError, NotFoundError, ValidationError
-from quota_engine.balance_actions import ActionRefusedError, KeyReusedError
+from quota_engine.accounts.balance_actions import ActionRefusedError, KeyReusedError
+from quota_engine.accounts.model import AccountError, ConflictError, NotFoundError, ValidationError
+from quota_engine.accounts.provisioning import ProvisioningError
 from quota_engine.catalog import CatalogError
-from quota_engine.catalog_store import CatalogStoreError
-from quota_engine.provisioning import ProvisioningError
+from quota_engine.store.catalogs import CatalogStoreError
 
 __all__ = ["ApiError", "Problem", "describe", "error_body", "split_problem"]
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from quota_engine import keys
-from quota_engine.accounts import ACCOUNT_KINDS, BUCKET_KINDS, BUCKET_UNITS, STATUSES
-from quota_engine.balance_actions import CLOSED, MAX_REASON
+from quota_engine.accounts.balance_actions import CLOSED, MAX_REASON
+from quota_engine.accounts.model import ACCOUNT_KINDS, BUCKET_KINDS, BUCKET_UNITS, STATUSES
+from quota_engine.store import keys
 
 Schema = dict[str, Any]
 

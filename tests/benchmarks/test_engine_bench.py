@@ -19,10 +19,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from quota_engine.catalog import load_demo_catalog
-from quota_engine.engine import ChargingEngine
+from quota_engine.charging.engine import ChargingEngine
+from quota_engine.charging.rating import Rater
 from quota_engine.model import Outcome, RequestType
-from quota_engine.rating import Rater
-from quota_engine.redis_link import RedisLink
+from quota_engine.store.redis_link import RedisLink
 from tests.quota_engine.conftest import MIB, Clock, create_account, data_request
 
 BALANCE = 2**50

@@ -15,13 +15,13 @@ import itertools
 import pytest
 import redis.asyncio as aioredis
 
-from ocs.gy import CreditControlApplication
+from ocs.gy.application import CreditControlApplication
 from protocol.dictionary import constants as c
 from protocol.messages import Codec, LocalIdentity
 from quota_engine.catalog import load_demo_catalog
-from quota_engine.engine import ChargingEngine
-from quota_engine.rating import Rater
-from quota_engine.redis_link import RedisLink
+from quota_engine.charging.engine import ChargingEngine
+from quota_engine.charging.rating import Rater
+from quota_engine.store.redis_link import RedisLink
 from tests.charging import messages as m
 from tests.quota_engine.conftest import create_account
 

@@ -1,4 +1,4 @@
-"""Rating benchmark: the per-MSCC work of quota_engine.rating on the demo catalog.
+"""Rating benchmark: the per-MSCC work of quota_engine.charging.rating on the demo catalog.
 
 Run with ``pytest tests/benchmarks/test_rating_bench.py --benchmark-only
 --benchmark-enable`` (or ``make bench``). Skipped in the default run
@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from quota_engine.catalog import load_demo_catalog
-from quota_engine.rating import Rater
-from quota_engine.timebands import BandClock
+from quota_engine.catalog.timebands import BandClock
+from quota_engine.charging.rating import Rater
 
 NOW = 1741338000  # Friday 2025-03-07 10:00 CET
 PLAN = "prepaid-basic"

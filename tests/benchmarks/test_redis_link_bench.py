@@ -1,5 +1,5 @@
 """Redis client benchmark: the hot path's pipeline shape through redis-py's asyncio
-pipeline and through :class:`~quota_engine.redis_link.RedisLink`, against the
+pipeline and through :class:`~quota_engine.store.redis_link.RedisLink`, against the
 session's private redis-server on 127.0.0.1.
 
 One round is one pipeline of 16 ``EVALSHA`` calls (a small script: HINCRBY and HGET
@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from quota_engine.redis_link import RedisLink
-from quota_engine.scripts import LuaScript
+from quota_engine.store.redis_link import RedisLink
+from quota_engine.store.scripts import LuaScript
 
 CALLS = 16
 FIELDS = ("status", "kind", "currency", "plan", "bill_cycle_day")

@@ -21,10 +21,10 @@ import redis.asyncio as aioredis
 
 from ocs.embedded_redis import EmbeddedRedis
 from quota_engine.catalog import load_demo_catalog
-from quota_engine.engine import ChargingEngine, EngineSettings
+from quota_engine.charging.engine import ChargingEngine, EngineSettings
+from quota_engine.charging.rating import Rater
 from quota_engine.model import Outcome, RequestType
-from quota_engine.rating import Rater
-from quota_engine.redis_link import RedisLink
+from quota_engine.store.redis_link import RedisLink
 from tests.quota_engine.conftest import MIB, NOW, create_account, data_request
 
 SESSIONS = 512

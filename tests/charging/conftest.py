@@ -20,17 +20,17 @@ import redis.asyncio as aioredis
 from diameter.message.constants import SERVICE_CONTEXT_MMS_SERVICE_CHARGING
 
 from ocs.config import Settings
-from ocs.gy import CreditControlApplication
+from ocs.gy.application import CreditControlApplication
+from ocs.gy.notifier import Notifier
+from ocs.gy.peer_routes import Routes
 from ocs.metrics import Metrics
-from ocs.notifier import Notifier
-from ocs.routes import Routes
 from ocs.service import build_node
 from protocol.server import DiameterServer
-from quota_engine.accounts import Account, AccountStore, Bucket
+from quota_engine.accounts.model import Account, AccountStore, Bucket
 from quota_engine.catalog import Catalog, load_catalog
-from quota_engine.catalog_store import demo_catalog_document
-from quota_engine.engine import ChargingEngine, EngineSettings
-from quota_engine.rating import Rater
+from quota_engine.charging.engine import ChargingEngine, EngineSettings
+from quota_engine.charging.rating import Rater
+from quota_engine.store.catalogs import demo_catalog_document
 from tests.charging import messages as m
 from tests.protocol.reference_peer import ReferencePeer
 

@@ -5,15 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from protocol.client import client_node, connect
 from protocol.dictionary import constants as c
-from tests.helpers import get_free_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT, get_free_port
 
 
 @pytest.mark.parametrize("stack", ["python-diameter", "protocol"])

@@ -13,6 +13,7 @@ from loadtest.scenario import (
     load_scenario,
     scenario_from_dict,
 )
+from tests.helpers import ROOT
 
 EXAMPLE = """
 name = "busy-hour"
@@ -129,7 +130,6 @@ def test_ranges_draw_inside_their_bounds():
 
 
 def test_the_example_scenarios_load():
-    from pathlib import Path
 
-    for path in (Path(__file__).parents[2] / "loadtest" / "scenarios").glob("*.toml"):
+    for path in (ROOT / "loadtest" / "scenarios").glob("*.toml"):
         load_scenario(path)

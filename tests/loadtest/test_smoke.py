@@ -15,13 +15,10 @@ import os
 import secrets
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import get_free_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT, get_free_port
 
 pytestmark = pytest.mark.system
 

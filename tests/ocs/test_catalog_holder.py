@@ -9,9 +9,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from ocs.catalog_holder import CatalogHolder, NoActiveCatalog
-from quota_engine import keys
-from quota_engine.catalog_store import CatalogStore, demo_catalog_document
-from quota_engine.rating import Rater
+from quota_engine.charging.rating import Rater
+from quota_engine.store import keys
+from quota_engine.store.catalogs import CatalogStore, demo_catalog_document
 from tests.quota_engine.catalogs import base_catalog
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from ocs.cli import main
 from ocs.config import SPECS, Settings
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "metrics-token-0123456789"
 
 

@@ -10,9 +10,9 @@ import redis
 
 from ocs.cli import main, running_embedded_url
 from ocs.embedded_redis import EmbeddedRedis
-from quota_engine import keys
+from quota_engine.accounts.provisioning import DEMO_DATA_PATH
 from quota_engine.catalog import DEMO_CATALOG_PATH
-from quota_engine.provisioning import DEMO_DATA_PATH
+from quota_engine.store import keys
 
 DOC = textwrap.dedent(
     f"""

@@ -18,8 +18,8 @@ from ocs.config import (
     load_settings,
     redact_url,
 )
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "s3cr3t-token-0123456789"
 
 

@@ -19,7 +19,7 @@ from ocs.embedded_redis import (
     EmbeddedRedisError,
     find_redis_server,
 )
-from tests.helpers import get_free_port
+from tests.helpers import ROOT, get_free_port
 
 
 def client_for(url: str) -> redis.Redis:
@@ -228,7 +228,7 @@ def test_lock_outlives_the_parent_process(tmp_path):
         [sys.executable, "-c", script],
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     redis_pid = int(parent.stdout.readline())
     parent.kill()  # SIGKILL: no cleanup, the redis-server is orphaned

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from ocs.service import link_to
-from quota_engine.redis_link import RedisAddress
+from quota_engine.store.redis_link import RedisAddress
 
 
 def test_the_link_takes_the_stores_address_database_and_credentials():

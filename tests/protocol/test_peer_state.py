@@ -25,10 +25,11 @@ from protocol.peer_state import (
     rules,
     transition,
 )
+from tests.helpers import ROOT
 
 S, E, A = PeerState, PeerEvent, PeerAction
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "diameter.md"
+DOCS = ROOT / "docs" / "diameter.md"
 
 RECEIVED = (
     E.RCV_CER_OK,

@@ -13,12 +13,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from ocs.embedded_redis import EmbeddedRedis
-from quota_engine import keys
 from quota_engine.catalog import load_demo_catalog
-from quota_engine.engine import ChargingEngine, EngineSettings
+from quota_engine.charging.engine import ChargingEngine, EngineSettings
+from quota_engine.charging.rating import Rater
 from quota_engine.model import ChargingRequest, RequestType, ServiceUsage
-from quota_engine.rating import Rater
-from quota_engine.redis_link import RedisLink
+from quota_engine.store import keys
+from quota_engine.store.redis_link import RedisLink
 
 NOW = 1741338000  # Friday 2025-03-07 10:00 CET (weekday band)
 MIB = 1_048_576

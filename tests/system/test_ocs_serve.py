@@ -8,15 +8,12 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import get_free_port
+from tests.helpers import ROOT, get_free_port
 from tests.protocol import reference_peer as ref
 from tests.protocol.reference_peer import ReferencePeer
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -24,13 +24,12 @@ import redis.asyncio as aioredis
 from protocol.client import client_node, connect
 from protocol.connection import PeerConnection
 from protocol.dictionary import constants as c
-from quota_engine.accounts import Account, AccountStore, Bucket
-from quota_engine.provisioning import provision_demo
-from quota_engine.records import read_records
+from quota_engine.accounts.model import Account, AccountStore, Bucket
+from quota_engine.accounts.provisioning import provision_demo
+from quota_engine.store.records import read_records
 from tests.charging import messages as m
-from tests.helpers import get_free_port
+from tests.helpers import ROOT, get_free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 EUR = 1_000_000
 BALANCE = 20 * EUR  # 20 MiB of data at 1 EUR per MiB for 200 sessions that want 2 MiB each
 SESSIONS = 200

@@ -1,0 +1,112 @@
+"""Gy/Ro credit-control application (RFC 8506, 3GPP TS 32.299): the one place that
+translates Diameter into charging terms.
+
+Each batch of CCRs (those completed by one read of a connection) is parsed
+(:mod:`ocs.gy.translation`), the valid ones go to the charging engine in ONE
+``engine.charge`` call (one Redis pipeline), and the answers are built in request
+order. A CCR that cannot be parsed is answered on its own (5005, 5004 with
+Failed-AVP) and never reaches the engine.
+
+Without an engine (``engine=None``) every valid CCR is answered
+DIAMETER_UNABLE_TO_COMPLY (5012) with an Error-Message, so a network element falls
+back to its Credit-Control-Failure-Handling instead of being granted service for free.
+The same answer goes to every valid CCR of a batch when the engine fails (e.g. Redis
+unreachable).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from ocs.gy.peer_routes import Routes
+from ocs.gy.translation import CCR_MANDATORY, ParsedCCR, build_cca, error_answer, parse_ccr
+from ocs.logs import log_event
+from protocol.dictionary import constants as c
+from protocol.errors import UNABLE_TO_COMPLY, DiameterError
+from protocol.messages import Answer, Codec
+from quota_engine.charging.engine import ChargingBatchError
+from quota_engine.model import ChargingRequest, ChargingResult
+
+__all__ = ["CCR", "CCR_MANDATORY", "CREDIT_CONTROL_APPLICATION", "CreditControlApplication"]
+
+logger = logging.getLogger("ocs.gy")
+
+CREDIT_CONTROL_APPLICATION = c.APP_DIAMETER_CREDIT_CONTROL_APPLICATION
+CCR = c.CMD_CREDIT_CONTROL
+
+
+class Engine(Protocol):
+    async def charge(self, requests: Sequence[ChargingRequest]) -> list[ChargingResult]: ...
+
+
+class CreditControlApplication:
+    """Answers CCRs for Auth-Application-Id 4 (Gy and Ro alike)."""
+
+    application_id = CREDIT_CONTROL_APPLICATION
+    commands = frozenset({CCR})
+
+    def __init__(
+        self,
+        codec: Codec,
+        engine: Engine | None = None,
+        clock: Callable[[], float] = time.time,
+        routes: Routes | None = None,
+    ) -> None:
+        self._codec = codec
+        self._engine = engine
+        self._clock = clock
+        self._routes = routes
+
+    async def handle(self, requests: Sequence, peer) -> list[Answer]:
+        answers: list[Answer | None] = [None] * len(requests)
+        valid: list[tuple[int, ParsedCCR]] = []
+        now = int(self._clock())
+        for index, message in enumerate(requests):
+            try:
+                parsed = parse_ccr(self._codec, message, now)
+            except DiameterError as error:
+                answers[index] = error_answer(message, error)
+            else:
+                valid.append((index, parsed))
+                if self._routes is not None and peer is not None:
+                    self._routes.learn(parsed.request.peer, message.get(c.AVP_ORIGIN_REALM), peer)
+        if valid:
+            results = await self._charge([parsed.request for _, parsed in valid])
+            for (index, parsed), result in zip(valid, results, strict=True):
+                if result is None:
+                    answers[index] = Answer(UNABLE_TO_COMPLY, parsed.echo, self._unavailable)
+                else:
+                    answers[index] = build_cca(parsed, result)
+        return answers  # type: ignore[return-value]  # every slot is filled
+
+    @property
+    def _unavailable(self) -> str:
+        if self._engine is None:
+            return "charging engine not configured"
+        return "charging engine unavailable"
+
+    async def _charge(self, requests: list[ChargingRequest]) -> list[ChargingResult | None]:
+        if self._engine is None:
+            return [None] * len(requests)
+        try:
+            results = await self._engine.charge(requests)
+            if len(results) != len(requests):
+                raise RuntimeError(f"{len(results)} results for {len(requests)} requests")
+        except ChargingBatchError as error:
+            # the requests that did complete are committed: answer them, fail the rest
+            log_event(logger, "charging_partly_failed", level=logging.ERROR, error=str(error))
+            return [r if isinstance(r, ChargingResult) else None for r in error.results]
+        except Exception as error:
+            log_event(
+                logger,
+                "charging_failed",
+                level=logging.ERROR,
+                requests=len(requests),
+                error=f"{type(error).__name__}: {error}",
+                exc_info=error,
+            )
+            return [None] * len(requests)
+        return list(results)

@@ -1,0 +1,222 @@
+"""The catalog model: services, time bands, roaming zones, destinations, plans.
+
+Immutable dataclasses built by :mod:`quota_engine.catalog.parser` (which validates a
+catalog document whole); the format is documented in docs/catalog.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from quota_engine.catalog.timebands import (
+    BandWindow,
+    TimeBand,
+)
+
+__all__ = [
+    "UNITS",
+    "HOME_ZONE",
+    "MAX_INCREMENT_COST",
+    "Allowance",
+    "BandWindow",
+    "Catalog",
+    "CatalogError",
+    "DestinationTable",
+    "Plan",
+    "Rate",
+    "Service",
+    "Tariff",
+    "Tier",
+    "TimeBand",
+    "Zone",
+]
+
+UNITS = ("octets", "seconds", "events")
+HOME_ZONE = "home"
+"""The implicit zone of a subscriber at home (no visited network, or a home network)."""
+
+MAX_AMOUNT = 10**12
+"""Largest ``rate``, ``rate_per`` and increment accepted (keeps products far from 2**63)."""
+MAX_INCREMENT_COST = 10**15
+"""Largest cost of one increment in micro-units (a billion currency units)."""
+MAX_UINT32 = 2**32 - 1
+
+
+class CatalogError(ValueError):
+    """A catalog that cannot be used; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__(
+            f"invalid catalog ({len(self.problems)} problem"
+            f"{'s' if len(self.problems) != 1 else ''}):\n  " + "\n  ".join(self.problems)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    id: str
+    context: str
+    rating_groups: tuple[int, ...]
+    service_identifiers: tuple[int, ...]
+    unit: str
+
+    @property
+    def catch_all(self) -> bool:
+        """True when the service matches any request of its context (no RG/SI listed)."""
+        return not self.rating_groups and not self.service_identifiers
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    id: str
+    mcc_mnc: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationTable:
+    id: str
+    prefixes: tuple[tuple[str, str], ...]
+    """``(E.164 prefix, destination class)`` pairs, longest-prefix match."""
+    default: str | None = None
+    """Class of a number no prefix matches (``None``: no class)."""
+
+    @property
+    def classes(self) -> frozenset[str]:
+        found = {cls for _, cls in self.prefixes}
+        if self.default is not None:
+            found.add(self.default)
+        return frozenset(found)
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    from_units: int
+    rate: int
+    rate_per: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    rate: int
+    rate_per: int
+    first_increment: int
+    next_increment: int
+    destination: str | None = None
+    zone: str | None = None
+    band: str | None = None
+    tiers: tuple[Tier, ...] = ()
+
+    @property
+    def specificity(self) -> int:
+        return sum(c is not None for c in (self.destination, self.zone, self.band))
+
+
+@dataclass(frozen=True, slots=True)
+class Tariff:
+    service: str
+    zero_rated: bool = False
+    destinations: str | None = None
+    """Id of the destination table the rates' ``destination`` classes come from."""
+    rates: tuple[Rate, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    id: str
+    services: tuple[str, ...]
+    units: int
+    validity_days: int
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    id: str
+    name: str
+    type: str | None
+    recurring_fee: int
+    tax_category: str
+    final_unit_action: str
+    redirect_address: str | None
+    tariffs: tuple[Tariff, ...]
+    allowances: tuple[Allowance, ...]
+
+    def tariff_for(self, service_id: str) -> Tariff | None:
+        for tariff in self.tariffs:
+            if tariff.service == service_id:
+                return tariff
+        return None
+
+
+@dataclass(frozen=True)
+class Catalog:
+    version: str
+    currency: str
+    minor_digits: int
+    timezone: str
+    holidays: frozenset[date]
+    home_mcc_mnc: tuple[str, ...]
+    services: tuple[Service, ...]
+    time_bands: tuple[TimeBand, ...]
+    zones: tuple[Zone, ...]
+    destinations: tuple[DestinationTable, ...]
+    plans: tuple[Plan, ...]
+    _services_by_id: dict[str, Service] = field(init=False, repr=False, compare=False)
+    _by_rating_group: dict[tuple[str, int], Service] = field(init=False, repr=False, compare=False)
+    _by_service_id: dict[tuple[str, int], Service] = field(init=False, repr=False, compare=False)
+    _catch_all: dict[str, Service] = field(init=False, repr=False, compare=False)
+    _plans_by_id: dict[str, Plan] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_rg: dict[tuple[str, int], Service] = {}
+        by_si: dict[tuple[str, int], Service] = {}
+        catch_all: dict[str, Service] = {}
+        for s in self.services:
+            for rg in s.rating_groups:
+                by_rg[s.context, rg] = s
+            for si in s.service_identifiers:
+                by_si[s.context, si] = s
+            if s.catch_all:
+                catch_all[s.context] = s
+        init = object.__setattr__
+        init(self, "_services_by_id", {s.id: s for s in self.services})
+        init(self, "_by_rating_group", by_rg)
+        init(self, "_by_service_id", by_si)
+        init(self, "_catch_all", catch_all)
+        init(self, "_plans_by_id", {p.id: p for p in self.plans})
+
+    def find_service(
+        self, context: str, rating_group: int | None = None, service_identifier: int | None = None
+    ) -> Service | None:
+        """The service a request is for: exact Rating-Group match first, then
+        Service-Identifier, then the context's catch-all service; ``None`` if none."""
+        if rating_group is not None:
+            found = self._by_rating_group.get((context, rating_group))
+            if found is not None:
+                return found
+        if service_identifier is not None:
+            found = self._by_service_id.get((context, service_identifier))
+            if found is not None:
+                return found
+        return self._catch_all.get(context)
+
+    def service(self, service_id: str) -> Service | None:
+        return self._services_by_id.get(service_id)
+
+    def plan(self, plan_id: str) -> Plan | None:
+        return self._plans_by_id.get(plan_id)
+
+    def destination_table(self, table_id: str) -> DestinationTable | None:
+        for table in self.destinations:
+            if table.id == table_id:
+                return table
+        return None
+
+    def table_for(self, tariff: Tariff) -> DestinationTable | None:
+        """The destination table a tariff's rates use: its own, else the only one."""
+        if tariff.destinations is not None:
+            return self.destination_table(tariff.destinations)
+        if len(self.destinations) == 1:
+            return self.destinations[0]
+        return None

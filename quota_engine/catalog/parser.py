@@ -1,0 +1,813 @@
+"""The catalog parser: a catalog document (a mapping read from TOML, JSON or YAML) in,
+an immutable :class:`~quota_engine.catalog.model.Catalog` out.
+
+:func:`load_catalog` validates the document WHOLE and either returns the catalog or
+raises :class:`~quota_engine.catalog.model.CatalogError` listing every problem, each
+prefixed with the path of the value at fault
+(``plans[2].tariffs[0].next_increment: must be a positive integer``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from quota_engine.catalog.model import (
+    HOME_ZONE,
+    MAX_AMOUNT,
+    MAX_INCREMENT_COST,
+    MAX_UINT32,
+    UNITS,
+    Allowance,
+    Catalog,
+    CatalogError,
+    DestinationTable,
+    Plan,
+    Rate,
+    Service,
+    Tariff,
+    Tier,
+    Zone,
+)
+from quota_engine.catalog.timebands import (
+    DAY_NAMES,
+    BandWindow,
+    TimeBand,
+    first_week_gap,
+    format_minutes,
+    parse_hhmm,
+)
+from quota_engine.documents import DocumentError, read_document
+from quota_engine.money import round_up
+
+__all__ = ["DEMO_CATALOG_PATH", "catalog_from_file", "load_catalog", "load_demo_catalog"]
+
+_MISSING = object()
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_MCC_MNC = re.compile(r"[0-9]{5,6}")
+_ZONE_PATTERN = re.compile(r"[0-9]{5,6}|[0-9]{0,5}\*")
+_PREFIX = re.compile(r"[0-9]{1,15}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+_TOP_KEYS = {
+    "version",
+    "currency",
+    "minor_digits",
+    "timezone",
+    "holidays",
+    "home_mcc_mnc",
+    "services",
+    "time_bands",
+    "zones",
+    "destinations",
+    "plans",
+}
+
+
+def _q(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+class _Parser:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}")
+
+    # -- generic value checks: each returns None (after recording a problem) when bad
+
+    def table(self, value: Any, path: str, keys: set[str]) -> Mapping[str, Any] | None:
+        if not isinstance(value, Mapping):
+            self.problem(path, "must be a table")
+            return None
+        for key in value:
+            if key not in keys:
+                self.problem(f"{path}.{key}" if path != "catalog" else str(key), "unknown key")
+        return value
+
+    def list_(self, value: Any, path: str, *, non_empty: bool = False) -> list[Any] | None:
+        if not isinstance(value, list | tuple):
+            self.problem(path, "must be a list")
+            return None
+        if non_empty and not value:
+            self.problem(path, "must not be empty")
+            return None
+        return list(value)
+
+    def string(self, value: Any, path: str) -> str | None:
+        if value is _MISSING:
+            self.problem(path, "is required")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.problem(path, "must be a non-empty string")
+            return None
+        return value
+
+    def optional_string(self, value: Any, path: str) -> str | None:
+        return None if value is _MISSING or value is None else self.string(value, path)
+
+    def integer(self, value: Any, path: str, low: int, high: int, what: str) -> int | None:
+        if value is _MISSING:
+            self.problem(path, "is required")
+            return None
+        if type(value) is not int or not low <= value <= high:
+            self.problem(path, f"must be {what}")
+            return None
+        return value
+
+    def positive(self, value: Any, path: str, high: int = MAX_AMOUNT) -> int | None:
+        return self.integer(value, path, 1, high, f"a positive integer (at most {high})")
+
+    def non_negative(self, value: Any, path: str, high: int = MAX_AMOUNT) -> int | None:
+        return self.integer(value, path, 0, high, f"a non-negative integer (at most {high})")
+
+    def boolean(self, value: Any, path: str, default: bool) -> bool:
+        if value is _MISSING or value is None:
+            return default
+        if not isinstance(value, bool):
+            self.problem(path, "must be true or false")
+            return default
+        return value
+
+    def choice(self, value: Any, path: str, choices: tuple[str, ...], default: str | None) -> Any:
+        if value is _MISSING or value is None:
+            if default is None:
+                self.problem(path, "is required")
+            return default
+        if value not in choices:
+            self.problem(path, "must be one of " + ", ".join(_q(c) for c in choices))
+            return default
+        return value
+
+    def unique_id(self, item: Mapping[str, Any], path: str, seen: dict[str, str]) -> str | None:
+        ident = self.string(item.get("id", _MISSING), f"{path}.id")
+        if ident is None:
+            return None
+        if ident in seen:
+            self.problem(f"{path}.id", f"duplicate id {_q(ident)} (also {seen[ident]})")
+            return None
+        seen[ident] = path
+        return ident
+
+    def items(self, data: Mapping[str, Any], key: str, path: str) -> list[tuple[str, Any]]:
+        """``(path, item)`` for each item of an optional list of tables."""
+        raw = data.get(key, _MISSING)
+        if raw is _MISSING or raw is None:
+            return []
+        values = self.list_(raw, path)
+        return [] if values is None else [(f"{path}[{i}]", v) for i, v in enumerate(values)]
+
+    # -- sections
+
+    def parse(self, data: Any) -> Catalog | None:
+        top = self.table(data, "catalog", _TOP_KEYS)
+        if top is None:
+            return None
+        version = self.string(top.get("version", _MISSING), "version")
+        currency = top.get("currency", _MISSING)
+        if currency is _MISSING:
+            self.problem("currency", "is required")
+        elif not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
+            self.problem("currency", "must be an ISO 4217 code (three capital letters)")
+        minor = top.get("minor_digits", 2)
+        minor = self.integer(minor, "minor_digits", 0, 6, "an integer from 0 to 6")
+        timezone = self.timezone(top.get("timezone", "UTC"))
+        holidays = self.holidays(top)
+        home = self.home(top)
+        services = self.services(top)
+        bands = self.time_bands(top)
+        zones = self.zones(top, set(home))
+        tables = self.destinations(top)
+        refs = _Refs(services, {b.id: b for b in bands}, {z.id for z in zones}, tables)
+        plans = self.plans(top, refs)
+        if self.problems:
+            return None
+        return Catalog(
+            version=version,
+            currency=currency,
+            minor_digits=minor,
+            timezone=timezone,
+            holidays=frozenset(holidays),
+            home_mcc_mnc=tuple(home),
+            services=tuple(services.values()),
+            time_bands=tuple(bands),
+            zones=tuple(zones),
+            destinations=tuple(tables.values()),
+            plans=tuple(plans),
+        )
+
+    def timezone(self, value: Any) -> str:
+        if not isinstance(value, str) or not value:
+            self.problem("timezone", 'must be an IANA time zone name such as "Europe/Berlin"')
+            return "UTC"
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            self.problem("timezone", f"unknown time zone {_q(value)}")
+            return "UTC"
+        return value
+
+    def holidays(self, top: Mapping[str, Any]) -> list[date]:
+        raw = top.get("holidays", [])
+        values = self.list_(raw, "holidays") or []
+        seen: dict[date, int] = {}
+        for i, value in enumerate(values):
+            path = f"holidays[{i}]"
+            if type(value) is date:  # TOML has a native date type
+                day = value
+            else:
+                day = None
+                if isinstance(value, str) and _DATE.fullmatch(value):
+                    try:
+                        day = date.fromisoformat(value)
+                    except ValueError:
+                        day = None
+                if day is None:
+                    self.problem(path, 'must be a date "YYYY-MM-DD"')
+                    continue
+            if day in seen:
+                self.problem(path, f"duplicate date {day} (also holidays[{seen[day]}])")
+                continue
+            seen[day] = i
+        return list(seen)
+
+    def home(self, top: Mapping[str, Any]) -> list[str]:
+        values = self.list_(top.get("home_mcc_mnc", []), "home_mcc_mnc") or []
+        found: list[str] = []
+        for i, value in enumerate(values):
+            path = f"home_mcc_mnc[{i}]"
+            if not isinstance(value, str) or not _MCC_MNC.fullmatch(value):
+                self.problem(path, "must be an MCC-MNC of 5 or 6 digits")
+            elif value in found:
+                self.problem(path, f"duplicate MCC-MNC {_q(value)}")
+            else:
+                found.append(value)
+        return found
+
+    def services(self, top: Mapping[str, Any]) -> dict[str, Service]:
+        keys = {"id", "context", "rating_groups", "service_identifiers", "unit"}
+        seen: dict[str, str] = {}
+        owners: dict[tuple[str, str, int], str] = {}  # (context, kind, number) -> path
+        catch_all: dict[str, str] = {}
+        result: dict[str, Service] = {}
+        for path, raw in self.items(top, "services", "services"):
+            item = self.table(raw, path, keys)
+            if item is None:
+                continue
+            ident = self.unique_id(item, path, seen)
+            context = self.string(item.get("context", _MISSING), f"{path}.context")
+            numbers: dict[str, tuple[int, ...]] = {}
+            for kind, label in (
+                ("rating_groups", "rating group"),
+                ("service_identifiers", "service identifier"),
+            ):
+                values = self.list_(item.get(kind, []), f"{path}.{kind}") or []
+                good: list[int] = []
+                for i, value in enumerate(values):
+                    vpath = f"{path}.{kind}[{i}]"
+                    number = self.integer(
+                        value, vpath, 0, MAX_UINT32, f"an integer from 0 to {MAX_UINT32}"
+                    )
+                    if number is None:
+                        continue
+                    if number in good:
+                        self.problem(vpath, f"duplicate {label} {number}")
+                        continue
+                    good.append(number)
+                    if context is None:
+                        continue
+                    owner = owners.setdefault((context, kind, number), path)
+                    if owner != path:
+                        self.problem(
+                            vpath,
+                            f"{label} {number} of context {_q(context)} is already used by {owner}",
+                        )
+                numbers[kind] = tuple(good)
+            unit = self.choice(item.get("unit", _MISSING), f"{path}.unit", UNITS, None)
+            if (
+                context is not None
+                and not item.get("rating_groups")
+                and not item.get("service_identifiers")
+            ):
+                if context in catch_all:
+                    self.problem(
+                        path,
+                        f"a second catch-all service (no rating_groups or service_identifiers) "
+                        f"for context {_q(context)} (also {catch_all[context]})",
+                    )
+                else:
+                    catch_all[context] = path
+            if ident is not None and context is not None and unit is not None:
+                result[ident] = Service(
+                    ident, context, numbers["rating_groups"], numbers["service_identifiers"], unit
+                )
+            elif ident is not None:
+                result[ident] = None  # type: ignore[assignment]  # known id, invalid entry
+        return result
+
+    def window(self, item: Mapping[str, Any], path: str) -> BandWindow | None:
+        days_raw = item.get("days", _MISSING)
+        days: set[str] = set()
+        if days_raw is _MISSING:
+            self.problem(f"{path}.days", "is required")
+        else:
+            values = self.list_(days_raw, f"{path}.days", non_empty=True) or []
+            for i, day in enumerate(values):
+                dpath = f"{path}.days[{i}]"
+                if day not in DAY_NAMES:
+                    self.problem(dpath, "must be one of " + ", ".join(DAY_NAMES))
+                elif day in days:
+                    self.problem(dpath, f"duplicate day {_q(day)}")
+                else:
+                    days.add(day)
+        start = end = None
+        for key, allow_24, shown in (
+            ("start", False, "00:00 to 23:59"),
+            ("end", True, "00:01 to 24:00"),
+        ):
+            raw = item.get(key, _MISSING)
+            if raw is _MISSING:
+                self.problem(f"{path}.{key}", "is required")
+                continue
+            minutes = parse_hhmm(raw, allow_24=allow_24)
+            if minutes is None or (key == "end" and minutes == 0):
+                self.problem(f"{path}.{key}", f'must be a time "HH:MM" ({shown})')
+            elif key == "start":
+                start = minutes
+            else:
+                end = minutes
+        if start is not None and end is not None and end <= start:
+            self.problem(f"{path}.end", f"must be after start ({format_minutes(start)})")
+            return None
+        if not days or start is None or end is None:
+            return None
+        return BandWindow(frozenset(days), start, end)
+
+    def time_bands(self, top: Mapping[str, Any]) -> list[TimeBand]:
+        keys = {"id", "days", "start", "end", "windows"}
+        seen: dict[str, str] = {}
+        bands: list[TimeBand] = []
+        placed: list[tuple[str, BandWindow]] = []  # (path, window) of every good window
+        for path, raw in self.items(top, "time_bands", "time_bands"):
+            item = self.table(raw, path, keys)
+            if item is None:
+                continue
+            ident = self.unique_id(item, path, seen)
+            windows: list[tuple[str, BandWindow | None]] = []
+            if "windows" in item:
+                if any(k in item for k in ("days", "start", "end")):
+                    self.problem(path, "give either windows or days/start/end, not both")
+                    continue
+                for wpath, wraw in self.items(item, "windows", f"{path}.windows"):
+                    witem = self.table(wraw, wpath, {"days", "start", "end"})
+                    if witem is not None:
+                        windows.append((wpath, self.window(witem, wpath)))
+                if not item["windows"]:
+                    self.problem(f"{path}.windows", "must not be empty")
+            else:
+                windows.append((path, self.window(item, path)))
+            good: list[BandWindow] = []
+            for wpath, window in windows:
+                if window is None:
+                    continue
+                clash = self.overlap(window, placed)
+                if clash is not None:
+                    other, day, lo, hi = clash
+                    self.problem(
+                        wpath,
+                        f"overlaps {other} on {day} {format_minutes(lo)}-{format_minutes(hi)}",
+                    )
+                    continue
+                placed.append((wpath, window))
+                good.append(window)
+            if ident is not None:
+                bands.append(TimeBand(ident, tuple(good)))
+        return bands
+
+    @staticmethod
+    def overlap(
+        window: BandWindow, placed: list[tuple[str, BandWindow]]
+    ) -> tuple[str, str, int, int] | None:
+        for other_path, other in placed:
+            lo, hi = max(window.start, other.start), min(window.end, other.end)
+            if lo >= hi:
+                continue
+            for day in DAY_NAMES:
+                if day in window.days and day in other.days:
+                    return other_path, day, lo, hi
+        return None
+
+    def zones(self, top: Mapping[str, Any], home: set[str]) -> list[Zone]:
+        keys = {"id", "mcc_mnc"}
+        seen: dict[str, str] = {}
+        owners: dict[str, str] = {}
+        zones: list[Zone] = []
+        for path, raw in self.items(top, "zones", "zones"):
+            item = self.table(raw, path, keys)
+            if item is None:
+                continue
+            ident = self.unique_id(item, path, seen)
+            if ident == HOME_ZONE:
+                self.problem(
+                    f"{path}.id",
+                    f"{_q(HOME_ZONE)} is reserved (list home networks in home_mcc_mnc)",
+                )
+                ident = None
+            patterns: list[str] = []
+            raw_list = item.get("mcc_mnc", _MISSING)
+            if raw_list is _MISSING:
+                self.problem(f"{path}.mcc_mnc", "is required")
+                values = []
+            else:
+                values = self.list_(raw_list, f"{path}.mcc_mnc", non_empty=True) or []
+            for i, value in enumerate(values):
+                ppath = f"{path}.mcc_mnc[{i}]"
+                if not isinstance(value, str) or not _ZONE_PATTERN.fullmatch(value):
+                    self.problem(
+                        ppath,
+                        'must be 5 or 6 digits, or digits followed by "*" '
+                        '(e.g. "208*"; "*" alone matches every network)',
+                    )
+                elif value in owners:
+                    self.problem(ppath, f"{_q(value)} is already in {owners[value]}")
+                elif value in home:
+                    self.problem(ppath, f"{_q(value)} is a home network (home_mcc_mnc)")
+                else:
+                    owners[value] = path
+                    patterns.append(value)
+            if ident is not None:
+                zones.append(Zone(ident, tuple(patterns)))
+        return zones
+
+    def destinations(self, top: Mapping[str, Any]) -> dict[str, DestinationTable]:
+        keys = {"id", "prefixes", "default"}
+        seen: dict[str, str] = {}
+        tables: dict[str, DestinationTable] = {}
+        for path, raw in self.items(top, "destinations", "destinations"):
+            item = self.table(raw, path, keys)
+            if item is None:
+                continue
+            ident = self.unique_id(item, path, seen)
+            default = self.optional_string(item.get("default", _MISSING), f"{path}.default")
+            prefixes: list[tuple[str, str]] = []
+            raw_prefixes = item.get("prefixes", _MISSING)
+            if raw_prefixes is _MISSING:
+                self.problem(f"{path}.prefixes", "is required")
+            elif not isinstance(raw_prefixes, Mapping):
+                self.problem(f"{path}.prefixes", 'must be a table of "prefix" = "class"')
+            elif not raw_prefixes and default is None:
+                self.problem(f"{path}.prefixes", "must not be empty (or set a default)")
+            else:
+                for prefix, cls in raw_prefixes.items():
+                    ppath = f"{path}.prefixes[{_q(str(prefix))}]"
+                    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+                        self.problem(ppath, "prefix must be 1 to 15 digits")
+                    elif not isinstance(cls, str) or not cls.strip():
+                        self.problem(ppath, "class must be a non-empty string")
+                    else:
+                        prefixes.append((prefix, cls))
+            if ident is not None:
+                tables[ident] = DestinationTable(ident, tuple(sorted(prefixes)), default)
+        return tables
+
+    def plans(self, top: Mapping[str, Any], refs: _Refs) -> list[Plan]:
+        keys = {
+            "id",
+            "name",
+            "type",
+            "recurring_fee",
+            "tax_category",
+            "final_unit_action",
+            "redirect_address",
+            "tariffs",
+            "allowances",
+        }
+        seen: dict[str, str] = {}
+        plans: list[Plan] = []
+        for path, raw in self.items(top, "plans", "plans"):
+            item = self.table(raw, path, keys)
+            if item is None:
+                continue
+            ident = self.unique_id(item, path, seen)
+            name = self.optional_string(item.get("name", _MISSING), f"{path}.name") or ident
+            kind = self.choice(item.get("type"), f"{path}.type", ("prepaid", "postpaid"), "")
+            fee = self.non_negative(item.get("recurring_fee", 0), f"{path}.recurring_fee")
+            tax = self.optional_string(item.get("tax_category", _MISSING), f"{path}.tax_category")
+            action = self.choice(
+                item.get("final_unit_action"),
+                f"{path}.final_unit_action",
+                ("terminate", "redirect"),
+                "terminate",
+            )
+            redirect = self.optional_string(
+                item.get("redirect_address", _MISSING), f"{path}.redirect_address"
+            )
+            if action == "redirect" and redirect is None and "redirect_address" not in item:
+                self.problem(
+                    f"{path}.redirect_address", 'is required when final_unit_action is "redirect"'
+                )
+            if action == "terminate" and redirect is not None:
+                self.problem(
+                    f"{path}.redirect_address", 'only allowed when final_unit_action is "redirect"'
+                )
+            tariffs = self.tariffs(item, path, refs)
+            allowances = self.allowances(item, path, refs)
+            if ident is not None:
+                plans.append(
+                    Plan(
+                        id=ident,
+                        name=name or ident,
+                        type=kind or None,
+                        recurring_fee=fee or 0,
+                        tax_category=tax or "standard",
+                        final_unit_action=action,
+                        redirect_address=redirect,
+                        tariffs=tuple(tariffs),
+                        allowances=tuple(allowances),
+                    )
+                )
+        return plans
+
+    def tariffs(self, plan: Mapping[str, Any], plan_path: str, refs: _Refs) -> list[Tariff]:
+        keys = {"service", "zero_rated", "destinations", "rates"}
+        by_service: dict[str, str] = {}
+        tariffs: list[Tariff] = []
+        for path, raw in self.items(plan, "tariffs", f"{plan_path}.tariffs"):
+            item = self.table(raw, path, keys)
+            if item is None:
+                continue
+            service = self.string(item.get("service", _MISSING), f"{path}.service")
+            if service is not None and service not in refs.services:
+                self.problem(f"{path}.service", f"unknown service {_q(service)}")
+            elif service is not None and service in by_service:
+                self.problem(
+                    f"{path}.service",
+                    f"a second tariff for service {_q(service)} (also {by_service[service]})",
+                )
+            elif service is not None:
+                by_service[service] = path
+            zero = self.boolean(item.get("zero_rated", _MISSING), f"{path}.zero_rated", False)
+            table_id = self.optional_string(
+                item.get("destinations", _MISSING), f"{path}.destinations"
+            )
+            table: DestinationTable | None = None
+            if table_id is not None:
+                table = refs.tables.get(table_id)
+                if table is None:
+                    self.problem(
+                        f"{path}.destinations", f"unknown destination table {_q(table_id)}"
+                    )
+            elif len(refs.tables) == 1:
+                table = next(iter(refs.tables.values()))
+            raw_rates = item.get("rates", _MISSING)
+            if zero:
+                if raw_rates not in (_MISSING, None, []):
+                    self.problem(f"{path}.rates", "must be empty for a zero-rated tariff")
+                rates: list[Rate] = []
+            else:
+                if raw_rates in (_MISSING, None, []):
+                    self.problem(f"{path}.rates", "must not be empty (or set zero_rated = true)")
+                rates = self.rates(item, path, refs, table, table_id)
+            if service is not None:
+                tariffs.append(Tariff(service, zero, table_id, tuple(rates)))
+        return tariffs
+
+    def rates(
+        self,
+        tariff: Mapping[str, Any],
+        tariff_path: str,
+        refs: _Refs,
+        table: DestinationTable | None,
+        table_id: str | None,
+    ) -> list[Rate]:
+        keys = {
+            "destination",
+            "zone",
+            "band",
+            "rate",
+            "rate_per",
+            "first_increment",
+            "next_increment",
+            "tiers",
+        }
+        rates: list[tuple[str, Rate]] = []
+        table_reported = False
+        for path, raw in self.items(tariff, "rates", f"{tariff_path}.rates"):
+            item = self.table(raw, path, keys)
+            if item is None:
+                continue
+            ok = True
+            destination = self.optional_string(
+                item.get("destination", _MISSING), f"{path}.destination"
+            )
+            if destination is not None:
+                if table is not None:
+                    if destination not in table.classes:
+                        self.problem(
+                            f"{path}.destination",
+                            f"unknown destination class {_q(destination)} in table {_q(table.id)}",
+                        )
+                        ok = False
+                elif table_id is None:
+                    if refs.tables:
+                        if not table_reported:  # once per tariff, not once per rate
+                            self.problem(
+                                f"{tariff_path}.destinations",
+                                "is required when a rate "
+                                f"sets destination (the catalog has {len(refs.tables)} "
+                                "destination tables)",
+                            )
+                        table_reported = True
+                    else:
+                        self.problem(f"{path}.destination", "the catalog has no destination tables")
+                    ok = False
+            zone = self.optional_string(item.get("zone", _MISSING), f"{path}.zone")
+            if zone is not None and zone != HOME_ZONE and zone not in refs.zones:
+                self.problem(f"{path}.zone", f"unknown zone {_q(zone)}")
+                ok = False
+            band = self.optional_string(item.get("band", _MISSING), f"{path}.band")
+            if band is not None and band not in refs.bands:
+                self.problem(f"{path}.band", f"unknown time band {_q(band)}")
+                ok = False
+            rate = self.non_negative(item.get("rate", _MISSING), f"{path}.rate")
+            rate_per = self.positive(item.get("rate_per", _MISSING), f"{path}.rate_per")
+            first = self.positive(item.get("first_increment", _MISSING), f"{path}.first_increment")
+            nxt = self.positive(item.get("next_increment", _MISSING), f"{path}.next_increment")
+            tiers = self.tiers(item, path)
+            if None in (rate, rate_per, first, nxt) or tiers is None:
+                continue
+            for tpath, (r, per) in [(path, (rate, rate_per))] + [
+                (f"{path}.tiers[{i}]", (t.rate, t.rate_per)) for i, t in enumerate(tiers)
+            ]:
+                increment = max(first, nxt)
+                cost = round_up(increment * r, per)
+                if cost > MAX_INCREMENT_COST:
+                    self.problem(
+                        tpath,
+                        f"one increment of {increment} units costs {cost} "
+                        f"micro-units, more than {MAX_INCREMENT_COST}",
+                    )
+                    ok = False
+            if ok:
+                rates.append(
+                    (path, Rate(rate, rate_per, first, nxt, destination, zone, band, tiers))
+                )
+        self.ambiguous(rates)
+        if refs.bands:
+            self.uncovered_bands(rates, refs)
+        return [rate for _, rate in rates]
+
+    def tiers(self, rate: Mapping[str, Any], rate_path: str) -> tuple[Tier, ...] | None:
+        tiers: list[Tier] = []
+        ok = True
+        for path, raw in self.items(rate, "tiers", f"{rate_path}.tiers"):
+            item = self.table(raw, path, {"from_units", "rate", "rate_per"})
+            if item is None:
+                ok = False
+                continue
+            start = self.integer(
+                item.get("from_units", _MISSING),
+                f"{path}.from_units",
+                1,
+                2**62,
+                "a positive integer (the rate itself applies from 0)",
+            )
+            r = self.non_negative(item.get("rate", _MISSING), f"{path}.rate")
+            per = self.positive(item.get("rate_per", _MISSING), f"{path}.rate_per")
+            if start is None or r is None or per is None:
+                ok = False
+                continue
+            if tiers and start <= tiers[-1].from_units:
+                self.problem(
+                    f"{path}.from_units",
+                    f"must be greater than the previous tier's ({tiers[-1].from_units})",
+                )
+                ok = False
+                continue
+            tiers.append(Tier(start, r, per))
+        return tuple(tiers) if ok else None
+
+    def ambiguous(self, rates: list[tuple[str, Rate]]) -> None:
+        for j, (path, rate) in enumerate(rates):
+            for other_path, other in rates[:j]:
+                if rate.specificity != other.specificity:
+                    continue
+                if all(
+                    a is None or b is None or a == b
+                    for a, b in (
+                        (rate.destination, other.destination),
+                        (rate.zone, other.zone),
+                        (rate.band, other.band),
+                    )
+                ):
+                    self.problem(
+                        path,
+                        f"ambiguous rates: {other_path.rsplit('.', 1)[-1]} "
+                        "can match the same request with the same specificity",
+                    )
+                    break
+
+    def uncovered_bands(self, rates: list[tuple[str, Rate]], refs: _Refs) -> None:
+        gap = first_week_gap(refs.bands.values())
+        if gap is None:
+            return
+        for path, rate in rates:
+            if rate.band is None:
+                continue
+            fallback = any(
+                other.band is None
+                and other.destination in (None, rate.destination)
+                and other.zone in (None, rate.zone)
+                for _, other in rates
+            )
+            if not fallback:
+                self.problem(
+                    f"{path}.band",
+                    f"the time bands leave {gap} uncovered and no rate "
+                    "without band matches this rate's destination and zone",
+                )
+
+    def allowances(self, plan: Mapping[str, Any], plan_path: str, refs: _Refs) -> list[Allowance]:
+        keys = {"id", "services", "units", "validity_days"}
+        seen: dict[str, str] = {}
+        result: list[Allowance] = []
+        for path, raw in self.items(plan, "allowances", f"{plan_path}.allowances"):
+            item = self.table(raw, path, keys)
+            if item is None:
+                continue
+            ident = self.unique_id(item, path, seen)
+            services: list[str] = []
+            raw_services = item.get("services", _MISSING)
+            if raw_services is _MISSING:
+                self.problem(f"{path}.services", "is required")
+            else:
+                values = self.list_(raw_services, f"{path}.services", non_empty=True) or []
+                for i, value in enumerate(values):
+                    spath = f"{path}.services[{i}]"
+                    sid = self.string(value, spath)
+                    if sid is None:
+                        continue
+                    if sid not in refs.services:
+                        self.problem(spath, f"unknown service {_q(sid)}")
+                    elif sid in services:
+                        self.problem(spath, f"duplicate service {_q(sid)}")
+                    else:
+                        services.append(sid)
+            units = {refs.services[s].unit for s in services if refs.services[s] is not None}
+            if len(units) > 1:
+                self.problem(
+                    f"{path}.services",
+                    "services of different units (" + ", ".join(sorted(units)) + ")",
+                )
+            amount = self.positive(item.get("units", _MISSING), f"{path}.units", 2**62)
+            days = self.positive(
+                item.get("validity_days", _MISSING), f"{path}.validity_days", 36600
+            )
+            if ident is not None and amount is not None and days is not None:
+                result.append(Allowance(ident, tuple(services), amount, days))
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Refs:
+    services: dict[str, Service | None]
+    bands: dict[str, TimeBand]
+    zones: set[str]
+    tables: dict[str, DestinationTable]
+
+
+def load_catalog(data: Mapping[str, Any]) -> Catalog:
+    """Validate ``data`` whole and build the catalog; :class:`CatalogError` lists every problem."""
+    parser = _Parser()
+    catalog = parser.parse(data)
+    if parser.problems or catalog is None:
+        raise CatalogError(parser.problems)
+    return catalog
+
+
+def catalog_from_file(path: str | Path) -> Catalog:
+    """Load a catalog from a ``.toml``, ``.json`` or ``.yaml``/``.yml`` file.
+
+    Unreadable or unparsable files raise :class:`CatalogError` naming the file.
+    """
+    try:
+        data = read_document(path)
+    except DocumentError as exc:
+        raise CatalogError([str(exc)]) from None
+    return load_catalog(data)
+
+
+DEMO_CATALOG_PATH = Path(__file__).with_name("demo_catalog.toml")
+"""The demo catalog shipped as package data (what `ocs serve` uses by default)."""
+
+
+def load_demo_catalog() -> Catalog:
+    """The demo catalog (quota_engine/catalog/demo_catalog.toml)."""
+    return catalog_from_file(DEMO_CATALOG_PATH)

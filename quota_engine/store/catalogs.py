@@ -1,0 +1,136 @@
+"""Catalogs versioned in Redis: saved once per version, one of them active.
+
+``ocs:catalog:<version>`` holds a catalog document as canonical JSON (sorted keys,
+no spaces); a version, once saved, never changes: saving a different document under
+the same version is refused, saving the same one again is a no-op. ``ocs:catalog:active``
+names the active version; activating one publishes the version on the ``ocs:catalog``
+channel, and every OCS node swaps to it (see ``ocs.catalog_holder``).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from datetime import date, datetime, time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from quota_engine.catalog import DEMO_CATALOG_PATH, Catalog, CatalogError, load_catalog
+from quota_engine.store import keys
+
+__all__ = [
+    "CatalogStore",
+    "CatalogStoreError",
+    "canonical_json",
+    "demo_catalog_document",
+    "json_ready",
+]
+
+
+class CatalogStoreError(ValueError):
+    """A version conflict or an unknown version."""
+
+
+def json_ready(value: Any, path: str = "catalog") -> Any:
+    """``value`` with TOML/YAML dates and times as ISO strings and tuples as lists.
+
+    Raises :class:`CatalogError` naming the path of a value JSON cannot hold.
+    """
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise CatalogError([f"{path}: keys must be strings, got {key!r}"])
+            out[key] = json_ready(item, key if path == "catalog" else f"{path}.{key}")
+        return out
+    if isinstance(value, list | tuple):
+        return [json_ready(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    if isinstance(value, float):
+        return value  # load_catalog refuses floats where it wants integers, naming the path
+    raise CatalogError([f"{path}: unsupported value {value!r}"])
+
+
+def canonical_json(document: Mapping[str, Any]) -> str:
+    """The stored form: sorted keys, no whitespace, UTF-8 kept as is."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def demo_catalog_document() -> dict[str, Any]:
+    """The demo catalog (quota_engine/catalog/demo_catalog.toml) as a JSON-ready document."""
+    with DEMO_CATALOG_PATH.open("rb") as fh:
+        return json_ready(tomllib.load(fh))
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class CatalogStore:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+
+    async def save(self, catalog_document: Mapping[str, Any]) -> str:
+        """Validate and store the document under its version; returns the version.
+
+        Raises :class:`CatalogError` when invalid and :class:`CatalogStoreError` when
+        the version already holds a different document.
+        """
+        document = json_ready(catalog_document)
+        catalog = load_catalog(document)
+        text = canonical_json(document)
+        key = keys.catalog(catalog.version)
+        if await self._redis.set(key, text.encode(), nx=True):
+            return catalog.version
+        if _text(await self._redis.get(key)) != text:
+            raise CatalogStoreError(
+                f"catalog version {catalog.version!r} is already saved with a different "
+                "document; give the changed catalog a new version"
+            )
+        return catalog.version
+
+    async def document(self, version: str) -> dict[str, Any] | None:
+        """The saved document of ``version``, or None."""
+        text = await self._redis.get(keys.catalog(version))
+        return None if text is None else json.loads(text)
+
+    async def load(self, version: str) -> Catalog | None:
+        """The saved catalog of ``version`` (validated again), or None."""
+        document = await self.document(version)
+        return None if document is None else load_catalog(document)
+
+    async def active_version(self) -> str | None:
+        return _text(await self._redis.get(keys.CATALOG_ACTIVE))
+
+    async def active(self) -> Catalog | None:
+        """The active catalog, or None when no version is active."""
+        version = await self.active_version()
+        if version is None:
+            return None
+        catalog = await self.load(version)
+        if catalog is None:
+            raise CatalogStoreError(f"the active catalog version {version!r} is not saved")
+        return catalog
+
+    async def activate(self, version: str, *, only_if_none: bool = False) -> bool:
+        """Make a saved version active; True when the active version changed.
+
+        A change is published on the catalog channel. ``only_if_none`` activates only
+        when no version is active yet (so a default never replaces an operator's choice).
+        """
+        if not await self._redis.exists(keys.catalog(version)):
+            raise CatalogStoreError(f"no saved catalog version {version!r}")
+        if only_if_none:
+            changed = bool(await self._redis.set(keys.CATALOG_ACTIVE, version, nx=True))
+        else:
+            changed = (
+                _text(await self._redis.set(keys.CATALOG_ACTIVE, version, get=True)) != version
+            )
+        if changed:
+            await self._redis.publish(keys.CATALOG_CHANNEL, version)
+        return changed

@@ -1,0 +1,138 @@
+"""The Lua price formula (lib.lua charge / units_for_money) is Price.charge /
+Price.units_for_money, on random prices and amounts, on redis-server 7 and 6.2.
+
+A test-only script (lib.lua plus a few lines) evaluates many cases per call."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+import redis
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from quota_engine.catalog import MAX_INCREMENT_COST
+from quota_engine.charging.rating import Price
+from quota_engine.money import round_up
+from quota_engine.store.scripts import LuaScript, load_source
+
+LIMIT = 2**53
+
+FORMULA = LuaScript(
+    load_source("lib.lua")
+    + """
+local out = {}
+for _, c in ipairs(cmsgpack.unpack(ARGV[1])) do
+  local p = { fi = c[1], fc = c[2], ni = c[3], nc = c[4] }
+  local cont = c[6] == 1
+  local billed, cost = charge(p, c[5], cont)
+  local units = units_for_money(p, c[7], cont)
+  if units == math.huge then units = -1 end
+  out[#out + 1] = { billed, cost, units }
+end
+return cmsgpack.pack(out)
+""",
+    "formula-test",
+)
+
+
+@pytest.fixture(scope="module", params=["7", "6.2"])
+def sync_client(request):
+    server = request.getfixturevalue("redis_server" if request.param == "7" else "redis62_server")
+    client = redis.Redis.from_url(server.url)
+    yield client
+    client.close()
+
+
+def evaluate(client: redis.Redis, cases: list[list[int]]) -> list[list[int]]:
+    packed = msgpack.packb(cases)
+    try:
+        raw = client.evalsha(FORMULA.sha, 0, packed)
+    except redis.exceptions.NoScriptError:
+        client.script_load(FORMULA.source)
+        raw = client.evalsha(FORMULA.sha, 0, packed)
+    return msgpack.unpackb(raw)
+
+
+@st.composite
+def prices(draw):
+    """Prices the catalog accepts: one increment costs at most MAX_INCREMENT_COST."""
+    rate = draw(st.one_of(st.just(0), st.integers(0, 10**6), st.integers(0, 10**12)))
+    rate_per = draw(st.one_of(st.integers(1, 100), st.integers(1, 10**12)))
+    first = draw(st.one_of(st.integers(1, 100), st.integers(1, 10**9)))
+    nxt = draw(st.one_of(st.integers(1, 100), st.integers(1, 10**9)))
+    assume(round_up(max(first, nxt) * rate, rate_per) <= MAX_INCREMENT_COST)
+    return Price(rate, rate_per, first, nxt)
+
+
+@st.composite
+def cases(draw):
+    price = draw(prices())
+    cont = draw(st.booleans())
+    units = draw(
+        st.one_of(
+            st.integers(0, 1000),
+            st.integers(0, 2**40),
+            # exactly on and next to increment boundaries
+            st.integers(0, 1000).map(
+                lambda n: max(0, price.first_increment + n * price.next_increment)
+            ),
+            st.integers(0, 1000).map(
+                lambda n: max(0, price.first_increment + n * price.next_increment + 1)
+            ),
+        )
+    )
+    base_cost = 0 if cont else price.first_cost
+    budget = draw(
+        st.one_of(
+            st.integers(0, 10**7),
+            st.integers(0, LIMIT - 1),
+            # exactly on, just below and just above the price of n increments
+            st.tuples(st.integers(0, 10**6), st.integers(-1, 1)).map(
+                lambda t: max(0, base_cost + t[0] * price.next_cost + t[1])
+            ),
+        )
+    )
+    try:
+        billed, cost = price.charge(units, cont)
+    except OverflowError:  # beyond int64: far outside what the scripts are given
+        assume(False)
+    assume(billed < LIMIT and cost < LIMIT and budget < LIMIT)
+    expected_units = price.units_for_money(budget, cont)
+    if price.next_cost:
+        assume(expected_units < LIMIT)
+    return price, cont, units, budget, (billed, cost, expected_units)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(cases(), min_size=1, max_size=25))
+def test_lua_formula_matches_price(sync_client, batch):
+    sent = [
+        [p.first_increment, p.first_cost, p.next_increment, p.next_cost, units, int(cont), budget]
+        for p, cont, units, budget, _ in batch
+    ]
+    for (price, cont, units, budget, expected), got in zip(
+        batch, evaluate(sync_client, sent), strict=True
+    ):
+        billed, cost, expected_units = expected
+        assert got[:2] == [billed, cost], (price, cont, units)
+        if price.next_cost == 0 and expected_units > 0:
+            assert got[2] == -1  # unlimited; Python answers the int64 ceiling
+            assert expected_units > 2**62
+        else:
+            assert got[2] == expected_units, (price, cont, budget)
+
+
+def test_known_values(sync_client):
+    intl = Price(500_000, 60, 30, 6)  # docs/catalog.md worked example
+    got = evaluate(
+        sync_client,
+        [
+            [30, 250_000, 6, 50_000, 95, 0, 1_000_000],
+            [30, 250_000, 6, 50_000, 10, 0, 249_999],
+            [30, 250_000, 6, 50_000, 10, 1, 50_000],
+            [30, 250_000, 6, 50_000, 0, 0, 0],
+        ],
+    )
+    assert got == [[96, 800_000, 120], [30, 250_000, 0], [12, 100_000, 6], [0, 0, 0]]
+    assert intl.charge(95) == (96, 800_000) and intl.units_for_money(1_000_000) == 120
