@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 
-from protocol.connection import Node, PeerConnection, Role
+from protocol.client import connect
+from protocol.connection import Node, PeerConnection
 
 __all__ = ["CorkedTransport", "connect_corked"]
 
@@ -72,16 +73,5 @@ class _CorkedPeerConnection(PeerConnection):
 
 
 async def connect_corked(node: Node, host: str, port: int, timeout: float = 5.0) -> PeerConnection:
-    """Like ``protocol.client.connect``: TCP connect, CER/CEA, return once OPEN."""
-    loop = asyncio.get_running_loop()
-    _, connection = await asyncio.wait_for(
-        loop.create_connection(lambda: _CorkedPeerConnection(node, Role.INITIATOR), host, port),
-        timeout,
-    )
-    try:
-        await asyncio.wait_for(asyncio.shield(connection.opened), timeout)
-    except BaseException:
-        if connection.corked is not None:
-            connection.corked.abort()
-        raise
-    return connection
+    """``protocol.client.connect`` (TCP connect, CER/CEA, return once OPEN) with corked writes."""
+    return await connect(node, host, port, timeout, connection_type=_CorkedPeerConnection)

@@ -36,14 +36,23 @@ def client_node(
     )
 
 
-async def connect(node: Node, host: str, port: int, timeout: float = 5.0) -> PeerConnection:
+async def connect(
+    node: Node,
+    host: str,
+    port: int,
+    timeout: float = 5.0,
+    *,
+    connection_type: type[PeerConnection] = PeerConnection,
+) -> PeerConnection:
     """Open a TCP connection, send CER and return once the peer is OPEN.
 
-    Raises ``ConnectionRefusedError`` when the CEA carries an error Result-Code.
+    ``connection_type`` is the PeerConnection (sub)class to run on the socket; the
+    load generator passes one that coalesces writes. Raises ``ConnectionRefusedError``
+    when the CEA carries an error Result-Code; on any failure the socket is aborted.
     """
     loop = asyncio.get_running_loop()
     _, connection = await asyncio.wait_for(
-        loop.create_connection(lambda: PeerConnection(node, Role.INITIATOR), host, port),
+        loop.create_connection(lambda: connection_type(node, Role.INITIATOR), host, port),
         timeout,
     )
     try:
