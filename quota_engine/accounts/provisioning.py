@@ -69,7 +69,7 @@ CONCURRENCY = 32
 
 T = TypeVar("T")
 R = TypeVar("R")
-_MISSING: Any = object()
+_MISSING = documents.MISSING
 _DAY = 86_400
 _TOP_KEYS = {"catalog", "accounts"}
 _ACCOUNT_KEYS = {
@@ -197,32 +197,12 @@ class _AccountPlan:
     existing: Account | None = None
 
 
-class _Parser:
+class _Parser(documents.DocumentChecker):
     """Checks a document against itself and a catalog; collects ``path: message``."""
 
     def __init__(self, now: int) -> None:
+        super().__init__()
         self.now = now
-        self.problems: list[str] = []
-
-    def problem(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}")
-
-    def table(self, value: Any, path: str, allowed: set[str]) -> Mapping[str, Any] | None:
-        if not isinstance(value, Mapping):
-            self.problem(path, "must be a table")
-            return None
-        for key in value:
-            if key not in allowed:
-                self.problem(f"{path}.{key}" if path else str(key), "unknown key")
-        return value
-
-    def items(self, value: Any, path: str) -> list[tuple[str, Any]]:
-        if value is _MISSING or value is None:
-            return []
-        if not isinstance(value, list | tuple):
-            self.problem(path, "must be a list")
-            return []
-        return [(f"{path}[{i}]", item) for i, item in enumerate(value)]
 
     def flag(self, item: Mapping[str, Any], path: str) -> bool:
         value = item.get("replace", False)
@@ -230,17 +210,6 @@ class _Parser:
             self.problem(f"{path}.replace", "must be true or false")
             return False
         return value
-
-    def required(self, item: Mapping[str, Any], path: str, *names: str) -> bool:
-        missing = [n for n in names if item.get(n) is None]
-        for name in missing:
-            self.problem(f"{path}.{name}", "is required")
-        return not missing
-
-    def report(self, path: str, problems: list[tuple[str, str]]) -> bool:
-        for name, message in problems:
-            self.problem(f"{path}.{name}", message)
-        return not problems
 
     def timestamp(self, value: Any, path: str) -> Any:
         """Unix seconds from an int, a datetime with an offset, or an ISO 8601 string."""

@@ -9,7 +9,6 @@ prefixed with the path of the value at fault
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,12 +42,11 @@ from quota_engine.catalog.timebands import (
     format_minutes,
     parse_hhmm,
 )
-from quota_engine.documents import DocumentError, read_document
+from quota_engine.documents import MISSING, DocumentChecker, DocumentError, quoted, read_document
 from quota_engine.money import round_up
 
 __all__ = ["DEMO_CATALOG_PATH", "catalog_from_file", "load_catalog", "load_demo_catalog"]
 
-_MISSING = object()
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _MCC_MNC = re.compile(r"[0-9]{5,6}")
 _ZONE_PATTERN = re.compile(r"[0-9]{5,6}|[0-9]{0,5}\*")
@@ -70,57 +68,10 @@ _TOP_KEYS = {
 }
 
 
-def _q(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
+class _Parser(DocumentChecker):
+    """Checks a catalog document whole and builds the :class:`Catalog` when it is good."""
 
-
-class _Parser:
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def problem(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}")
-
-    # -- generic value checks: each returns None (after recording a problem) when bad
-
-    def table(self, value: Any, path: str, keys: set[str]) -> Mapping[str, Any] | None:
-        if not isinstance(value, Mapping):
-            self.problem(path, "must be a table")
-            return None
-        for key in value:
-            if key not in keys:
-                self.problem(f"{path}.{key}" if path != "catalog" else str(key), "unknown key")
-        return value
-
-    def list_(self, value: Any, path: str, *, non_empty: bool = False) -> list[Any] | None:
-        if not isinstance(value, list | tuple):
-            self.problem(path, "must be a list")
-            return None
-        if non_empty and not value:
-            self.problem(path, "must not be empty")
-            return None
-        return list(value)
-
-    def string(self, value: Any, path: str) -> str | None:
-        if value is _MISSING:
-            self.problem(path, "is required")
-            return None
-        if not isinstance(value, str) or not value.strip():
-            self.problem(path, "must be a non-empty string")
-            return None
-        return value
-
-    def optional_string(self, value: Any, path: str) -> str | None:
-        return None if value is _MISSING or value is None else self.string(value, path)
-
-    def integer(self, value: Any, path: str, low: int, high: int, what: str) -> int | None:
-        if value is _MISSING:
-            self.problem(path, "is required")
-            return None
-        if type(value) is not int or not low <= value <= high:
-            self.problem(path, f"must be {what}")
-            return None
-        return value
+    ROOT = "catalog"
 
     def positive(self, value: Any, path: str, high: int = MAX_AMOUNT) -> int | None:
         return self.integer(value, path, 1, high, f"a positive integer (at most {high})")
@@ -128,51 +79,25 @@ class _Parser:
     def non_negative(self, value: Any, path: str, high: int = MAX_AMOUNT) -> int | None:
         return self.integer(value, path, 0, high, f"a non-negative integer (at most {high})")
 
-    def boolean(self, value: Any, path: str, default: bool) -> bool:
-        if value is _MISSING or value is None:
-            return default
-        if not isinstance(value, bool):
-            self.problem(path, "must be true or false")
-            return default
-        return value
-
-    def choice(self, value: Any, path: str, choices: tuple[str, ...], default: str | None) -> Any:
-        if value is _MISSING or value is None:
-            if default is None:
-                self.problem(path, "is required")
-            return default
-        if value not in choices:
-            self.problem(path, "must be one of " + ", ".join(_q(c) for c in choices))
-            return default
-        return value
-
     def unique_id(self, item: Mapping[str, Any], path: str, seen: dict[str, str]) -> str | None:
-        ident = self.string(item.get("id", _MISSING), f"{path}.id")
+        ident = self.string(item.get("id", MISSING), f"{path}.id")
         if ident is None:
             return None
         if ident in seen:
-            self.problem(f"{path}.id", f"duplicate id {_q(ident)} (also {seen[ident]})")
+            self.problem(f"{path}.id", f"duplicate id {quoted(ident)} (also {seen[ident]})")
             return None
         seen[ident] = path
         return ident
 
-    def items(self, data: Mapping[str, Any], key: str, path: str) -> list[tuple[str, Any]]:
-        """``(path, item)`` for each item of an optional list of tables."""
-        raw = data.get(key, _MISSING)
-        if raw is _MISSING or raw is None:
-            return []
-        values = self.list_(raw, path)
-        return [] if values is None else [(f"{path}[{i}]", v) for i, v in enumerate(values)]
-
     # -- sections
 
     def parse(self, data: Any) -> Catalog | None:
-        top = self.table(data, "catalog", _TOP_KEYS)
+        top = self.table(data, self.ROOT, _TOP_KEYS)
         if top is None:
             return None
-        version = self.string(top.get("version", _MISSING), "version")
-        currency = top.get("currency", _MISSING)
-        if currency is _MISSING:
+        version = self.string(top.get("version", MISSING), "version")
+        currency = top.get("currency", MISSING)
+        if currency is MISSING:
             self.problem("currency", "is required")
         elif not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
             self.problem("currency", "must be an ISO 4217 code (three capital letters)")
@@ -210,7 +135,7 @@ class _Parser:
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError, OSError):
-            self.problem("timezone", f"unknown time zone {_q(value)}")
+            self.problem("timezone", f"unknown time zone {quoted(value)}")
             return "UTC"
         return value
 
@@ -246,7 +171,7 @@ class _Parser:
             if not isinstance(value, str) or not _MCC_MNC.fullmatch(value):
                 self.problem(path, "must be an MCC-MNC of 5 or 6 digits")
             elif value in found:
-                self.problem(path, f"duplicate MCC-MNC {_q(value)}")
+                self.problem(path, f"duplicate MCC-MNC {quoted(value)}")
             else:
                 found.append(value)
         return found
@@ -257,12 +182,12 @@ class _Parser:
         owners: dict[tuple[str, str, int], str] = {}  # (context, kind, number) -> path
         catch_all: dict[str, str] = {}
         result: dict[str, Service] = {}
-        for path, raw in self.items(top, "services", "services"):
+        for path, raw in self.items(top.get("services"), "services"):
             item = self.table(raw, path, keys)
             if item is None:
                 continue
             ident = self.unique_id(item, path, seen)
-            context = self.string(item.get("context", _MISSING), f"{path}.context")
+            context = self.string(item.get("context", MISSING), f"{path}.context")
             numbers: dict[str, tuple[int, ...]] = {}
             for kind, label in (
                 ("rating_groups", "rating group"),
@@ -287,10 +212,10 @@ class _Parser:
                     if owner != path:
                         self.problem(
                             vpath,
-                            f"{label} {number} of context {_q(context)} is already used by {owner}",
+                            f"{label} {number} of context {quoted(context)} is already used by {owner}",
                         )
                 numbers[kind] = tuple(good)
-            unit = self.choice(item.get("unit", _MISSING), f"{path}.unit", UNITS, None)
+            unit = self.choice(item.get("unit", MISSING), f"{path}.unit", UNITS, None)
             if (
                 context is not None
                 and not item.get("rating_groups")
@@ -300,7 +225,7 @@ class _Parser:
                     self.problem(
                         path,
                         f"a second catch-all service (no rating_groups or service_identifiers) "
-                        f"for context {_q(context)} (also {catch_all[context]})",
+                        f"for context {quoted(context)} (also {catch_all[context]})",
                     )
                 else:
                     catch_all[context] = path
@@ -313,9 +238,9 @@ class _Parser:
         return result
 
     def window(self, item: Mapping[str, Any], path: str) -> BandWindow | None:
-        days_raw = item.get("days", _MISSING)
+        days_raw = item.get("days", MISSING)
         days: set[str] = set()
-        if days_raw is _MISSING:
+        if days_raw is MISSING:
             self.problem(f"{path}.days", "is required")
         else:
             values = self.list_(days_raw, f"{path}.days", non_empty=True) or []
@@ -324,7 +249,7 @@ class _Parser:
                 if day not in DAY_NAMES:
                     self.problem(dpath, "must be one of " + ", ".join(DAY_NAMES))
                 elif day in days:
-                    self.problem(dpath, f"duplicate day {_q(day)}")
+                    self.problem(dpath, f"duplicate day {quoted(day)}")
                 else:
                     days.add(day)
         start = end = None
@@ -332,8 +257,8 @@ class _Parser:
             ("start", False, "00:00 to 23:59"),
             ("end", True, "00:01 to 24:00"),
         ):
-            raw = item.get(key, _MISSING)
-            if raw is _MISSING:
+            raw = item.get(key, MISSING)
+            if raw is MISSING:
                 self.problem(f"{path}.{key}", "is required")
                 continue
             minutes = parse_hhmm(raw, allow_24=allow_24)
@@ -355,7 +280,7 @@ class _Parser:
         seen: dict[str, str] = {}
         bands: list[TimeBand] = []
         placed: list[tuple[str, BandWindow]] = []  # (path, window) of every good window
-        for path, raw in self.items(top, "time_bands", "time_bands"):
+        for path, raw in self.items(top.get("time_bands"), "time_bands"):
             item = self.table(raw, path, keys)
             if item is None:
                 continue
@@ -365,7 +290,7 @@ class _Parser:
                 if any(k in item for k in ("days", "start", "end")):
                     self.problem(path, "give either windows or days/start/end, not both")
                     continue
-                for wpath, wraw in self.items(item, "windows", f"{path}.windows"):
+                for wpath, wraw in self.items(item.get("windows"), f"{path}.windows"):
                     witem = self.table(wraw, wpath, {"days", "start", "end"})
                     if witem is not None:
                         windows.append((wpath, self.window(witem, wpath)))
@@ -409,7 +334,7 @@ class _Parser:
         seen: dict[str, str] = {}
         owners: dict[str, str] = {}
         zones: list[Zone] = []
-        for path, raw in self.items(top, "zones", "zones"):
+        for path, raw in self.items(top.get("zones"), "zones"):
             item = self.table(raw, path, keys)
             if item is None:
                 continue
@@ -417,12 +342,12 @@ class _Parser:
             if ident == HOME_ZONE:
                 self.problem(
                     f"{path}.id",
-                    f"{_q(HOME_ZONE)} is reserved (list home networks in home_mcc_mnc)",
+                    f"{quoted(HOME_ZONE)} is reserved (list home networks in home_mcc_mnc)",
                 )
                 ident = None
             patterns: list[str] = []
-            raw_list = item.get("mcc_mnc", _MISSING)
-            if raw_list is _MISSING:
+            raw_list = item.get("mcc_mnc", MISSING)
+            if raw_list is MISSING:
                 self.problem(f"{path}.mcc_mnc", "is required")
                 values = []
             else:
@@ -436,9 +361,9 @@ class _Parser:
                         '(e.g. "208*"; "*" alone matches every network)',
                     )
                 elif value in owners:
-                    self.problem(ppath, f"{_q(value)} is already in {owners[value]}")
+                    self.problem(ppath, f"{quoted(value)} is already in {owners[value]}")
                 elif value in home:
-                    self.problem(ppath, f"{_q(value)} is a home network (home_mcc_mnc)")
+                    self.problem(ppath, f"{quoted(value)} is a home network (home_mcc_mnc)")
                 else:
                     owners[value] = path
                     patterns.append(value)
@@ -450,15 +375,15 @@ class _Parser:
         keys = {"id", "prefixes", "default"}
         seen: dict[str, str] = {}
         tables: dict[str, DestinationTable] = {}
-        for path, raw in self.items(top, "destinations", "destinations"):
+        for path, raw in self.items(top.get("destinations"), "destinations"):
             item = self.table(raw, path, keys)
             if item is None:
                 continue
             ident = self.unique_id(item, path, seen)
-            default = self.optional_string(item.get("default", _MISSING), f"{path}.default")
+            default = self.optional_string(item.get("default", MISSING), f"{path}.default")
             prefixes: list[tuple[str, str]] = []
-            raw_prefixes = item.get("prefixes", _MISSING)
-            if raw_prefixes is _MISSING:
+            raw_prefixes = item.get("prefixes", MISSING)
+            if raw_prefixes is MISSING:
                 self.problem(f"{path}.prefixes", "is required")
             elif not isinstance(raw_prefixes, Mapping):
                 self.problem(f"{path}.prefixes", 'must be a table of "prefix" = "class"')
@@ -466,7 +391,7 @@ class _Parser:
                 self.problem(f"{path}.prefixes", "must not be empty (or set a default)")
             else:
                 for prefix, cls in raw_prefixes.items():
-                    ppath = f"{path}.prefixes[{_q(str(prefix))}]"
+                    ppath = f"{path}.prefixes[{quoted(str(prefix))}]"
                     if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
                         self.problem(ppath, "prefix must be 1 to 15 digits")
                     elif not isinstance(cls, str) or not cls.strip():
@@ -491,15 +416,15 @@ class _Parser:
         }
         seen: dict[str, str] = {}
         plans: list[Plan] = []
-        for path, raw in self.items(top, "plans", "plans"):
+        for path, raw in self.items(top.get("plans"), "plans"):
             item = self.table(raw, path, keys)
             if item is None:
                 continue
             ident = self.unique_id(item, path, seen)
-            name = self.optional_string(item.get("name", _MISSING), f"{path}.name") or ident
+            name = self.optional_string(item.get("name", MISSING), f"{path}.name") or ident
             kind = self.choice(item.get("type"), f"{path}.type", ("prepaid", "postpaid"), "")
             fee = self.non_negative(item.get("recurring_fee", 0), f"{path}.recurring_fee")
-            tax = self.optional_string(item.get("tax_category", _MISSING), f"{path}.tax_category")
+            tax = self.optional_string(item.get("tax_category", MISSING), f"{path}.tax_category")
             action = self.choice(
                 item.get("final_unit_action"),
                 f"{path}.final_unit_action",
@@ -507,7 +432,7 @@ class _Parser:
                 "terminate",
             )
             redirect = self.optional_string(
-                item.get("redirect_address", _MISSING), f"{path}.redirect_address"
+                item.get("redirect_address", MISSING), f"{path}.redirect_address"
             )
             if action == "redirect" and redirect is None and "redirect_address" not in item:
                 self.problem(
@@ -539,40 +464,40 @@ class _Parser:
         keys = {"service", "zero_rated", "destinations", "rates"}
         by_service: dict[str, str] = {}
         tariffs: list[Tariff] = []
-        for path, raw in self.items(plan, "tariffs", f"{plan_path}.tariffs"):
+        for path, raw in self.items(plan.get("tariffs"), f"{plan_path}.tariffs"):
             item = self.table(raw, path, keys)
             if item is None:
                 continue
-            service = self.string(item.get("service", _MISSING), f"{path}.service")
+            service = self.string(item.get("service", MISSING), f"{path}.service")
             if service is not None and service not in refs.services:
-                self.problem(f"{path}.service", f"unknown service {_q(service)}")
+                self.problem(f"{path}.service", f"unknown service {quoted(service)}")
             elif service is not None and service in by_service:
                 self.problem(
                     f"{path}.service",
-                    f"a second tariff for service {_q(service)} (also {by_service[service]})",
+                    f"a second tariff for service {quoted(service)} (also {by_service[service]})",
                 )
             elif service is not None:
                 by_service[service] = path
-            zero = self.boolean(item.get("zero_rated", _MISSING), f"{path}.zero_rated", False)
+            zero = self.boolean(item.get("zero_rated", MISSING), f"{path}.zero_rated", False)
             table_id = self.optional_string(
-                item.get("destinations", _MISSING), f"{path}.destinations"
+                item.get("destinations", MISSING), f"{path}.destinations"
             )
             table: DestinationTable | None = None
             if table_id is not None:
                 table = refs.tables.get(table_id)
                 if table is None:
                     self.problem(
-                        f"{path}.destinations", f"unknown destination table {_q(table_id)}"
+                        f"{path}.destinations", f"unknown destination table {quoted(table_id)}"
                     )
             elif len(refs.tables) == 1:
                 table = next(iter(refs.tables.values()))
-            raw_rates = item.get("rates", _MISSING)
+            raw_rates = item.get("rates", MISSING)
             if zero:
-                if raw_rates not in (_MISSING, None, []):
+                if raw_rates not in (MISSING, None, []):
                     self.problem(f"{path}.rates", "must be empty for a zero-rated tariff")
                 rates: list[Rate] = []
             else:
-                if raw_rates in (_MISSING, None, []):
+                if raw_rates in (MISSING, None, []):
                     self.problem(f"{path}.rates", "must not be empty (or set zero_rated = true)")
                 rates = self.rates(item, path, refs, table, table_id)
             if service is not None:
@@ -599,20 +524,20 @@ class _Parser:
         }
         rates: list[tuple[str, Rate]] = []
         table_reported = False
-        for path, raw in self.items(tariff, "rates", f"{tariff_path}.rates"):
+        for path, raw in self.items(tariff.get("rates"), f"{tariff_path}.rates"):
             item = self.table(raw, path, keys)
             if item is None:
                 continue
             ok = True
             destination = self.optional_string(
-                item.get("destination", _MISSING), f"{path}.destination"
+                item.get("destination", MISSING), f"{path}.destination"
             )
             if destination is not None:
                 if table is not None:
                     if destination not in table.classes:
                         self.problem(
                             f"{path}.destination",
-                            f"unknown destination class {_q(destination)} in table {_q(table.id)}",
+                            f"unknown destination class {quoted(destination)} in table {quoted(table.id)}",
                         )
                         ok = False
                 elif table_id is None:
@@ -628,18 +553,18 @@ class _Parser:
                     else:
                         self.problem(f"{path}.destination", "the catalog has no destination tables")
                     ok = False
-            zone = self.optional_string(item.get("zone", _MISSING), f"{path}.zone")
+            zone = self.optional_string(item.get("zone", MISSING), f"{path}.zone")
             if zone is not None and zone != HOME_ZONE and zone not in refs.zones:
-                self.problem(f"{path}.zone", f"unknown zone {_q(zone)}")
+                self.problem(f"{path}.zone", f"unknown zone {quoted(zone)}")
                 ok = False
-            band = self.optional_string(item.get("band", _MISSING), f"{path}.band")
+            band = self.optional_string(item.get("band", MISSING), f"{path}.band")
             if band is not None and band not in refs.bands:
-                self.problem(f"{path}.band", f"unknown time band {_q(band)}")
+                self.problem(f"{path}.band", f"unknown time band {quoted(band)}")
                 ok = False
-            rate = self.non_negative(item.get("rate", _MISSING), f"{path}.rate")
-            rate_per = self.positive(item.get("rate_per", _MISSING), f"{path}.rate_per")
-            first = self.positive(item.get("first_increment", _MISSING), f"{path}.first_increment")
-            nxt = self.positive(item.get("next_increment", _MISSING), f"{path}.next_increment")
+            rate = self.non_negative(item.get("rate", MISSING), f"{path}.rate")
+            rate_per = self.positive(item.get("rate_per", MISSING), f"{path}.rate_per")
+            first = self.positive(item.get("first_increment", MISSING), f"{path}.first_increment")
+            nxt = self.positive(item.get("next_increment", MISSING), f"{path}.next_increment")
             tiers = self.tiers(item, path)
             if None in (rate, rate_per, first, nxt) or tiers is None:
                 continue
@@ -667,20 +592,20 @@ class _Parser:
     def tiers(self, rate: Mapping[str, Any], rate_path: str) -> tuple[Tier, ...] | None:
         tiers: list[Tier] = []
         ok = True
-        for path, raw in self.items(rate, "tiers", f"{rate_path}.tiers"):
+        for path, raw in self.items(rate.get("tiers"), f"{rate_path}.tiers"):
             item = self.table(raw, path, {"from_units", "rate", "rate_per"})
             if item is None:
                 ok = False
                 continue
             start = self.integer(
-                item.get("from_units", _MISSING),
+                item.get("from_units", MISSING),
                 f"{path}.from_units",
                 1,
                 2**62,
                 "a positive integer (the rate itself applies from 0)",
             )
-            r = self.non_negative(item.get("rate", _MISSING), f"{path}.rate")
-            per = self.positive(item.get("rate_per", _MISSING), f"{path}.rate_per")
+            r = self.non_negative(item.get("rate", MISSING), f"{path}.rate")
+            per = self.positive(item.get("rate_per", MISSING), f"{path}.rate_per")
             if start is None or r is None or per is None:
                 ok = False
                 continue
@@ -738,14 +663,14 @@ class _Parser:
         keys = {"id", "services", "units", "validity_days"}
         seen: dict[str, str] = {}
         result: list[Allowance] = []
-        for path, raw in self.items(plan, "allowances", f"{plan_path}.allowances"):
+        for path, raw in self.items(plan.get("allowances"), f"{plan_path}.allowances"):
             item = self.table(raw, path, keys)
             if item is None:
                 continue
             ident = self.unique_id(item, path, seen)
             services: list[str] = []
-            raw_services = item.get("services", _MISSING)
-            if raw_services is _MISSING:
+            raw_services = item.get("services", MISSING)
+            if raw_services is MISSING:
                 self.problem(f"{path}.services", "is required")
             else:
                 values = self.list_(raw_services, f"{path}.services", non_empty=True) or []
@@ -755,9 +680,9 @@ class _Parser:
                     if sid is None:
                         continue
                     if sid not in refs.services:
-                        self.problem(spath, f"unknown service {_q(sid)}")
+                        self.problem(spath, f"unknown service {quoted(sid)}")
                     elif sid in services:
-                        self.problem(spath, f"duplicate service {_q(sid)}")
+                        self.problem(spath, f"duplicate service {quoted(sid)}")
                     else:
                         services.append(sid)
             units = {refs.services[s].unit for s in services if refs.services[s] is not None}
@@ -766,10 +691,8 @@ class _Parser:
                     f"{path}.services",
                     "services of different units (" + ", ".join(sorted(units)) + ")",
                 )
-            amount = self.positive(item.get("units", _MISSING), f"{path}.units", 2**62)
-            days = self.positive(
-                item.get("validity_days", _MISSING), f"{path}.validity_days", 36600
-            )
+            amount = self.positive(item.get("units", MISSING), f"{path}.units", 2**62)
+            days = self.positive(item.get("validity_days", MISSING), f"{path}.validity_days", 36600)
             if ident is not None and amount is not None and days is not None:
                 result.append(Allowance(ident, tuple(services), amount, days))
         return result
