@@ -113,32 +113,26 @@ class ApiClient:
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise ApiError(f"GET {url}: {exc}") from None
 
+    def _all_pages(self, account_id: str, what: str) -> list[dict[str, Any]]:
+        """Every item of ``/v1/accounts/{account_id}/{what}``, read by offset a page at a time."""
+        path = f"/v1/accounts/{urllib.parse.quote(account_id, safe='')}/{what}"
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self._get(path, {"offset": len(found), "limit": self.PAGE})
+            found += page
+            if len(page) < self.PAGE:
+                return found
+
     def account(self, account_id: str) -> dict[str, Any]:
         """The account's buckets, shaped like ``ocs account show --json``."""
-        quoted = urllib.parse.quote(account_id, safe="")
-        buckets: list[dict[str, Any]] = []
-        while True:
-            page = self._get(
-                f"/v1/accounts/{quoted}/buckets", {"offset": len(buckets), "limit": self.PAGE}
-            )
-            buckets += page
-            if len(page) < self.PAGE:
-                return {"account": {"id": account_id}, "buckets": buckets}
+        return {"account": {"id": account_id}, "buckets": self._all_pages(account_id, "buckets")}
 
     def accounts(self, account_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         return {account_id: self.account(account_id) for account_id in account_ids}
 
     def sessions(self, account_id: str) -> list[dict[str, Any]]:
         """The account's open sessions with what they hold."""
-        quoted = urllib.parse.quote(account_id, safe="")
-        found: list[dict[str, Any]] = []
-        while True:
-            page = self._get(
-                f"/v1/accounts/{quoted}/sessions", {"offset": len(found), "limit": self.PAGE}
-            )
-            found += page
-            if len(page) < self.PAGE:
-                return found
+        return self._all_pages(account_id, "sessions")
 
     def last_record(self, account_id: str) -> str:
         """The stream id of the account's newest rated record ("" when it has none)."""
