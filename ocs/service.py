@@ -34,9 +34,9 @@ from ocs.gy.notifier import Notifier
 from ocs.gy.peer_routes import Routes
 from ocs.logs import log_event
 from ocs.metrics import Metrics
+from protocol.answer_cache import AnswerCache
 from protocol.base import PeerPolicy
 from protocol.connection import Application, Node, PeerConnection, Timers
-from protocol.duplicates import AnswerCache
 from protocol.messages import Codec, LocalIdentity
 from protocol.server import DiameterServer
 from quota_engine.accounts.provisioning import provision_demo

@@ -27,8 +27,8 @@ from typing import Protocol
 from cext.codec import CodecError, Header, Message
 
 from . import base
+from .answer_cache import AnswerCache
 from .dictionary import constants as c
-from .duplicates import AnswerCache
 from .errors import (
     APPLICATION_UNSUPPORTED,
     AVP_UNSUPPORTED,

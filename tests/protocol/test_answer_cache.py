@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.duplicates import AnswerCache
+from protocol.answer_cache import AnswerCache
 
 ANSWER = bytes(12) + (1).to_bytes(4, "big") + b"rest-of-answer"
 
