@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Iterator, Mapping, Set
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,17 @@ class DocumentChecker:
             return []
         values = self.list_(value, path)
         return [] if values is None else [(f"{path}[{i}]", v) for i, v in enumerate(values)]
+
+    def tables(
+        self, value: Any, path: str, keys: Set[str]
+    ) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """``(path, table)`` for each item of an optional list of tables that is a table
+        (checked by :meth:`table`; the others are reported and skipped). Lazy, so the
+        problems of each item come before those of the next."""
+        for item_path, raw in self.items(value, path):
+            item = self.table(raw, item_path, keys)
+            if item is not None:
+                yield item_path, item
 
     def string(self, value: Any, path: str) -> str | None:
         if value is MISSING:

@@ -182,10 +182,7 @@ class _Parser(DocumentChecker):
         owners: dict[tuple[str, str, int], str] = {}  # (context, kind, number) -> path
         catch_all: dict[str, str] = {}
         result: dict[str, Service] = {}
-        for path, raw in self.items(top.get("services"), "services"):
-            item = self.table(raw, path, keys)
-            if item is None:
-                continue
+        for path, item in self.tables(top.get("services"), "services", keys):
             ident = self.unique_id(item, path, seen)
             context = self.string(item.get("context", MISSING), f"{path}.context")
             numbers: dict[str, tuple[int, ...]] = {}
@@ -280,20 +277,17 @@ class _Parser(DocumentChecker):
         seen: dict[str, str] = {}
         bands: list[TimeBand] = []
         placed: list[tuple[str, BandWindow]] = []  # (path, window) of every good window
-        for path, raw in self.items(top.get("time_bands"), "time_bands"):
-            item = self.table(raw, path, keys)
-            if item is None:
-                continue
+        for path, item in self.tables(top.get("time_bands"), "time_bands", keys):
             ident = self.unique_id(item, path, seen)
             windows: list[tuple[str, BandWindow | None]] = []
             if "windows" in item:
                 if any(k in item for k in ("days", "start", "end")):
                     self.problem(path, "give either windows or days/start/end, not both")
                     continue
-                for wpath, wraw in self.items(item.get("windows"), f"{path}.windows"):
-                    witem = self.table(wraw, wpath, {"days", "start", "end"})
-                    if witem is not None:
-                        windows.append((wpath, self.window(witem, wpath)))
+                for wpath, witem in self.tables(
+                    item.get("windows"), f"{path}.windows", {"days", "start", "end"}
+                ):
+                    windows.append((wpath, self.window(witem, wpath)))
                 if not item["windows"]:
                     self.problem(f"{path}.windows", "must not be empty")
             else:
@@ -334,10 +328,7 @@ class _Parser(DocumentChecker):
         seen: dict[str, str] = {}
         owners: dict[str, str] = {}
         zones: list[Zone] = []
-        for path, raw in self.items(top.get("zones"), "zones"):
-            item = self.table(raw, path, keys)
-            if item is None:
-                continue
+        for path, item in self.tables(top.get("zones"), "zones", keys):
             ident = self.unique_id(item, path, seen)
             if ident == HOME_ZONE:
                 self.problem(
@@ -375,10 +366,7 @@ class _Parser(DocumentChecker):
         keys = {"id", "prefixes", "default"}
         seen: dict[str, str] = {}
         tables: dict[str, DestinationTable] = {}
-        for path, raw in self.items(top.get("destinations"), "destinations"):
-            item = self.table(raw, path, keys)
-            if item is None:
-                continue
+        for path, item in self.tables(top.get("destinations"), "destinations", keys):
             ident = self.unique_id(item, path, seen)
             default = self.optional_string(item.get("default", MISSING), f"{path}.default")
             prefixes: list[tuple[str, str]] = []
@@ -416,10 +404,7 @@ class _Parser(DocumentChecker):
         }
         seen: dict[str, str] = {}
         plans: list[Plan] = []
-        for path, raw in self.items(top.get("plans"), "plans"):
-            item = self.table(raw, path, keys)
-            if item is None:
-                continue
+        for path, item in self.tables(top.get("plans"), "plans", keys):
             ident = self.unique_id(item, path, seen)
             name = self.optional_string(item.get("name", MISSING), f"{path}.name") or ident
             kind = self.choice(item.get("type"), f"{path}.type", ("prepaid", "postpaid"), "")
@@ -464,10 +449,7 @@ class _Parser(DocumentChecker):
         keys = {"service", "zero_rated", "destinations", "rates"}
         by_service: dict[str, str] = {}
         tariffs: list[Tariff] = []
-        for path, raw in self.items(plan.get("tariffs"), f"{plan_path}.tariffs"):
-            item = self.table(raw, path, keys)
-            if item is None:
-                continue
+        for path, item in self.tables(plan.get("tariffs"), f"{plan_path}.tariffs", keys):
             service = self.string(item.get("service", MISSING), f"{path}.service")
             if service is not None and service not in refs.services:
                 self.problem(f"{path}.service", f"unknown service {quoted(service)}")
@@ -524,10 +506,7 @@ class _Parser(DocumentChecker):
         }
         rates: list[tuple[str, Rate]] = []
         table_reported = False
-        for path, raw in self.items(tariff.get("rates"), f"{tariff_path}.rates"):
-            item = self.table(raw, path, keys)
-            if item is None:
-                continue
+        for path, item in self.tables(tariff.get("rates"), f"{tariff_path}.rates", keys):
             ok = True
             destination = self.optional_string(
                 item.get("destination", MISSING), f"{path}.destination"
@@ -663,10 +642,7 @@ class _Parser(DocumentChecker):
         keys = {"id", "services", "units", "validity_days"}
         seen: dict[str, str] = {}
         result: list[Allowance] = []
-        for path, raw in self.items(plan.get("allowances"), f"{plan_path}.allowances"):
-            item = self.table(raw, path, keys)
-            if item is None:
-                continue
+        for path, item in self.tables(plan.get("allowances"), f"{plan_path}.allowances", keys):
             ident = self.unique_id(item, path, seen)
             services: list[str] = []
             raw_services = item.get("services", MISSING)

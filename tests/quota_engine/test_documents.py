@@ -61,3 +61,18 @@ def test_typed_getters_record_a_problem_and_return_the_default():
         'c: must be one of "terminate", "redirect"',
         "d: is required",
     ]
+
+
+def test_tables_skips_what_is_no_table_and_keeps_the_problems_in_item_order():
+    checker = DocumentChecker()
+    seen = []
+    for path, item in checker.tables([{"a": 1}, 5, {"b": 2}], "xs", {"a"}):
+        seen.append((path, item))
+        checker.problem(path, "checked")
+    assert seen == [("xs[0]", {"a": 1}), ("xs[2]", {"b": 2})]
+    assert checker.problems == [
+        "xs[0]: checked",
+        "xs[1]: must be a table",
+        "xs[2].b: unknown key",
+        "xs[2]: checked",
+    ]
