@@ -17,7 +17,7 @@ arithmetic, and ``split_by_band`` walks a session segment by segment.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -157,11 +157,11 @@ class BandClock:
         if seg_start > timestamp:
             seg_start = timestamp
         elif _offset(seg_start, tz) != offset:
-            seg_start = _first_with(seg_start, timestamp, offset, tz)
+            seg_start = _first_where(seg_start, timestamp, lambda t: _offset(t, tz) == offset)
         if seg_end <= timestamp:
             seg_end = timestamp + 1
         elif _offset(seg_end - 1, tz) != offset:
-            seg_end = _first_without(timestamp, seg_end - 1, offset, tz)
+            seg_end = _first_where(timestamp, seg_end - 1, lambda t: _offset(t, tz) != offset)
         return band, seg_start, seg_end
 
 
@@ -169,25 +169,15 @@ def _offset(timestamp: int, tz: ZoneInfo) -> timedelta | None:
     return datetime.fromtimestamp(timestamp, tz).utcoffset()
 
 
-def _first_with(lo: int, hi: int, offset: timedelta | None, tz: ZoneInfo) -> int:
-    """First second in ``(lo, hi]`` from which the offset is ``offset`` (lo has another)."""
+def _first_where(lo: int, hi: int, holds: Callable[[int], bool]) -> int:
+    """First second in ``(lo, hi]`` for which ``holds`` (false at lo, true at hi, changing
+    once in between), by bisection."""
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if _offset(mid, tz) == offset:
+        if holds(mid):
             hi = mid
         else:
             lo = mid
-    return hi
-
-
-def _first_without(lo: int, hi: int, offset: timedelta | None, tz: ZoneInfo) -> int:
-    """First second in ``(lo, hi]`` whose offset is not ``offset`` (lo has it, hi not)."""
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if _offset(mid, tz) == offset:
-            lo = mid
-        else:
-            hi = mid
     return hi
 
 
