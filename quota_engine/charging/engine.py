@@ -53,20 +53,19 @@ pipeline than redis-py); the rest (sessions, sweeping) uses ``redis``.
 
 from __future__ import annotations
 
-import calendar
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import msgpack
 
 from quota_engine.catalog import Catalog, Plan, Service
 from quota_engine.catalog.timebands import BandClock
+from quota_engine.charging.cache import ExpiringCache
+from quota_engine.charging.periods import BillPeriods, bill_period, cycle_day
 from quota_engine.charging.rating import Price, Rater
+from quota_engine.charging.sessions import sessions_of
 from quota_engine.charging.sweeper import deadline_member, sweep_expired
 from quota_engine.model import (
     ChargingRequest,
@@ -79,6 +78,8 @@ from quota_engine.model import (
     Unit,
 )
 from quota_engine.store import keys
+from quota_engine.store.charging_reads import read_owners, read_period_usage, read_rating_inputs
+from quota_engine.store.clients import PipelineClient, RedisClient
 from quota_engine.store.records import rg_key
 from quota_engine.store.scripts import BALANCE, CCR, EVENT, REFUND, ScriptPipeline
 
@@ -99,13 +100,14 @@ MAX_USED = 2**40
 MAX_GRANT_COST = 2**50
 """A grant is cut so that its price stays below this many micro-units."""
 
-_ACCOUNT_FIELDS = ("status", "kind", "currency", "plan", "bill_cycle_day")
 _ATTEMPTS = 3
 """Runs of a request whose script found the cached account outdated (the last one
 with the account just read; a third means it changed twice in a few milliseconds)."""
 _UNITS = {u.value: u for u in Unit}
-_NO_USAGE: dict[str, int] = {}
-"""The period usage of the many accounts with none, shared (read, never written)."""
+
+_CachedAccount = tuple[str, dict[str, str], dict[str, int]]
+"""What the account cache holds: the bill period it was read for, the account's
+rating fields and its usage in that period."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +152,9 @@ class EngineSettings:
         for name in ("identity_cache_ttl", "account_cache_ttl"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
+        for name in ("identity_cache_size", "account_cache_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
 
     def default_grant(self, unit: str) -> int:
         if unit == "octets":
@@ -157,24 +162,6 @@ class EngineSettings:
         if unit == "seconds":
             return self.default_seconds
         return self.default_events
-
-
-def bill_period(timestamp: int, bill_cycle_day: int, timezone: str = "UTC") -> str:
-    """The bill period holding ``timestamp``, named by its first local day
-    (``"2025-03-15"``). A period starts on ``bill_cycle_day`` (1..31; in shorter months
-    the month's last day) at local midnight in ``timezone``."""
-    day = min(max(int(bill_cycle_day), 1), 31)
-    local = datetime.fromtimestamp(timestamp, ZoneInfo(timezone)).date()
-    year, month = local.year, local.month
-    start = date(year, month, min(day, calendar.monthrange(year, month)[1]))
-    if local < start:
-        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
-        start = date(year, month, min(day, calendar.monthrange(year, month)[1]))
-    return start.isoformat()
-
-
-def _text(value: Any) -> Any:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 class ChargingBatchError(RuntimeError):
@@ -249,26 +236,29 @@ class ChargingEngine:
 
     def __init__(
         self,
-        redis: Any,
+        redis: RedisClient,
         catalog_source: CatalogSource,
         settings: EngineSettings | None = None,
         *,
         clock: Callable[[], float] = time.time,
-        link: Any = None,
+        link: PipelineClient | None = None,
     ) -> None:
         pool = getattr(redis, "connection_pool", None)
         if pool is not None and pool.connection_kwargs.get("decode_responses"):
             raise ValueError("the charging engine needs a Redis client with decode_responses=False")
         self.redis = redis
-        self._link = redis if link is None else link
+        self._link: PipelineClient = redis if link is None else link
         self._catalog_source = catalog_source
-        self.settings = settings or EngineSettings()
+        self.settings = settings = settings or EngineSettings()
         self._clock = clock
-        self._identities: dict[str, tuple[float, str]] = {}
-        # account -> (expiry (monotonic), bill period, fields, period usage)
-        self._accounts: dict[str, tuple[float, str, dict[str, str], dict[str, int]]] = {}
-        self._cycle_days: dict[str, int] = {}
-        self._periods: tuple[int, dict[tuple[int, str], str]] = (0, {})
+        # the caches' clock is time.monotonic, read once per batch
+        self._identities: ExpiringCache[str, str] = ExpiringCache(
+            settings.identity_cache_ttl, settings.identity_cache_size
+        )
+        self._accounts: ExpiringCache[str, _CachedAccount] = ExpiringCache(
+            settings.account_cache_ttl, settings.account_cache_size
+        )
+        self._periods = BillPeriods(settings.account_cache_size)
         self._band_clocks: dict[int, tuple[Catalog, BandClock]] = {}
         self._meta_cache: dict[str, bytes] = {}
 
@@ -279,18 +269,10 @@ class ChargingEngine:
         if identity is None:
             self._identities.clear()
         else:
-            self._identities.pop(identity, None)
-
-    def _cached(self, identity: str, mono: float) -> str | None:
-        hit = self._identities.get(identity)
-        if hit is None:
-            return None
-        if hit[0] <= mono:
-            del self._identities[identity]
-            return None
-        return hit[1]
+            self._identities.pop(identity)
 
     async def _resolve(self, jobs: list[_Job]) -> None:
+        cache = self._identities
         mono = time.monotonic()
         wanted: dict[str, None] = {}
         # the cache hits are kept here: another batch may drop an entry (expired,
@@ -298,7 +280,7 @@ class ChargingEngine:
         known: dict[str, str] = {}
         for job in jobs:
             for identity in job.request.identities:
-                account = self._cached(identity, mono)
+                account = cache.get(identity, mono)
                 if account is not None:
                     known[identity] = account
                     break
@@ -306,18 +288,10 @@ class ChargingEngine:
         found: dict[str, str] = {}
         if wanted:
             names = list(wanted)
-            pipe = self._link.pipeline(transaction=False)
-            for identity in names:
-                pipe.get(keys.subscriber(identity))
-            values = await pipe.execute()
-            ttl = self.settings.identity_cache_ttl
-            if len(self._identities) + len(names) > self.settings.identity_cache_size:
-                self._identities.clear()
-            for identity, value in zip(names, values, strict=True):
-                if value:
-                    found[identity] = account = _text(value)
-                    if ttl > 0:
-                        self._identities[identity] = (mono + ttl, account)
+            for identity, owner in zip(names, await read_owners(self._link, names), strict=True):
+                if owner is not None:
+                    found[identity] = owner
+                    cache.put(identity, owner, mono)
         for job in jobs:
             for identity in job.request.identities:
                 account = found.get(identity) or known.get(identity)
@@ -329,16 +303,18 @@ class ChargingEngine:
 
     async def _load_accounts(self, jobs: list[_Job], catalog: Catalog, now: int) -> None:
         tz = catalog.timezone
+        cache, periods = self._accounts, self._periods
         mono = time.monotonic()
         wanted: dict[str, None] = {}
         for job in jobs:
             account = job.account
             if not account:
                 continue
-            hit = self._accounts.get(account) if job.checks_account else None
-            if hit is not None and hit[0] > mono and hit[1] == self._period(account, tz, now):
-                job.info, job.usage = hit[2], hit[3]
-                continue
+            if job.checks_account:
+                hit = cache.get(account, mono)
+                if hit is not None and hit[0] == periods.of(account, tz, now):
+                    job.info, job.usage = hit[1], hit[2]
+                    continue
             wanted[account] = None
         if wanted:
             await self._read_accounts(list(wanted), jobs, tz, now, mono)
@@ -346,73 +322,46 @@ class ChargingEngine:
     async def _read_accounts(
         self, accounts: list[str], jobs: list[_Job], tz: str, now: int, mono: float
     ) -> None:
-        if len(self._cycle_days) + len(accounts) > self.settings.account_cache_size:
-            self._cycle_days.clear()  # bounded like the cache; a miss only re-reads
-        pipe = self._link.pipeline(transaction=False)
-        asked: dict[str, int] = {}
-        for account in accounts:
-            pipe.hmget(keys.account(account), _ACCOUNT_FIELDS)
-            asked[account] = self._cycle_days.get(account, 1)
-            pipe.hgetall(keys.period_usage(account, self._period(account, tz, now)))
-        values = await pipe.execute()
+        """Read the accounts' fields and usage in one pipeline, guessing each one's bill
+        period from its last known cycle day; a wrong guess costs one more pipeline."""
+        periods = self._periods
+        periods.make_room(len(accounts))
+        asked = [periods.known_day(account) for account in accounts]
+        read = await read_rating_inputs(
+            self._link, [(account, periods.of(account, tz, now)) for account in accounts]
+        )
         infos: dict[str, dict[str, str] | None] = {}
         usages: dict[str, dict[str, int]] = {}
         again = []
-        for i, account in enumerate(accounts):
-            fields, usage = values[2 * i], values[2 * i + 1]
-            if fields[0] is None:
-                infos[account] = None
-                continue
-            # interned: a few distinct plans, currencies and states across all accounts,
-            # one copy each in the cache (measured: 89 -> 66 MB for 100,000 accounts)
-            info = {
-                name: sys.intern(_text(v) or "")
-                for name, v in zip(_ACCOUNT_FIELDS, fields, strict=True)
-            }
+        for account, day, (info, usage) in zip(accounts, asked, read, strict=True):
             infos[account] = info
-            day = _cycle_day(info["bill_cycle_day"])
-            self._cycle_days[account] = day
-            if day != asked[account]:
+            if info is None:
+                continue
+            actual = cycle_day(info["bill_cycle_day"])
+            periods.learn(account, actual)
+            if actual != day:
                 again.append(account)
             else:
-                usages[account] = _usage(usage)
+                usages[account] = usage
         if again:
-            pipe = self._link.pipeline(transaction=False)
-            for account in again:
-                pipe.hgetall(keys.period_usage(account, self._period(account, tz, now)))
-            for account, usage in zip(again, await pipe.execute(), strict=True):
-                usages[account] = _usage(usage)
-        ttl = self.settings.account_cache_ttl
-        if ttl > 0:
-            cache = self._accounts
-            if len(cache) + len(accounts) > self.settings.account_cache_size:
-                cache.clear()
+            wanted = [(account, periods.of(account, tz, now)) for account in again]
+            usages.update(zip(again, await read_period_usage(self._link, wanted), strict=True))
+        cache = self._accounts
+        if cache.ttl > 0:
             for account in accounts:
                 info = infos[account]
                 if info is None:
-                    cache.pop(account, None)
-                    continue
-                period = self._period(account, tz, now)
-                cache[account] = (mono + ttl, period, info, usages[account])
+                    cache.pop(account)
+                else:
+                    entry = (periods.of(account, tz, now), info, usages[account])
+                    cache.put(account, entry, mono)
         for job in jobs:
             if job.account in infos:
                 job.info = infos[job.account]
                 job.usage = usages.get(job.account, {})
 
     def _usage_key(self, account: str, catalog: Catalog, now: int) -> str:
-        return keys.period_usage(account, self._period(account, catalog.timezone, now))
-
-    def _period(self, account: str, tz: str, now: int) -> str:
-        """The account's bill period at ``now`` (computed once per second per cycle day)."""
-        day = self._cycle_days.get(account, 1)
-        second, periods = self._periods
-        if second != now:
-            periods = {}
-            self._periods = (now, periods)
-        period = periods.get((day, tz))
-        if period is None:
-            period = periods[day, tz] = bill_period(now, day, tz)
-        return period
+        return keys.period_usage(account, self._periods.of(account, catalog.timezone, now))
 
     # ------------------------------------------------------------------ charge
 
@@ -795,94 +744,18 @@ class ChargingEngine:
     # ------------------------------------------------------------------ sessions
 
     async def sessions_of(self, account_id: str) -> list[dict[str, Any]]:
-        """The open sessions of an account, soonest deadline first: ``session_id``,
-        ``peer``, ``deadline``, ``request_number``, ``started``, ``updated``,
-        ``context``, ``identities`` and ``services`` (per rating group:
-        ``rating_group``, ``service_identifier``, ``service``, ``unit``, ``granted``,
-        ``reserved_units`` {bucket: units}, ``reserved_money`` {bucket: micro-units},
-        ``final_unit``, ``used`` and ``charged`` since the last record)."""
-        entries = await self.redis.zrange(keys.sessions(account_id), 0, -1, withscores=True)
-        if not entries:
-            return []
-        ids = [_text(member) for member, _ in entries]
-        raws = await self.redis.mget([keys.session(account_id, sid) for sid in ids])
-        out = []
-        for sid, raw in zip(ids, raws, strict=True):
-            if raw is None:
-                continue
-            out.append(describe_session(_unpack_state(raw), sid))
-        return out
+        """The account's open sessions (:func:`quota_engine.charging.sessions.sessions_of`)."""
+        return await sessions_of(self.redis, account_id)
 
     async def sweep(self, now: int, limit: int = 100) -> int:
         """Settle up to ``limit`` expired sessions (see :mod:`quota_engine.charging.sweeper`)."""
         return await sweep_expired(self.redis, now, limit)
 
 
-def describe_session(state: dict[str, Any], session_id: str | None = None) -> dict[str, Any]:
-    """A stored session (msgpack map) as plain data for the management API."""
-    groups = state.get("rgs") or {}
-    services = []
-    for key in sorted(groups) if isinstance(groups, dict) else []:
-        group = groups[key]
-        services.append(
-            {
-                "key": key,
-                "rating_group": group.get("rg"),
-                "service_identifier": group.get("si"),
-                "service": group.get("sv"),
-                "unit": group.get("unit"),
-                "granted": group.get("g", 0),
-                "reserved_units": {b: n for b, n in group.get("ru") or []},
-                "reserved_money": {b: n for b, n in group.get("rm") or []},
-                "final_unit": bool(group.get("fu")),
-                "zero_rated": bool(group.get("zr")),
-                "used": group.get("used", 0),
-                "charged": group.get("chg", 0),
-            }
-        )
-    return {
-        "session_id": state.get("id", session_id),
-        "account": state.get("acct"),
-        "peer": state.get("peer"),
-        "context": state.get("ctx"),
-        "identities": list(state.get("ids") or []),
-        "request_number": state.get("n"),
-        "deadline": state.get("dl"),
-        "started": state.get("t0"),
-        "updated": state.get("t"),
-        "services": services,
-    }
-
-
-def _unpack_state(raw: bytes) -> dict[str, Any]:
-    # a session holds the records' price metadata as msgpack inside a string (not UTF-8)
-    return msgpack.unpackb(raw, raw=False, unicode_errors="surrogateescape")
-
-
 def _rated_with(info: dict[str, str] | None) -> list[str]:
     """The account fields a request was rated with, for the scripts to check."""
     assert info is not None
     return [info["plan"], info["bill_cycle_day"], info["currency"]]
-
-
-def _cycle_day(value: str | None) -> int:
-    try:
-        day = int(value or 1)
-    except ValueError:
-        return 1
-    return min(max(day, 1), 31)
-
-
-def _usage(raw: dict[Any, Any]) -> dict[str, int]:
-    if not raw:
-        return _NO_USAGE
-    out = {}
-    for name, value in raw.items():
-        try:
-            out[_text(name)] = int(value)
-        except (TypeError, ValueError):
-            continue
-    return out
 
 
 def _index_correction(job: _Job) -> tuple[Any, ...] | None:

@@ -15,8 +15,8 @@ from quota_engine.charging.engine import (
     ChargingBatchError,
     ChargingEngine,
     EngineSettings,
-    bill_period,
 )
+from quota_engine.charging.periods import bill_period
 from quota_engine.charging.rating import Rater
 from quota_engine.model import ChargingRequest, Outcome, RequestType
 from quota_engine.store import keys
@@ -186,4 +186,4 @@ async def test_what_the_engine_keeps_per_account_is_bounded(r, pair, clock, ttl)
             [replace(request(f"s{n}", INITIAL, 0), identities=[identity])]
         )
         assert result.outcome is Outcome.OK
-        assert len(engine._accounts) <= 2 and len(engine._cycle_days) <= 2
+        assert len(engine._accounts) <= 2 and len(engine._periods.cycle_days) <= 2
