@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .money import (
+from .money_check import (
     AccountState,
     ApiClient,
     ApiError,

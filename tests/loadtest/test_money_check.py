@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from loadtest.money import (
+from loadtest.money_check import (
     AccountState,
     ApiClient,
     ApiError,
