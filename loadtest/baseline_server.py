@@ -23,17 +23,19 @@ import asyncio
 import logging
 import signal
 import threading
+from collections.abc import Sequence
 
 from diameter.message import Message, constants
 from diameter.message.avp.grouped import GrantedServiceUnit, MultipleServicesCreditControl
 from diameter.node import Node
 from diameter.node.application import Application
 
+from cext import codec
 from protocol.base import PeerPolicy
 from protocol.connection import Node as ProtocolNode
-from protocol.connection import Timers
+from protocol.connection import PeerConnection, Timers
 from protocol.dictionary import constants as c
-from protocol.messages import Answer, Codec, LocalIdentity
+from protocol.messages import Answer, AvpSpec, Codec, LocalIdentity
 from protocol.server import DiameterServer
 
 __all__ = ["BaselineNode", "CreditControlEcho", "ProtocolEcho", "main"]
@@ -117,11 +119,11 @@ class ProtocolEcho:
         }
         self.answered = 0
 
-    async def handle(self, requests, peer):
+    async def handle(self, requests: Sequence[codec.Message], peer: PeerConnection) -> list[Answer]:
         answers = []
         for message in requests:
             request_type = message.get(c.AVP_CC_REQUEST_TYPE)
-            avps = [
+            avps: list[AvpSpec] = [
                 (c.AVP_AUTH_APPLICATION_ID, self.application_id),
                 (c.AVP_CC_REQUEST_TYPE, request_type),
                 (c.AVP_CC_REQUEST_NUMBER, message.get(c.AVP_CC_REQUEST_NUMBER)),
@@ -130,7 +132,7 @@ class ProtocolEcho:
                 message.get(c.AVP_SERVICE_CONTEXT_ID), self.units[c.SERVICE_CONTEXT_PS_CHARGING]
             )
             for mscc in message.groups(c.AVP_MULTIPLE_SERVICES_CREDIT_CONTROL):
-                inner = []
+                inner: list[AvpSpec] = []
                 if request_type != c.E_CC_REQUEST_TYPE_TERMINATION_REQUEST:
                     inner.append((c.AVP_GRANTED_SERVICE_UNIT, [unit]))
                 inner.append((c.AVP_RATING_GROUP, mscc.get(c.AVP_RATING_GROUP)))

@@ -52,7 +52,7 @@ class CaptureProxy:
         self.connections = 0
         self.active = 0
         self._ids = itertools.count(1)
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
 
     @property

@@ -23,11 +23,18 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
 
 from cext.codec import Message
 from protocol.dictionary import constants as c
+from protocol.messages import AvpSpec
 
-from .scenario import Scenario
+from .scenario import DataService, Scenario, SmsService, VoiceService
+
+if TYPE_CHECKING:
+    from protocol.connection import PeerConnection
+
+ServiceSpec: TypeAlias = DataService | VoiceService | SmsService
 
 TGPP = c.VENDOR_TGPP
 CCR = c.CMD_CREDIT_CONTROL
@@ -60,7 +67,7 @@ def kind_of(service: str, request_type: int) -> str:
 class Subscriber:
     index: int
     msisdn: str
-    subscription: tuple  # the encoded-ready Subscription-Id AVP
+    subscription: AvpSpec  # the encoded-ready Subscription-Id AVP
 
 
 class SessionFactory:
@@ -102,15 +109,15 @@ class SessionFactory:
             for i in subscribers
         ]
         data, voice, sms = scenario.data, scenario.voice, scenario.sms
-        ps = [(c.AVP_CALLED_STATION_ID, data.apn)] if data.apn else []
+        ps: list[AvpSpec] = [(c.AVP_CALLED_STATION_ID, data.apn)] if data.apn else []
         if data.visited_mcc_mnc:
             ps.insert(0, (c.AVP_TGPP_3GPP_SGSN_MCC_MNC, TGPP, data.visited_mcc_mnc))
-        self._data_info = (
+        self._data_info: list[AvpSpec] = (
             [(c.AVP_TGPP_SERVICE_INFORMATION, TGPP, [(c.AVP_TGPP_PS_INFORMATION, TGPP, ps)])]
             if ps
             else []
         )
-        self._voice_infos = [
+        self._voice_infos: list[AvpSpec] = [
             (
                 c.AVP_TGPP_SERVICE_INFORMATION,
                 TGPP,
@@ -128,7 +135,7 @@ class SessionFactory:
             )
             for called in voice.called_parties
         ]
-        self._sms_infos = [
+        self._sms_infos: list[AvpSpec] = [
             (
                 c.AVP_TGPP_SERVICE_INFORMATION,
                 TGPP,
@@ -165,6 +172,8 @@ class SessionFactory:
     def new_session(self, service: str, origin_host: str) -> Session:
         self._counter += 1
         rng = self.rng
+        spec: ServiceSpec
+        info: list[AvpSpec]
         subscriber = self.subscribers[rng.randrange(len(self.subscribers))]
         session_id = f"{origin_host};{self.run_tag};{self.prefix}{self._counter}"
         if service == "data":
@@ -211,11 +220,11 @@ class Session:
         self,
         factory: SessionFactory,
         service: str,
-        spec,
+        spec: ServiceSpec,
         session_id: str,
         origin_host: str,
         subscriber: Subscriber,
-        info: list,
+        info: list[AvpSpec],
         updates: int,
         unit: int,
     ) -> None:
@@ -232,18 +241,18 @@ class Session:
         self.request_type = EVENT if updates < 0 else INITIAL
         self.granted: int | None = None
         self.finished = False
-        self.connection = None
+        self.connection: PeerConnection | None = None
 
     @property
     def kind(self) -> str:
         return kind_of(self.service, self.request_type)
 
-    def next_request(self) -> list:
+    def next_request(self) -> list[AvpSpec]:
         """The AVPs of the session's next request (its CC-Request-Type is ``request_type``)."""
         factory = self.factory
         request_type = self.request_type
         spec = self.spec
-        avps = [
+        avps: list[AvpSpec] = [
             (c.AVP_SESSION_ID, self.session_id),
             (c.AVP_ORIGIN_HOST, self.origin_host),
             (c.AVP_ORIGIN_REALM, factory.origin_realm),
@@ -258,7 +267,7 @@ class Session:
         if request_type == EVENT:
             avps.append((c.AVP_REQUESTED_ACTION, c.E_REQUESTED_ACTION_DIRECT_DEBITING))
         avps.append((c.AVP_MULTIPLE_SERVICES_INDICATOR, 1))
-        mscc: list = []
+        mscc: list[AvpSpec] = []
         if request_type == EVENT:
             mscc.append((c.AVP_REQUESTED_SERVICE_UNIT, [(self.unit, 1)]))
         else:
@@ -266,7 +275,7 @@ class Session:
                 mscc.append((c.AVP_REQUESTED_SERVICE_UNIT, []))
             if request_type != INITIAL:
                 used = self.usage()
-                usu = [(self.unit, used)]
+                usu: list[AvpSpec] = [(self.unit, used)]
                 if request_type == TERMINATE:
                     usu.append(
                         (c.AVP_TGPP_3GPP_REPORTING_REASON, TGPP, c.E_3GPP_REPORTING_REASON_FINAL)
@@ -280,7 +289,10 @@ class Session:
         return avps
 
     def usage(self) -> int:
-        used = self.spec.usage.draw_int(self.factory.rng)
+        spec = self.spec
+        if isinstance(spec, SmsService):  # an event reports no usage
+            return 0
+        used = spec.usage.draw_int(self.factory.rng)
         granted = self.granted
         if granted is not None and used > granted:
             used = granted
@@ -292,7 +304,7 @@ class Session:
         if request_type in (EVENT, TERMINATE):
             self.finished = True
             return
-        if result_code != SUCCESS:
+        if result_code != SUCCESS or answer is None:
             # A failed CCR-I opens nothing; after a failed CCR-U the session is closed.
             if request_type == INITIAL or answer is None:
                 self.finished = True
@@ -314,7 +326,10 @@ class Session:
             self.request_type = TERMINATE
 
     def think_time(self) -> float:
-        return self.spec.think_time.draw(self.factory.rng)
+        spec = self.spec
+        if isinstance(spec, SmsService):  # an event session ends with its one request
+            return 0.0
+        return spec.think_time.draw(self.factory.rng)
 
 
 def granted_units(answer: Message, unit: int) -> int | None:

@@ -101,6 +101,7 @@ class OcsCli:
             *argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         stdout, stderr = await asyncio.wait_for(process.communicate(), self.timeout)
+        assert process.returncode is not None  # communicate() returns once it exited
         done = subprocess.CompletedProcess(
             argv,
             process.returncode,

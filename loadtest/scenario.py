@@ -263,7 +263,7 @@ def scenario_from_dict(document: dict[str, Any], default_name: str = "custom") -
 
 def _section(name: str, cls: type, default: Any, raw: dict[str, Any], problems: list[str]):
     names = {f.name: f for f in fields(cls)}
-    values = {}
+    values: dict[str, object] = {}
     for key, value in raw.items():
         where = f"{name}.{key}"
         if key not in names:

@@ -440,6 +440,7 @@ class ScenarioDriver(_Driver):
         recorder = self.recorder
         answer = None
         code = None
+        error: str | None
         if task.cancelled():
             error = "cancelled"
         else:

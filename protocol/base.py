@@ -11,9 +11,11 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from cext.codec import Header, Message
+
 from .dictionary import constants as c
 from .errors import NO_COMMON_APPLICATION, SUCCESS, UNKNOWN_PEER, DiameterError
-from .messages import Answer, Codec, check_mandatory
+from .messages import Answer, AvpSpec, Codec, LocalIdentity, check_mandatory
 
 CER = c.CMD_CAPABILITIES_EXCHANGE
 DWR = c.CMD_DEVICE_WATCHDOG
@@ -80,7 +82,7 @@ class PeerCapabilities:
     application_ids: frozenset[int]
 
 
-def _advertised_applications(cer) -> set[int]:
+def _advertised_applications(cer: Message) -> set[int]:
     apps = set(cer.get_all(c.AVP_AUTH_APPLICATION_ID))
     apps.update(cer.get_all(c.AVP_ACCT_APPLICATION_ID))
     for vsai in cer.groups(c.AVP_VENDOR_SPECIFIC_APPLICATION_ID):
@@ -89,14 +91,18 @@ def _advertised_applications(cer) -> set[int]:
     return apps
 
 
-def check_cer(codec: Codec, cer, peer_address: str, policy: PeerPolicy) -> PeerCapabilities:
+def check_cer(
+    codec: Codec, cer: Message, peer_address: str, policy: PeerPolicy
+) -> PeerCapabilities:
     """Accept a CER or raise the error its CEA must carry (RFC 6733 §5.3).
 
     Order: mandatory AVPs (5005), peer identity by Origin-Host and source address
     (3010), then a common application (5010; the relay id counts as common).
     """
     check_mandatory(codec, cer, _CER_MANDATORY)
-    origin_host = cer.get(c.AVP_ORIGIN_HOST)
+    # both present (checked just above) and typed DiameterIdentity, so str
+    origin_host: str = cer.get(c.AVP_ORIGIN_HOST, default="")
+    origin_realm: str = cer.get(c.AVP_ORIGIN_REALM, default="")
     if not policy.host_allowed(origin_host) or not policy.address_allowed(peer_address):
         raise DiameterError(UNKNOWN_PEER, f"peer {origin_host} at {peer_address} is not allowed")
     advertised = _advertised_applications(cer)
@@ -108,10 +114,10 @@ def check_cer(codec: Codec, cer, peer_address: str, policy: PeerPolicy) -> PeerC
             NO_COMMON_APPLICATION,
             "no common application; offered " + ",".join(str(a) for a in sorted(advertised)),
         )
-    return PeerCapabilities(origin_host, cer.get(c.AVP_ORIGIN_REALM), frozenset(common))
+    return PeerCapabilities(origin_host, origin_realm, frozenset(common))
 
 
-def _origin_state(identity) -> list:
+def _origin_state(identity: LocalIdentity) -> list[AvpSpec]:
     if identity.origin_state_id is None:
         return []
     return [(c.AVP_ORIGIN_STATE_ID, identity.origin_state_id)]
@@ -119,10 +125,10 @@ def _origin_state(identity) -> list:
 
 def capabilities_avps(
     codec: Codec, host_addresses: Iterable[str], application_ids: Iterable[int]
-) -> list:
+) -> list[AvpSpec]:
     """The capability AVPs shared by CER and CEA (RFC 6733 §5.3.1, §5.3.2)."""
     identity = codec.identity
-    avps: list = [(c.AVP_HOST_IP_ADDRESS, address) for address in host_addresses]
+    avps: list[AvpSpec] = [(c.AVP_HOST_IP_ADDRESS, address) for address in host_addresses]
     avps.append((c.AVP_VENDOR_ID, identity.vendor_id))
     avps.append((c.AVP_PRODUCT_NAME, identity.product_name))
     avps.extend(_origin_state(identity))
@@ -134,7 +140,7 @@ def capabilities_avps(
 
 def cea(
     codec: Codec,
-    cer_header,
+    cer_header: Header,
     host_addresses: Iterable[str],
     application_ids: Iterable[int],
     error: DiameterError | None = None,
@@ -155,19 +161,25 @@ def cer(
     application_ids: Iterable[int],
 ) -> bytes:
     identity = codec.identity
-    avps = [(c.AVP_ORIGIN_HOST, identity.origin_host), (c.AVP_ORIGIN_REALM, identity.origin_realm)]
+    avps: list[AvpSpec] = [
+        (c.AVP_ORIGIN_HOST, identity.origin_host),
+        (c.AVP_ORIGIN_REALM, identity.origin_realm),
+    ]
     avps += capabilities_avps(codec, host_addresses, application_ids)
     return codec.encode_request(CER, 0, hop_by_hop, end_to_end, avps, proxiable=False)
 
 
 def dwr(codec: Codec, hop_by_hop: int, end_to_end: int) -> bytes:
     identity = codec.identity
-    avps = [(c.AVP_ORIGIN_HOST, identity.origin_host), (c.AVP_ORIGIN_REALM, identity.origin_realm)]
+    avps: list[AvpSpec] = [
+        (c.AVP_ORIGIN_HOST, identity.origin_host),
+        (c.AVP_ORIGIN_REALM, identity.origin_realm),
+    ]
     avps.extend(_origin_state(identity))
     return codec.encode_request(DWR, 0, hop_by_hop, end_to_end, avps, proxiable=False)
 
 
-def dwa(codec: Codec, dwr_header) -> bytes:
+def dwa(codec: Codec, dwr_header: Header) -> bytes:
     return codec.encode_answer(dwr_header, Answer(SUCCESS, _origin_state(codec.identity)))
 
 
@@ -181,7 +193,7 @@ def dpr(codec: Codec, hop_by_hop: int, end_to_end: int, cause: int = REBOOTING) 
     return codec.encode_request(DPR, 0, hop_by_hop, end_to_end, avps, proxiable=False)
 
 
-def dpa(codec: Codec, dpr_header) -> bytes:
+def dpa(codec: Codec, dpr_header: Header) -> bytes:
     return codec.encode_answer(dpr_header, Answer(SUCCESS))
 
 

@@ -20,9 +20,9 @@ import enum
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from cext.codec import CodecError, Header, Message
 
@@ -40,7 +40,7 @@ from .errors import (
     from_codec_error,
 )
 from .framing import Framer, FramingError, Oversized
-from .messages import Answer, Codec, session_id_of, value_or_none
+from .messages import Answer, AvpSpec, Codec, session_id_of, value_or_none
 from .peer_state import InvalidTransition, PeerAction, PeerEvent, PeerState, transition
 from .watchdog import Watchdog, WatchdogAction
 
@@ -151,8 +151,8 @@ class PeerConnection(asyncio.Protocol):
         self._loop = loop
         self._framer = Framer(node.timers.max_message_size)
         self._transport: asyncio.Transport | None = None
-        self._pending: dict[int, asyncio.Future] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._pending: dict[int, asyncio.Future[Message]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._watchdog: Watchdog | None = None
         self._watchdog_timer: asyncio.TimerHandle | None = None
         self._state_timer: asyncio.TimerHandle | None = None
@@ -226,13 +226,13 @@ class PeerConnection(asyncio.Protocol):
             transport.resume_reading()
         self._reading_paused = pause
 
-    def _spawn_batch(self, coro) -> None:
+    def _spawn_batch(self, coro: Coroutine[Any, Any, None]) -> None:
         self._batches += 1
         task = self._spawn(coro)
         task.add_done_callback(self._batch_done)
         self._update_reading()
 
-    def _batch_done(self, _task: asyncio.Task) -> None:
+    def _batch_done(self, _task: asyncio.Task[None]) -> None:
         self._batches -= 1
         self._update_reading()
 
@@ -251,7 +251,7 @@ class PeerConnection(asyncio.Protocol):
         self,
         command_code: int,
         application_id: int,
-        avps: Sequence,
+        avps: Sequence[AvpSpec],
         timeout: float | None = None,
     ) -> Message:
         """Send a request and wait for its answer (correlated by Hop-by-Hop-Id)."""
@@ -375,6 +375,10 @@ class PeerConnection(asyncio.Protocol):
             self._fail_open(ConnectionRefusedError(f"CEA Result-Code {result_code} {reason}"))
             self._fire(PeerEvent.RCV_CEA_FAIL)
             return
+        if not isinstance(origin_host, str) or not isinstance(origin_realm, str):
+            self._fail_open(ConnectionRefusedError("invalid CEA: no Origin-Host or Origin-Realm"))
+            self._fire(PeerEvent.RCV_CEA_FAIL)
+            return
         apps = set(message.get_all(c.AVP_AUTH_APPLICATION_ID))
         self.peer = base.PeerCapabilities(origin_host, origin_realm, frozenset(apps))
         self._fire(PeerEvent.RCV_CEA_OK)
@@ -486,7 +490,9 @@ class PeerConnection(asyncio.Protocol):
         self, action: PeerAction, header: Header | None, error: DiameterError | None, cause: int
     ) -> None:
         codec = self.node.codec
+        # the SEND_CEA*, SEND_DWA and SEND_DPA actions come only with the request they answer
         if action is PeerAction.SEND_CEA or action is PeerAction.SEND_CEA_ERROR:
+            assert header is not None
             apps = self.peer.application_ids if self.peer else self.node.policy.application_ids
             self._write(base.cea(codec, header, [self.local_address], apps, error))
         elif action is PeerAction.SEND_CER:
@@ -496,12 +502,14 @@ class PeerConnection(asyncio.Protocol):
                 base.cer(codec, ids.hop_by_hop(), ids.end_to_end(), [self.local_address], apps)
             )
         elif action is PeerAction.SEND_DWA:
+            assert header is not None
             self._write(base.dwa(codec, header))
         elif action is PeerAction.SEND_DPR:
             ids = self.node.ids
             self._write(base.dpr(codec, ids.hop_by_hop(), ids.end_to_end(), cause))
             self._start_state_timer(self.node.timers.dpa_timeout)
         elif action is PeerAction.SEND_DPA:
+            assert header is not None
             self._write(base.dpa(codec, header))
         elif action is PeerAction.DISCONNECT:
             self._spawn(self._disconnect_after_inflight())
@@ -572,7 +580,7 @@ class PeerConnection(asyncio.Protocol):
         if transport is not None and not transport.is_closing():
             transport.write(data)
 
-    def _spawn(self, coro) -> asyncio.Task:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = self._loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -9,7 +9,9 @@ as ``str``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
+from typing import Any, TypeAlias
 
 from diameter.message import constants
 from diameter.message.avp import avp as _pd
@@ -56,7 +58,11 @@ def _type_code(avp_class: type) -> int:
     raise ValueError(f"python-diameter AVP class {avp_class.__name__} has no codec type")
 
 
-def _entries():
+# python-diameter's description of one AVP: "name", "type" (an AVP class), "mandatory", ...
+_AvpInfo: TypeAlias = dict[str, Any]
+
+
+def _entries() -> Iterator[tuple[tuple[int, int], _AvpInfo]]:
     """Every dictionary entry as ((code, vendor), info), base AVPs first."""
     for code, info in AVP_DICTIONARY.items():
         yield (code, 0), info
@@ -66,14 +72,14 @@ def _entries():
 
 
 @lru_cache(maxsize=1)
-def _infos() -> dict[tuple[int, int], dict]:
+def _infos() -> dict[tuple[int, int], _AvpInfo]:
     return dict(_entries())
 
 
 @lru_cache(maxsize=1)
 def build_type_table() -> codec.TypeTable:
     """The codec's type table for every AVP python-diameter knows (built once)."""
-    table = {}
+    table: dict[tuple[int, int], tuple[int, int]] = {}
     for key, info in _infos().items():
         type_code = _TYPE_OVERRIDES.get(key) or _type_code(info["type"])
         flags = codec.AVP_FLAG_MANDATORY if info.get("mandatory") else 0
@@ -85,7 +91,8 @@ def avp_name(code: int, vendor: int = 0) -> str:
     """The AVP's dictionary name, e.g. ``Session-Id``; a placeholder when unknown."""
     info = _infos().get((code, vendor))
     if info is not None:
-        return info["name"]
+        name: str = info["name"]
+        return name
     return f"AVP-{code}" + (f"-vendor-{vendor}" if vendor else "")
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeAlias
 
 from cext import codec as _codec
-from cext.codec import CodecError, Header, Message
+from cext.codec import AvpGroup, CodecError, Header, Message
 
 from .dictionary import build_type_table
 from .dictionary import constants as c
@@ -22,6 +23,11 @@ FLAG_REQUEST = _codec.FLAG_REQUEST
 FLAG_PROXIABLE = _codec.FLAG_PROXIABLE
 FLAG_ERROR = _codec.FLAG_ERROR
 FLAG_RETRANSMIT = _codec.FLAG_RETRANSMIT
+
+AvpSpec: TypeAlias = tuple[int, Any] | tuple[int, int, Any] | tuple[int, int, int, Any]
+"""An AVP to encode: ``(code, value)``, ``(code, vendor, value)`` or ``(code, vendor,
+flags, value)``; a Grouped value is a list of these (see ``cext.codec.encode_message``).
+The value is ``Any`` because its type follows the AVP's type in the dictionary."""
 
 _ZERO_WIDTH = {
     _codec.INTEGER32: 4,
@@ -59,7 +65,7 @@ class Answer:
     """
 
     result_code: int
-    avps: list = field(default_factory=list)
+    avps: list[AvpSpec] = field(default_factory=list)
     error_message: str | None = None
     failed_avp: bytes | None = None
 
@@ -94,7 +100,7 @@ class Codec:
         application_id: int,
         hop_by_hop: int,
         end_to_end: int,
-        avps: Sequence,
+        avps: Sequence[AvpSpec],
         proxiable: bool = True,
     ) -> bytes:
         flags = FLAG_REQUEST | (FLAG_PROXIABLE if proxiable else 0)
@@ -110,7 +116,7 @@ class Codec:
     ) -> bytes:
         """Answer ``request`` with ``answer``; 3xxx codes get the E bit (RFC 6733 §7.1.3)."""
         identity = self.identity
-        avps: list = []
+        avps: list[AvpSpec] = []
         if session_id is not None:
             avps.append((c.AVP_SESSION_ID, session_id))
         avps.append((c.AVP_RESULT_CODE, answer.result_code))
@@ -160,7 +166,7 @@ class Codec:
 _RAW_TYPES = _codec.TypeTable({})
 
 
-def value_or_none(message: Message, code: int, vendor: int = 0):
+def value_or_none(message: Message, code: int, vendor: int = 0) -> Any:
     """The decoded value of an AVP, or None when it is absent or its value is invalid.
 
     For AVPs read on the transport's own paths (Session-Id to echo, Origin-Host for
@@ -174,10 +180,13 @@ def value_or_none(message: Message, code: int, vendor: int = 0):
 
 def session_id_of(message: Message) -> str | None:
     """The Session-Id of a decoded message, if it carries a valid one."""
-    return value_or_none(message, c.AVP_SESSION_ID)
+    value = value_or_none(message, c.AVP_SESSION_ID)
+    return value if isinstance(value, str) else None
 
 
-def check_mandatory(codec: Codec, message, required: Sequence[tuple[int, int]]) -> None:
+def check_mandatory(
+    codec: Codec, message: Message | AvpGroup, required: Sequence[tuple[int, int]]
+) -> None:
     """Raise 5005 with an example Failed-AVP for the first AVP of ``required`` missing."""
     for code, vendor in required:
         if message.raw_avp(code, vendor) is None:

@@ -171,7 +171,8 @@ class InvalidTransition(Exception):
         self.state = state
         self.event = event
 
-    def __reduce__(self):  # keep pickling working with the two-argument constructor
+    def __reduce__(self) -> tuple[type[InvalidTransition], tuple[PeerState, PeerEvent]]:
+        # keep pickling working with the two-argument constructor
         return (type(self), (self.state, self.event))
 
 

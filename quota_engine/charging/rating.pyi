@@ -1,4 +1,5 @@
-# Type stub for the compiled quota_engine.charging.rating extension (source: rating.pyx).
+# Type stub for the compiled quota_engine.charging.rating extension (source: rating.pyx and
+# rating.pxd; keep them in step: `make lint` runs stubtest).
 from typing import Any
 
 from quota_engine.catalog import Catalog
@@ -6,22 +7,44 @@ from quota_engine.catalog import Catalog
 MAX_UNITS: int
 
 class Price:
-    plan_id: str | None
-    service_id: str | None
-    unit: str | None
-    tariff_index: int
-    rate_index: int
-    tier_index: int
-    destination: str | None
-    zone: str | None
-    band: str | None
-    zero_rated: bool
-    rate: int
-    rate_per: int
-    first_increment: int
-    next_increment: int
-    first_cost: int
-    next_cost: int
+    """Read-only attributes (``cdef readonly`` in rating.pxd)."""
+
+    @property
+    def plan_id(self) -> str | None: ...
+    @property
+    def service_id(self) -> str | None: ...
+    @property
+    def unit(self) -> str | None: ...
+    @property
+    def tariff_index(self) -> int: ...
+    @property
+    def rate_index(self) -> int: ...
+    @property
+    def tier_index(self) -> int: ...
+    @property
+    def destination(self) -> str | None: ...
+    @property
+    def zone(self) -> str | None: ...
+    @property
+    def band(self) -> str | None: ...
+    @property
+    def zero_rated(self) -> bool: ...
+    @property
+    def rate(self) -> int: ...
+    @property
+    def rate_per(self) -> int: ...
+    @property
+    def first_increment(self) -> int: ...
+    @property
+    def next_increment(self) -> int: ...
+    @property
+    def first_cost(self) -> int: ...
+    @property
+    def next_cost(self) -> int: ...
+    @property
+    def usage_from(self) -> int: ...
+    @property
+    def usage_until(self) -> int: ...
     def __init__(
         self,
         rate: int,
@@ -47,7 +70,8 @@ class Price:
     def to_dict(self) -> dict[str, Any]: ...
 
 class Rater:
-    catalog: Catalog
+    @property
+    def catalog(self) -> Catalog: ...
     def __init__(self, catalog: Catalog) -> None: ...
     def price(
         self,
