@@ -14,6 +14,7 @@ the ordinary ``asyncio.Protocol.connection_made``.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from protocol.client import connect
 from protocol.connection import Node, PeerConnection
@@ -57,10 +58,10 @@ class CorkedTransport:
     def is_closing(self) -> bool:
         return self._transport.is_closing()
 
-    def get_extra_info(self, name: str, default=None):
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self._transport.get_extra_info(name, default)
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
 
