@@ -3,7 +3,8 @@
 :meth:`CatalogHolder.current` returns the ``(Catalog, Rater)`` pair; it is the
 ``catalog_source`` the quota engine calls once per request, so a request is rated
 wholly with one catalog. A new version activated anywhere (``ocs provision``, the
-HTTP API) is announced on ``ocs:catalog``; the holder loads it, builds its Rater
+HTTP API) is announced on the catalog channel
+(:func:`quota_engine.store.catalogs.subscribe_activations`); the holder loads it, builds its Rater
 and swaps the pair with one attribute assignment. A version that fails to load is
 logged and the node keeps rating with the one it has. After a lost subscription the
 holder re-reads the active version, so an activation missed meanwhile is not lost.
@@ -21,8 +22,12 @@ from redis.exceptions import RedisError
 from ocs.logs import log_event
 from quota_engine.catalog import Catalog, CatalogError
 from quota_engine.charging.rating import Rater
-from quota_engine.store import keys
-from quota_engine.store.catalogs import CatalogStore, CatalogStoreError, demo_catalog_document
+from quota_engine.store.catalogs import (
+    CatalogStore,
+    CatalogStoreError,
+    demo_catalog_document,
+    subscribe_activations,
+)
 
 __all__ = ["CatalogHolder", "NoActiveCatalog"]
 
@@ -61,7 +66,7 @@ class CatalogHolder:
         self._store = CatalogStore(redis)
         self._pubsub = redis.pubsub()
         # subscribe first: an activation between loading and subscribing is not missed
-        await self._pubsub.subscribe(keys.CATALOG_CHANNEL)
+        await subscribe_activations(self._pubsub)
         try:
             if await self._store.active_version() is None:
                 if not self._install_demo:
@@ -124,5 +129,5 @@ class CatalogHolder:
                           error=str(exc), retry_in=self._retry_delay)  # fmt: skip
                 await asyncio.sleep(self._retry_delay)
                 with contextlib.suppress(RedisError, OSError):
-                    await self._pubsub.subscribe(keys.CATALOG_CHANNEL)
+                    await subscribe_activations(self._pubsub)
                     await self.reload()

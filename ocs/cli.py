@@ -59,13 +59,13 @@ from quota_engine.accounts.model import (
     ACCOUNT_KINDS,
     Account,
     AccountError,
-    AccountStore,
     Bucket,
     identity_problem,
 )
 from quota_engine.accounts.provisioning import ProvisioningError, provision, read_document
 from quota_engine.catalog import CatalogError
 from quota_engine.money import MICRO, format_money
+from quota_engine.store.accounts import AccountStore
 from quota_engine.store.catalogs import CatalogStore, CatalogStoreError, json_ready
 
 Runner = Callable[[Settings], int]

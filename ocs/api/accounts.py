@@ -14,7 +14,6 @@ from aiohttp import web
 from quota_engine.accounts.balance_actions import CLOSED
 from quota_engine.accounts.model import Account
 from quota_engine.accounts.provisioning import ProvisioningError, provision
-from quota_engine.store import keys
 
 from . import schema
 from .common import (
@@ -45,23 +44,9 @@ async def require_catalog(api: Api) -> None:
 async def list_accounts(request: web.Request) -> web.Response:
     api = api_of(request)
     offset, limit = page(request)
-    members = await api.redis.smembers(keys.ACCOUNTS)
-    ids = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
-    selected = window(ids, offset, limit)
-    async with api.redis.pipeline(transaction=False) as pipe:
-        for account_id in selected:
-            pipe.hgetall(keys.account(account_id))
-            pipe.smembers(keys.subscriptions(account_id))
-        replies = await pipe.execute()
-    items = []
-    for i, account_id in enumerate(selected):
-        stored, identities = replies[2 * i], replies[2 * i + 1]
-        if stored:
-            item = Account.from_hash(account_id, stored).to_dict()
-            item["subscriptions"] = sorted(
-                m.decode() if isinstance(m, bytes) else m for m in identities
-            )
-            items.append(item)
+    ids = await api.accounts.account_ids()
+    found = await api.accounts.accounts_with_subscriptions(window(ids, offset, limit))
+    items = [{**account.to_dict(), "subscriptions": identities} for account, identities in found]
     return paged(items, len(ids))
 
 

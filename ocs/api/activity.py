@@ -7,8 +7,7 @@ import re
 
 from aiohttp import web
 
-from quota_engine.store import keys
-from quota_engine.store.records import read_records
+from quota_engine.store.records import count_records, read_records
 
 from .common import jsonable, path_id, require_account
 from .context import api_of
@@ -40,7 +39,7 @@ async def list_usage(request: web.Request) -> web.Response:
     if after is not None and not STREAM_ID.fullmatch(after):
         raise ApiError.invalid([("after", "must be a stream id such as 1741338000000-0")])
     await require_account(api, account_id)
-    total = int(await api.redis.xlen(keys.records(account_id)))
+    total = await count_records(api.redis, account_id)
     start = "-" if after is None else f"({after}"
     records = await read_records(api.redis, account_id, start=start, count=offset + limit)
     return paged(jsonable(records[offset:]), total)

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from quota_engine.accounts.balance_actions import BalanceActions
-from quota_engine.accounts.model import AccountStore
+from quota_engine.store.accounts import AccountStore
 from quota_engine.store.catalogs import CatalogStore
 
 from .errors import ApiError

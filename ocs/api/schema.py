@@ -20,11 +20,11 @@ from typing import Any
 
 from quota_engine.accounts.balance_actions import CLOSED, MAX_REASON
 from quota_engine.accounts.model import ACCOUNT_KINDS, BUCKET_KINDS, BUCKET_UNITS, STATUSES
-from quota_engine.store import keys
+from quota_engine.store.limits import MAX_AMOUNT
 
 Schema = dict[str, Any]
 
-MAX = keys.MAX_AMOUNT
+MAX = MAX_AMOUNT
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 KEY_PATTERN = r"^[A-Za-z0-9._:~-]{1,128}$"
 

@@ -1,9 +1,8 @@
 """Server-initiated messages: Re-Auth-Request after a top-up, Abort-Session-Request
 after barring.
 
-Every node subscribes to ``ocs:events`` (:data:`quota_engine.store.keys.EVENTS_CHANNEL`),
-where the account store publishes ``{"event": "credit_added" | "account_barred",
-"account": A}``. For each event the node lists the account's open sessions
+Every node subscribes to the account events (:mod:`quota_engine.store.events`), where
+the account store publishes ``credit_added`` and ``account_barred`` with the account id. For each event the node lists the account's open sessions
 (``engine.sessions_of``) and acts only on those whose network element (the session's
 Origin-Host) is connected to THIS node; the node that holds the connection sends,
 the others stay silent.
@@ -24,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable
 from typing import Any, Protocol
@@ -34,7 +32,12 @@ import redis.asyncio as aioredis
 from ocs.gy.peer_routes import Route, Routes
 from ocs.logs import log_event
 from protocol.dictionary import constants as c
-from quota_engine.store import keys
+from quota_engine.store.events import (
+    ACCOUNT_BARRED,
+    CREDIT_ADDED,
+    parse_account_event,
+    subscribe_account_events,
+)
 
 __all__ = ["Notifier"]
 
@@ -110,7 +113,7 @@ class Notifier:
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(keys.EVENTS_CHANNEL)
+                await subscribe_account_events(pubsub)
                 self._subscribed = True
                 self._attempted.set()
                 delay = self._retry_delay
@@ -151,17 +154,14 @@ class Notifier:
 
     async def _handle(self, data: bytes | str | None) -> int:
         try:
-            event = json.loads(data or b"")
-            name, account = event["event"], event["account"]
-            if not isinstance(name, str) or not isinstance(account, str):
-                raise TypeError("event and account must be strings")
-        except (ValueError, KeyError, TypeError) as error:
+            name, account = parse_account_event(data)
+        except ValueError as error:
             log_event(logger, "notifier_bad_event", level=logging.WARNING, error=str(error))
             return 0
         try:
-            if name == "credit_added":
+            if name == CREDIT_ADDED:
                 return await self.credit_added(account)
-            if name == "account_barred":
+            if name == ACCOUNT_BARRED:
                 return await self.account_barred(account)
         except Exception as error:
             log_event(

@@ -24,6 +24,7 @@ from ocs.gy.result_codes import RATING_FAILED, answer_codes
 from protocol.dictionary import constants as c
 from protocol.errors import INVALID_AVP_VALUE, DiameterError, from_codec_error
 from protocol.messages import Answer, Codec, check_mandatory
+from quota_engine.accounts.model import identity as canonical_identity
 from quota_engine.model import (
     ChargingRequest,
     ChargingResult,
@@ -34,7 +35,6 @@ from quota_engine.model import (
     ServiceUsage,
     Unit,
 )
-from quota_engine.store import keys
 from quota_engine.store.records import rg_key
 
 TGPP = c.VENDOR_TGPP
@@ -68,7 +68,8 @@ EVENT_ACTIONS: dict[int, EventAction] = {
     c.E_REQUESTED_ACTION_PRICE_ENQUIRY: EventAction.PRICE_ENQUIRY,
 }
 
-# Subscription-Id-Type -> identity kind (quota_engine.store.keys); END_USER_PRIVATE is ignored.
+# Subscription-Id-Type -> identity kind (quota_engine.accounts.model.identity); END_USER_PRIVATE
+# is ignored.
 SUBSCRIPTION_KINDS: dict[int, str] = {
     c.E_SUBSCRIPTION_ID_TYPE_END_USER_E164: "msisdn",
     c.E_SUBSCRIPTION_ID_TYPE_END_USER_IMSI: "imsi",
@@ -208,7 +209,7 @@ def _parse(codec: Codec, message: Message, now: int) -> ParsedCCR:
             destination = _sms_recipient(sms)
     user_name = message.get(c.AVP_USER_NAME)
     if user_name:
-        nai = keys.identity("nai", user_name)
+        nai = canonical_identity("nai", user_name)
         if nai not in identities:
             identities.append(nai)
 
@@ -305,7 +306,7 @@ def _add_subscription_ids(codec: Codec, container, identities: list[str]) -> Non
 
 
 def subscription_identities(kind: str, data: str) -> list[str]:
-    """Canonical identities (quota_engine.store.keys) of one Subscription-Id.
+    """Canonical identities (quota_engine.accounts.model.identity) of one Subscription-Id.
 
     E.164 numbers lose a leading ``+``; a SIP URI keeps its scheme
     (``sip:sip:alice@example.net``) but not its parameters, and one whose user part
@@ -313,23 +314,23 @@ def subscription_identities(kind: str, data: str) -> list[str]:
     tel: URI sent as SIP_URI is an MSISDN.
     """
     if kind == "msisdn":
-        return [keys.identity("msisdn", e164_digits(data) or data)]
+        return [canonical_identity("msisdn", e164_digits(data) or data)]
     if kind == "sip":
         scheme = data[:5].lower()
         if scheme.startswith("tel:"):
             digits = e164_digits(data)
-            return [keys.identity("msisdn", digits)] if digits else []
+            return [canonical_identity("msisdn", digits)] if digits else []
         if not scheme.startswith(("sip:", "sips:")):
             data = "sip:" + data
         uri = data.split(";", 1)[0]
-        found = [keys.identity("sip", uri)]
+        found = [canonical_identity("sip", uri)]
         user = uri.split(":", 1)[1].split("@", 1)[0] if "@" in uri else ""
         if user.startswith("+"):
             digits = e164_digits(user)
             if digits:
-                found.append(keys.identity("msisdn", digits))
+                found.append(canonical_identity("msisdn", digits))
         return found
-    return [keys.identity(kind, data)]
+    return [canonical_identity(kind, data)]
 
 
 def _sms_recipient(sms: AvpGroup) -> str | None:

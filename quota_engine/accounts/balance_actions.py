@@ -12,23 +12,25 @@ script call on the account's hash slot that, atomically:
    services and validity);
 3. changes the bucket's ``amount`` only (``reserved`` and every other field are kept, so
    reservations the charging scripts make at the same time are not disturbed), re-packed
-   with :data:`quota_engine.accounts.model.PACK_BUCKET_LUA`;
+   with ``pack_bucket`` (quota_engine/store/lua/pack_bucket.lua);
 4. appends the history entry to ``ocs:acct:{A}:history`` (JSON: id, type, amount,
    bucket, unit, reason, key, time, resulting_amount, created_bucket) and stores the same
    entry under the key (kept :data:`IDEMPOTENCY_TTL` seconds).
 
-A credit (positive amount) then publishes ``credit_added`` on
-:data:`quota_engine.store.keys.EVENTS_CHANNEL`, so the node holding a session under final unit
+The script is quota_engine/store/lua/balance_action.lua, called through
+:mod:`quota_engine.store.balance_actions`. A credit (positive amount) then publishes
+``credit_added`` (:mod:`quota_engine.store.events`), so the node holding a session under final unit
 indication sends it a Re-Auth-Request. :func:`BalanceActions.close` sets the status
 ``closed`` (a terminal status outside :data:`quota_engine.accounts.model.STATUSES`: charging
 denies it like any status but active), releases the account's identities and publishes
 ``account_barred``, so open sessions get an Abort-Session-Request.
 
-Errors are :class:`quota_engine.accounts.model.AccountError` subclasses naming the field:
-:class:`~quota_engine.accounts.model.ValidationError` (bad values),
-:class:`~quota_engine.accounts.model.NotFoundError` (no account), :class:`KeyReusedError`, and
-:class:`ActionRefusedError` for a valid request the account's state forbids (closed
-account, unknown bucket, unit mismatch, overflow, not enough to take away).
+Errors are :class:`quota_engine.accounts.errors.AccountError` subclasses naming the field:
+:class:`~quota_engine.accounts.errors.ValidationError` (bad values),
+:class:`~quota_engine.accounts.errors.NotFoundError` (no account), :class:`KeyReusedError`,
+and :class:`ActionRefusedError` for a valid request the account's state forbids (closed
+account, unknown bucket, unit mismatch, overflow, not enough to take away): the script's
+rows of :data:`quota_engine.accounts.errors.REFUSALS`.
 """
 
 from __future__ import annotations
@@ -43,28 +45,37 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from quota_engine.accounts.errors import (
+    ActionRefusedError,
+    KeyReusedError,
+    ValidationError,
+    refusal,
+)
 from quota_engine.accounts.model import (
     MAIN_BUCKET,
-    PACK_BUCKET_LUA,
-    AccountError,
-    AccountStore,
     Bucket,
-    NotFoundError,
-    ValidationError,
     bucket_catalog_problems,
+    id_problem,
+    is_int,
     validate_bucket,
 )
-from quota_engine.store import keys
+from quota_engine.store.accounts import AccountStore
+from quota_engine.store.balance_actions import apply_balance_action, read_history
+from quota_engine.store.events import ACCOUNT_BARRED, CREDIT_ADDED, publish_account_event
+from quota_engine.store.limits import MAX_AMOUNT
+from quota_engine.store.scripts import BALANCE_ACTION
 
 __all__ = [
     "ACTION_TYPES",
     "CLOSED",
     "IDEMPOTENCY_TTL",
     "ActionRefusedError",
+    "ActionResult",
     "BalanceActions",
     "KeyReusedError",
-    "idempotency_key",
+    "create_is_default",
     "key_problem",
+    "normalize_entry",
 ]
 
 CLOSED = "closed"
@@ -76,98 +87,12 @@ _KEY = re.compile(r"[A-Za-z0-9._:~-]{1,128}")
 _KEY_TEXT = "1 to 128 letters, digits, '.', '_', ':', '~' or '-'"
 
 
-class KeyReusedError(AccountError):
-    """The idempotency key was used before for a different request (HTTP 409)."""
-
-
-class ActionRefusedError(AccountError):
-    """A valid request that the account's current state forbids (HTTP 422)."""
-
-
 def key_problem(key: Any) -> str | None:
     """Why ``key`` is not a valid idempotency key, or None."""
     if not isinstance(key, str) or not _KEY.fullmatch(key):
         return f"must be {_KEY_TEXT}"
     return None
 
-
-def idempotency_key(account_id: str, key: str) -> str:
-    """``ocs:acct:{A}:topup:<key>``: in the account's slot, for top-ups and adjustments."""
-    return f"{keys.account(account_id)}:topup:{key}"
-
-
-# KEYS[1] account hash, KEYS[2] buckets hash, KEYS[3] history list, KEYS[4] idempotency key.
-# ARGV[1] bucket id, ARGV[2] signed amount (integer), ARGV[3] request fingerprint (hex),
-# ARGV[4] msgpack bucket to create when missing ('' = none; amount 0, reserved 0),
-# ARGV[5] unit the caller expects ('' = any; the currency for money),
-# ARGV[6] history entry JSON without its closing brace, ARGV[7] largest amount,
-# ARGV[8] key TTL in seconds.
-# Returns {status, payload}: replay (stored "<fingerprint>\n<entry>") | no_account |
-# closed | no_bucket | unit_mismatch ("<kind> <unit>") | overflow (current amount) |
-# below (most that can be taken) | ok (the entry). Only the bucket's "amount" changes.
-_APPLY = (
-    PACK_BUCKET_LUA
-    + """
-local stored = redis.call('GET', KEYS[4])
-if stored then return {'replay', stored} end
-local A = redis.call('HMGET', KEYS[1], 'status', 'kind', 'credit_limit', 'currency')
-if not A[1] then return {'no_account', ''} end
-if A[1] == 'closed' then return {'closed', ''} end
-local raw = redis.call('HGET', KEYS[2], ARGV[1])
-local bucket, created
-if raw then
-  bucket, created = cmsgpack.unpack(raw), false
-  if ARGV[4] ~= '' then
-    local want = cmsgpack.unpack(ARGV[4])
-    if want['kind'] ~= bucket['kind'] or want['unit'] ~= bucket['unit'] then
-      return {'unit_mismatch', tostring(bucket['kind']) .. ' ' .. tostring(bucket['unit'])}
-    end
-  end
-else
-  if ARGV[4] == '' then return {'no_bucket', ''} end
-  bucket, created = cmsgpack.unpack(ARGV[4]), true
-end
-local unit = bucket['unit']
-if bucket['kind'] == 'money' then unit = A[4] end
-if ARGV[5] ~= '' and ARGV[5] ~= unit then
-  return {'unit_mismatch', tostring(bucket['kind']) .. ' ' .. tostring(unit)}
-end
-local current = tonumber(bucket['amount']) or 0
-local reserved = tonumber(bucket['reserved']) or 0
-local delta = tonumber(ARGV[2])
-local amount = current + delta
-if amount > tonumber(ARGV[7]) then
-  return {'overflow', string.format('%d', current)}
-end
-if delta < 0 then
-  local floor = reserved
-  if bucket['id'] == 'main' and bucket['kind'] == 'money' and A[2] == 'postpaid' then
-    floor = reserved - (tonumber(A[3]) or 0)
-  end
-  if amount < floor then
-    local most = current - floor
-    if most < 0 then most = 0 end
-    return {'below', string.format('%d', most)}
-  end
-end
-bucket['amount'] = amount
-redis.call('HSET', KEYS[2], ARGV[1], pack_bucket(bucket))
-local entry = ARGV[6] .. ',"unit":' .. cjson.encode(unit or cjson.null)
-  .. ',"resulting_amount":' .. string.format('%d', amount)
-  .. ',"created_bucket":' .. (created and 'true' or 'false') .. '}'
-redis.call('RPUSH', KEYS[3], entry)
-redis.call('SET', KEYS[4], ARGV[3] .. '\\n' .. entry, 'EX', tonumber(ARGV[8]))
-return {'ok', entry}
-"""
-)
-
-# KEYS[1] account hash; returns {1, previous status} (status set to closed) or {0, ''}.
-_CLOSE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
-local old = redis.call('HGET', KEYS[1], 'status') or ''
-redis.call('HSET', KEYS[1], 'status', 'closed')
-return {1, old}
-"""
 
 _HISTORY_FIELDS = (
     "id",
@@ -181,14 +106,6 @@ _HISTORY_FIELDS = (
     "resulting_amount",
     "created_bucket",
 )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _is_int(value: Any, low: int, high: int) -> bool:
-    return type(value) is int and low <= value <= high
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,8 +153,6 @@ class BalanceActions:
     def __init__(self, redis: aioredis.Redis, accounts: AccountStore | None = None) -> None:
         self._redis = redis
         self._accounts = accounts or AccountStore(redis)
-        self._apply = redis.register_script(_APPLY)
-        self._close = redis.register_script(_CLOSE)
 
     async def topup(
         self,
@@ -259,8 +174,8 @@ class BalanceActions:
         currency for money, else octets, seconds or events).
         """
         problems = []
-        if not _is_int(amount, 1, keys.MAX_AMOUNT):
-            problems.append(("amount", f"must be an integer from 1 to {keys.MAX_AMOUNT}"))
+        if not is_int(amount, 1, MAX_AMOUNT):
+            problems.append(("amount", f"must be an integer from 1 to {MAX_AMOUNT}"))
         template = create
         if template is None and bucket == MAIN_BUCKET:
             template = Bucket(id=MAIN_BUCKET, kind="money", amount=0)
@@ -293,11 +208,11 @@ class BalanceActions:
         credit limit). The bucket must exist.
         """
         problems = []
-        if not _is_int(amount, -keys.MAX_AMOUNT, keys.MAX_AMOUNT) or amount == 0:
+        if not is_int(amount, -MAX_AMOUNT, MAX_AMOUNT) or amount == 0:
             problems.append(
                 (
                     "amount",
-                    f"must be a non-zero integer from -{keys.MAX_AMOUNT} to {keys.MAX_AMOUNT}",
+                    f"must be a non-zero integer from -{MAX_AMOUNT} to {MAX_AMOUNT}",
                 )
             )
         if not isinstance(reason, str) or not reason.strip():
@@ -319,11 +234,11 @@ class BalanceActions:
         problems: list[tuple[str, str]],
         now: int | None,
     ) -> ActionResult:
-        if not isinstance(account_id, str) or _text_problem(account_id):
+        if id_problem(account_id) is not None:
             problems.insert(0, ("account", "must be a valid account id"))
         if (problem := key_problem(key)) is not None:
             problems.append(("key", problem))
-        if not isinstance(bucket, str) or _text_problem(bucket):
+        if id_problem(bucket) is not None:
             problems.append(("bucket", "must be a bucket id"))
         if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
             problems.append(("reason", f"must be a string of at most {MAX_REASON} characters"))
@@ -369,25 +284,18 @@ class BalanceActions:
                 valid_to=template.valid_to,
                 services=tuple(template.services),
             ).pack()
-        status, payload = await self._apply(
-            keys=[
-                keys.account(account_id),
-                keys.buckets(account_id),
-                keys.history(account_id),
-                idempotency_key(account_id, key),
-            ],
-            args=[
-                bucket,
-                amount,
-                fingerprint,
-                packed,
-                unit or "",
-                head,
-                keys.MAX_AMOUNT,
-                IDEMPOTENCY_TTL,
-            ],
+        status, payload = await apply_balance_action(
+            self._redis,
+            account_id,
+            key=key,
+            bucket=bucket,
+            amount=amount,
+            fingerprint=fingerprint,
+            create=packed,
+            unit=unit or "",
+            entry_head=head,
+            ttl=IDEMPOTENCY_TTL,
         )
-        status, payload = _text(status), _text(payload)
         if status == "replay":
             stored_fingerprint, _, entry = payload.partition("\n")
             if stored_fingerprint != fingerprint:
@@ -398,22 +306,25 @@ class BalanceActions:
         if status == "ok":
             result = ActionResult(normalize_entry(payload), replay=False)
             if result.credited:
-                await self._publish("credit_added", account_id)
+                await publish_account_event(self._redis, CREDIT_ADDED, account_id)
             return result
-        raise _refusal(status, payload, account_id, bucket, amount, action)
+        raise refusal(
+            BALANCE_ACTION.name,
+            status,
+            account=account_id,
+            bucket=bucket,
+            detail=payload,
+            limit=MAX_AMOUNT,
+            taken=-amount,
+            hint=" (give create to make it)" if action == "topup" else "",
+        )
 
     async def history(
         self, account_id: str, offset: int = 0, limit: int = 100
     ) -> tuple[int, list[dict[str, Any]]]:
         """``(total, entries)``: the account's balance actions, newest first."""
-        key = keys.history(account_id)
-        total = int(await self._redis.llen(key))
-        if offset >= total or limit <= 0:
-            return total, []
-        end = total - 1 - offset
-        start = max(0, end - limit + 1)
-        raw = await self._redis.lrange(key, start, end)
-        return total, [normalize_entry(item) for item in reversed(raw)]
+        total, raw = await read_history(self._redis, account_id, offset, limit)
+        return total, [normalize_entry(item) for item in raw]
 
     async def close(self, account_id: str) -> tuple[str, list[str]]:
         """Close the account: ``(previous status, identities released)``.
@@ -421,57 +332,16 @@ class BalanceActions:
         Closing a closed account changes nothing. Publishes account_barred on the first
         close, so the sessions still open are aborted.
         """
-        found, previous = await self._close(keys=[keys.account(account_id)])
-        if not found:
-            raise NotFoundError("account", f"no account {account_id!r}")
-        previous = _text(previous)
+        previous = await self._accounts.write_status(account_id, CLOSED)
         released = []
         for identity in await self._accounts.subscriptions(account_id):
             if await self._accounts.remove_subscription(account_id, identity):
                 released.append(identity)
         if previous != CLOSED:
-            await self._publish("account_barred", account_id)
+            await publish_account_event(self._redis, ACCOUNT_BARRED, account_id)
         return previous, released
-
-    async def _publish(self, event: str, account_id: str) -> None:
-        message = json.dumps({"event": event, "account": account_id})
-        await self._redis.publish(keys.EVENTS_CHANNEL, message)
 
 
 def create_is_default(template: Bucket) -> bool:
     """True for the implicit template of the main money bucket."""
     return template == Bucket(id=MAIN_BUCKET, kind="money", amount=0)
-
-
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-def _text_problem(value: str) -> bool:
-    return not _ID.fullmatch(value)
-
-
-def _refusal(
-    status: str, payload: str, account_id: str, bucket: str, amount: int, action: str
-) -> AccountError:
-    if status == "no_account":
-        return NotFoundError("account", f"no account {account_id!r}")
-    if status == "closed":
-        return ActionRefusedError("account", f"account {account_id!r} is closed")
-    if status == "no_bucket":
-        hint = " (give create to make it)" if action == "topup" else ""
-        return ActionRefusedError(
-            "bucket", f"account {account_id!r} has no bucket {bucket!r}{hint}"
-        )
-    if status == "unit_mismatch":
-        return ActionRefusedError("unit", f"bucket {bucket!r} is {payload}")
-    if status == "overflow":
-        return ActionRefusedError(
-            "amount", f"bucket {bucket!r} would exceed {keys.MAX_AMOUNT} (it holds {payload})"
-        )
-    if status == "below":
-        return ActionRefusedError(
-            "amount",
-            f"cannot take {-amount} from bucket {bucket!r}: at most {payload} is free "
-            "(units reserved by live sessions stay)",
-        )
-    return AccountError("account", f"unexpected script status {status!r}")

@@ -30,7 +30,6 @@ from quota_engine import documents
 from quota_engine.accounts.model import (
     Account,
     AccountError,
-    AccountStore,
     Bucket,
     account_catalog_problems,
     bucket_catalog_problems,
@@ -39,7 +38,7 @@ from quota_engine.accounts.model import (
     validate_bucket,
 )
 from quota_engine.catalog import Catalog, CatalogError, load_catalog
-from quota_engine.store import keys
+from quota_engine.store.accounts import AccountStore
 from quota_engine.store.catalogs import (
     CatalogStore,
     CatalogStoreError,
@@ -47,6 +46,7 @@ from quota_engine.store.catalogs import (
     demo_catalog_document,
     json_ready,
 )
+from quota_engine.store.limits import MAX_AMOUNT
 
 __all__ = [
     "DEMO_DATA_PATH",
@@ -378,8 +378,8 @@ class _Parser(documents.DocumentChecker):
             if allowance.id in bucket_ids:
                 self.problem(apath, f"a bucket {allowance.id!r} is already listed in buckets")
                 continue
-            if allowance.units > keys.MAX_AMOUNT:
-                self.problem(apath, f"allowance units exceed {keys.MAX_AMOUNT}")
+            if allowance.units > MAX_AMOUNT:
+                self.problem(apath, f"allowance units exceed {MAX_AMOUNT}")
                 continue
             service = catalog.service(allowance.services[0])
             bucket = Bucket(

@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 from quota_engine.catalog import DEMO_CATALOG_PATH, Catalog, CatalogError, load_catalog
 from quota_engine.store import keys
+from quota_engine.store.text import text as _text
 
 __all__ = [
     "CatalogStore",
@@ -26,6 +27,7 @@ __all__ = [
     "canonical_json",
     "demo_catalog_document",
     "json_ready",
+    "subscribe_activations",
 ]
 
 
@@ -67,8 +69,10 @@ def demo_catalog_document() -> dict[str, Any]:
         return json_ready(tomllib.load(fh))
 
 
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
+async def subscribe_activations(pubsub: Any) -> None:
+    """Subscribe a redis-py ``PubSub`` to the announcements of :meth:`CatalogStore.activate`
+    (each message's data is the newly active version)."""
+    await pubsub.subscribe(keys.CATALOG_CHANNEL)
 
 
 class CatalogStore:

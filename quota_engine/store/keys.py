@@ -17,7 +17,8 @@ them together with account keys.
 | ``ocs:acct:{A}:usage:<period>`` | HASH | service id -> units used in the bill period (for tiers); ``<period>`` is the period's first local day, ``2025-03-01`` (``engine.bill_period``) |
 | ``ocs:acct:{A}:records`` | STREAM | rated records, field ``r`` = msgpack map |
 | ``ocs:acct:{A}:history`` | LIST | balance actions (top-ups, adjustments, refunds), JSON, oldest first |
-| ``ocs:sub:<identity>`` | STRING | account id of an identity |
+| ``ocs:acct:{A}:topup:<key>`` | STRING | ``<fingerprint>\\n<history entry>`` of the top-up or adjustment made under an idempotency key (TTL) |
+| ``ocs:sub:<identity>`` | STRING | account id of an identity (canonical form: ``quota_engine.accounts.model.identity``) |
 | ``ocs:accounts`` | SET | every account id |
 | ``ocs:deadlines`` | ZSET | ``<account>|<session>`` scored by deadline, for the sweeper |
 | ``ocs:catalog:<version>`` / ``ocs:catalog:active`` | STRING | catalog documents (JSON) and the active version |
@@ -27,21 +28,40 @@ them together with account keys.
 Buckets and sessions are stored as msgpack maps (Lua's ``cmsgpack``): integers stay
 exact, unlike ``cjson`` which prints numbers with 14 significant digits. Lua numbers
 are doubles, so every amount must stay below 2**53 (about 9e9 currency units in
-micro-units, or 8 PiB in octets); the store refuses larger values.
+micro-units, or 8 PiB in octets); the store refuses larger values
+(:data:`quota_engine.store.limits.MAX_AMOUNT`).
+
+Only modules of ``quota_engine/store/`` import this one (tests/test_import_rules.py;
+``quota_engine/charging/`` too until its Redis calls move here).
 """
 
 from __future__ import annotations
 
+from quota_engine.store.limits import MAX_AMOUNT
+
+__all__ = [
+    "ACCOUNTS",
+    "CATALOG_ACTIVE",
+    "CATALOG_CHANNEL",
+    "DEADLINES",
+    "EVENTS_CHANNEL",
+    "MAX_AMOUNT",
+    "PREFIX",
+    "account",
+    "buckets",
+    "catalog",
+    "history",
+    "idempotency",
+    "period_usage",
+    "records",
+    "session",
+    "sessions",
+    "subscriber",
+    "subscriptions",
+    "topup",
+]
+
 PREFIX = "ocs"
-
-IDENTITY_TYPES = ("msisdn", "imsi", "sip", "nai")
-
-
-def identity(kind: str, value: str) -> str:
-    """Canonical identity string, e.g. ``msisdn:491700000001``."""
-    if kind not in IDENTITY_TYPES:
-        raise ValueError(f"identity type must be one of {', '.join(IDENTITY_TYPES)}, got {kind!r}")
-    return f"{kind}:{value}"
 
 
 def _tag(account_id: str) -> str:
@@ -86,6 +106,11 @@ def history(account_id: str) -> str:
     return f"{_tag(account_id)}:history"
 
 
+def topup(account_id: str, key: str) -> str:
+    """The idempotency key of a top-up or adjustment made under ``key``."""
+    return f"{_tag(account_id)}:topup:{key}"
+
+
 def subscriber(identity_string: str) -> str:
     return f"{PREFIX}:sub:{identity_string}"
 
@@ -95,7 +120,6 @@ DEADLINES = f"{PREFIX}:deadlines"
 CATALOG_ACTIVE = f"{PREFIX}:catalog:active"
 CATALOG_CHANNEL = f"{PREFIX}:catalog"
 EVENTS_CHANNEL = f"{PREFIX}:events"
-MAX_AMOUNT = 2**53 - 1  # exact integer range of Lua numbers
 
 
 def catalog(version: str) -> str:

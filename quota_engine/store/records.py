@@ -16,10 +16,12 @@ from typing import Any
 import msgpack
 
 from quota_engine.store import keys
+from quota_engine.store.text import lossy_text
 
 __all__ = [
     "CAUSES",
     "FIELDS",
+    "count_records",
     "decode_record",
     "read_records",
     "record_id",
@@ -74,10 +76,6 @@ def record_id(session_id: str, request_number: int, key: str) -> str:
     return f"{session_id};{request_number};{key}"
 
 
-def _text(value: Any) -> Any:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
 def decode_record(data: bytes) -> dict[str, Any]:
     """One record (the stream field ``r``) as a dict with every field of :data:`FIELDS`.
 
@@ -89,10 +87,10 @@ def decode_record(data: bytes) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ValueError("a rated record must be a msgpack map")
     record: dict[str, Any] = {name: None for name in FIELDS}
-    record.update({_text(k): v for k, v in raw.items()})
+    record.update({lossy_text(k): v for k, v in raw.items()})
     for name in _MAPS:
         value = record[name]
-        record[name] = {} if not value else {_text(k): v for k, v in dict(value).items()}
+        record[name] = {} if not value else {lossy_text(k): v for k, v in dict(value).items()}
     if isinstance(record["tariff"], list):
         record["tariff"] = {} if not record["tariff"] else record["tariff"]
     record["identities"] = list(record["identities"] or [])
@@ -110,6 +108,11 @@ async def read_records(
     for stream_id, fields in entries:
         data = fields.get(b"r", fields.get("r"))
         record = decode_record(data)
-        record["stream_id"] = _text(stream_id)
+        record["stream_id"] = lossy_text(stream_id)
         out.append(record)
     return out
+
+
+async def count_records(redis: Any, account_id: str) -> int:
+    """How many rated records the account's stream holds."""
+    return int(await redis.xlen(keys.records(account_id)))

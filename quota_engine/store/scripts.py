@@ -34,11 +34,16 @@ from redis.exceptions import NoScriptError, ResponseError
 
 __all__ = [
     "BALANCE",
+    "BALANCE_ACTION",
     "CCR",
+    "CREDIT",
     "EVENT",
     "LUA_DIR",
+    "PUT_BUCKET",
     "REFUND",
+    "RELEASE_IDENTITY",
     "SETTLE",
+    "SET_STATUS",
     "LuaScript",
     "ScriptPipeline",
     "load_source",
@@ -176,3 +181,10 @@ EVENT = LuaScript.from_file("event.lua")
 REFUND = LuaScript.from_file("refund.lua")
 BALANCE = LuaScript.from_file("balance.lua")
 SETTLE = LuaScript.from_file("settle.lua")
+
+# the account side: provisioning, status changes, credits, balance actions
+PUT_BUCKET = LuaScript.from_file("put_bucket.lua")
+CREDIT = LuaScript.from_file("credit.lua")
+SET_STATUS = LuaScript.from_file("set_status.lua")
+RELEASE_IDENTITY = LuaScript.from_file("release_identity.lua")
+BALANCE_ACTION = LuaScript.from_file("balance_action.lua")

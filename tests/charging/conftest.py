@@ -26,10 +26,11 @@ from ocs.gy.peer_routes import Routes
 from ocs.metrics import Metrics
 from ocs.service import build_node
 from protocol.server import DiameterServer
-from quota_engine.accounts.model import Account, AccountStore, Bucket
+from quota_engine.accounts.model import Account, Bucket
 from quota_engine.catalog import Catalog, load_catalog
 from quota_engine.charging.engine import ChargingEngine, EngineSettings
 from quota_engine.charging.rating import Rater
+from quota_engine.store.accounts import AccountStore
 from quota_engine.store.catalogs import demo_catalog_document
 from tests.charging import messages as m
 from tests.protocol.reference_peer import ReferencePeer

@@ -24,8 +24,9 @@ import redis.asyncio as aioredis
 from protocol.client import client_node, connect
 from protocol.connection import PeerConnection
 from protocol.dictionary import constants as c
-from quota_engine.accounts.model import Account, AccountStore, Bucket
+from quota_engine.accounts.model import Account, Bucket
 from quota_engine.accounts.provisioning import provision_demo
+from quota_engine.store.accounts import AccountStore
 from quota_engine.store.records import read_records
 from tests.charging import messages as m
 from tests.helpers import ROOT, get_free_port

@@ -14,17 +14,17 @@ from quota_engine.accounts.balance_actions import (
     ActionRefusedError,
     BalanceActions,
     KeyReusedError,
-    idempotency_key,
 )
 from quota_engine.accounts.model import (
     Account,
-    AccountStore,
     Bucket,
     NotFoundError,
     ValidationError,
 )
 from quota_engine.catalog import load_catalog
 from quota_engine.store import keys
+from quota_engine.store.accounts import AccountStore
+from quota_engine.store.balance_actions import idempotency_key
 from quota_engine.store.catalogs import demo_catalog_document
 from tests.quota_engine.conftest import redis62_server  # noqa: F401 - fixture
 

@@ -13,7 +13,6 @@ import redis.asyncio as aioredis
 from quota_engine.accounts.model import (
     Account,
     AccountError,
-    AccountStore,
     Bucket,
     ConflictError,
     NotFoundError,
@@ -22,6 +21,7 @@ from quota_engine.accounts.model import (
     parse_identity,
 )
 from quota_engine.store import keys
+from quota_engine.store.accounts import AccountStore
 from quota_engine.store.catalogs import CatalogStore, demo_catalog_document
 
 TOO_BIG = 2**53

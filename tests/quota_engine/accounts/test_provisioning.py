@@ -10,7 +10,7 @@ import msgpack
 import pytest
 import redis.asyncio as aioredis
 
-from quota_engine.accounts.model import AccountStore, Bucket
+from quota_engine.accounts.model import Bucket
 from quota_engine.accounts.provisioning import (
     CONCURRENCY,
     DEMO_DATA_PATH,
@@ -22,6 +22,7 @@ from quota_engine.accounts.provisioning import (
 )
 from quota_engine.catalog import DEMO_CATALOG_PATH
 from quota_engine.store import keys
+from quota_engine.store.accounts import AccountStore
 from quota_engine.store.catalogs import CatalogStore, demo_catalog_document
 from tests.quota_engine.catalogs import base_catalog
 

@@ -1,0 +1,71 @@
+"""The Redis half of balance actions (quota_engine/accounts/balance_actions.py has the
+semantics): the one script call of a top-up or adjustment, and the history list.
+
+``ocs:acct:{A}:history`` is a LIST of JSON entries, oldest first, written by
+balance_action.lua, credit.lua and the charging scripts' refunds;
+``ocs:acct:{A}:topup:<key>`` keeps the result of the action made under an idempotency
+key (see lua/balance_action.lua for the contract).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quota_engine.store import keys
+from quota_engine.store.limits import MAX_AMOUNT
+from quota_engine.store.scripts import BALANCE_ACTION
+from quota_engine.store.text import text
+
+__all__ = ["apply_balance_action", "idempotency_key", "read_history"]
+
+
+def idempotency_key(account_id: str, key: str) -> str:
+    """``ocs:acct:{A}:topup:<key>``: in the account's slot, for top-ups and adjustments."""
+    return keys.topup(account_id, key)
+
+
+async def apply_balance_action(
+    redis: Any,
+    account_id: str,
+    *,
+    key: str,
+    bucket: str,
+    amount: int,
+    fingerprint: str,
+    create: bytes,
+    unit: str,
+    entry_head: str,
+    ttl: int,
+) -> tuple[str, str]:
+    """Run balance_action.lua once; ``(status, payload)`` as text.
+
+    ``create`` is the packed bucket to create when missing (``b""``: none), ``unit``
+    the unit the caller expects (``""``: any), ``entry_head`` the history entry's JSON
+    without its closing brace, ``ttl`` the seconds the result is kept under ``key``.
+    """
+    status, payload = await BALANCE_ACTION(
+        redis,
+        [
+            keys.account(account_id),
+            keys.buckets(account_id),
+            keys.history(account_id),
+            keys.topup(account_id, key),
+        ],
+        [bucket, amount, fingerprint, create, unit, entry_head, MAX_AMOUNT, ttl],
+    )
+    return text(status), text(payload)
+
+
+async def read_history(
+    redis: Any, account_id: str, offset: int = 0, limit: int = 100
+) -> tuple[int, list[bytes]]:
+    """``(total, raw entries)``: the account's history entries, newest first, skipping
+    the ``offset`` newest."""
+    key = keys.history(account_id)
+    total = int(await redis.llen(key))
+    if offset >= total or limit <= 0:
+        return total, []
+    end = total - 1 - offset
+    start = max(0, end - limit + 1)
+    raw = await redis.lrange(key, start, end)
+    return total, list(reversed(raw))
