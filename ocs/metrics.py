@@ -8,6 +8,11 @@ distinct value creates a time series that lives until the process exits.
 To keep that true whatever callers pass, :meth:`Metrics.observe_answer` folds
 unknown commands into ``"unknown"`` and impossible Result-Codes into ``"invalid"``.
 
+:class:`Metrics` is also the charging engine's observer
+(:class:`quota_engine.charging.observer.EngineObserver`): ``ocs serve`` passes it to
+the engine, which reports batch sizes, cache hits and misses, stale reruns and
+failed requests as counts.
+
 Each :class:`Metrics` owns its own ``CollectorRegistry``; nothing is registered
 in prometheus_client's global default registry, so two instances (two tests,
 two servers in one process) never share counts.
@@ -27,6 +32,10 @@ from prometheus_client.exposition import choose_encoder
 
 #: Commands with their own label value; anything else is counted as "unknown".
 COMMANDS = frozenset({"CER", "DWR", "DPR", "CCR", "RAR", "ASR"})
+#: The charging engine's caches, the label values of ``ocs_charging_cache_lookups_total``.
+CACHES = ("identity", "account")
+#: Requests per charging batch: 1 to 1024 in powers of two.
+BATCH_BUCKETS = tuple(float(2**n) for n in range(11))
 #: Latency buckets in seconds, 100 us to 1 s.
 DURATION_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
@@ -77,6 +86,37 @@ class Metrics:
         )
         for command in sorted(COMMANDS):  # known series exist from the start, at 0
             self.diameter_request_duration.labels(command=command)
+        self.charging_batch_requests = Histogram(
+            "ocs_charging_batch_requests",
+            "Requests per charging batch (one engine call, one Redis round trip when cached).",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.charging_cache_lookups = Counter(
+            "ocs_charging_cache_lookups",
+            "Lookups in the charging engine's caches, by cache and result (hit or miss).",
+            ["cache", "result"],
+            registry=self.registry,
+        )
+        # children bound once: labels() costs a lock and a lookup, on every batch
+        self._cache_children = {
+            cache: (
+                self.charging_cache_lookups.labels(cache=cache, result="hit"),
+                self.charging_cache_lookups.labels(cache=cache, result="miss"),
+            )
+            for cache in CACHES
+        }
+        self.charging_stale_requests = Counter(
+            "ocs_charging_stale_requests",
+            "Requests rated from an outdated cached account, refused by their script "
+            "and run again.",
+            registry=self.registry,
+        )
+        self.charging_failed_requests = Counter(
+            "ocs_charging_failed_requests",
+            "Charging requests that failed in the engine (Redis or script errors).",
+            registry=self.registry,
+        )
         if process:
             ProcessCollector(registry=self.registry)
 
@@ -101,6 +141,29 @@ class Metrics:
             self.diameter_peers.labels(state=old).dec()
         if new is not None:
             self.diameter_peers.labels(state=new).inc()
+
+    # the charging engine's observer (quota_engine.charging.observer.EngineObserver)
+
+    def charge_batch(self, requests: int) -> None:
+        self.charging_batch_requests.observe(requests)
+
+    def cache_lookups(self, cache: str, hits: int, misses: int) -> None:
+        children = self._cache_children.get(cache)
+        if children is None:  # not a cache of ours: keep the label set closed
+            children = (
+                self.charging_cache_lookups.labels(cache="unknown", result="hit"),
+                self.charging_cache_lookups.labels(cache="unknown", result="miss"),
+            )
+        if hits:
+            children[0].inc(hits)
+        if misses:
+            children[1].inc(misses)
+
+    def stale_requests(self, requests: int) -> None:
+        self.charging_stale_requests.inc(requests)
+
+    def failed_requests(self, requests: int) -> None:
+        self.charging_failed_requests.inc(requests)
 
     def render(self, accept: str | None = None) -> tuple[bytes, str]:
         """The exposition body and its Content-Type.

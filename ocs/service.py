@@ -41,6 +41,7 @@ from protocol.messages import Codec, LocalIdentity
 from protocol.server import DiameterServer
 from quota_engine.accounts.provisioning import provision_demo
 from quota_engine.charging.engine import ChargingEngine, EngineSettings
+from quota_engine.charging.observer import NO_OBSERVER, EngineObserver
 from quota_engine.charging.sweeper import Sweeper
 from quota_engine.store.redis_link import RedisAddress, RedisLink
 
@@ -123,8 +124,11 @@ async def redis_connection(settings: Settings) -> AsyncIterator[aioredis.Redis]:
 
 
 @contextlib.asynccontextmanager
-async def charging(settings: Settings, store: aioredis.Redis) -> AsyncIterator[ChargingEngine]:
-    """The catalog, the charging engine and the expired-session sweeper.
+async def charging(
+    settings: Settings, store: aioredis.Redis, observer: EngineObserver = NO_OBSERVER
+) -> AsyncIterator[ChargingEngine]:
+    """The catalog, the charging engine (reporting to ``observer``) and the
+    expired-session sweeper.
 
     On the embedded default (no Redis URL) the demo catalog and the demo subscribers
     of docs/provisioning.md are installed, idempotently, so a fresh `ocs serve`
@@ -138,7 +142,7 @@ async def charging(settings: Settings, store: aioredis.Redis) -> AsyncIterator[C
     link = link_to(store)
     if link is not None:
         await link.ensure_connected()
-    engine = ChargingEngine(store, holder.current, EngineSettings(), link=link)
+    engine = ChargingEngine(store, holder.current, EngineSettings(), link=link, observer=observer)
     stop_sweeping = asyncio.Event()
     sweeper = asyncio.create_task(Sweeper(engine).run(stop_sweeping), name="ocs-sweeper")
     try:
@@ -174,7 +178,7 @@ async def serve(settings: Settings, stop: asyncio.Event, *, own_process: bool = 
     """Run one OCS node until ``stop`` is set; ``own_process``: the node is the whole
     process (``ocs serve``), which may tune process-wide settings for it."""
     metrics = Metrics()
-    async with redis_connection(settings) as store, charging(settings, store) as engine:
+    async with redis_connection(settings) as store, charging(settings, store, metrics) as engine:
 
         async def health() -> dict[str, bool]:
             try:

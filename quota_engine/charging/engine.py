@@ -63,6 +63,7 @@ import msgpack
 from quota_engine.catalog import Catalog, Plan, Service
 from quota_engine.catalog.timebands import BandClock
 from quota_engine.charging.cache import ExpiringCache
+from quota_engine.charging.observer import NO_OBSERVER, EngineObserver
 from quota_engine.charging.periods import BillPeriods, bill_period, cycle_day
 from quota_engine.charging.rating import Price, Rater
 from quota_engine.charging.sessions import sessions_of
@@ -242,6 +243,7 @@ class ChargingEngine:
         *,
         clock: Callable[[], float] = time.time,
         link: PipelineClient | None = None,
+        observer: EngineObserver = NO_OBSERVER,
     ) -> None:
         pool = getattr(redis, "connection_pool", None)
         if pool is not None and pool.connection_kwargs.get("decode_responses"):
@@ -251,6 +253,7 @@ class ChargingEngine:
         self._catalog_source = catalog_source
         self.settings = settings = settings or EngineSettings()
         self._clock = clock
+        self._observer = observer
         # the caches' clock is time.monotonic, read once per batch
         self._identities: ExpiringCache[str, str] = ExpiringCache(
             settings.identity_cache_ttl, settings.identity_cache_size
@@ -278,13 +281,17 @@ class ChargingEngine:
         # the cache hits are kept here: another batch may drop an entry (expired,
         # forgotten, cache full) while this one waits for Redis
         known: dict[str, str] = {}
+        hits = misses = 0
         for job in jobs:
             for identity in job.request.identities:
                 account = cache.get(identity, mono)
                 if account is not None:
                     known[identity] = account
+                    hits += 1
                     break
                 wanted[identity] = None
+                misses += 1
+        self._observer.cache_lookups("identity", hits, misses)
         found: dict[str, str] = {}
         if wanted:
             names = list(wanted)
@@ -306,6 +313,7 @@ class ChargingEngine:
         cache, periods = self._accounts, self._periods
         mono = time.monotonic()
         wanted: dict[str, None] = {}
+        hits = misses = 0
         for job in jobs:
             account = job.account
             if not account:
@@ -314,8 +322,11 @@ class ChargingEngine:
                 hit = cache.get(account, mono)
                 if hit is not None and hit[0] == periods.of(account, tz, now):
                     job.info, job.usage = hit[1], hit[2]
+                    hits += 1
                     continue
+                misses += 1
             wanted[account] = None
+        self._observer.cache_lookups("account", hits, misses)
         if wanted:
             await self._read_accounts(list(wanted), jobs, tz, now, mono)
 
@@ -370,26 +381,33 @@ class ChargingEngine:
         jobs = [_Job(request) for request in requests]
         if not jobs:
             return []
+        observer = self._observer
+        observer.charge_batch(len(jobs))
         now = int(self._clock())
         catalog, rater = self._catalog_source()
-        await self._resolve(jobs)
-        pending = jobs
-        for _ in range(_ATTEMPTS):
-            await self._load_accounts(pending, catalog, now)
-            pending = await self._run(pending, catalog, rater, now)
-            if not pending:
-                break
+        try:
+            await self._resolve(jobs)
+            pending = jobs
+            for _ in range(_ATTEMPTS):
+                await self._load_accounts(pending, catalog, now)
+                pending = await self._run(pending, catalog, rater, now)
+                if not pending:
+                    break
+                observer.stale_requests(len(pending))
+        except Exception:
+            observer.failed_requests(len(jobs))
+            raise
         for job in pending:
             job.error = AccountChanged(f"account {job.account} changed during charging")
         out: list[Any] = []
         corrections: list[tuple[Any, ...]] = []
-        failed = False
+        failed = 0
         for job in jobs:
             if job.member is not None and (correction := _index_correction(job)) is not None:
                 corrections.append(correction)
             if job.error is not None:
                 out.append(job.error)
-                failed = True
+                failed += 1
                 continue
             if job.result is None:
                 assert job.answer is not None
@@ -403,6 +421,7 @@ class ChargingEngine:
             # does not undo the charging done (it is retried with the next request)
             await index.execute(raise_on_error=False)
         if failed:
+            observer.failed_requests(failed)
             raise ChargingBatchError(out)
         return out
 

@@ -140,3 +140,28 @@ def test_render_openmetrics_when_asked():
 
 def test_process_metrics_can_be_left_out():
     assert "process_cpu_seconds_total" not in Metrics(process=False).render()[0].decode()
+
+
+def test_metrics_observe_the_charging_engine():
+    from quota_engine.charging.observer import EngineObserver
+
+    metrics = Metrics()
+    observer: EngineObserver = metrics
+    observer.charge_batch(3)
+    observer.cache_lookups("identity", 2, 1)
+    observer.cache_lookups("account", 0, 1)
+    observer.cache_lookups("msisdn:491700000001", 1, 1)  # not a cache: folded
+    observer.stale_requests(1)
+    observer.failed_requests(2)
+    lookups = "ocs_charging_cache_lookups_total"
+    assert sample(metrics, lookups, cache="identity", result="hit") == 2
+    assert sample(metrics, lookups, cache="identity", result="miss") == 1
+    assert sample(metrics, lookups, cache="account", result="hit") == 0
+    assert sample(metrics, lookups, cache="unknown", result="miss") == 1
+    assert sample(metrics, "ocs_charging_batch_requests_count") == 1
+    assert sample(metrics, "ocs_charging_batch_requests_sum") == 3
+    assert sample(metrics, "ocs_charging_batch_requests_bucket", le="2.0") == 0
+    assert sample(metrics, "ocs_charging_batch_requests_bucket", le="4.0") == 1
+    assert sample(metrics, "ocs_charging_stale_requests_total") == 1
+    assert sample(metrics, "ocs_charging_failed_requests_total") == 2
+    assert "msisdn" not in metrics.render()[0].decode()

@@ -157,3 +157,27 @@ async def test_readme_python_example_runs_against_ocs_serve(ocs_process):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "Result-Code 2001 granted octets 10485760"
+
+
+async def test_metrics_show_the_charging_engine(ocs_process):
+    from tests.charging import messages as m
+
+    _, diameter_port, http_port, _, _ = ocs_process
+    peer = await ReferencePeer.connect("127.0.0.1", diameter_port)
+    await peer.open()
+    for n in range(2):  # the second finds the subscriber in the caches
+        answer = await peer.request(
+            m.ccr(
+                f"pgw.test.net;metrics;{n}",
+                subscriptions=(("msisdn", "491700000001"),),
+                services=[m.mscc(10, requested=m.rsu(octets=m.MIB))],
+            )
+        )
+        assert answer.result_code == 2001
+    await peer.close()
+    _, metrics = await asyncio.to_thread(http_get, http_port, "/metrics")
+    assert "ocs_charging_batch_requests_count 2.0" in metrics
+    assert 'ocs_charging_cache_lookups_total{cache="identity",result="miss"} 1.0' in metrics
+    assert 'ocs_charging_cache_lookups_total{cache="identity",result="hit"} 1.0' in metrics
+    assert 'ocs_charging_cache_lookups_total{cache="account",result="hit"} 1.0' in metrics
+    assert "ocs_charging_failed_requests_total 0.0" in metrics

@@ -1,0 +1,53 @@
+"""The engine's observer: what the charging engine reports as it works, for metrics.
+
+The engine calls an :class:`EngineObserver` at a few points of each batch (never per
+command, and with counts, not ids), so an OCS node can turn them into Prometheus
+metrics (``ocs.metrics.Metrics`` is one) without the engine importing prometheus.
+The default, :data:`NO_OBSERVER`, does nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+__all__ = ["NO_OBSERVER", "CacheName", "EngineObserver", "NoObserver"]
+
+CacheName = Literal["identity", "account"]
+"""The engine's caches: identity -> account, and the accounts' rating fields."""
+
+
+class EngineObserver(Protocol):
+    def charge_batch(self, requests: int) -> None:
+        """``engine.charge`` was called with this many requests (one batch)."""
+
+    def cache_lookups(self, cache: CacheName, hits: int, misses: int) -> None:
+        """A batch looked up this many keys in ``cache``: found fresh, or read from Redis."""
+
+    def stale_requests(self, requests: int) -> None:
+        """This many requests were rated from an outdated cached account; their
+        scripts refused them, and they are run again (up to three times in all)."""
+
+    def failed_requests(self, requests: int) -> None:
+        """This many requests of a batch failed (a Redis or script error, an account
+        that kept changing); for a batch that failed whole, all of them."""
+
+
+class NoObserver:
+    """Observes nothing."""
+
+    __slots__ = ()
+
+    def charge_batch(self, requests: int) -> None:
+        pass
+
+    def cache_lookups(self, cache: CacheName, hits: int, misses: int) -> None:
+        pass
+
+    def stale_requests(self, requests: int) -> None:
+        pass
+
+    def failed_requests(self, requests: int) -> None:
+        pass
+
+
+NO_OBSERVER: EngineObserver = NoObserver()
