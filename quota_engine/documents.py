@@ -126,6 +126,14 @@ class DocumentChecker:
         values = self.list_(value, path)
         return [] if values is None else [(f"{path}[{i}]", v) for i, v in enumerate(values)]
 
+    def required_items(self, value: Any, path: str) -> list[tuple[str, Any]]:
+        """``(path, item)`` for each item of a list that must be given and not be empty."""
+        if value is MISSING:
+            self.problem(path, "is required")
+            return []
+        values = self.list_(value, path, non_empty=True) or []
+        return [(f"{path}[{i}]", v) for i, v in enumerate(values)]
+
     def tables(
         self, value: Any, path: str, keys: Set[str]
     ) -> Iterator[tuple[str, Mapping[str, Any]]]:

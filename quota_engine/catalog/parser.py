@@ -235,20 +235,14 @@ class _Parser(DocumentChecker):
         return result
 
     def window(self, item: Mapping[str, Any], path: str) -> BandWindow | None:
-        days_raw = item.get("days", MISSING)
         days: set[str] = set()
-        if days_raw is MISSING:
-            self.problem(f"{path}.days", "is required")
-        else:
-            values = self.list_(days_raw, f"{path}.days", non_empty=True) or []
-            for i, day in enumerate(values):
-                dpath = f"{path}.days[{i}]"
-                if day not in DAY_NAMES:
-                    self.problem(dpath, "must be one of " + ", ".join(DAY_NAMES))
-                elif day in days:
-                    self.problem(dpath, f"duplicate day {quoted(day)}")
-                else:
-                    days.add(day)
+        for dpath, day in self.required_items(item.get("days", MISSING), f"{path}.days"):
+            if day not in DAY_NAMES:
+                self.problem(dpath, "must be one of " + ", ".join(DAY_NAMES))
+            elif day in days:
+                self.problem(dpath, f"duplicate day {quoted(day)}")
+            else:
+                days.add(day)
         start = end = None
         for key, allow_24, shown in (
             ("start", False, "00:00 to 23:59"),
@@ -337,14 +331,9 @@ class _Parser(DocumentChecker):
                 )
                 ident = None
             patterns: list[str] = []
-            raw_list = item.get("mcc_mnc", MISSING)
-            if raw_list is MISSING:
-                self.problem(f"{path}.mcc_mnc", "is required")
-                values = []
-            else:
-                values = self.list_(raw_list, f"{path}.mcc_mnc", non_empty=True) or []
-            for i, value in enumerate(values):
-                ppath = f"{path}.mcc_mnc[{i}]"
+            for ppath, value in self.required_items(
+                item.get("mcc_mnc", MISSING), f"{path}.mcc_mnc"
+            ):
                 if not isinstance(value, str) or not _ZONE_PATTERN.fullmatch(value):
                     self.problem(
                         ppath,
@@ -645,22 +634,18 @@ class _Parser(DocumentChecker):
         for path, item in self.tables(plan.get("allowances"), f"{plan_path}.allowances", keys):
             ident = self.unique_id(item, path, seen)
             services: list[str] = []
-            raw_services = item.get("services", MISSING)
-            if raw_services is MISSING:
-                self.problem(f"{path}.services", "is required")
-            else:
-                values = self.list_(raw_services, f"{path}.services", non_empty=True) or []
-                for i, value in enumerate(values):
-                    spath = f"{path}.services[{i}]"
-                    sid = self.string(value, spath)
-                    if sid is None:
-                        continue
-                    if sid not in refs.services:
-                        self.problem(spath, f"unknown service {quoted(sid)}")
-                    elif sid in services:
-                        self.problem(spath, f"duplicate service {quoted(sid)}")
-                    else:
-                        services.append(sid)
+            for spath, value in self.required_items(
+                item.get("services", MISSING), f"{path}.services"
+            ):
+                sid = self.string(value, spath)
+                if sid is None:
+                    continue
+                if sid not in refs.services:
+                    self.problem(spath, f"unknown service {quoted(sid)}")
+                elif sid in services:
+                    self.problem(spath, f"duplicate service {quoted(sid)}")
+                else:
+                    services.append(sid)
             units = {refs.services[s].unit for s in services if refs.services[s] is not None}
             if len(units) > 1:
                 self.problem(

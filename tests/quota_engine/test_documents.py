@@ -76,3 +76,15 @@ def test_tables_skips_what_is_no_table_and_keeps_the_problems_in_item_order():
         "xs[2].b: unknown key",
         "xs[2]: checked",
     ]
+
+
+def test_required_items_must_be_given_as_a_non_empty_list():
+    checker = DocumentChecker()
+    assert checker.required_items(["mon", "tue"], "days") == [
+        ("days[0]", "mon"),
+        ("days[1]", "tue"),
+    ]
+    assert checker.required_items(MISSING, "a") == []
+    assert checker.required_items([], "b") == []
+    assert checker.required_items(None, "c") == []
+    assert checker.problems == ["a: is required", "b: must not be empty", "c: must be a list"]
