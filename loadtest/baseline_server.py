@@ -24,6 +24,7 @@ import logging
 import signal
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from diameter.message import Message, constants
 from diameter.message.avp.grouped import GrantedServiceUnit, MultipleServicesCreditControl
@@ -83,7 +84,7 @@ class CreditControlEcho(Application):
 class BaselineNode(Node):
     """python-diameter's Node, accepting a CER from any peer."""
 
-    def receive_cer(self, conn, message) -> None:
+    def receive_cer(self, conn: Any, message: Message) -> None:
         host = message.origin_host.decode().lower()
         if host not in self.peers:
             peer = self.add_peer(f"aaa://{host}", self.realm_name)

@@ -53,12 +53,13 @@ class CaptureProxy:
         self.active = 0
         self._ids = itertools.count(1)
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int:
         assert self._server is not None
-        return self._server.sockets[0].getsockname()[1]
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, *self.listen)
@@ -72,7 +73,9 @@ class CaptureProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.writer.flush()
 
-    async def _handle(self, client_reader, client_writer) -> None:
+    async def _handle(
+        self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
+    ) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
@@ -109,7 +112,13 @@ class CaptureProxy:
             if task is not None:
                 self._tasks.discard(task)
 
-    async def _pump(self, reader, writer, connection: int, direction: int) -> None:
+    async def _pump(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        connection: int,
+        direction: int,
+    ) -> None:
         framer = Framer(_MAX_MESSAGE)
         record = direction == TO_SERVER or self.record_all
         framing = True

@@ -23,10 +23,10 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, TypeVar
 
 from .money_check import (
     AccountState,
@@ -61,8 +61,11 @@ def _host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
     return host, number
 
 
-def _positive(kind):
-    def parse(text: str):
+_Number = TypeVar("_Number", int, float)
+
+
+def _positive(kind: Callable[[str], _Number]) -> Callable[[str], _Number]:
+    def parse(text: str) -> _Number:
         value = kind(text)
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
@@ -281,7 +284,7 @@ def _err(message: str) -> None:
     print(f"ocs-loadtest: {message}", file=sys.stderr)
 
 
-def _accepted(args) -> set[str]:
+def _accepted(args: argparse.Namespace) -> set[str]:
     return {"2001", *(str(int(code)) for code in args.accept_result_code)}
 
 
@@ -307,7 +310,7 @@ def _checked_accounts(scenario: Scenario, spec: str) -> list[str]:
     return [scenario.subscribers.account_id(i) for i in indexes]
 
 
-def _run(args) -> int:
+def _run(args: argparse.Namespace) -> int:
     try:
         scenario = load_scenario(args.scenario) if args.scenario else DEFAULT_SCENARIO
         if args.subscribers:
@@ -402,7 +405,9 @@ def _run(args) -> int:
     return 0 if ok else 1
 
 
-def _provision(ocs: OcsCli, scenario: Scenario, args, progress) -> None:
+def _provision(
+    ocs: OcsCli, scenario: Scenario, args: argparse.Namespace, progress: TextIO | None
+) -> None:
     document = provisioning_document(scenario.subscribers, replace_balance=not args.keep_balances)
     with tempfile.TemporaryDirectory(prefix="ocs-loadtest-") as directory:
         if args.catalog:
@@ -420,7 +425,9 @@ def _provision(ocs: OcsCli, scenario: Scenario, args, progress) -> None:
         )
 
 
-def _find_max(config: RunConfig, args, accepted: set[str], progress) -> tuple[dict, bool]:
+def _find_max(
+    config: RunConfig, args: argparse.Namespace, accepted: set[str], progress: TextIO | None
+) -> tuple[dict[str, Any], bool]:
     from .findmax import find_max
 
     first = [True]
@@ -455,7 +462,7 @@ def _find_max(config: RunConfig, args, accepted: set[str], progress) -> tuple[di
     return document, search["max_rate"] is not None
 
 
-def _capture(args) -> int:
+def _capture(args: argparse.Namespace) -> int:
     from .capture import run_capture
 
     try:
@@ -476,7 +483,7 @@ def _capture(args) -> int:
     return 0
 
 
-def _replay(args) -> int:
+def _replay(args: argparse.Namespace) -> int:
     from .trace import TraceError, TraceReader
 
     try:

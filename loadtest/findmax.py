@@ -71,7 +71,7 @@ def find_max(
         verdict = step_verdict(result, rate, p99_ms, accepted)
         record.append(verdict)
         results.append(result)
-        return verdict["holds"]
+        return bool(verdict["holds"])
 
     rate = min(start, limit)
     while len(record) < steps:

@@ -88,7 +88,8 @@ class OcsCli:
             raise OcsCliError(
                 f"{shlex.join(argv)} exited {done.returncode}:\n{done.stderr.strip() or done.stdout.strip()}"
             )
-        return done.stdout
+        output: str = done.stdout
+        return output
 
     def account_show(self, account_id: str) -> dict[str, Any]:
         """``ocs account show ID --json`` as a dict."""
@@ -110,13 +111,15 @@ class OcsCli:
         )
         return _parse_account(argv, done)
 
-    def accounts_show(self, account_ids: Sequence[str], parallel: int = 2) -> dict[str, dict]:
+    def accounts_show(
+        self, account_ids: Sequence[str], parallel: int = 2
+    ) -> dict[str, dict[str, Any]]:
         """Several ``account show`` at a time (each is a Python process start)."""
 
-        async def all_of() -> dict[str, dict]:
+        async def all_of() -> dict[str, dict[str, Any]]:
             semaphore = asyncio.Semaphore(parallel)
 
-            async def one(account_id: str) -> tuple[str, dict]:
+            async def one(account_id: str) -> tuple[str, dict[str, Any]]:
                 async with semaphore:
                     return account_id, await self.account_show_async(account_id)
 
@@ -124,7 +127,7 @@ class OcsCli:
 
         return asyncio.run(all_of())
 
-    def _run(self, argv: list[str]) -> subprocess.CompletedProcess:
+    def _run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(
                 argv, capture_output=True, text=True, timeout=self.timeout, check=False
@@ -135,7 +138,7 @@ class OcsCli:
             raise OcsCliError(f"{shlex.join(argv)} did not finish in {self.timeout:g} s") from None
 
 
-def _parse_account(argv: list[str], done: subprocess.CompletedProcess) -> dict[str, Any]:
+def _parse_account(argv: list[str], done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     if done.returncode != 0:
         raise OcsCliError(
             f"{shlex.join(argv)} exited {done.returncode}: {done.stderr.strip() or done.stdout.strip()}"

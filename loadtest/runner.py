@@ -12,13 +12,17 @@ import secrets
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .procwatch import ProcessWatch
 from .scenario import Scenario
 from .stats import Totals, dict_summary, histogram_summary
-from .worker import WorkerConfig, worker_main
+from .worker import ControlQueue, WorkerConfig, worker_main
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
 
 __all__ = ["LoadTestError", "RunConfig", "run_load"]
 
@@ -321,7 +325,13 @@ def run_load(config: RunConfig, progress: TextIO | None = sys.stderr) -> dict[st
     return _result(config, totals, series, finals, ready, elapsed_window, interrupted)
 
 
-def _get(results, processes, deadline: float, what: str, finals=None):
+def _get(
+    results: ControlQueue,
+    processes: Sequence[BaseProcess],
+    deadline: float,
+    what: str,
+    finals: dict[int, dict[str, Any]] | None = None,
+) -> tuple[Any, ...]:
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:

@@ -158,8 +158,9 @@ class Scenario:
     subscribers: Subscribers = Subscribers()
     run: RunDefaults = RunDefaults()
 
-    def service(self, name: str):
-        return getattr(self, name)
+    def service(self, name: str) -> DataService | VoiceService | SmsService:
+        spec: DataService | VoiceService | SmsService = getattr(self, name)
+        return spec
 
     @property
     def shares(self) -> dict[str, float]:
@@ -175,7 +176,7 @@ class Scenario:
         }
 
     def to_json(self) -> dict[str, Any]:
-        def plain(value):
+        def plain(value: object) -> object:
             if isinstance(value, Range):
                 return value.to_json()
             if isinstance(value, tuple):
@@ -261,7 +262,7 @@ def scenario_from_dict(document: dict[str, Any], default_name: str = "custom") -
     return result
 
 
-def _section(name: str, cls: type, default: Any, raw: dict[str, Any], problems: list[str]):
+def _section(name: str, cls: type, default: Any, raw: dict[str, Any], problems: list[str]) -> Any:
     names = {f.name: f for f in fields(cls)}
     values: dict[str, object] = {}
     for key, value in raw.items():
@@ -360,7 +361,7 @@ def validate(scenario: Scenario) -> list[str]:
         problems.append("run.timeout: must be above 0")
     if run.arrival not in ("uniform", "poisson"):
         problems.append("run.arrival: must be uniform or poisson")
-    for name in ("data", "voice"):
-        if scenario.service(name).updates.high > 10_000:
+    for name, spec in (("data", scenario.data), ("voice", scenario.voice)):
+        if spec.updates.high > 10_000:
             problems.append(f"{name}.updates: at most 10000 per session")
     return problems

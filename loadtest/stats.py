@@ -67,7 +67,8 @@ def new_histogram() -> HdrHistogram:
 
 
 def encode_histogram(histogram: HdrHistogram) -> bytes:
-    return histogram.encode()
+    encoded: bytes = histogram.encode()  # hdrhistogram has no type information
+    return encoded
 
 
 def decode_histogram(data: bytes | str) -> HdrHistogram:

@@ -138,7 +138,7 @@ class TraceReader:
     def __enter__(self) -> TraceReader:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -147,7 +147,7 @@ def read_trace(path: str | Path) -> tuple[dict[str, Any], list[TraceRecord]]:
         return reader.meta, list(reader)
 
 
-def _avps(message: bytes):
+def _avps(message: bytes) -> Iterator[tuple[int, int, int, int, int]]:
     """(offset, code, vendor flag, total padded length) of each top-level AVP."""
     offset, end = 20, len(message)
     while offset + 8 <= end:

@@ -38,10 +38,11 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from cext.codec import CodecError
+from cext.codec import CodecError, Message
 from protocol.client import client_node
 from protocol.connection import PeerConnection, Timers
 from protocol.dictionary import constants as c
@@ -53,6 +54,12 @@ from .ccr import CCR, CREDIT_CONTROL, Session, SessionFactory, kind_of
 from .connection import connect_corked
 from .scenario import Scenario
 from .stats import Recorder
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import Queue as ProcessQueue
+
+# A control message from the parent, or a result for it: (what, ...).
+ControlQueue: TypeAlias = "ProcessQueue[tuple[Any, ...]]"
 
 __all__ = ["WorkerConfig", "worker_main"]
 
@@ -85,7 +92,7 @@ class WorkerConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def worker_main(config: WorkerConfig, control, results) -> None:
+def worker_main(config: WorkerConfig, control: ControlQueue, results: ControlQueue) -> None:
     """Process entry point (``multiprocessing`` target)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates Ctrl-C
     try:
@@ -102,7 +109,7 @@ def worker_main(config: WorkerConfig, control, results) -> None:
 
 
 class _Worker:
-    def __init__(self, config: WorkerConfig, control, results) -> None:
+    def __init__(self, config: WorkerConfig, control: ControlQueue, results: ControlQueue) -> None:
         self.config = config
         self.control_queue = control
         self.results = results
@@ -113,7 +120,7 @@ class _Worker:
     async def run(self) -> None:
         cfg = self.config
         loop = asyncio.get_running_loop()
-        control: asyncio.Queue = asyncio.Queue()
+        control: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         threading.Thread(
             target=_pump, args=(self.control_queue, loop, control), daemon=True
         ).start()
@@ -167,7 +174,9 @@ class _Worker:
             return_exceptions=True,
         )
 
-    async def _watch_control(self, control: asyncio.Queue, driver: _Driver) -> None:
+    async def _watch_control(
+        self, control: asyncio.Queue[tuple[Any, ...]], driver: _Driver
+    ) -> None:
         while True:
             message = await control.get()
             if message[0] == "stop":
@@ -213,7 +222,11 @@ class _Worker:
         return final
 
 
-def _pump(queue, loop: asyncio.AbstractEventLoop, target: asyncio.Queue) -> None:
+def _pump(
+    queue: ControlQueue,
+    loop: asyncio.AbstractEventLoop,
+    target: asyncio.Queue[tuple[Any, ...]],
+) -> None:
     """Thread: hand the parent's control messages to the event loop."""
     while True:
         try:
@@ -248,7 +261,7 @@ class _Driver:
         raise NotImplementedError
 
 
-def _offsets(rate: float, arrival: str, rng: random.Random):
+def _offsets(rate: float, arrival: str, rng: random.Random) -> Iterator[float]:
     """Due times (seconds from the start) of a worker's timeline."""
     if arrival == "poisson":
         t = 0.0
@@ -284,7 +297,7 @@ class StrideMix:
         return self.names[best]
 
 
-def _result_code(answer) -> int:
+def _result_code(answer: Message) -> int:
     try:
         code = answer.get(c.AVP_RESULT_CODE)
         if code is None:
@@ -329,7 +342,10 @@ class ScenarioDriver(_Driver):
             cfg.nonce,
         )
         self.mix = StrideMix(cfg.scenario.shares)
-        self.ready: dict[str, list] = {name: [] for name in self.mix.names}
+        # per service: a heap of (due, sequence number, session) to send
+        self.ready: dict[str, list[tuple[float, int, Session]]] = {
+            name: [] for name in self.mix.names
+        }
         self.open: set[Session] = set()
         self.drain_queue: deque[Session] = deque()
         self.draining = False
@@ -433,7 +449,13 @@ class ScenarioDriver(_Driver):
         )
 
     def _answered(
-        self, session: Session, kind: str, due: float, sent: float, side: str | None, task
+        self,
+        session: Session,
+        kind: str,
+        due: float,
+        sent: float,
+        side: str | None,
+        task: asyncio.Future[Message],
     ) -> None:
         now = time.monotonic()
         self.in_flight -= 1
@@ -508,7 +530,7 @@ class ReplayDriver(_Driver):
         self.items = load_replay_items(
             cfg.trace, cfg.wid, cfg.workers, len(worker.connections), cfg.extra.get("contexts")
         )
-        self.waiting: dict[str, deque] = {}
+        self.waiting: dict[str, deque[ReplayItem]] = {}
         self.busy: set[str] = set()
         span = (self.items[-1][0] if self.items else 0.0) / cfg.speed
         self.span = span
@@ -555,11 +577,11 @@ class ReplayDriver(_Driver):
             await asyncio.sleep(0.01)
         self.phase = "done"
 
-    def _send(self, item) -> None:
+    def _send(self, item: ReplayItem) -> None:
         due, conn_index, key, kind, message, suffix = item
         conns = self.worker.connections
-        conn = conns[conn_index % len(conns)]
-        if not conn.is_open:
+        conn: PeerConnection | None = conns[conn_index % len(conns)]
+        if conn is not None and not conn.is_open:
             conn = next((other for other in conns if other.is_open), None)
         if conn is None:
             self.recorder.on_error(kind, "no_connection")
@@ -573,15 +595,15 @@ class ReplayDriver(_Driver):
         task = asyncio.ensure_future(conn.request_raw(data, self.cfg.timeout))
         task.add_done_callback(functools.partial(self._answered, item, time.monotonic()))
 
-    def _answered(self, item, sent: float, task) -> None:
+    def _answered(self, item: ReplayItem, sent: float, task: asyncio.Future[Message]) -> None:
         now = time.monotonic()
         self.in_flight -= 1
         due, _, key, kind, _, _ = item
         recorder = self.recorder
         if task.cancelled():
             recorder.on_error(kind, "cancelled")
-        elif task.exception() is not None:
-            error = _error_name(task.exception())
+        elif (exc := task.exception()) is not None:
+            error = _error_name(exc)
             if error == "timeout":
                 recorder.on_timeout(kind)
             else:
@@ -604,6 +626,9 @@ class ReplayDriver(_Driver):
                 del self.waiting[key]
             self._send(item)
 
+
+# (due, connection index, session key, kind, message, Session-Id suffix)
+ReplayItem: TypeAlias = tuple[float, int, str, str, bytes, str]
 
 _SERVICE_OF_CONTEXT = {
     "32251@3gpp.org": "data",
