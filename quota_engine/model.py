@@ -74,7 +74,7 @@ class ChargingRequest:
     session_id: str
     request_type: RequestType
     request_number: int
-    identities: list[str]  # canonical, see quota_engine.store.keys.identity(); first match wins
+    identities: list[str]  # canonical, see quota_engine.accounts.model.identity(); first match wins
     service_context: str
     services: list[ServiceUsage]
     timestamp: int  # Event-Timestamp or arrival time, Unix seconds
