@@ -55,10 +55,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
-
-import msgpack
+from typing import Any, TypeVar
 
 from quota_engine.catalog import Catalog, Plan, Service
 from quota_engine.catalog.timebands import BandClock
@@ -67,7 +64,8 @@ from quota_engine.charging.observer import NO_OBSERVER, EngineObserver
 from quota_engine.charging.periods import BillPeriods, bill_period, cycle_day
 from quota_engine.charging.rating import Price, Rater
 from quota_engine.charging.sessions import sessions_of
-from quota_engine.charging.sweeper import deadline_member, sweep_expired
+from quota_engine.charging.settings import EngineSettings
+from quota_engine.charging.sweeper import sweep_expired
 from quota_engine.model import (
     ChargingRequest,
     ChargingResult,
@@ -78,9 +76,26 @@ from quota_engine.model import (
     ServiceUsage,
     Unit,
 )
-from quota_engine.store import keys
+from quota_engine.store import deadlines
 from quota_engine.store.charging_reads import read_owners, read_period_usage, read_rating_inputs
 from quota_engine.store.clients import PipelineClient, RedisClient
+from quota_engine.store.contract import (
+    STALE,
+    BalanceArgs,
+    CcrArgs,
+    ChargeAnswer,
+    EventArgs,
+    EventService,
+    RatedService,
+    RatedWith,
+    RefundArgs,
+    ScriptPrice,
+    SessionService,
+    decode_balance,
+    decode_ccr,
+    decode_debit,
+    pack,
+)
 from quota_engine.store.records import rg_key
 from quota_engine.store.scripts import BALANCE, CCR, EVENT, REFUND, ScriptPipeline
 
@@ -105,64 +120,11 @@ _ATTEMPTS = 3
 """Runs of a request whose script found the cached account outdated (the last one
 with the account just read; a third means it changed twice in a few milliseconds)."""
 _UNITS = {u.value: u for u in Unit}
+_Rated = TypeVar("_Rated", bound=RatedService)
 
 _CachedAccount = tuple[str, dict[str, str], dict[str, int]]
 """What the account cache holds: the bill period it was read for, the account's
 rating fields and its usage in that period."""
-
-
-@dataclass(frozen=True, slots=True)
-class EngineSettings:
-    """How the engine sizes and times grants. All durations in seconds."""
-
-    default_octets: int = 10 * 1024 * 1024
-    """Grant when the client asks the server to decide (empty RSU), data."""
-    default_seconds: int = 300
-    default_events: int = 1
-    validity_time: int = 1800
-    """Validity-Time of a grant (cut at the next rate change, see the module doc)."""
-    grace: int = 60
-    """A session's deadline is now + validity time + grace; the sweeper settles it after."""
-    quota_threshold_percent: int | None = 20
-    """Quota threshold as a percentage of the grant (None: not sent)."""
-    quota_holding_time: int | None = None
-    idempotency_ttl: int = 900
-    """How long a result is kept for retransmissions. Clients retransmit within their
-    Tx timer and a failover (seconds to minutes); each stored result costs Redis about
-    250 bytes, so a day's worth at 1,000 CCR/s would be some 20 GB."""
-    identity_cache_ttl: float = 30.0
-    """How long an identity -> account mapping is trusted without reading Redis."""
-    identity_cache_size: int = 200_000
-    account_cache_ttl: float = 30.0
-    """How long an account's plan, bill cycle day, currency and period usage are
-    reused without reading Redis (the scripts check them; see the module doc)."""
-    account_cache_size: int = 200_000
-    usage_ttl: int = 400 * 86400
-    """Period usage hashes expire this long after their last write."""
-
-    def __post_init__(self) -> None:
-        for name in ("default_octets", "default_seconds", "default_events", "validity_time"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        for name in ("grace", "idempotency_ttl", "usage_ttl"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        pct = self.quota_threshold_percent
-        if pct is not None and not 0 <= pct <= 100:
-            raise ValueError("quota_threshold_percent must be 0..100 or None")
-        for name in ("identity_cache_ttl", "account_cache_ttl"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
-        for name in ("identity_cache_size", "account_cache_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-
-    def default_grant(self, unit: str) -> int:
-        if unit == "octets":
-            return self.default_octets
-        if unit == "seconds":
-            return self.default_seconds
-        return self.default_events
 
 
 class ChargingBatchError(RuntimeError):
@@ -189,6 +151,7 @@ class _Job:
     __slots__ = (
         "account",
         "answer",
+        "decode",
         "error",
         "deadline",
         "index",
@@ -218,8 +181,9 @@ class _Job:
         self.result: ChargingResult | None = None
         self.error: BaseException | None = None  # met while preparing or running it
         self.index: int | None = None  # of the script call in the pipeline
-        self.answer: dict[str, Any] | None = None  # the script's answer
-        self.services: list[dict[str, Any]] = []
+        self.answer: ChargeAnswer | None = None  # the script's answer
+        self.decode: Callable[[bytes], ChargeAnswer] = decode_ccr  # the script's decoder
+        self.services: Sequence[RatedService] = ()
 
     @property
     def checks_account(self) -> bool:
@@ -263,7 +227,7 @@ class ChargingEngine:
         )
         self._periods = BillPeriods(settings.account_cache_size)
         self._band_clocks: dict[int, tuple[Catalog, BandClock]] = {}
-        self._meta_cache: dict[str, bytes] = {}
+        self._meta_cache: dict[str, ScriptPrice] = {}
 
     # ------------------------------------------------------------------ identities
 
@@ -371,9 +335,6 @@ class ChargingEngine:
                 job.info = infos[job.account]
                 job.usage = usages.get(job.account, {})
 
-    def _usage_key(self, account: str, catalog: Catalog, now: int) -> str:
-        return keys.period_usage(account, self._periods.of(account, catalog.timezone, now))
-
     # ------------------------------------------------------------------ charge
 
     async def charge(self, requests: Sequence[ChargingRequest]) -> list[ChargingResult]:
@@ -443,8 +404,9 @@ class ChargingEngine:
             if isinstance(raw, BaseException):
                 job.error = raw
                 continue
-            answer = msgpack.unpackb(raw, raw=False)
-            if answer["o"] == "stale":
+            answer = job.decode(raw)
+            if answer.outcome == STALE:
+                assert job.account is not None  # a script ran for it
                 self._accounts.pop(job.account, None)
                 job.reset()
                 stale.append(job)
@@ -471,58 +433,51 @@ class ChargingEngine:
         validity = []
         closing = kind is RequestType.TERMINATE
         for usage in request.services:
-            service, price, entry = self._rate(job, usage, catalog, rater, plan)
-            entry["used"] = min(max(int(usage.used or 0), 0), MAX_USED)
-            entry["final"] = bool(usage.final)
+            service, price, entry = self._rate(job, usage, catalog, rater, plan, SessionService)
+            entry.used = min(max(int(usage.used or 0), 0), MAX_USED)
+            entry.final = bool(usage.final)
             if price is not None and service is not None and not price.zero_rated:
                 want = usage.requested
                 if not want and (want == 0 or kind is RequestType.INITIAL):
                     want = settings.default_grant(service.unit)
                 if want and not closing and not usage.final:
-                    entry["req"] = _grant_units(price, want)
+                    entry.requested = _grant_units(price, want)
                     vt = self._validity(catalog, rater, plan, service, request, job.usage)
                     validity.append(vt)
-                    entry["vt"] = vt
-                    entry["thr"] = settings.quota_threshold_percent
-                    entry["qht"] = settings.quota_holding_time
+                    entry.validity_time = vt
+                    entry.threshold_percent = settings.quota_threshold_percent
+                    entry.holding_time = settings.quota_holding_time
                     if plan is not None:
-                        entry["fa"] = plan.final_unit_action
-                        entry["ra"] = plan.redirect_address
+                        entry.final_action = plan.final_unit_action
+                        entry.redirect_address = plan.redirect_address
             services.append(entry)
         job.services = services
         deadline = now + max(validity or [settings.validity_time]) + settings.grace
-        args = {
-            "sid": request.session_id,
-            "acct": account,
-            "n": request.request_number,
-            "type": kind.value,
-            "ts": request.timestamp,
-            "now": now,
-            "dl": deadline,
-            "ttl": settings.idempotency_ttl,
-            "uttl": settings.usage_ttl,
-            "peer": request.peer,
-            "ctx": request.service_context,
-            "ids": list(request.identities),
-            "s": services,
-            "w": _rated_with(job.info),
-        }
-        call_keys = [
-            keys.account(account),
-            keys.buckets(account),
-            keys.session(account, request.session_id),
-            keys.sessions(account),
-            keys.idempotency(account, request.session_id, request.request_number),
-            keys.records(account),
-            self._usage_key(account, catalog, now),
-        ]
-        job.index = pipe.script(CCR, call_keys, [pack(args)])
-        job.member = member = deadline_member(account, request.session_id)
+        args = CcrArgs(
+            account=account,
+            session_id=request.session_id,
+            request_number=request.request_number,
+            request_type=kind.value,
+            timestamp=request.timestamp,
+            now=now,
+            deadline=deadline,
+            idempotency_ttl=settings.idempotency_ttl,
+            usage_ttl=settings.usage_ttl,
+            peer=request.peer,
+            context=request.service_context,
+            identities=request.identities,
+            services=services,
+            rated_with=_rated_with(job.info),
+            period=self._periods.of(account, catalog.timezone, now),
+        )
+        job.decode = decode_ccr
+        job.index = pipe.script(CCR, args.keys(), args.argv())
+        job.member = member = deadlines.member(account, request.session_id)
         job.deadline, job.zrem_sent = deadline, closing
         if closing:
-            pipe.command("ZREM", keys.DEADLINES, member)
+            pipe.command(*deadlines.unindex(member))
         else:
-            pipe.command("ZADD", keys.DEADLINES, deadline, member)
+            pipe.command(*deadlines.index(member, deadline))
 
     def _prepare_event(
         self,
@@ -537,71 +492,78 @@ class ChargingEngine:
         request = job.request
         account = job.account
         assert account is not None and job.info is not None
+        settings = self.settings
+        refund = action is EventAction.REFUND_ACCOUNT
+        enquiry = action is EventAction.PRICE_ENQUIRY
         services = []
+        costs = []  # of a price enquiry's services
         for usage in request.services:
-            service, price, entry = self._rate(job, usage, catalog, rater, plan)
+            service, price, entry = self._rate(job, usage, catalog, rater, plan, EventService)
             units = 0
             if service is not None:
-                units = usage.requested or usage.used or self.settings.default_grant(service.unit)
+                units = usage.requested or usage.used or settings.default_grant(service.unit)
                 units = min(max(int(units), 0), MAX_USED)
-            entry["units"] = units
+            entry.units = units
+            cost = 0
             if price is not None:
-                priced = action in (EventAction.REFUND_ACCOUNT, EventAction.PRICE_ENQUIRY)
-                if action is EventAction.REFUND_ACCOUNT and price.zero_rated:
-                    entry["st"] = Outcome.NOT_APPLICABLE.value
-                elif priced and not price.zero_rated and units > _cost_cap(price):
+                if refund and price.zero_rated:
+                    entry.preset = Outcome.NOT_APPLICABLE.value
+                elif (refund or enquiry) and not price.zero_rated and units > _cost_cap(price):
                     # no balance could pay this many units (and its price would not
                     # fit the scripts' exact range): not quoted, not refunded
-                    entry["st"] = Outcome.CREDIT_LIMIT_REACHED.value
-                elif action is EventAction.REFUND_ACCOUNT:
-                    entry["amount"] = min(price.cost(units), MAX_GRANT_COST)
-                elif action is EventAction.PRICE_ENQUIRY and not price.zero_rated:
-                    entry["c"] = price.cost(units)
+                    entry.preset = Outcome.CREDIT_LIMIT_REACHED.value
+                elif refund:
+                    entry.amount = min(price.cost(units), MAX_GRANT_COST)
+                elif enquiry and not price.zero_rated:
+                    cost = price.cost(units)
+            if enquiry:
+                costs.append(cost)
             services.append(entry)
         job.services = services
-        if action is EventAction.PRICE_ENQUIRY:
-            job.result = self._price_enquiry(job, services)
+        if enquiry:
+            job.result = self._price_enquiry(job, services, costs)
             return
-        base = {
-            "sid": request.session_id,
-            "acct": account,
-            "n": request.request_number,
-            "ts": request.timestamp,
-            "now": now,
-            "ttl": self.settings.idempotency_ttl,
-            "uttl": self.settings.usage_ttl,
-            "peer": request.peer,
-            "ctx": request.service_context,
-            "ids": list(request.identities),
-            "s": services,
-        }
-        idem = keys.idempotency(account, request.session_id, request.request_number)
         if action is EventAction.CHECK_BALANCE:
-            job.index = pipe.script(
-                BALANCE,
-                [keys.account(account), keys.buckets(account)],
-                [pack({"now": now, "s": services})],
+            balance = BalanceArgs(account, now, services)
+            job.decode = decode_balance
+            job.index = pipe.script(BALANCE, balance.keys(), balance.argv())
+        elif refund:
+            credit = RefundArgs(
+                account=account,
+                session_id=request.session_id,
+                request_number=request.request_number,
+                timestamp=request.timestamp,
+                now=now,
+                idempotency_ttl=settings.idempotency_ttl,
+                peer=request.peer,
+                context=request.service_context,
+                identities=request.identities,
+                services=services,
             )
-        elif action is EventAction.REFUND_ACCOUNT:
-            call_keys = [
-                keys.account(account),
-                keys.buckets(account),
-                idem,
-                keys.records(account),
-                keys.history(account),
-            ]
-            job.index = pipe.script(REFUND, call_keys, [pack(base)])
+            job.decode = decode_debit
+            job.index = pipe.script(REFUND, credit.keys(), credit.argv())
         else:
-            call_keys = [
-                keys.account(account),
-                keys.buckets(account),
-                idem,
-                keys.records(account),
-                self._usage_key(account, catalog, now),
-            ]
-            job.index = pipe.script(EVENT, call_keys, [pack({**base, "w": _rated_with(job.info)})])
+            debit = EventArgs(
+                account=account,
+                session_id=request.session_id,
+                request_number=request.request_number,
+                timestamp=request.timestamp,
+                now=now,
+                idempotency_ttl=settings.idempotency_ttl,
+                usage_ttl=settings.usage_ttl,
+                peer=request.peer,
+                context=request.service_context,
+                identities=request.identities,
+                services=services,
+                rated_with=_rated_with(job.info),
+                period=self._periods.of(account, catalog.timezone, now),
+            )
+            job.decode = decode_debit
+            job.index = pipe.script(EVENT, debit.keys(), debit.argv())
 
-    def _price_enquiry(self, job: _Job, services: list[dict[str, Any]]) -> ChargingResult:
+    def _price_enquiry(
+        self, job: _Job, services: list[EventService], costs: list[int]
+    ) -> ChargingResult:
         info = job.info
         assert info is not None
         if info["status"] != "active":
@@ -610,22 +572,21 @@ class ChargingEngine:
             )
         grants = []
         total = 0
-        for entry in services:
-            if "st" in entry:
-                outcome = Outcome(entry["st"])
-            elif entry.get("zr"):
+        for entry, cost in zip(services, costs, strict=True):
+            if entry.preset is not None:
+                outcome = Outcome(entry.preset)
+            elif entry.zero_rated:
                 outcome = Outcome.NOT_APPLICABLE
             else:
                 outcome = Outcome.OK
-            cost = entry.get("c", 0)
             total += cost
             grants.append(
                 ServiceGrant(
-                    rating_group=entry["rg"],
-                    service_identifier=entry["si"],
+                    rating_group=entry.rating_group,
+                    service_identifier=entry.service_identifier,
                     outcome=outcome,
-                    unit=_UNITS.get(entry["unit"]) if entry["unit"] else None,
-                    granted=entry["units"] if outcome is Outcome.OK else 0,
+                    unit=_UNITS.get(entry.unit) if entry.unit else None,
+                    granted=entry.units if outcome is Outcome.OK else 0,
                     cost=cost,
                 )
             )
@@ -646,15 +607,17 @@ class ChargingEngine:
         catalog: Catalog,
         rater: Rater,
         plan: Plan | None,
-    ) -> tuple[Service | None, Price | None, dict[str, Any]]:
+        script_service: type[_Rated],
+    ) -> tuple[Service | None, Price | None, _Rated]:
+        """Rate one service into the script's form of it (``script_service``)."""
         request = job.request
         rg, si = usage.rating_group, usage.service_identifier
-        entry: dict[str, Any] = {"k": rg_key(rg, si), "rg": rg, "si": si, "sv": None, "unit": None}
+        entry = script_service(rg_key(rg, si), rg, si)
         service = catalog.find_service(request.service_context, rg, si)
         if service is None:
-            entry["st"] = Outcome.NO_TARIFF.value
+            entry.preset = Outcome.NO_TARIFF.value
             return None, None, entry
-        entry["sv"], entry["unit"] = service.id, service.unit
+        entry.service, entry.unit = service.id, service.unit
         price = None
         if plan is not None:
             price = rater.price(
@@ -666,12 +629,12 @@ class ChargingEngine:
                 job.usage.get(service.id, 0),
             )
         if price is None:
-            entry["st"] = Outcome.NO_TARIFF.value
+            entry.preset = Outcome.NO_TARIFF.value
             return service, None, entry
-        entry["p"] = _price_entry(price, catalog, self._meta_cache)
-        entry["zr"] = bool(price.zero_rated)
+        entry.price = _price_entry(price, catalog, self._meta_cache)
+        entry.zero_rated = bool(price.zero_rated)
         if price.usage_from or price.usage_until >= 0:  # a tier: holds for this usage only
-            entry["ur"] = [price.usage_from, price.usage_until]
+            entry.usage_range = (price.usage_from, price.usage_until)
         return service, price, entry
 
     def _validity(
@@ -718,29 +681,11 @@ class ChargingEngine:
 
     # ------------------------------------------------------------------ results
 
-    def _decode(self, job: _Job, answer: dict[str, Any]) -> ChargingResult:
+    def _decode(self, job: _Job, answer: ChargeAnswer) -> ChargingResult:
         info = job.info or {}
-        outcome = Outcome(answer["o"])
-        grants = []
-        for item in answer.get("s") or []:
-            unit = item.get("u")
-            grants.append(
-                ServiceGrant(
-                    rating_group=item.get("rg"),
-                    service_identifier=item.get("si"),
-                    outcome=Outcome(item["o"]),
-                    unit=_UNITS.get(unit) if unit else None,
-                    granted=item.get("g", 0),
-                    validity_time=item.get("vt"),
-                    quota_threshold=item.get("thr"),
-                    quota_holding_time=item.get("qht"),
-                    final_unit=bool(item.get("fu")),
-                    final_action=item.get("fa"),
-                    redirect_address=item.get("ra"),
-                    cost=item.get("c", 0),
-                )
-            )
-        cost = answer.get("c")
+        outcome = Outcome(answer.outcome)
+        grants = answer.services
+        cost = answer.cost
         if cost is None:
             cost = sum(grant.cost for grant in grants)
         message = None
@@ -755,7 +700,7 @@ class ChargingEngine:
             grants,
             account_id=job.account,
             currency=info.get("currency") or None,
-            balance=answer.get("bal"),
+            balance=answer.balance,
             cost=cost,
             message=message,
         )
@@ -771,10 +716,10 @@ class ChargingEngine:
         return await sweep_expired(self.redis, now, limit)
 
 
-def _rated_with(info: dict[str, str] | None) -> list[str]:
+def _rated_with(info: dict[str, str] | None) -> RatedWith:
     """The account fields a request was rated with, for the scripts to check."""
     assert info is not None
-    return [info["plan"], info["bill_cycle_day"], info["currency"]]
+    return RatedWith(info["plan"], info["bill_cycle_day"], info["currency"])
 
 
 def _index_correction(job: _Job) -> tuple[Any, ...] | None:
@@ -790,13 +735,13 @@ def _index_correction(job: _Job) -> tuple[Any, ...] | None:
     entry of one that is gone, when that passes."""
     member = job.member
     if job.answer is None:
-        return ("ZADD", keys.DEADLINES, job.deadline, member) if job.zrem_sent else None
-    deadline = job.answer.get("dl")
+        return deadlines.index(member, job.deadline) if job.zrem_sent else None
+    deadline = job.answer.deadline
     if deadline is not None:
         if job.zrem_sent or deadline != job.deadline:
-            return ("ZADD", keys.DEADLINES, deadline, member)
+            return deadlines.index(member, deadline)
     elif not job.zrem_sent:
-        return ("ZREM", keys.DEADLINES, member)
+        return deadlines.unindex(member)
     return None
 
 
@@ -818,11 +763,11 @@ def _grant_units(price: Price, want: int) -> int:
     return want
 
 
-def _price_entry(price: Price, catalog: Catalog, cache: dict[str, bytes]) -> dict[str, Any]:
-    """The price as ccr.lua/event.lua take it: the four numbers of the linear formula,
-    a key that changes when the price does, and the record's metadata, msgpack-encoded
+def _price_entry(price: Price, catalog: Catalog, cache: dict[str, ScriptPrice]) -> ScriptPrice:
+    """The price as the scripts take it: the four numbers of the linear formula, a key
+    that changes when the price does, and the record's metadata, msgpack-encoded; built
     once per distinct price and kept in ``cache`` (the engine's own; the scripts keep
-    it as an opaque string and splice it into the record)."""
+    the metadata as an opaque string and splice it into the record)."""
     plan, service = price.plan_id, price.service_id
     ident = f"{plan}:{service}:{price.tariff_index}:{price.rate_index}:{price.tier_index}"
     # the band is not part of the key: a band change that keeps the rate is no change
@@ -833,11 +778,11 @@ def _price_entry(price: Price, catalog: Catalog, cache: dict[str, bytes]) -> dic
         f"|{price.next_cost}|{int(price.zero_rated)}"
     )
     cache_key = f"{key}|{price.band}"
-    meta = cache.get(cache_key)
-    if meta is None:
+    entry = cache.get(cache_key)
+    if entry is None:
         if len(cache) >= _META_CACHE_SIZE:
             cache.clear()
-        meta = cache[cache_key] = pack(
+        meta = pack(
             {
                 "price": ident,
                 "catalog": catalog.version,
@@ -859,20 +804,15 @@ def _price_entry(price: Price, catalog: Catalog, cache: dict[str, bytes]) -> dic
                 },
             }
         )
-    return {
-        "fi": price.first_increment,
-        "fc": price.first_cost,
-        "ni": price.next_increment,
-        "nc": price.next_cost,
-        "key": key,
-        "m": meta,
-    }
+        entry = cache[cache_key] = ScriptPrice(
+            price.first_increment,
+            price.first_cost,
+            price.next_increment,
+            price.next_cost,
+            key,
+            meta,
+        )
+    return entry
 
 
 _META_CACHE_SIZE = 10_000
-
-
-def pack(value: Any) -> bytes:
-    """msgpack for the scripts: Redis' cmsgpack knows no bin type, so bytes and str
-    both go as str."""
-    return msgpack.packb(value, use_bin_type=False)

@@ -24,12 +24,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
-
-from quota_engine.store import keys
+from quota_engine.store import deadlines
+from quota_engine.store.clients import RedisClient
+from quota_engine.store.contract import SettleArgs, decode_settle
 from quota_engine.store.scripts import SETTLE, ScriptPipeline
 
-__all__ = ["RETRY_DELAY", "Sweeper", "settle_account", "settle_keys", "sweep_expired"]
+__all__ = ["RETRY_DELAY", "Sweeper", "settle_account", "sweep_expired"]
 
 _log = logging.getLogger(__name__)
 
@@ -37,85 +37,65 @@ RETRY_DELAY = 300
 """Seconds an index entry whose settle failed is pushed back before the next attempt."""
 
 
-def settle_keys(account_id: str, session_id: str) -> list[str]:
-    """KEYS of settle.lua for one session."""
-    return [
-        keys.account(account_id),
-        keys.buckets(account_id),
-        keys.session(account_id, session_id),
-        keys.sessions(account_id),
-        keys.records(account_id),
-    ]
-
-
-def deadline_member(account_id: str, session_id: str) -> str:
-    """The ``ocs:deadlines`` member of a session (account ids never contain ``|``)."""
-    return f"{account_id}|{session_id}"
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
-
-
-async def sweep_expired(redis: Any, now: int, limit: int = 100) -> int:
+async def sweep_expired(redis: RedisClient, now: int, limit: int = 100) -> int:
     """Settle up to ``limit`` sessions of ``ocs:deadlines`` due at ``now``; the count settled."""
     return (await _sweep_round(redis, now, limit))[1]
 
 
-async def _sweep_round(redis: Any, now: int, limit: int) -> tuple[int, int]:
+async def _sweep_round(redis: RedisClient, now: int, limit: int) -> tuple[int, int]:
     """One round of :func:`sweep_expired`: (index entries fetched, sessions settled).
     Every fetched entry is removed or moved past ``now``."""
-    members = await redis.zrangebyscore(keys.DEADLINES, "-inf", now, start=0, num=limit)
+    members = await deadlines.due_members(redis, now, limit)
     if not members:
         return 0, 0
     pipe = ScriptPipeline(redis)
     calls: list[tuple[Any, int | None]] = []
     for member in members:
-        account_id, sep, session_id = _text(member).partition("|")
         try:
-            if not sep or not session_id:
+            parts = deadlines.split_member(member)
+            if parts is None:
                 raise ValueError("not <account>|<session>")
-            call_keys = settle_keys(account_id, session_id)
+            settle = SettleArgs(parts[0], parts[1], now)
+            call_keys = settle.keys()
         except ValueError as error:
             _log.warning("sweeper_bad_entry member=%r error=%s", member, error)
             calls.append((member, None))
             continue
-        calls.append((member, pipe.script(SETTLE, call_keys, [session_id, now])))
+        calls.append((member, pipe.script(SETTLE, call_keys, settle.argv())))
     results = await pipe.execute() if len(pipe) else []
     fix = redis.pipeline(transaction=False)
     settled = 0
     for member, index in calls:
         if index is None:
-            fix.zrem(keys.DEADLINES, member)
+            fix.execute_command(*deadlines.unindex(member))
             continue
         result = results[index]
         if isinstance(result, BaseException):
             _log.warning("sweeper_settle_failed member=%r error=%s", member, result)
-            fix.zadd(keys.DEADLINES, {member: now + RETRY_DELAY})
+            fix.execute_command(*deadlines.index(member, now + RETRY_DELAY))
             continue
-        answer = msgpack.unpackb(result, raw=False)
-        if answer["o"] == "alive":
-            fix.zadd(keys.DEADLINES, {member: answer["dl"]})
+        answer = decode_settle(result)
+        if answer.outcome == "alive" and answer.deadline is not None:
+            fix.execute_command(*deadlines.index(member, answer.deadline))
         else:
-            settled += answer["o"] == "settled"
-            fix.zrem(keys.DEADLINES, member)
+            settled += answer.outcome == "settled"
+            fix.execute_command(*deadlines.unindex(member))
     await fix.execute()
     return len(members), settled
 
 
-async def settle_account(redis: Any, account_id: str, now: int) -> int:
+async def settle_account(redis: RedisClient, account_id: str, now: int) -> int:
     """Settle the expired sessions of one account, found by its own sessions ZSET
     (for when the global index is lost or incomplete); the count settled."""
-    due = await redis.zrangebyscore(keys.sessions(account_id), "-inf", now)
     pipe = ScriptPipeline(redis)
-    for session_id in due:
-        sid = _text(session_id)
-        pipe.script(SETTLE, settle_keys(account_id, sid), [sid, now])
+    for session_id in await deadlines.due_sessions(redis, account_id, now):
+        settle = SettleArgs(account_id, session_id, now)
+        pipe.script(SETTLE, settle.keys(), settle.argv())
     settled = 0
     for result in await pipe.execute():
         if isinstance(result, BaseException):
             raise result
-        settled += msgpack.unpackb(result, raw=False)["o"] == "settled"
+        settled += decode_settle(result).outcome == "settled"
     return settled
 
 

@@ -3,15 +3,38 @@
 -- KEYS (all under the account's hash tag {A}):
 --   1 ocs:acct:{A}                     account HASH
 --   2 ocs:acct:{A}:buckets             buckets HASH
--- ARGV:
---   1 msgpack map: now, s = list of services: k, rg, si, sv, unit, units (> 0),
---     st (preset outcome), zr, p (price {fi, fc, ni, nc})
--- Returns: msgpack map {o, bal, s = {{k, rg, si, o, u, g, c}, ...}}:
---   o is "ok", "insufficient_balance" (some service cannot be afforded),
---   "unknown_subscriber" or "service_denied" (account not active);
---   bal = free money now (sum over valid money buckets that apply to every service,
---   "main" with the postpaid credit limit); per service o "ok" or
---   "insufficient_balance" (or its preset outcome), g = units asked, c = their price.
+--
+-- ARGV[1], a msgpack map (quota_engine/store/contract.py: BalanceArgs, EventService):
+--   now     server time (Unix s)
+--   s       the services, a list of maps:
+--     k       key: rating group, "si<n>" or "-"
+--     rg      Rating-Group
+--     si      Service-Identifier
+--     sv      service id (catalog)
+--     unit    "octets", "seconds" or "events"
+--     units   units asked (> 0)
+--     st      preset outcome
+--     p       price, a map:
+--       fi      first increment (units)
+--       fc      first cost (micro-units)
+--       ni      next increment (units)
+--       nc      next cost (micro-units)
+--       key     changes when the price does (unused here)
+--       m       the record's price metadata (unused here)
+--     zr      zero-rated (with p)
+--
+-- Returns a msgpack map (contract.py: ChargeAnswer, decode_balance):
+--   o       "ok", "insufficient_balance" (some service cannot be afforded),
+--           "unknown_subscriber" or "service_denied" (account not active)
+--   bal     free money now: the sum over valid money buckets that apply to every
+--           service, "main" with the postpaid credit limit
+--   s       one map per service of ARGV's, in their order:
+--     rg      Rating-Group
+--     si      Service-Identifier
+--     o       "ok", "insufficient_balance", "not_applicable" or the preset outcome
+--     u       unit
+--     g       units asked
+--     c       their price
 --
 -- Services are checked one after the other as if each were debited (the same rule as
 -- event.lua: free units of unit buckets first, then charge(p, rest, false) in money),
@@ -22,12 +45,9 @@
 local req = cmsgpack.unpack(ARGV[1])
 local K_ACCT, K_BUCKETS = KEYS[1], KEYS[2]
 
-local A = account_info(K_ACCT)
-if not A then
-  return cmsgpack.pack({ o = 'unknown_subscriber', bal = 0, s = {} })
-end
-if A.status ~= 'active' then
-  return cmsgpack.pack({ o = 'service_denied', bal = 0, s = {} })
+local A, refused = open_account(K_ACCT, req, nil, false)
+if refused then
+  return cmsgpack.pack({ o = refused, bal = 0, s = {} })
 end
 
 local now = req.now
@@ -40,7 +60,7 @@ end
 local o = 'ok'
 local out = {}
 for _, sv in ipairs(req.s or {}) do
-  local res = { k = sv.k, rg = sv.rg, si = sv.si, u = sv.unit, o = 'ok', g = 0, c = 0 }
+  local res = { rg = sv.rg, si = sv.si, u = sv.unit, o = 'ok', g = 0, c = 0 }
   local units = tonumber(sv.units) or 0
   if sv.st then
     res.o = sv.st

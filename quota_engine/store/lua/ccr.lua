@@ -9,29 +9,77 @@
 --   5 ocs:acct:{A}:idem:<session-id>:<n>  stored result STRING
 --   6 ocs:acct:{A}:records             STREAM of rated records
 --   7 ocs:acct:{A}:usage:<period>      HASH service id -> units used in the bill period
--- ARGV:
---   1 msgpack map: sid, acct, n (request number), type ("initial"|"update"|"terminate"),
---     ts (request time), now (server time), dl (new deadline), ttl (idempotency TTL s),
---     uttl (usage hash TTL s), peer, ctx, ids (identities),
---     s = list of services, each: k (key: rating group, "si<n>" or "-"), rg, si, sv
---     (service id), unit, used, req (units wanted, rounded up here to whole increments
---     with the rating group's continuation flag; absent: no new grant), final (the service ends), st (preset outcome: "no_tariff"), zr
---     (zero-rated), p (price {fi, fc, ni, nc, key, m}), vt (validity time), thr (quota
---     threshold percent), qht (quota holding time), fa/ra (final unit action, redirect),
---     ur (usage range {from, until} of a tier price);
---   w = {plan, bill cycle day, currency} the request was rated with (lib.lua
---     rated_with_outdated: when they or a tier's usage range no longer hold, the answer
---     is o = "stale", nothing is written, and the engine rates the request again)
--- Returns: msgpack map {o = outcome, n, dl, s = {{k, rg, si, o, u, g, vt, thr, qht, fu,
---   fa, ra, c}, ...}} in the order of ARGV's services; o of the whole request is "ok",
---   "out_of_order", "unknown_session", "unknown_subscriber", "service_denied" or
---   "stale" (see w); dl is the session's deadline whenever the session is alive after
---   the call, and absent otherwise.
+--
+-- ARGV[1], a msgpack map (quota_engine/store/contract.py: CcrArgs, SessionService):
+--   sid     session id
+--   acct    account id
+--   n       CC-Request-Number
+--   type    "initial", "update" or "terminate"
+--   ts      request time (Unix s)
+--   now     server time (Unix s)
+--   dl      the session's new deadline (Unix s)
+--   ttl     seconds the result is kept for retransmissions (KEYS[5])
+--   uttl    seconds the usage hash lives after its last write (KEYS[7])
+--   peer    Origin-Host of the client that owns the session
+--   ctx     Service-Context-Id
+--   ids     the subscriber's identities (list)
+--   w       [plan, bill cycle day, currency] the request was rated with (see below)
+--   s       the services, a list of maps:
+--     k       key: rating group, "si<n>" or "-"
+--     rg      Rating-Group
+--     si      Service-Identifier
+--     sv      service id (catalog)
+--     unit    "octets", "seconds" or "events"
+--     used    units used since the last report
+--     final   the service ends (reporting reason FINAL)
+--     st      preset outcome ("no_tariff")
+--     p       price, a map:
+--       fi      first increment (units)
+--       fc      first cost (micro-units)
+--       ni      next increment (units)
+--       nc      next cost (micro-units)
+--       key     changes when the price does
+--       m       the record's price metadata (msgpack map, kept opaque)
+--     zr      zero-rated (with p)
+--     ur      [from, until] usage range a tier price holds for (with p; until -1: no bound)
+--     req     units wanted (absent: no new grant), rounded up here (see below)
+--     vt      Validity-Time (with req)
+--     thr     quota threshold, percent of the grant (with req)
+--     qht     Quota-Holding-Time (with req)
+--     fa      final unit action (with req)
+--     ra      redirect address (with req)
+--
+-- Returns a msgpack map (contract.py: ChargeAnswer, decode_ccr):
+--   o       "ok", "out_of_order", "unknown_session", "unknown_subscriber",
+--           "service_denied" or "stale"
+--   n       CC-Request-Number
+--   dl      the session's deadline whenever it is alive after the call, else absent
+--   s       one map per service of ARGV's, in their order:
+--     rg      Rating-Group
+--     si      Service-Identifier
+--     o       outcome of the service
+--     u       unit
+--     g       units granted
+--     vt      Validity-Time
+--     thr     quota threshold (units)
+--     qht     Quota-Holding-Time
+--     fu      final unit: the grant is the last the balance affords
+--     fa      final unit action (with fu)
+--     ra      redirect address (with fu)
+--     c       money committed for the reported usage
+--
+-- req is rounded up to whole increments with the rating group's continuation flag,
+-- which only the session knows. w: when the plan, bill cycle day or currency no
+-- longer hold, or a tier's usage range (ur) no longer does (lib.lua
+-- rated_with_outdated), the answer is o = "stale", nothing is written, and the engine
+-- rates the request again.
 --
 -- Order of work: (1) idempotency: the result stored for (session, n) is returned as is;
 -- (2) order: n older than the session's last -> out_of_order, equal (result no longer
--- stored) -> out_of_order; no session and not INITIAL -> unknown_session; (3) account:
--- missing -> unknown_subscriber; not active on INITIAL -> service_denied with nothing
+-- stored) -> out_of_order; no session and not INITIAL -> unknown_session; (3) account
+-- (lib.lua open_account, the opening checks that event.lua and refund.lua share):
+-- missing -> unknown_subscriber; rated with an outdated copy (w) -> stale; not active
+-- on INITIAL -> service_denied with nothing
 -- written; not active on UPDATE -> usage committed, reservations released, no new
 -- grants, service_denied; not active on TERMINATE -> handled as a normal TERMINATE;
 -- (4) per service: commit the used units at the stored price (lib.lua commit),
@@ -51,7 +99,7 @@ local req = cmsgpack.unpack(ARGV[1])
 local K_ACCT, K_BUCKETS, K_SESS, K_SESSIONS, K_IDEM, K_RECORDS, K_USAGE =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 
-local stored = redis.call('GET', K_IDEM)
+local stored = stored_answer(K_IDEM)
 if stored then
   return stored
 end
@@ -74,17 +122,12 @@ elseif req.type ~= 'initial' then
   return answer('unknown_session')
 end
 
-local A = account_info(K_ACCT)
-if not A then
-  return answer('unknown_subscriber')
-end
-if rated_with_outdated(A, req, K_USAGE) then
-  return answer('stale')
+-- an account that is not active still ends its open sessions (see above)
+local A, refused = open_account(K_ACCT, req, K_USAGE, S ~= nil and req.type ~= 'initial')
+if refused then
+  return answer(refused)
 end
 local active = A.status == 'active'
-if not active and (S == nil or req.type == 'initial') then
-  return answer('service_denied')
-end
 
 local now, ts = req.now, req.ts
 local terminating = req.type == 'terminate'
@@ -109,7 +152,7 @@ end
 local out = {}
 for _, sv in ipairs(req.s or {}) do
   local used = tonumber(sv.used) or 0
-  local res = { k = sv.k, rg = sv.rg, si = sv.si, u = sv.unit, o = 'ok', g = 0, c = 0 }
+  local res = { rg = sv.rg, si = sv.si, u = sv.unit, o = 'ok', g = 0, c = 0 }
   local R = S.rgs[sv.k]
   if not R and used > 0 and sv.p then
     -- usage for a rating group holding no state (no grant was reserved): charged at
@@ -207,6 +250,5 @@ local o = 'ok'
 if not active and not terminating then
   o = 'service_denied'
 end
-local result = cmsgpack.pack({ o = o, n = req.n, dl = (not terminating) and req.dl or nil, s = out })
-redis.call('SET', K_IDEM, result, 'EX', req.ttl)
-return result
+return remember_answer(K_IDEM, { o = o, n = req.n, dl = (not terminating) and req.dl or nil, s = out },
+  req.ttl)

@@ -7,14 +7,48 @@
 --   3 ocs:acct:{A}:idem:<session-id>:<n>  stored result STRING
 --   4 ocs:acct:{A}:records             STREAM of rated records
 --   5 ocs:acct:{A}:usage:<period>      HASH service id -> units used in the bill period
--- ARGV:
---   1 msgpack map: sid, acct, n, ts, now, ttl, uttl, peer, ctx, ids,
---     s = list of services: k, rg, si, sv, unit, units (to debit, > 0), st (preset
---     outcome), zr (zero-rated), p (price {fi, fc, ni, nc, key, m}), ur (tier usage range);
---   w = {plan, bill cycle day, currency} rated with (see ccr.lua: o = "stale")
--- Returns: msgpack map {o = outcome, n, c = total cost, s = {{k, rg, si, o, u, g, c}, ...}};
---   o is "ok", "unknown_subscriber", "service_denied" or "stale"; a service's o is "ok",
---   "credit_limit_reached", "not_applicable" or its preset outcome.
+--
+-- ARGV[1], a msgpack map (quota_engine/store/contract.py: EventArgs, EventService):
+--   sid     session id
+--   acct    account id
+--   n       CC-Request-Number
+--   ts      request time (Unix s)
+--   now     server time (Unix s)
+--   ttl     seconds the result is kept for retransmissions (KEYS[3])
+--   uttl    seconds the usage hash lives after its last write (KEYS[5])
+--   peer    Origin-Host of the client
+--   ctx     Service-Context-Id
+--   ids     the subscriber's identities (list)
+--   w       [plan, bill cycle day, currency] rated with (see ccr.lua: o = "stale")
+--   s       the services, a list of maps:
+--     k       key: rating group, "si<n>" or "-"
+--     rg      Rating-Group
+--     si      Service-Identifier
+--     sv      service id (catalog)
+--     unit    "octets", "seconds" or "events"
+--     units   units to debit (> 0)
+--     st      preset outcome
+--     p       price, a map:
+--       fi      first increment (units)
+--       fc      first cost (micro-units)
+--       ni      next increment (units)
+--       nc      next cost (micro-units)
+--       key     changes when the price does
+--       m       the record's price metadata (msgpack map, kept opaque)
+--     zr      zero-rated (with p)
+--     ur      [from, until] usage range a tier price holds for (with p)
+--
+-- Returns a msgpack map (contract.py: ChargeAnswer, decode_debit):
+--   o       "ok", "unknown_subscriber", "service_denied" or "stale"
+--   n       CC-Request-Number
+--   c       total cost (micro-units)
+--   s       one map per service of ARGV's, in their order:
+--     rg      Rating-Group
+--     si      Service-Identifier
+--     o       "ok", "credit_limit_reached", "not_applicable" or the preset outcome
+--     u       unit
+--     g       units debited
+--     c       their cost
 --
 -- Each service's units are taken from the free units of applicable unit buckets first
 -- (priority, then soonest valid_to); the rest is charged charge(p, rest, false) in
@@ -30,24 +64,14 @@
 local req = cmsgpack.unpack(ARGV[1])
 local K_ACCT, K_BUCKETS, K_IDEM, K_RECORDS, K_USAGE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 
-local stored = redis.call('GET', K_IDEM)
+local stored = stored_answer(K_IDEM)
 if stored then
   return stored
 end
 
-local function answer(o)
-  return cmsgpack.pack({ o = o, n = req.n, c = 0, s = {} })
-end
-
-local A = account_info(K_ACCT)
-if not A then
-  return answer('unknown_subscriber')
-end
-if rated_with_outdated(A, req, K_USAGE) then
-  return answer('stale')
-end
-if A.status ~= 'active' then
-  return answer('service_denied')
+local A, refused = open_account(K_ACCT, req, K_USAGE, false)
+if refused then
+  return cmsgpack.pack({ o = refused, n = req.n, c = 0, s = {} })
 end
 
 local now, ts = req.now, req.ts
@@ -56,7 +80,7 @@ local S = { id = req.sid, acct = req.acct, peer = req.peer, ctx = req.ctx, ids =
 local out, records, refused, total = {}, {}, false, 0
 
 for _, sv in ipairs(req.s or {}) do
-  local res = { k = sv.k, rg = sv.rg, si = sv.si, u = sv.unit, o = 'ok', g = 0, c = 0 }
+  local res = { rg = sv.rg, si = sv.si, u = sv.unit, o = 'ok', g = 0, c = 0 }
   local units = tonumber(sv.units) or 0
   if sv.st then
     res.o = sv.st
@@ -109,6 +133,4 @@ end
 if any_usage and req.uttl then
   redis.call('EXPIRE', K_USAGE, req.uttl)
 end
-local result = cmsgpack.pack({ o = 'ok', n = req.n, c = total, s = out })
-redis.call('SET', K_IDEM, result, 'EX', req.ttl)
-return result
+return remember_answer(K_IDEM, { o = 'ok', n = req.n, c = total, s = out }, req.ttl)

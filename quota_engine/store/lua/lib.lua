@@ -471,3 +471,40 @@ local function rated_with_outdated(A, req, usage_key)
   end
   return false
 end
+
+-- ------------------------------------------------------------------ opening checks
+--
+-- What ccr.lua, event.lua and refund.lua check before they write anything, in this
+-- order (ccr.lua checks the session's request order between the two):
+--   stored_answer(idem_key): the answer stored for (session, n), returned as is to a
+--     retransmission, or false;
+--   open_account(account_key, req, usage_key, inactive_ok): the account (A) or why
+--     the request is refused: 'unknown_subscriber' (no account); 'stale' (when
+--     usage_key is given: rated with an outdated copy, rated_with_outdated above);
+--     'service_denied' (not active, unless inactive_ok).
+-- remember_answer stores the answer of a request that went through under the same
+-- key for ttl seconds, and returns it packed.
+
+local function stored_answer(idem_key)
+  return redis.call('GET', idem_key)
+end
+
+local function open_account(account_key, req, usage_key, inactive_ok)
+  local A = account_info(account_key)
+  if not A then
+    return nil, 'unknown_subscriber'
+  end
+  if usage_key and rated_with_outdated(A, req, usage_key) then
+    return nil, 'stale'
+  end
+  if A.status ~= 'active' and not inactive_ok then
+    return nil, 'service_denied'
+  end
+  return A, nil
+end
+
+local function remember_answer(idem_key, answer, ttl)
+  local blob = cmsgpack.pack(answer)
+  redis.call('SET', idem_key, blob, 'EX', ttl)
+  return blob
+end

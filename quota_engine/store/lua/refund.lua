@@ -7,12 +7,46 @@
 --   3 ocs:acct:{A}:idem:<session-id>:<n>  stored result STRING
 --   4 ocs:acct:{A}:records             STREAM of rated records
 --   5 ocs:acct:{A}:history             LIST of balance actions (JSON, oldest first)
--- ARGV:
---   1 msgpack map: sid, acct, n, ts, now, ttl, peer, ctx, ids,
---     s = list of services: k, rg, si, sv, unit, units, st (preset outcome),
---     p (price, for the record's metadata), amount (micro-units to credit, >= 0)
--- Returns: msgpack map {o, n, c = -(total money credited), s = {{k, rg, si, o, u, g, c}, ...}};
---   o is "ok" or "unknown_subscriber" (a refund is accepted whatever the status).
+--
+-- ARGV[1], a msgpack map (quota_engine/store/contract.py: RefundArgs, EventService):
+--   sid     session id
+--   acct    account id
+--   n       CC-Request-Number
+--   ts      request time (Unix s)
+--   now     server time (Unix s)
+--   ttl     seconds the result is kept for retransmissions (KEYS[3])
+--   peer    Origin-Host of the client
+--   ctx     Service-Context-Id
+--   ids     the subscriber's identities (list)
+--   s       the services, a list of maps:
+--     k       key: rating group, "si<n>" or "-"
+--     rg      Rating-Group
+--     si      Service-Identifier
+--     sv      service id (catalog)
+--     unit    "octets", "seconds" or "events"
+--     units   units refunded (for the record)
+--     st      preset outcome
+--     p       price, for the record's metadata, a map:
+--       fi      first increment (units)
+--       fc      first cost (micro-units)
+--       ni      next increment (units)
+--       nc      next cost (micro-units)
+--       key     changes when the price does
+--       m       the record's price metadata (msgpack map, kept opaque)
+--     zr      zero-rated (with p; for the record)
+--     amount  micro-units to credit (>= 0)
+--
+-- Returns a msgpack map (contract.py: ChargeAnswer, decode_debit):
+--   o       "ok" or "unknown_subscriber" (a refund is accepted whatever the status)
+--   n       CC-Request-Number
+--   c       minus the total money credited
+--   s       one map per service of ARGV's, in their order:
+--     rg      Rating-Group
+--     si      Service-Identifier
+--     o       "ok" or the preset outcome
+--     u       unit
+--     g       units refunded
+--     c       minus the money credited
 --
 -- Money goes to "main" (created if missing); a service with a preset outcome gets
 -- nothing. Each credited service gets one record (cause "refund", charged = -amount,
@@ -26,14 +60,14 @@
 local req = cmsgpack.unpack(ARGV[1])
 local K_ACCT, K_BUCKETS, K_IDEM, K_RECORDS, K_HISTORY = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 
-local stored = redis.call('GET', K_IDEM)
+local stored = stored_answer(K_IDEM)
 if stored then
   return stored
 end
 
-local A = account_info(K_ACCT)
-if not A then
-  return cmsgpack.pack({ o = 'unknown_subscriber', n = req.n, c = 0, s = {} })
+local A, refused = open_account(K_ACCT, req, nil, true)
+if refused then
+  return cmsgpack.pack({ o = refused, n = req.n, c = 0, s = {} })
 end
 
 local function json_str(v)
@@ -48,7 +82,7 @@ local B = load_buckets(K_BUCKETS)
 local S = { id = req.sid, acct = req.acct, peer = req.peer, ctx = req.ctx, ids = req.ids }
 local out, total = {}, 0
 for _, sv in ipairs(req.s or {}) do
-  local res = { k = sv.k, rg = sv.rg, si = sv.si, u = sv.unit, o = 'ok', g = 0, c = 0 }
+  local res = { rg = sv.rg, si = sv.si, u = sv.unit, o = 'ok', g = 0, c = 0 }
   local units = tonumber(sv.units) or 0
   local amount = tonumber(sv.amount) or 0
   local R = new_rg(sv, ts)
@@ -73,6 +107,4 @@ for _, sv in ipairs(req.s or {}) do
 end
 save_buckets(B)
 
-local result = cmsgpack.pack({ o = 'ok', n = req.n, c = -total, s = out })
-redis.call('SET', K_IDEM, result, 'EX', req.ttl)
-return result
+return remember_answer(K_IDEM, { o = 'ok', n = req.n, c = -total, s = out }, req.ttl)

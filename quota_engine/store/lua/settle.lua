@@ -6,11 +6,14 @@
 --   3 ocs:acct:{A}:sess:<session-id>   session STRING (msgpack)
 --   4 ocs:acct:{A}:sessions            ZSET session id -> deadline
 --   5 ocs:acct:{A}:records             STREAM of rated records
--- ARGV:
---   1 session id
---   2 now (Unix seconds)
--- Returns: msgpack map {o = "settled", records = count} | {o = "gone"} |
---   {o = "alive", dl = deadline}
+--
+-- ARGV[1]  session id (quota_engine/store/contract.py: SettleArgs)
+-- ARGV[2]  now (Unix seconds)
+--
+-- Returns a msgpack map (contract.py: SettleAnswer, decode_settle):
+--   o       "settled", "gone" or "alive"
+--   records  the count of records appended ("settled")
+--   dl      the session's deadline ("alive")
 --
 -- "gone": there is no such session (already terminated or settled); the ZSET entry is
 -- removed. "alive": its deadline is later than now (a CCR arrived meanwhile): nothing

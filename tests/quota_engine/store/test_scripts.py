@@ -6,12 +6,22 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import replace
 
 import msgpack
 import pytest
 
-from quota_engine.charging.sweeper import settle_keys
 from quota_engine.store import keys
+from quota_engine.store.contract import (
+    BalanceArgs,
+    CcrArgs,
+    EventService,
+    RefundArgs,
+    ScriptPrice,
+    SessionService,
+    SettleArgs,
+    pack,
+)
 from quota_engine.store.scripts import (
     BALANCE,
     CCR,
@@ -26,32 +36,26 @@ from quota_engine.store.scripts import (
 from tests.quota_engine.conftest import NOW, bucket, create_account, get_buckets
 
 ALL = [CCR, EVENT, REFUND, BALANCE, SETTLE]
-PRICE = {"fi": 10, "fc": 100, "ni": 10, "nc": 100, "key": "p1", "m": {"price": "p1"}}
+PRICE = ScriptPrice(10, 100, 10, 100, "p1", pack({"price": "p1"}))
 
 
-def ccr_keys(account="a1", session="s1", n=0):
-    return [
-        keys.account(account),
-        keys.buckets(account),
-        keys.session(account, session),
-        keys.sessions(account),
-        keys.idempotency(account, session, n),
-        keys.records(account),
-        keys.period_usage(account, "2025-03-01"),
-    ]
+def ccr_call(account="a1", kind="initial", n=0, services=None):
+    data = SessionService("10", 10, None, service="data", unit="octets", price=PRICE,
+                          requested=50, validity_time=60, threshold_percent=20)  # fmt: skip
+    return CcrArgs(
+        account=account, session_id="s1", request_number=n, request_type=kind, timestamp=NOW,
+        now=NOW, deadline=NOW + 100, idempotency_ttl=600, usage_ttl=3600, peer="pgw",
+        context="ctx", identities=["msisdn:1"], services=[data] if services is None else services,
+        rated_with=None, period="2025-03-01",
+    )  # fmt: skip
 
 
-def ccr_args(kind="initial", n=0, services=None, **extra):
-    args = {
-        "sid": "s1", "acct": "a1", "n": n, "type": kind, "ts": NOW, "now": NOW,
-        "dl": NOW + 100, "ttl": 600, "uttl": 3600, "peer": "pgw", "ctx": "ctx", "ids": ["msisdn:1"],
-        "s": services if services is not None else [
-            {"k": "10", "rg": 10, "sv": "data", "unit": "octets", "used": 0, "req": 50,
-             "p": PRICE, "zr": False, "vt": 60, "thr": 20},
-        ],
-    }  # fmt: skip
-    args.update(extra)
-    return [msgpack.packb(args)]
+def ccr_keys(account="a1", n=0):
+    return ccr_call(account, n=n).keys()
+
+
+def ccr_args(kind="initial", n=0, services=None):
+    return ccr_call(kind=kind, n=n, services=services).argv()
 
 
 def test_sources_expand_the_library_and_hash_locally():
@@ -177,13 +181,13 @@ async def test_ccr_checks_order_then_account(any_r):
 async def test_amounts_up_to_2_pow_53_stay_exact(any_r):
     big = 2**53 - 1
     await create_account(any_r, "a1", balance=big)
-    price = {"fi": 1, "fc": 2**52, "ni": 1, "nc": 1, "key": "big"}
-    services = [{"k": "1", "rg": 1, "sv": "data", "unit": "octets", "used": 0, "req": 3,
-                 "p": price, "zr": False}]  # fmt: skip
+    price = ScriptPrice(1, 2**52, 1, 1, "big", b"")
+    services = [SessionService("1", 1, None, service="data", unit="octets", price=price,
+                               requested=3)]  # fmt: skip
     await CCR(any_r, ccr_keys(), ccr_args(services=services))
     b = (await get_buckets(any_r, "a1"))["main"]
     assert (b["amount"], b["reserved"]) == (big, 2**52 + 2)
-    services[0].update(used=3, req=None)
+    services[0].used, services[0].requested = 3, None
     await CCR(any_r, ccr_keys(n=1), ccr_args("terminate", 1, services=services))
     b = (await get_buckets(any_r, "a1"))["main"]
     assert (b["amount"], b["reserved"]) == (big - 2**52 - 2, 0)
@@ -206,15 +210,20 @@ async def test_bucket_repacking_keeps_nils_and_unknown_fields(any_r):
 # ------------------------------------------------------------------ settle.lua
 
 
+def settle_call(now):
+    args = SettleArgs("a1", "s1", now)
+    return args.keys(), args.argv()
+
+
 async def test_settle_gone_alive_settled(any_r):
     await create_account(any_r, "a1", balance=1000)
-    gone = await SETTLE(any_r, settle_keys("a1", "s1"), ["s1", NOW])
+    gone = await SETTLE(any_r, *settle_call(NOW))
     assert msgpack.unpackb(gone, raw=False) == {"o": "gone"}
     await CCR(any_r, ccr_keys(), ccr_args())
-    alive = await SETTLE(any_r, settle_keys("a1", "s1"), ["s1", NOW + 99])
+    alive = await SETTLE(any_r, *settle_call(NOW + 99))
     assert msgpack.unpackb(alive, raw=False) == {"o": "alive", "dl": NOW + 100}
     assert (await get_buckets(any_r, "a1"))["main"]["reserved"] == 500
-    done = await SETTLE(any_r, settle_keys("a1", "s1"), ["s1", NOW + 100])
+    done = await SETTLE(any_r, *settle_call(NOW + 100))
     assert msgpack.unpackb(done, raw=False) == {"o": "settled", "records": 1}
     assert (await get_buckets(any_r, "a1"))["main"] == {
         **bucket("main", "money", 1000, priority=1000),
@@ -224,7 +233,7 @@ async def test_settle_gone_alive_settled(any_r):
     [(_, fields)] = await any_r.xrange(keys.records("a1"))
     rec = msgpack.unpackb(fields[b"r"], raw=False)
     assert (rec["id"], rec["cause"], rec["charged"]) == ("s1;1;10", "expired", 0)
-    again = await SETTLE(any_r, settle_keys("a1", "s1"), ["s1", NOW + 100])
+    again = await SETTLE(any_r, *settle_call(NOW + 100))
     assert msgpack.unpackb(again, raw=False) == {"o": "gone"}
     assert await any_r.xlen(keys.records("a1")) == 1
 
@@ -232,25 +241,23 @@ async def test_settle_gone_alive_settled(any_r):
 # ------------------------------------------------------------------ refund.lua, balance.lua
 
 
-def event_keys(extra):
-    return [keys.account("a1"), keys.buckets("a1"), keys.idempotency("a1", "e1", 0),
-            keys.records("a1"), extra]  # fmt: skip
-
-
 async def test_refund_credits_main_once(any_r):
     await create_account(any_r, "a1", balance=1000)
-    args = {"sid": "e1", "acct": "a1", "n": 0, "ts": NOW, "now": NOW, "ttl": 60,
-            "s": [{"k": "200", "rg": 200, "sv": "sms", "unit": "events", "units": 2,
-                   "amount": 180, "p": PRICE},
-                  {"k": "201", "rg": 201, "sv": "x", "unit": "events", "units": 1,
-                   "amount": 5, "st": "credit_limit_reached"}]}  # fmt: skip
-    raw = await REFUND(any_r, event_keys(keys.history("a1")), [msgpack.packb(args)])
+    args = RefundArgs(
+        account="a1", session_id="e1", request_number=0, timestamp=NOW, now=NOW,
+        idempotency_ttl=60, peer="", context="", identities=[],
+        services=[EventService("200", 200, None, service="sms", unit="events", units=2,
+                               amount=180, price=PRICE),
+                  EventService("201", 201, None, service="x", unit="events", units=1,
+                               amount=5, preset="credit_limit_reached")],
+    )  # fmt: skip
+    raw = await REFUND(any_r, args.keys(), args.argv())
     result = msgpack.unpackb(raw, raw=False)
     assert (result["o"], result["c"]) == ("ok", -180)
     assert [(s["o"], s["g"], s["c"]) for s in result["s"]] == [
         ("ok", 2, -180), ("credit_limit_reached", 0, 0),
     ]  # fmt: skip
-    assert await REFUND(any_r, event_keys(keys.history("a1")), [msgpack.packb(args)]) == raw
+    assert await REFUND(any_r, args.keys(), args.argv()) == raw
     assert (await get_buckets(any_r, "a1"))["main"]["amount"] == 1180
     [(_, fields)] = await any_r.xrange(keys.records("a1"))
     rec = msgpack.unpackb(fields[b"r"], raw=False)
@@ -262,16 +269,16 @@ async def test_refund_credits_main_once(any_r):
 
 async def test_balance_is_read_only_and_counts_services_together(any_r):
     await create_account(any_r, "a1", balance=250)
-    svc = {"k": "1", "rg": 1, "sv": "sms", "unit": "events", "units": 10, "p": PRICE}
-    args = {"now": NOW, "s": [svc, dict(svc, k="2", rg=2)]}
+    svc = EventService("1", 1, None, service="sms", unit="events", units=10, price=PRICE)
+    args = BalanceArgs("a1", NOW, [svc, replace(svc, key="2", rating_group=2)])
     before = await any_r.hgetall(keys.buckets("a1"))
-    raw = await BALANCE(any_r, [keys.account("a1"), keys.buckets("a1")], [msgpack.packb(args)])
+    raw = await BALANCE(any_r, args.keys(), args.argv())
     result = msgpack.unpackb(raw, raw=False)
     # 10 units cost 100 (one first increment): 250 pays both (200)
     assert [s["o"] for s in result["s"]] == ["ok", "ok"] and result["bal"] == 250
     # 20 units cost 200: the first is affordable, the second is not (50 left)
-    args["s"] = [dict(svc, units=20), dict(svc, k="2", rg=2, units=20)]
-    raw = await BALANCE(any_r, [keys.account("a1"), keys.buckets("a1")], [msgpack.packb(args)])
+    args.services = [replace(svc, units=20), replace(svc, key="2", rating_group=2, units=20)]
+    raw = await BALANCE(any_r, args.keys(), args.argv())
     result = msgpack.unpackb(raw, raw=False)
     assert result["o"] == "insufficient_balance"
     assert [s["o"] for s in result["s"]] == ["ok", "insufficient_balance"]

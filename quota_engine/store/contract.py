@@ -1,0 +1,577 @@
+"""The typed Python <-> Lua contract of the charging scripts: their KEYS, ARGV and answers.
+
+Each charging script of ``lua/`` takes a few keys of one account and one argument (a
+msgpack map with short keys, settle.lua two plain values) and answers a msgpack map.
+This module is the one place that knows those shapes: the engine and the sweeper build
+an argument object, take its :meth:`keys` and :meth:`argv` for the script call and
+decode the answer with the script's decoder.
+
+============  ==============  =================================  ============  ==============
+script        arguments       one service (its encoder)          answer        decoder
+============  ==============  =================================  ============  ==============
+ccr.lua       CcrArgs         SessionService (wire)              ChargeAnswer  decode_ccr
+event.lua     EventArgs       EventService (wire_event)          ChargeAnswer  decode_debit
+refund.lua    RefundArgs      EventService (wire_refund)         ChargeAnswer  decode_debit
+balance.lua   BalanceArgs     EventService (wire_balance)        ChargeAnswer  decode_balance
+settle.lua    SettleArgs      -                                  SettleAnswer  decode_settle
+============  ==============  =================================  ============  ==============
+
+The services of the answers are decoded into the model's own
+:class:`~quota_engine.model.ServiceGrant` (:data:`GRANT_WIRE`), and a price is a
+:class:`ScriptPrice`. The deadline index the engine updates next to ccr.lua is
+:mod:`quota_engine.store.deadlines`.
+
+Every field names its wire key in its metadata (``sid``, ``rg``, ...; ``None``: the
+field only names KEYS); the encoders (``wire()``) and decoders are written out by hand
+all the same, because they run once per request and once per service on the hot path.
+tests/quota_engine/store/test_contract.py checks encoders, decoders and metadata against
+each other and against the contract header of each ``.lua`` file.
+
+The argument and answer classes are not frozen: they are built once per call, where a
+frozen dataclass costs six times as much to build. :class:`ScriptPrice`, built once per
+distinct price and shared by many calls, is frozen and keeps its wire map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, NamedTuple
+
+import msgpack
+
+from quota_engine.model import Outcome, ServiceGrant, Unit
+from quota_engine.store import keys
+
+__all__ = [
+    "GRANT_WIRE",
+    "STALE",
+    "BalanceArgs",
+    "CcrArgs",
+    "ChargeAnswer",
+    "EventArgs",
+    "EventService",
+    "RatedService",
+    "RatedWith",
+    "RefundArgs",
+    "ScriptPrice",
+    "SessionService",
+    "SettleAnswer",
+    "SettleArgs",
+    "balance_answer",
+    "ccr_answer",
+    "debit_answer",
+    "decode_balance",
+    "decode_ccr",
+    "decode_debit",
+    "decode_settle",
+    "pack",
+    "settle_answer",
+]
+
+STALE: Final = "stale"
+"""The outcome of a ccr.lua or event.lua call whose request was rated with an outdated
+copy of the account (lib.lua ``rated_with_outdated``): nothing was written, the engine
+rates the request again. Not an :class:`~quota_engine.model.Outcome`: it never leaves
+the engine."""
+
+
+def pack(value: Any) -> bytes:
+    """msgpack for the scripts: Redis' cmsgpack knows no bin type, so bytes and str
+    both go as str."""
+    packed: bytes = msgpack.packb(value, use_bin_type=False)
+    return packed
+
+
+def _unpack(raw: bytes) -> Any:
+    return msgpack.unpackb(raw, raw=False)
+
+
+def _wire(name: str | int | None) -> dict[str, str | int | None]:
+    """A field's metadata: its key in the wire map (an int: its ARGV position;
+    None: the field only names KEYS)."""
+    return {"wire": name}
+
+
+_UNITS: Final = {u.value: u for u in Unit}
+_OUTCOMES: Final = {o.value: o for o in Outcome}
+
+# ------------------------------------------------------------------ arguments
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptPrice:
+    """A price as the scripts take it (``p``): the four numbers of the linear formula
+    (lib.lua ``charge``), a key that changes when the price does, and the rated
+    record's price metadata, msgpack-encoded (a map the scripts splice into the
+    record as is)."""
+
+    first_increment: int = field(metadata=_wire("fi"))
+    first_cost: int = field(metadata=_wire("fc"))
+    next_increment: int = field(metadata=_wire("ni"))
+    next_cost: int = field(metadata=_wire("nc"))
+    key: str = field(metadata=_wire("key"))
+    record_metadata: bytes = field(metadata=_wire("m"))
+    _wire_map: dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        wire_map = {
+            "fi": self.first_increment,
+            "fc": self.first_cost,
+            "ni": self.next_increment,
+            "nc": self.next_cost,
+            "key": self.key,
+            "m": self.record_metadata,
+        }
+        object.__setattr__(self, "_wire_map", wire_map)
+
+    def wire(self) -> dict[str, Any]:
+        """The wire map, built once (callers must not change it)."""
+        return self._wire_map
+
+
+class RatedWith(NamedTuple):
+    """The account fields a request was rated with (``w``, a list on the wire); the
+    scripts compare them with the account's before writing anything."""
+
+    plan: str
+    bill_cycle_day: str
+    currency: str
+
+
+@dataclass(slots=True)
+class RatedService:
+    """What rating made of one service of a request; the part every charging script
+    takes. ``key`` is :func:`quota_engine.store.records.rg_key` of the two ids."""
+
+    key: str = field(metadata=_wire("k"))
+    rating_group: int | None = field(metadata=_wire("rg"))
+    service_identifier: int | None = field(metadata=_wire("si"))
+    service: str | None = field(default=None, metadata=_wire("sv"))
+    """The catalog's service id (None: no service for these ids)."""
+    unit: str | None = field(default=None, metadata=_wire("unit"))
+    preset: str | None = field(default=None, metadata=_wire("st"))
+    """An outcome decided before the script runs (e.g. ``"no_tariff"``)."""
+    price: ScriptPrice | None = field(default=None, metadata=_wire("p"))
+    zero_rated: bool = field(default=False, metadata=_wire("zr"))
+    usage_range: tuple[int, int] | None = field(default=None, metadata=_wire("ur"))
+    """``(from, until)`` of period usage a tier price holds for (until -1: no bound)."""
+
+
+@dataclass(slots=True)
+class SessionService(RatedService):
+    """One service (MSCC) of a session request, for ccr.lua. The grant fields
+    (``validity_time`` to ``redirect_address``) go with ``requested`` only."""
+
+    used: int = field(default=0, metadata=_wire("used"))
+    final: bool = field(default=False, metadata=_wire("final"))
+    requested: int | None = field(default=None, metadata=_wire("req"))
+    """Units wanted, not rounded (ccr.lua rounds with the continuation flag); None: no
+    new grant."""
+    validity_time: int | None = field(default=None, metadata=_wire("vt"))
+    threshold_percent: int | None = field(default=None, metadata=_wire("thr"))
+    holding_time: int | None = field(default=None, metadata=_wire("qht"))
+    final_action: str | None = field(default=None, metadata=_wire("fa"))
+    redirect_address: str | None = field(default=None, metadata=_wire("ra"))
+
+    def wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "k": self.key,
+            "rg": self.rating_group,
+            "si": self.service_identifier,
+            "sv": self.service,
+            "unit": self.unit,
+            "used": self.used,
+            "final": self.final,
+        }
+        if self.preset is not None:
+            out["st"] = self.preset
+        price = self.price
+        if price is not None:
+            out["p"] = price.wire()
+            out["zr"] = self.zero_rated
+            if self.usage_range is not None:
+                out["ur"] = self.usage_range
+        if self.requested is not None:
+            out["req"] = self.requested
+            out["vt"] = self.validity_time
+            out["thr"] = self.threshold_percent
+            out["qht"] = self.holding_time
+            out["fa"] = self.final_action
+            out["ra"] = self.redirect_address
+        return out
+
+
+@dataclass(slots=True)
+class EventService(RatedService):
+    """One service of a CCR-Event: debited (event.lua), refunded (refund.lua) or
+    checked (balance.lua); each script has its encoder."""
+
+    units: int = field(default=0, metadata=_wire("units"))
+    amount: int | None = field(default=None, metadata=_wire("amount"))
+    """Micro-units to credit back (refund.lua)."""
+
+    def _rated(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "k": self.key,
+            "rg": self.rating_group,
+            "si": self.service_identifier,
+            "sv": self.service,
+            "unit": self.unit,
+            "units": self.units,
+        }
+        if self.preset is not None:
+            out["st"] = self.preset
+        if self.price is not None:
+            out["p"] = self.price.wire()
+            out["zr"] = self.zero_rated
+        return out
+
+    def wire_event(self) -> dict[str, Any]:
+        out = self._rated()
+        if self.usage_range is not None and self.price is not None:
+            out["ur"] = self.usage_range
+        return out
+
+    def wire_refund(self) -> dict[str, Any]:
+        out = self._rated()
+        if self.amount is not None:
+            out["amount"] = self.amount
+        return out
+
+    def wire_balance(self) -> dict[str, Any]:
+        return self._rated()
+
+
+@dataclass(slots=True)
+class CcrArgs:
+    """ccr.lua: one CCR-Initial, -Update or -Terminate."""
+
+    account: str = field(metadata=_wire("acct"))
+    session_id: str = field(metadata=_wire("sid"))
+    request_number: int = field(metadata=_wire("n"))
+    request_type: str = field(metadata=_wire("type"))
+    """``"initial"``, ``"update"`` or ``"terminate"``."""
+    timestamp: int = field(metadata=_wire("ts"))
+    now: int = field(metadata=_wire("now"))
+    deadline: int = field(metadata=_wire("dl"))
+    """The session's deadline after this request (the sweeper settles it then)."""
+    idempotency_ttl: int = field(metadata=_wire("ttl"))
+    usage_ttl: int = field(metadata=_wire("uttl"))
+    peer: str = field(metadata=_wire("peer"))
+    context: str = field(metadata=_wire("ctx"))
+    identities: Sequence[str] = field(metadata=_wire("ids"))
+    services: list[SessionService] = field(metadata=_wire("s"))
+    rated_with: RatedWith | None = field(metadata=_wire("w"))
+    """None: not checked (the engine always sends it)."""
+    period: str = field(metadata=_wire(None))
+    """The bill period whose usage hash the script updates (KEYS[7])."""
+
+    def keys(self) -> list[str]:
+        account, session = self.account, self.session_id
+        return [
+            keys.account(account),
+            keys.buckets(account),
+            keys.session(account, session),
+            keys.sessions(account),
+            keys.idempotency(account, session, self.request_number),
+            keys.records(account),
+            keys.period_usage(account, self.period),
+        ]
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "sid": self.session_id,
+            "acct": self.account,
+            "n": self.request_number,
+            "type": self.request_type,
+            "ts": self.timestamp,
+            "now": self.now,
+            "dl": self.deadline,
+            "ttl": self.idempotency_ttl,
+            "uttl": self.usage_ttl,
+            "peer": self.peer,
+            "ctx": self.context,
+            "ids": self.identities,
+            "s": [service.wire() for service in self.services],
+            "w": self.rated_with,
+        }
+
+    def argv(self) -> list[bytes]:
+        return [pack(self.wire())]
+
+
+@dataclass(slots=True)
+class EventArgs:
+    """event.lua: a CCR-Event that debits its services now (DIRECT_DEBITING)."""
+
+    account: str = field(metadata=_wire("acct"))
+    session_id: str = field(metadata=_wire("sid"))
+    request_number: int = field(metadata=_wire("n"))
+    timestamp: int = field(metadata=_wire("ts"))
+    now: int = field(metadata=_wire("now"))
+    idempotency_ttl: int = field(metadata=_wire("ttl"))
+    usage_ttl: int = field(metadata=_wire("uttl"))
+    peer: str = field(metadata=_wire("peer"))
+    context: str = field(metadata=_wire("ctx"))
+    identities: Sequence[str] = field(metadata=_wire("ids"))
+    services: list[EventService] = field(metadata=_wire("s"))
+    rated_with: RatedWith | None = field(metadata=_wire("w"))
+    period: str = field(metadata=_wire(None))
+    """The bill period whose usage hash the script updates (KEYS[5])."""
+
+    def keys(self) -> list[str]:
+        account = self.account
+        return [
+            keys.account(account),
+            keys.buckets(account),
+            keys.idempotency(account, self.session_id, self.request_number),
+            keys.records(account),
+            keys.period_usage(account, self.period),
+        ]
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "sid": self.session_id,
+            "acct": self.account,
+            "n": self.request_number,
+            "ts": self.timestamp,
+            "now": self.now,
+            "ttl": self.idempotency_ttl,
+            "uttl": self.usage_ttl,
+            "peer": self.peer,
+            "ctx": self.context,
+            "ids": self.identities,
+            "s": [service.wire_event() for service in self.services],
+            "w": self.rated_with,
+        }
+
+    def argv(self) -> list[bytes]:
+        return [pack(self.wire())]
+
+
+@dataclass(slots=True)
+class RefundArgs:
+    """refund.lua: a CCR-Event that credits money back (REFUND_ACCOUNT)."""
+
+    account: str = field(metadata=_wire("acct"))
+    session_id: str = field(metadata=_wire("sid"))
+    request_number: int = field(metadata=_wire("n"))
+    timestamp: int = field(metadata=_wire("ts"))
+    now: int = field(metadata=_wire("now"))
+    idempotency_ttl: int = field(metadata=_wire("ttl"))
+    peer: str = field(metadata=_wire("peer"))
+    context: str = field(metadata=_wire("ctx"))
+    identities: Sequence[str] = field(metadata=_wire("ids"))
+    services: list[EventService] = field(metadata=_wire("s"))
+
+    def keys(self) -> list[str]:
+        account = self.account
+        return [
+            keys.account(account),
+            keys.buckets(account),
+            keys.idempotency(account, self.session_id, self.request_number),
+            keys.records(account),
+            keys.history(account),
+        ]
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "sid": self.session_id,
+            "acct": self.account,
+            "n": self.request_number,
+            "ts": self.timestamp,
+            "now": self.now,
+            "ttl": self.idempotency_ttl,
+            "peer": self.peer,
+            "ctx": self.context,
+            "ids": self.identities,
+            "s": [service.wire_refund() for service in self.services],
+        }
+
+    def argv(self) -> list[bytes]:
+        return [pack(self.wire())]
+
+
+@dataclass(slots=True)
+class BalanceArgs:
+    """balance.lua: a CCR-Event that asks whether its services are affordable
+    (CHECK_BALANCE). Read-only."""
+
+    account: str = field(metadata=_wire(None))
+    now: int = field(metadata=_wire("now"))
+    services: list[EventService] = field(metadata=_wire("s"))
+
+    def keys(self) -> list[str]:
+        return [keys.account(self.account), keys.buckets(self.account)]
+
+    def wire(self) -> dict[str, Any]:
+        return {"now": self.now, "s": [service.wire_balance() for service in self.services]}
+
+    def argv(self) -> list[bytes]:
+        return [pack(self.wire())]
+
+
+@dataclass(slots=True)
+class SettleArgs:
+    """settle.lua: settle one session whose deadline passed (the sweeper)."""
+
+    account: str = field(metadata=_wire(None))
+    session_id: str = field(metadata=_wire(1))
+    now: int = field(metadata=_wire(2))
+
+    def keys(self) -> list[str]:
+        account = self.account
+        return [
+            keys.account(account),
+            keys.buckets(account),
+            keys.session(account, self.session_id),
+            keys.sessions(account),
+            keys.records(account),
+        ]
+
+    def argv(self) -> list[Any]:
+        return [self.session_id, self.now]
+
+
+# ------------------------------------------------------------------ answers
+
+
+@dataclass(slots=True)
+class ChargeAnswer:
+    """The answer of ccr.lua, event.lua, refund.lua or balance.lua. Which fields a
+    script sets: its decoder's docstring."""
+
+    outcome: str = field(metadata=_wire("o"))
+    """An :class:`~quota_engine.model.Outcome` value, or :data:`STALE`."""
+    services: list[ServiceGrant] = field(metadata=_wire("s"))
+    """One per service of the arguments, in their order."""
+    request_number: int | None = field(default=None, metadata=_wire("n"))
+    deadline: int | None = field(default=None, metadata=_wire("dl"))
+    """ccr.lua: the session's deadline when it is alive after the call, else None."""
+    cost: int | None = field(default=None, metadata=_wire("c"))
+    """event.lua: the money debited; refund.lua: minus the money credited."""
+    balance: int | None = field(default=None, metadata=_wire("bal"))
+    """balance.lua: the free money."""
+
+    @property
+    def is_stale(self) -> bool:
+        return self.outcome == STALE
+
+
+GRANT_WIRE: Final = {
+    "rating_group": "rg",
+    "service_identifier": "si",
+    "outcome": "o",
+    "unit": "u",
+    "granted": "g",
+    "validity_time": "vt",
+    "quota_threshold": "thr",
+    "quota_holding_time": "qht",
+    "final_unit": "fu",
+    "final_action": "fa",
+    "redirect_address": "ra",
+    "cost": "c",
+}
+"""The wire key of each :class:`~quota_engine.model.ServiceGrant` field in the
+answers' services (``s``): the scripts' per-service answer is decoded into the model's
+own type, with no object in between."""
+
+
+def _session_grants(items: Sequence[Mapping[str, Any]]) -> list[ServiceGrant]:
+    grants = []
+    for item in items:
+        unit = item.get("u")
+        grants.append(
+            ServiceGrant(
+                rating_group=item.get("rg"),
+                service_identifier=item.get("si"),
+                outcome=_OUTCOMES[item["o"]],
+                unit=_UNITS.get(unit) if unit else None,
+                granted=item.get("g", 0),
+                validity_time=item.get("vt"),
+                quota_threshold=item.get("thr"),
+                quota_holding_time=item.get("qht"),
+                final_unit=bool(item.get("fu")),
+                final_action=item.get("fa"),
+                redirect_address=item.get("ra"),
+                cost=item.get("c", 0),
+            )
+        )
+    return grants
+
+
+def _debit_grants(items: Sequence[Mapping[str, Any]]) -> list[ServiceGrant]:
+    grants = []
+    for item in items:
+        unit = item.get("u")
+        grants.append(
+            ServiceGrant(
+                rating_group=item.get("rg"),
+                service_identifier=item.get("si"),
+                outcome=_OUTCOMES[item["o"]],
+                unit=_UNITS.get(unit) if unit else None,
+                granted=item.get("g", 0),
+                cost=item.get("c", 0),
+            )
+        )
+    return grants
+
+
+def ccr_answer(answer: Mapping[str, Any]) -> ChargeAnswer:
+    """ccr.lua's answer map: outcome, request number, deadline, services."""
+    return ChargeAnswer(
+        answer["o"],
+        _session_grants(answer.get("s") or ()),
+        request_number=answer.get("n"),
+        deadline=answer.get("dl"),
+    )
+
+
+def debit_answer(answer: Mapping[str, Any]) -> ChargeAnswer:
+    """event.lua's or refund.lua's answer map: outcome, request number, cost, services."""
+    return ChargeAnswer(
+        answer["o"],
+        _debit_grants(answer.get("s") or ()),
+        request_number=answer.get("n"),
+        cost=answer.get("c"),
+    )
+
+
+def balance_answer(answer: Mapping[str, Any]) -> ChargeAnswer:
+    """balance.lua's answer map: outcome, free money, services."""
+    return ChargeAnswer(
+        answer["o"], _debit_grants(answer.get("s") or ()), balance=answer.get("bal")
+    )
+
+
+def decode_ccr(raw: bytes) -> ChargeAnswer:
+    return ccr_answer(_unpack(raw))
+
+
+def decode_debit(raw: bytes) -> ChargeAnswer:
+    return debit_answer(_unpack(raw))
+
+
+def decode_balance(raw: bytes) -> ChargeAnswer:
+    return balance_answer(_unpack(raw))
+
+
+@dataclass(slots=True)
+class SettleAnswer:
+    """settle.lua's answer."""
+
+    outcome: str = field(metadata=_wire("o"))
+    """``"settled"``, ``"gone"`` (no such session) or ``"alive"`` (its deadline is later)."""
+    records: int = field(default=0, metadata=_wire("records"))
+    """Records appended (``"settled"``)."""
+    deadline: int | None = field(default=None, metadata=_wire("dl"))
+    """The session's deadline (``"alive"``)."""
+
+
+def settle_answer(answer: Mapping[str, Any]) -> SettleAnswer:
+    return SettleAnswer(answer["o"], answer.get("records", 0), answer.get("dl"))
+
+
+def decode_settle(raw: bytes) -> SettleAnswer:
+    return settle_answer(_unpack(raw))
