@@ -308,7 +308,7 @@ def _section(name: str, cls: type, default: Any, raw: dict[str, Any], problems: 
 
 
 def _range(where: str, value: Any, integer: bool, problems: list[str]) -> Range | None:
-    kind = int if integer else (int, float)
+    kind: type | tuple[type, ...] = int if integer else (int, float)
     if isinstance(value, list):
         if len(value) != 2 or not all(
             isinstance(v, kind) and not isinstance(v, bool) for v in value
@@ -361,7 +361,11 @@ def validate(scenario: Scenario) -> list[str]:
         problems.append("run.timeout: must be above 0")
     if run.arrival not in ("uniform", "poisson"):
         problems.append("run.arrival: must be uniform or poisson")
-    for name, spec in (("data", scenario.data), ("voice", scenario.voice)):
+    sessions: tuple[tuple[str, DataService | VoiceService], ...] = (
+        ("data", scenario.data),
+        ("voice", scenario.voice),
+    )
+    for name, spec in sessions:
         if spec.updates.high > 10_000:
             problems.append(f"{name}.updates: at most 10000 per session")
     return problems

@@ -299,7 +299,7 @@ class StrideMix:
 
 def _result_code(answer: Message) -> int:
     try:
-        code = answer.get(c.AVP_RESULT_CODE)
+        code: int | None = answer.get(c.AVP_RESULT_CODE)
         if code is None:
             experimental = answer.group(c.AVP_EXPERIMENTAL_RESULT)
             if experimental is not None:
