@@ -70,7 +70,7 @@ from quota_engine.store.catalogs import CatalogStore, CatalogStoreError, json_re
 
 Runner = Callable[[Settings], int]
 
-_METAVARS = {"int": "N", "float": "SECONDS", "str_tuple": "A,B,..."}
+_METAVARS = {"int": "N", "optional_int": "N|none", "float": "SECONDS", "str_tuple": "A,B,..."}
 _log = logging.getLogger("ocs")
 
 

@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+from quota_engine.charging.settings import EngineSettings
+
 ENV_PREFIX = "OCS_"
 #: Environment variable naming the config file (read by the CLI, not a setting).
 CONFIG_ENV = "OCS_CONFIG"
@@ -236,6 +238,15 @@ def _url_has_password(url: str) -> bool:
         return False
 
 
+def _optional_int_range(low: int, high: int) -> Rule:
+    def accept(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(value)
+        return value
+
+    return Rule(f'must be an integer from {low} to {high}, or "none"', accept)
+
+
 _PORT = _int_range(1, 65535)
 _UNSIGNED32 = _int_range(0, 2**32 - 1)
 _HOST = Rule("must be an IP address or a host name", _accept_host)
@@ -243,6 +254,11 @@ _DIAMETER_IDENTITY = Rule(
     "must be a DiameterIdentity (an FQDN such as ocs.example.net)", _accept_fqdn
 )
 _TIMEOUT = _seconds(0, inclusive=False)
+_INT31 = 2**31 - 1
+_CACHE_SIZE = _int_range(1, 100_000_000)
+_CACHE_TTL = _seconds(0, inclusive=True, note=" (0: no cache)")
+#: The engine's own defaults, so that [charging] and EngineSettings never disagree.
+_ENGINE = EngineSettings()
 
 
 def setting(default: Any, doc: str, rule: Rule, *, secret: bool = False) -> Any:
@@ -304,6 +320,11 @@ class Settings:
     diameter_duplicate_ttl: float = setting(
         240.0, "Seconds an answer is remembered for duplicate detection.", _TIMEOUT
     )
+    diameter_max_inflight_batches: int = setting(
+        256,
+        "Batches being answered on one connection before it is no longer read.",
+        _int_range(1, 1_000_000),
+    )
     http_host: str = setting(
         "0.0.0.0", "Address the HTTP server (health, metrics) listens on.", _HOST
     )
@@ -333,6 +354,93 @@ class Settings:
         "./data/redis",
         "Data directory of the private redis-server (AOF, log).",
         Rule("must be a non-empty path", _accept_nonempty),
+    )
+    redis_tls_ca_file: str | None = setting(
+        None,
+        "CA certificates (PEM) to verify a rediss:// server with; unset = the system's.",
+        Rule("must be a non-empty path", _accept_nonempty),
+    )
+    redis_tls_cert_file: str | None = setting(
+        None,
+        "Client certificate (PEM) for a rediss:// server that asks for one.",
+        Rule("must be a non-empty path", _accept_nonempty),
+    )
+    redis_tls_key_file: str | None = setting(
+        None,
+        "Private key (PEM) of redis.tls_cert_file.",
+        Rule("must be a non-empty path", _accept_nonempty),
+    )
+    charging_validity_time: int = setting(
+        _ENGINE.validity_time,
+        "Validity-Time of a grant in seconds (cut at the next change of rate).",
+        _int_range(1, 2**32 - 1),
+    )
+    charging_default_octets: int = setting(
+        _ENGINE.default_octets,
+        "Octets granted when the client lets the server decide (empty RSU).",
+        _int_range(1, 2**40),
+    )
+    charging_default_seconds: int = setting(
+        _ENGINE.default_seconds,
+        "Seconds granted when the client lets the server decide.",
+        _int_range(1, _INT31),
+    )
+    charging_default_events: int = setting(
+        _ENGINE.default_events,
+        "Events (service-specific units) granted when the client lets the server decide.",
+        _int_range(1, _INT31),
+    )
+    charging_grace: int = setting(
+        _ENGINE.grace,
+        "Seconds after a grant's validity before the sweeper settles a silent session.",
+        _int_range(1, _INT31),
+    )
+    charging_quota_threshold_percent: int | None = setting(
+        _ENGINE.quota_threshold_percent,
+        "Volume/Time-Quota-Threshold as a percentage of the grant; none = not sent.",
+        _optional_int_range(0, 100),
+    )
+    charging_quota_holding_time: int | None = setting(
+        _ENGINE.quota_holding_time,
+        "Quota-Holding-Time in seconds; unset = not sent.",
+        _optional_int_range(0, 2**32 - 1),
+    )
+    charging_idempotency_ttl: int = setting(
+        _ENGINE.idempotency_ttl,
+        "Seconds an answer is kept in Redis for retransmitted CCRs.",
+        _int_range(1, _INT31),
+    )
+    charging_identity_cache_ttl: float = setting(
+        _ENGINE.identity_cache_ttl,
+        "Seconds an identity -> account mapping is reused without reading Redis.",
+        _CACHE_TTL,
+    )
+    charging_identity_cache_size: int = setting(
+        _ENGINE.identity_cache_size, "Identities kept in that cache.", _CACHE_SIZE
+    )
+    charging_account_cache_ttl: float = setting(
+        _ENGINE.account_cache_ttl,
+        "Seconds an account's plan, cycle day, currency and usage are reused (checked by the scripts).",
+        _CACHE_TTL,
+    )
+    charging_account_cache_size: int = setting(
+        _ENGINE.account_cache_size, "Accounts kept in that cache.", _CACHE_SIZE
+    )
+    charging_usage_ttl: int = setting(
+        _ENGINE.usage_ttl,
+        "Seconds a bill period's usage (for tiers) is kept after its last write.",
+        _int_range(1, _INT31),
+    )
+    charging_max_batch: int = setting(
+        256,
+        "Most requests charged together in one engine call (one Redis round trip).",
+        _int_range(1, 100_000),
+    )
+    charging_sweep_interval: float = setting(
+        1.0, "Seconds between two rounds of the expired-session sweeper.", _TIMEOUT
+    )
+    charging_sweep_limit: int = setting(
+        100, "Expired sessions settled per sweeper pipeline.", _int_range(1, 100_000)
     )
     api_url: str | None = setting(
         None,
@@ -378,7 +486,7 @@ class SettingSpec:
     name: str  # field name: diameter_port
     section: str  # diameter
     key: str  # port
-    kind: str  # int | float | str | optional_str | str_tuple | tokens
+    kind: str  # int | optional_int | float | str | optional_str | str_tuple | tokens
     default: Any
     doc: str
     rule: Rule
@@ -410,6 +518,7 @@ class SettingSpec:
 
 _KINDS: dict[Any, str] = {
     int: "int",
+    int | None: "optional_int",
     float: "float",
     str: "str",
     str | None: "optional_str",
@@ -461,11 +570,15 @@ class _Invalid(Exception):
 
 
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
+#: How an optional integer is unset in every layer (TOML has no null).
+_NONE_TEXT = ("", "none")
 
 
 def _from_text(spec: SettingSpec, text: str) -> Any:
     """Parse an environment or command-line string to the field's type."""
-    if spec.kind == "int":
+    if spec.kind in ("int", "optional_int"):
+        if spec.kind == "optional_int" and text.strip().lower() in _NONE_TEXT:
+            return None
         if not _INT_TEXT.fullmatch(text.strip()):
             raise _Invalid(text)
         return int(text)
@@ -486,6 +599,10 @@ def _check_type(spec: SettingSpec, value: Any) -> Any:
     ok: bool
     if spec.kind == "int":
         ok = isinstance(value, int) and not isinstance(value, bool)
+    elif spec.kind == "optional_int":
+        if isinstance(value, str) and value.strip().lower() in _NONE_TEXT:
+            return None
+        ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
     elif spec.kind == "float":
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         value = float(value) if ok else value
@@ -646,6 +763,19 @@ def _cross_check(values: Mapping[str, Any], names: Mapping[str, str]) -> list[st
         diameter = names.get("diameter_port", "diameter.port")
         http = names.get("http_port", "http.port")
         problems.append(f"{http}: must differ from {diameter} (both {values['http_port']})")
+    url = values["redis_url"] or ""
+    for name in ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file"):
+        if values[name] is not None and not url.startswith("rediss://"):
+            shown = names.get(name, _BY_NAME[name].toml_name)
+            problems.append(f"{shown}: needs a rediss:// redis.url (TLS)")
+    cert, key = values["redis_tls_cert_file"], values["redis_tls_key_file"]
+    if (cert is None) != (key is None):
+        missing = "redis_tls_key_file" if key is None else "redis_tls_cert_file"
+        given = "redis_tls_cert_file" if key is None else "redis_tls_key_file"
+        problems.append(
+            f"{names.get(given, _BY_NAME[given].toml_name)}: needs "
+            f"{_BY_NAME[missing].toml_name} too"
+        )
     return problems
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import signal
@@ -40,8 +41,9 @@ from protocol.connection import Application, Node, PeerConnection, Timers
 from protocol.messages import Codec, LocalIdentity
 from protocol.server import DiameterServer
 from quota_engine.accounts.provisioning import provision_demo
-from quota_engine.charging.engine import ChargingEngine, EngineSettings
+from quota_engine.charging.engine import ChargingEngine
 from quota_engine.charging.observer import NO_OBSERVER, EngineObserver
+from quota_engine.charging.settings import EngineSettings
 from quota_engine.charging.sweeper import Sweeper
 from quota_engine.store.redis_link import RedisAddress, RedisLink
 
@@ -89,6 +91,7 @@ def build_node(
         cer_timeout=settings.diameter_cer_timeout,
         dpa_timeout=settings.diameter_dpa_timeout,
         max_message_size=settings.diameter_max_message_size,
+        max_inflight_batches=settings.diameter_max_inflight_batches,
     )
     cache = AnswerCache(settings.diameter_duplicate_cache_size, settings.diameter_duplicate_ttl)
     return Node(codec, policy, timers, application, DiameterMetrics(metrics), cache)
@@ -123,6 +126,17 @@ async def redis_connection(settings: Settings) -> AsyncIterator[aioredis.Redis]:
             log_event(logger, "embedded_redis_stopped")
 
 
+def engine_settings(settings: Settings) -> EngineSettings:
+    """The engine's settings from ``[charging]``: field ``x`` of :class:`EngineSettings`
+    is setting ``charging_x`` (``[charging] x``)."""
+    return EngineSettings(
+        **{
+            field.name: getattr(settings, f"charging_{field.name}")
+            for field in dataclasses.fields(EngineSettings)
+        }
+    )
+
+
 @contextlib.asynccontextmanager
 async def charging(
     settings: Settings, store: aioredis.Redis, observer: EngineObserver = NO_OBSERVER
@@ -142,9 +156,14 @@ async def charging(
     link = link_to(store)
     if link is not None:
         await link.ensure_connected()
-    engine = ChargingEngine(store, holder.current, EngineSettings(), link=link, observer=observer)
+    engine = ChargingEngine(
+        store, holder.current, engine_settings(settings), link=link, observer=observer
+    )
     stop_sweeping = asyncio.Event()
-    sweeper = asyncio.create_task(Sweeper(engine).run(stop_sweeping), name="ocs-sweeper")
+    sweeping = Sweeper(
+        engine, settings.charging_sweep_interval, limit=settings.charging_sweep_limit
+    )
+    sweeper = asyncio.create_task(sweeping.run(stop_sweeping), name="ocs-sweeper")
     try:
         yield engine
     finally:
@@ -189,7 +208,7 @@ async def serve(settings: Settings, stop: asyncio.Event, *, own_process: bool = 
 
         connections: set[PeerConnection] = set()
         routes = Routes(connections)
-        coalescer = ChargingCoalescer(engine.charge)
+        coalescer = ChargingCoalescer(engine.charge, max_batch=settings.charging_max_batch)
         node = build_node(
             settings,
             metrics,

@@ -7,8 +7,8 @@ of the event loop would each pay their own round trip: a write and a read on bot
 sides, an event-loop wake-up in Redis. On the 2-core machine of docs/benchmarks.md
 that per-round-trip cost is larger than the charging itself, so
 :class:`ChargingCoalescer` gathers every batch submitted during one turn (up to
-``max_batch`` requests) and runs them as ONE ``engine.charge`` call, at the end of
-the turn (``loop.call_soon``). It adds no timer and no waiting: a lone request is
+``max_batch`` requests, setting ``charging.max_batch``) and runs them as ONE
+``engine.charge`` call, at the end of the turn (``loop.call_soon``). It adds no timer and no waiting: a lone request is
 charged in the next turn, as before.
 
 Each caller gets its own slice of the results. A request that failed in the shared

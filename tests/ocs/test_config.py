@@ -288,7 +288,7 @@ BAD_TOML = [
     ("[zzz]\nport = 1", "unknown section [zzz]"),
     (
         "port = 1",
-        "port: unknown top-level key; settings belong in sections ([diameter], [http], [redis], [api], [log])",
+        "port: unknown top-level key; settings belong in sections ([diameter], [http], [redis], [charging], [api], [log])",
     ),
     ("diameter = 1", "diameter: must be a table [diameter], got 1"),
     ("[diameter.peers]\nx = 1", "diameter.peers: unknown key"),
@@ -548,3 +548,110 @@ def test_float_defaults_are_floats():
     for spec in SPECS:
         if spec.kind == "float":
             assert isinstance(spec.default, float) and math.isfinite(spec.default)
+
+
+# --- [charging] and the Redis TLS files -------------------------------------------------
+
+
+def test_charging_defaults_are_the_engines():
+    from quota_engine.charging.settings import EngineSettings
+
+    engine = EngineSettings()
+    settings = Settings()
+    for field in dataclasses.fields(EngineSettings):
+        assert getattr(settings, f"charging_{field.name}") == getattr(engine, field.name)
+
+
+def test_optional_integers_are_unset_with_none_in_every_layer(tmp_path):
+    path = write(
+        tmp_path, '[charging]\nquota_threshold_percent = "none"\nquota_holding_time = 30\n'
+    )
+    settings = load_settings(path, env={})
+    assert (settings.charging_quota_threshold_percent, settings.charging_quota_holding_time) == (
+        None,
+        30,
+    )
+    env = {"OCS_CHARGING_QUOTA_HOLDING_TIME": "none", "OCS_CHARGING_QUOTA_THRESHOLD_PERCENT": "5"}
+    settings = load_settings(path, env)
+    assert (settings.charging_quota_threshold_percent, settings.charging_quota_holding_time) == (
+        5,
+        None,
+    )
+    settings = load_settings(path, env, {"charging_quota_threshold_percent": "None"})
+    assert settings.charging_quota_threshold_percent is None
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        (
+            "[charging]\nquota_threshold_percent = 101",
+            'charging.quota_threshold_percent: must be an integer from 0 to 100, or "none", got 101',
+        ),
+        (
+            '[charging]\nquota_holding_time = "soon"',
+            "charging.quota_holding_time: must be an integer from 0 to 4294967295, "
+            "or \"none\", got 'soon'",
+        ),
+        (
+            "[charging]\nquota_threshold_percent = true",
+            'charging.quota_threshold_percent: must be an integer from 0 to 100, or "none", '
+            "got True",
+        ),
+        (
+            "[charging]\nvalidity_time = 0",
+            "charging.validity_time: must be an integer from 1 to 4294967295, got 0",
+        ),
+        (
+            "[charging]\naccount_cache_ttl = -1",
+            "charging.account_cache_ttl: must be a number of seconds, at least 0 (0: no cache), got -1.0",
+        ),
+        (
+            "[charging]\nmax_batch = 0",
+            "charging.max_batch: must be an integer from 1 to 100000, got 0",
+        ),
+        (
+            "[charging]\nsweep_interval = 0",
+            "charging.sweep_interval: must be a number of seconds, greater than 0, got 0.0",
+        ),
+        (
+            "[charging]\nidentity_cache_size = 0",
+            "charging.identity_cache_size: must be an integer from 1 to 100000000, got 0",
+        ),
+        (
+            "[diameter]\nmax_inflight_batches = 0",
+            "diameter.max_inflight_batches: must be an integer from 1 to 1000000, got 0",
+        ),
+        ("[charging]\ngrase = 1", "charging.grase: unknown key, did you mean charging.grace?"),
+    ],
+)
+def test_bad_charging_values_are_named_as_written(tmp_path, toml, message):
+    assert check_config(write(tmp_path, toml + "\n")) == [message]
+
+
+def test_the_charging_env_vars_and_flags_are_typed():
+    settings = load_settings(
+        env={"OCS_CHARGING_IDENTITY_CACHE_TTL": "0", "OCS_CHARGING_DEFAULT_OCTETS": "1000"},
+        overrides={"charging_max_batch": "64", "diameter_max_inflight_batches": "8"},
+    )
+    assert settings.charging_identity_cache_ttl == 0.0
+    assert settings.charging_default_octets == 1000
+    assert (settings.charging_max_batch, settings.diameter_max_inflight_batches) == (64, 8)
+
+
+def test_tls_files_need_a_rediss_url_and_come_as_cert_and_key(tmp_path):
+    assert errors_of(env={"OCS_REDIS_TLS_CA_FILE": "/etc/ca.pem"}) == [
+        "OCS_REDIS_TLS_CA_FILE: needs a rediss:// redis.url (TLS)"
+    ]
+    path = write(
+        tmp_path, '[redis]\nurl = "rediss://redis.example.net:6380/0"\ntls_cert_file = "c.pem"\n'
+    )
+    assert check_config(path) == ["redis.tls_cert_file: needs redis.tls_key_file too"]
+    settings = load_settings(
+        path, env={"OCS_REDIS_TLS_KEY_FILE": "k.pem", "OCS_REDIS_TLS_CA_FILE": "ca.pem"}
+    )
+    assert (
+        settings.redis_tls_ca_file,
+        settings.redis_tls_cert_file,
+        settings.redis_tls_key_file,
+    ) == ("ca.pem", "c.pem", "k.pem")
