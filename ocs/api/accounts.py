@@ -8,6 +8,7 @@ the same validation and store calls as ``ocs provision``.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from aiohttp import web
 
@@ -50,7 +51,7 @@ async def list_accounts(request: web.Request) -> web.Response:
     return paged(items, len(ids))
 
 
-def _candidate(entry: dict, currency: str) -> Account:
+def _candidate(entry: dict[str, Any], currency: str) -> Account:
     """The account the provisioning entry describes (its defaults as provisioning has them)."""
     return Account(
         id=entry["id"],

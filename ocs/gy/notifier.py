@@ -32,6 +32,7 @@ import redis.asyncio as aioredis
 from ocs.gy.peer_routes import Route, Routes
 from ocs.logs import log_event
 from protocol.dictionary import constants as c
+from protocol.messages import AvpSpec
 from quota_engine.store.events import (
     ACCOUNT_BARRED,
     CREDIT_ADDED,
@@ -242,11 +243,11 @@ def has_final_unit(session: dict[str, Any]) -> bool:
     return any(service.get("final_unit") for service in session.get("services") or ())
 
 
-def request_avps(route: Route, command: int, session_id: str) -> list:
+def request_avps(route: Route, command: int, session_id: str) -> list[AvpSpec]:
     """The AVPs of a RAR (RFC 8506 §3.3) or an ASR (RFC 6733 §8.5.1) for one session,
     addressed to the network element that owns it (through a relay if need be)."""
     identity = route.connection.node.codec.identity
-    avps: list = [
+    avps: list[AvpSpec] = [
         (c.AVP_SESSION_ID, session_id),
         (c.AVP_ORIGIN_HOST, identity.origin_host),
         (c.AVP_ORIGIN_REALM, identity.origin_realm),

@@ -43,8 +43,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from quota_engine.accounts.errors import (
     ActionRefusedError,
     KeyReusedError,
@@ -61,6 +59,7 @@ from quota_engine.accounts.model import (
 )
 from quota_engine.store.accounts import AccountStore
 from quota_engine.store.balance_actions import apply_balance_action, read_history
+from quota_engine.store.clients import StoreClient
 from quota_engine.store.events import ACCOUNT_BARRED, CREDIT_ADDED, publish_account_event
 from quota_engine.store.limits import MAX_AMOUNT
 from quota_engine.store.scripts import BALANCE_ACTION
@@ -150,7 +149,7 @@ class BalanceActions:
     unless the store was given a fixed catalog).
     """
 
-    def __init__(self, redis: aioredis.Redis, accounts: AccountStore | None = None) -> None:
+    def __init__(self, redis: StoreClient, accounts: AccountStore | None = None) -> None:
         self._redis = redis
         self._accounts = accounts or AccountStore(redis)
 

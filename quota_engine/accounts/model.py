@@ -15,7 +15,7 @@ import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import msgpack
 
@@ -82,7 +82,7 @@ _MAX_IDENTITY = 255
 # --------------------------------------------------------------------------- values
 
 
-def is_int(value: Any, low: int, high: int) -> bool:
+def is_int(value: Any, low: int, high: int) -> TypeGuard[int]:
     """Whether ``value`` is an ``int`` (not a bool) from ``low`` to ``high``."""
     return type(value) is int and low <= value <= high
 
@@ -216,7 +216,8 @@ class Bucket:
         }
 
     def pack(self) -> bytes:
-        return msgpack.packb(self.to_map())
+        packed: bytes = msgpack.packb(self.to_map())
+        return packed
 
     @classmethod
     def unpack(cls, bucket_id: str, data: bytes) -> Bucket:

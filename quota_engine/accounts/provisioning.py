@@ -428,7 +428,11 @@ async def _check_redis(
         problems: list[tuple[str, str]] = []
         plan.existing = await store.get_account(account.id)
         parent = account.parent
-        if parent_in_redis[index] and await store.get_account(parent) is None:
+        if (
+            parent is not None
+            and parent_in_redis[index]
+            and await store.get_account(parent) is None
+        ):
             problems.append(
                 (
                     f"{plan.path}.parent",

@@ -25,7 +25,6 @@ import dataclasses
 import json
 import time
 
-import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from quota_engine.accounts.errors import AccountError, ConflictError, NotFoundError, refusal
@@ -45,6 +44,7 @@ from quota_engine.accounts.model import (
 from quota_engine.catalog import Catalog
 from quota_engine.store import keys
 from quota_engine.store.catalogs import CatalogStore
+from quota_engine.store.clients import StoreClient
 from quota_engine.store.events import ACCOUNT_BARRED, CREDIT_ADDED, publish_account_event
 from quota_engine.store.limits import MAX_AMOUNT
 from quota_engine.store.scripts import CREDIT, PUT_BUCKET, RELEASE_IDENTITY, SET_STATUS
@@ -63,7 +63,7 @@ class AccountStore:
     catalog at all, accounts and buckets are refused.
     """
 
-    def __init__(self, redis: aioredis.Redis, *, catalog: Catalog | None = None) -> None:
+    def __init__(self, redis: StoreClient, *, catalog: Catalog | None = None) -> None:
         self._redis = redis
         self._fixed_catalog = catalog
         self._catalogs = CatalogStore(redis)

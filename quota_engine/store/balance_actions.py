@@ -9,9 +9,8 @@ key (see lua/balance_action.lua for the contract).
 
 from __future__ import annotations
 
-from typing import Any
-
 from quota_engine.store import keys
+from quota_engine.store.clients import StoreClient
 from quota_engine.store.limits import MAX_AMOUNT
 from quota_engine.store.scripts import BALANCE_ACTION
 from quota_engine.store.text import text
@@ -25,7 +24,7 @@ def idempotency_key(account_id: str, key: str) -> str:
 
 
 async def apply_balance_action(
-    redis: Any,
+    redis: StoreClient,
     account_id: str,
     *,
     key: str,
@@ -57,7 +56,7 @@ async def apply_balance_action(
 
 
 async def read_history(
-    redis: Any, account_id: str, offset: int = 0, limit: int = 100
+    redis: StoreClient, account_id: str, offset: int = 0, limit: int = 100
 ) -> tuple[int, list[bytes]]:
     """``(total, raw entries)``: the account's history entries, newest first, skipping
     the ``offset`` newest."""

@@ -15,11 +15,10 @@ from collections.abc import Mapping
 from datetime import date, datetime, time
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from quota_engine.catalog import DEMO_CATALOG_PATH, Catalog, CatalogError, load_catalog
 from quota_engine.store import keys
-from quota_engine.store.text import text as _text
+from quota_engine.store.clients import StoreClient, Subscriber
+from quota_engine.store.text import text
 
 __all__ = [
     "CatalogStore",
@@ -66,17 +65,18 @@ def canonical_json(document: Mapping[str, Any]) -> str:
 def demo_catalog_document() -> dict[str, Any]:
     """The demo catalog (quota_engine/catalog/demo_catalog.toml) as a JSON-ready document."""
     with DEMO_CATALOG_PATH.open("rb") as fh:
-        return json_ready(tomllib.load(fh))
+        document: dict[str, Any] = json_ready(tomllib.load(fh))
+    return document
 
 
-async def subscribe_activations(pubsub: Any) -> None:
+async def subscribe_activations(pubsub: Subscriber) -> None:
     """Subscribe a redis-py ``PubSub`` to the announcements of :meth:`CatalogStore.activate`
     (each message's data is the newly active version)."""
     await pubsub.subscribe(keys.CATALOG_CHANNEL)
 
 
 class CatalogStore:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: StoreClient) -> None:
         self._redis = redis
 
     async def save(self, catalog_document: Mapping[str, Any]) -> str:
@@ -87,11 +87,12 @@ class CatalogStore:
         """
         document = json_ready(catalog_document)
         catalog = load_catalog(document)
-        text = canonical_json(document)
+        canonical = canonical_json(document)
         key = keys.catalog(catalog.version)
-        if await self._redis.set(key, text.encode(), nx=True):
+        if await self._redis.set(key, canonical.encode(), nx=True):
             return catalog.version
-        if _text(await self._redis.get(key)) != text:
+        stored = await self._redis.get(key)
+        if stored is None or text(stored) != canonical:
             raise CatalogStoreError(
                 f"catalog version {catalog.version!r} is already saved with a different "
                 "document; give the changed catalog a new version"
@@ -100,8 +101,11 @@ class CatalogStore:
 
     async def document(self, version: str) -> dict[str, Any] | None:
         """The saved document of ``version``, or None."""
-        text = await self._redis.get(keys.catalog(version))
-        return None if text is None else json.loads(text)
+        stored = await self._redis.get(keys.catalog(version))
+        if stored is None:
+            return None
+        document: dict[str, Any] = json.loads(stored)
+        return document
 
     async def load(self, version: str) -> Catalog | None:
         """The saved catalog of ``version`` (validated again), or None."""
@@ -109,7 +113,8 @@ class CatalogStore:
         return None if document is None else load_catalog(document)
 
     async def active_version(self) -> str | None:
-        return _text(await self._redis.get(keys.CATALOG_ACTIVE))
+        version = await self._redis.get(keys.CATALOG_ACTIVE)
+        return None if version is None else text(version)
 
     async def active(self) -> Catalog | None:
         """The active catalog, or None when no version is active."""
@@ -132,9 +137,8 @@ class CatalogStore:
         if only_if_none:
             changed = bool(await self._redis.set(keys.CATALOG_ACTIVE, version, nx=True))
         else:
-            changed = (
-                _text(await self._redis.set(keys.CATALOG_ACTIVE, version, get=True)) != version
-            )
+            previous = await self._redis.set(keys.CATALOG_ACTIVE, version, get=True)
+            changed = previous is None or text(previous) != version
         if changed:
             await self._redis.publish(keys.CATALOG_CHANNEL, version)
         return changed

@@ -9,7 +9,10 @@ either one (or a Cluster client, a test double) fits where it may:
   (identity and account reads, script calls, deadline index updates) needs only this,
   so it runs on a RedisLink.
 * :class:`RedisClient`: a pipeline client that also answers single commands: the
-  engine's slower side (the sessions view, the sweeper) and the stores.
+  engine's slower side (the sessions view, the sweeper).
+* :class:`StoreClient`: a client with what the account, catalog and balance-action
+  stores call as well (hashes, sets, lists, streams, publishing, WATCH/MULTI);
+  :class:`Subscriber` the pub/sub object they subscribe.
 
 Commands return ``Any``: replies are bytes, ints, lists or maps as the server sends
 them, and redis-py types its own returns as "awaitable or not".
@@ -20,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-__all__ = ["Pipeline", "PipelineClient", "RedisClient"]
+__all__ = ["Pipeline", "PipelineClient", "RedisClient", "StoreClient", "Subscriber"]
 
 
 class Pipeline(Protocol):
@@ -66,3 +69,41 @@ class RedisClient(PipelineClient, Protocol):
         start: int | None = None,
         num: int | None = None,
     ) -> Any: ...
+
+
+class StoreClient(RedisClient, Protocol):
+    """What the account, catalog and balance-action stores call (redis-py's asyncio
+    Redis or RedisCluster): single commands, publishing, and for WATCH/MULTI a
+    transactional pipeline (typed ``Any``: redis-py's own is untyped)."""
+
+    def pipeline(self, transaction: bool = ...) -> Any: ...
+
+    def exists(self, *names: str) -> Any: ...
+
+    def set(self, name: str, value: str | bytes, *, nx: bool = ..., get: bool = ...) -> Any: ...
+
+    def hget(self, name: str, key: str) -> Any: ...
+
+    def hgetall(self, name: str) -> Any: ...
+
+    def smembers(self, name: str) -> Any: ...
+
+    def sadd(self, name: str, *values: str) -> Any: ...
+
+    def srem(self, name: str, *values: str) -> Any: ...
+
+    def llen(self, name: str) -> Any: ...
+
+    def lrange(self, name: str, start: int, end: int) -> Any: ...
+
+    def xlen(self, name: str) -> Any: ...
+
+    def xrange(self, name: str, min: str = ..., max: str = ..., count: int | None = ...) -> Any: ...
+
+    def publish(self, channel: str, message: str) -> Any: ...
+
+
+class Subscriber(Protocol):
+    """A redis-py ``PubSub``, as the store subscribes it to a channel."""
+
+    async def subscribe(self, *channels: str) -> Any: ...

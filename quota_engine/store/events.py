@@ -17,9 +17,9 @@ subscribes with :func:`subscribe_account_events` and reads with
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from quota_engine.store import keys
+from quota_engine.store.clients import StoreClient, Subscriber
 
 __all__ = [
     "ACCOUNT_BARRED",
@@ -33,13 +33,13 @@ CREDIT_ADDED = "credit_added"
 ACCOUNT_BARRED = "account_barred"
 
 
-async def publish_account_event(redis: Any, event: str, account_id: str) -> None:
+async def publish_account_event(redis: StoreClient, event: str, account_id: str) -> None:
     """Publish ``event`` (:data:`CREDIT_ADDED` or :data:`ACCOUNT_BARRED`) for an account."""
     message = json.dumps({"event": event, "account": account_id})
     await redis.publish(keys.EVENTS_CHANNEL, message)
 
 
-async def subscribe_account_events(pubsub: Any) -> None:
+async def subscribe_account_events(pubsub: Subscriber) -> None:
     """Subscribe a redis-py ``PubSub`` to the account events."""
     await pubsub.subscribe(keys.EVENTS_CHANNEL)
 

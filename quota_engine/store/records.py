@@ -16,6 +16,7 @@ from typing import Any
 import msgpack
 
 from quota_engine.store import keys
+from quota_engine.store.clients import StoreClient
 from quota_engine.store.text import lossy_text
 
 __all__ = [
@@ -99,7 +100,7 @@ def decode_record(data: bytes) -> dict[str, Any]:
 
 
 async def read_records(
-    redis: Any, account_id: str, start: str = "-", count: int | None = 100, end: str = "+"
+    redis: StoreClient, account_id: str, start: str = "-", count: int | None = 100, end: str = "+"
 ) -> list[dict[str, Any]]:
     """Records of an account in stream order, from stream id ``start`` (inclusive;
     ``"(<id>"`` for exclusive). Each dict carries its stream id as ``stream_id``."""
@@ -113,6 +114,6 @@ async def read_records(
     return out
 
 
-async def count_records(redis: Any, account_id: str) -> int:
+async def count_records(redis: StoreClient, account_id: str) -> int:
     """How many rated records the account's stream holds."""
     return int(await redis.xlen(keys.records(account_id)))

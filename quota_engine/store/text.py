@@ -27,13 +27,9 @@ __all__ = ["lossy_text", "raw_text", "text"]
 _T = TypeVar("_T")
 
 
-@overload
-def text(value: bytes | str) -> str: ...
-@overload
-def text(value: None) -> None: ...
-def text(value: bytes | str | None) -> str | None:
-    """``value`` decoded as strict UTF-8 (``UnicodeDecodeError`` on a bad byte);
-    ``str`` and ``None`` unchanged."""
+def text(value: bytes | str) -> str:
+    """``value`` decoded as strict UTF-8 (``UnicodeDecodeError`` on a bad byte); a
+    ``str`` unchanged."""
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
