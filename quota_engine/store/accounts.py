@@ -69,7 +69,7 @@ class AccountStore:
         self._catalogs = CatalogStore(redis)
         self._cached: tuple[str, Catalog] | None = None
 
-    # -- catalog and events
+    # -- catalog
 
     async def catalog(self) -> Catalog:
         """The catalog accounts are checked against; :class:`AccountError` when none."""
