@@ -63,7 +63,7 @@ class CreditControlEcho(Application):
         if message.header.command_code == constants.CMD_CREDIT_CONTROL:
             answer.cc_request_type = message.cc_request_type
             answer.cc_request_number = message.cc_request_number
-            field = _GRANT.get(getattr(message, "service_context_id", None), "cc_total_octets")
+            field = _GRANT.get(getattr(message, "service_context_id", ""), "cc_total_octets")
             terminating = message.cc_request_type == constants.E_CC_REQUEST_TYPE_TERMINATION_REQUEST
             services = []
             for request_mscc in getattr(message, "multiple_services_credit_control", None) or []:
@@ -130,7 +130,8 @@ class ProtocolEcho:
                 (c.AVP_CC_REQUEST_NUMBER, message.get(c.AVP_CC_REQUEST_NUMBER)),
             ]
             unit = self.units.get(
-                message.get(c.AVP_SERVICE_CONTEXT_ID), self.units[c.SERVICE_CONTEXT_PS_CHARGING]
+                message.get(c.AVP_SERVICE_CONTEXT_ID, default=""),
+                self.units[c.SERVICE_CONTEXT_PS_CHARGING],
             )
             for mscc in message.groups(c.AVP_MULTIPLE_SERVICES_CREDIT_CONTROL):
                 inner: list[AvpSpec] = []
