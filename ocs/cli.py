@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from ocs.api.client import ApiClient, ApiRefused, ApiUnreachable
 from ocs.config import (
@@ -50,11 +49,10 @@ from ocs.config import (
     SettingSpec,
     check_config,
     load_settings,
-    redact_url,
 )
-from ocs.embedded_redis import HOST, LOCK_FILE, EmbeddedRedis, EmbeddedRedisError
 from ocs.logs import configure_logging, log_event
 from ocs.metrics import package_version
+from ocs.redis_store import StoreUnavailable, open_store
 from quota_engine.accounts.model import (
     ACCOUNT_KINDS,
     Account,
@@ -261,32 +259,6 @@ class _CommandError(Exception):
         self.code = code
 
 
-def running_embedded_url(data_dir: str | Path) -> str | None:
-    """URL of the private redis-server a running ``ocs serve`` holds ``data_dir`` with.
-
-    The data directory's lock file names the server's pid. On Linux, ``/proc`` tells
-    whether that process runs in the directory (redis-server changes into its ``--dir``)
-    and its port (from its process title ``redis-server 127.0.0.1:PORT``, or from
-    ``--port`` when the title is not rewritten). None when none is found.
-    """
-    directory = Path(data_dir).resolve()
-    try:
-        pid = int((directory / LOCK_FILE).read_text().split()[0])
-        proc = Path(f"/proc/{pid}")
-        if Path(os.readlink(proc / "cwd")) != directory:
-            return None
-        argv = (proc / "cmdline").read_bytes().decode(errors="replace").replace("\0", " ").split()
-    except (OSError, ValueError, IndexError):
-        return None
-    if not argv or "redis-server" not in argv[0]:
-        return None
-    if "--port" in argv[:-1]:
-        port = argv[argv.index("--port") + 1]
-    else:
-        port = next((a.rpartition(":")[2] for a in argv[1:] if a.startswith(f"{HOST}:")), "")
-    return f"redis://{HOST}:{int(port)}/0" if port.isdigit() else None
-
-
 def _settings_for(args: argparse.Namespace, env: Mapping[str, str], command: str) -> Settings:
     config_file = args.config or env.get(CONFIG_ENV) or None
     names = ("redis_url", "redis_data_dir", "api_url")
@@ -301,33 +273,13 @@ def _settings_for(args: argparse.Namespace, env: Mapping[str, str], command: str
 
 @contextlib.asynccontextmanager
 async def _redis(settings: Settings, command: str) -> AsyncIterator[aioredis.Redis]:
-    """The configured Redis, else the private one of ``redis.data_dir`` (see module doc)."""
-    embedded: EmbeddedRedis | None = None
-    url = settings.redis_url or running_embedded_url(settings.redis_data_dir)
-    if url is None:
-        embedded = EmbeddedRedis(Path(settings.redis_data_dir))
-        try:
-            url = await asyncio.to_thread(embedded.start)
-        except EmbeddedRedisError as exc:
-            raise _CommandError(
-                2,
-                f"ocs {command}: no redis.url is set and the private Redis of "
-                f"{settings.redis_data_dir} cannot be used: {exc}\n"
-                "Give the Redis to use with --redis-url, OCS_REDIS_URL or redis.url.",
-            ) from None
-    client = aioredis.Redis.from_url(url)
+    """The Redis of the settings, as ``ocs serve`` opens it, else the private one of
+    ``redis.data_dir`` (see the module doc); unusable: exit code 2."""
     try:
-        try:
-            await client.ping()
-        except (RedisError, OSError) as exc:
-            raise _CommandError(
-                2, f"ocs {command}: cannot reach Redis at {redact_url(url)}: {exc}"
-            ) from None
-        yield client
-    finally:
-        await client.aclose()
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
+        async with open_store(settings, share_running=True) as client:
+            yield client
+    except StoreUnavailable as error:
+        raise _CommandError(2, f"ocs {command}: {error}") from None
 
 
 async def _provision(settings: Settings, path: str) -> int:

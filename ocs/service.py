@@ -16,25 +16,20 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from redis.asyncio.connection import SSLConnection
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.retry import Retry
 
 from ocs.api.app import create_app
 from ocs.catalog_holder import CatalogHolder, NoActiveCatalog
 from ocs.config import Settings
-from ocs.embedded_redis import EmbeddedRedis
 from ocs.gy.application import CreditControlApplication
 from ocs.gy.coalescer import ChargingCoalescer
 from ocs.gy.notifier import Notifier
 from ocs.gy.peer_routes import Routes
 from ocs.logs import log_event
 from ocs.metrics import Metrics
+from ocs.redis_store import StoreUnavailable, open_store
 from protocol.answer_cache import AnswerCache
 from protocol.base import PeerPolicy
 from protocol.connection import Application, Node, PeerConnection, Timers
@@ -45,7 +40,7 @@ from quota_engine.charging.engine import ChargingEngine
 from quota_engine.charging.observer import NO_OBSERVER, EngineObserver
 from quota_engine.charging.settings import EngineSettings
 from quota_engine.charging.sweeper import Sweeper
-from quota_engine.store.redis_link import RedisAddress, RedisLink
+from quota_engine.store.connect import link_to
 
 logger = logging.getLogger("ocs.service")
 
@@ -97,35 +92,6 @@ def build_node(
     return Node(codec, policy, timers, application, DiameterMetrics(metrics), cache)
 
 
-def redis_retry_policy() -> Retry:
-    """One immediate retry of a command whose connection was lost, none after a
-    timeout. Every write the OCS sends is idempotent (scripts keyed by session and
-    request number, balance actions by their id), so a command resent on a new
-    connection cannot charge twice; a timed-out one may still be running, and
-    waiting seconds between retries would outlast the client's Tx timer anyway."""
-    return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
-
-
-@contextlib.asynccontextmanager
-async def redis_connection(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    """The configured Redis, or a private embedded one for the lifetime of the node."""
-    embedded: EmbeddedRedis | None = None
-    url = settings.redis_url
-    if not url:
-        embedded = EmbeddedRedis(Path(settings.redis_data_dir))
-        url = await asyncio.to_thread(embedded.start)
-        log_event(logger, "embedded_redis_started", url=url, data_dir=settings.redis_data_dir)
-    client = aioredis.Redis.from_url(url, retry=redis_retry_policy())
-    try:
-        await client.ping()
-        yield client
-    finally:
-        await client.aclose()
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
-            log_event(logger, "embedded_redis_stopped")
-
-
 def engine_settings(settings: Settings) -> EngineSettings:
     """The engine's settings from ``[charging]``: field ``x`` of :class:`EngineSettings`
     is setting ``charging_x`` (``[charging] x``)."""
@@ -174,30 +140,11 @@ async def charging(
             await link.aclose()
 
 
-def link_to(store: aioredis.Redis) -> RedisLink | None:
-    """A :class:`RedisLink` to ``store``'s server, for the charging hot path; None
-    for a TLS connection (``rediss://``), which RedisLink does not speak: the engine
-    then sends its pipelines through ``store``."""
-    pool = store.connection_pool
-    if issubclass(pool.connection_class, SSLConnection):
-        return None
-    options = pool.connection_kwargs
-    address = RedisAddress(
-        host=options.get("host", "localhost"),
-        port=int(options.get("port", 6379)),
-        path=options.get("path"),
-        db=int(options.get("db", 0)),
-        username=options.get("username"),
-        password=options.get("password"),
-    )
-    return RedisLink(address, client_name="ocs-charging")
-
-
 async def serve(settings: Settings, stop: asyncio.Event, *, own_process: bool = False) -> None:
     """Run one OCS node until ``stop`` is set; ``own_process``: the node is the whole
     process (``ocs serve``), which may tune process-wide settings for it."""
     metrics = Metrics()
-    async with redis_connection(settings) as store, charging(settings, store, metrics) as engine:
+    async with open_store(settings) as store, charging(settings, store, metrics) as engine:
 
         async def health() -> dict[str, bool]:
             try:
@@ -281,7 +228,7 @@ def run(settings: Settings) -> int:
         runner = uvloop.run
     try:
         runner(_main(settings))
-    except NoActiveCatalog as error:
+    except (NoActiveCatalog, StoreUnavailable) as error:
         print(f"ocs serve: {error}", file=sys.stderr)
         return 2
     return 0

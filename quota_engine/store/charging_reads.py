@@ -117,4 +117,5 @@ async def open_session_states(
 def unpack_session_state(raw: bytes) -> dict[str, Any]:
     """A stored session (msgpack map, written by ccr.lua)."""
     # a session holds the records' price metadata as msgpack inside a string (not UTF-8)
-    return msgpack.unpackb(raw, raw=False, unicode_errors="surrogateescape")
+    state: dict[str, Any] = msgpack.unpackb(raw, raw=False, unicode_errors="surrogateescape")
+    return state

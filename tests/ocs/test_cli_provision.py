@@ -8,8 +8,9 @@ import textwrap
 import pytest
 import redis
 
-from ocs.cli import main, running_embedded_url
+from ocs.cli import main
 from ocs.embedded_redis import EmbeddedRedis
+from ocs.redis_store import running_embedded_url
 from quota_engine.accounts.provisioning import DEMO_DATA_PATH
 from quota_engine.catalog import DEMO_CATALOG_PATH
 from quota_engine.store import keys
