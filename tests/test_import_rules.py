@@ -9,9 +9,8 @@ Inside them, packages are named after their jobs: ``quota_engine/`` holds ``cata
 (model, parser), ``charging/`` (engine, rating, sweeper), ``accounts/`` (the account
 model, provisioning, balance actions) and ``store/``, the only place that knows Redis
 key names: only modules of ``quota_engine/store/`` import ``quota_engine.store.keys``
-(:data:`KEY_SCHEMA_IMPORTERS`; for now also ``quota_engine/charging/``, whose Redis
-calls are moving into store functions) and no other module writes a string that starts
-like a key (``ocs:acct:...``). Everyone else (the API, the Gy notifier, the catalog
+(:data:`KEY_SCHEMA_IMPORTERS`) and no other module writes a string that starts like a
+key (``ocs:acct:...``). Everyone else (the API, the Gy notifier, the catalog
 holder, accounts) goes through store functions; the store itself imports the models it
 stores (``catalog``, ``accounts.model`` and ``accounts.errors``), never the services
 above it. ``ocs/`` holds ``gy/`` (the Gy/Ro application) and ``api/`` (the HTTP API).
@@ -41,10 +40,9 @@ _CIMPORT = re.compile(r"^\s*(?:from\s+([\w.]+)\s+c?import|c?import\s+([\w.]+))",
 _CFROM = re.compile(r"^\s*from\s+([\w.]+)\s+c?import\s+\(?([\w, ]+)", re.M)
 
 KEY_SCHEMA = "quota_engine.store.keys"
-KEY_SCHEMA_IMPORTERS = ("quota_engine/store/", "quota_engine/charging/")
-"""Where a module may import :data:`KEY_SCHEMA`. ``quota_engine/charging/`` is there
-only until the engine's and the sweeper's Redis calls are store functions; then this
-is ``quota_engine/store/`` alone."""
+KEY_SCHEMA_IMPORTERS = ("quota_engine/store/",)
+"""Where a module may import :data:`KEY_SCHEMA` (the engine and the sweeper, which did
+until the layout issue, call store functions now)."""
 KEY_START = re.compile(r"ocs:[\w{]")
 """How a Redis key of ours starts (``ocs:acct:{A}``, ``ocs:events``; not ``"ocs: error"``)."""
 
@@ -183,6 +181,7 @@ def test_key_schema_checker_sees_a_violation(tmp_path):
         "quota_engine/store/accounts.py": "from quota_engine.store import keys\n",
         "quota_engine/store/text.py": "from . import keys\nKEY = 'ocs:accounts'\n",
         "quota_engine/charging/engine.py": "from quota_engine.store import keys\n",
+        "quota_engine/charging/sweeper.py": "from quota_engine.store.records import read_records\n",
         "quota_engine/accounts/model.py": "from quota_engine.store import keys as k\n",
         "quota_engine/accounts/relative.py": "from ..store.keys import account\n",
         "quota_engine/accounts/__init__.py": "from ..store import keys\n",
@@ -202,6 +201,8 @@ def test_key_schema_checker_sees_a_violation(tmp_path):
         "quota_engine/accounts/__init__.py imports quota_engine.store.keys",
         "quota_engine/accounts/model.py imports quota_engine.store.keys",
         "quota_engine/accounts/relative.py imports quota_engine.store.keys",
+        "quota_engine/charging/engine.py imports quota_engine.store.keys",
+        "quota_engine/charging/rating.pyx imports quota_engine.store.keys",
     ]
     pyx = tmp_path / "quota_engine/accounts/bad.pyx"
     pyx.write_text("from quota_engine.store import keys, text\n")

@@ -31,8 +31,7 @@ are doubles, so every amount must stay below 2**53 (about 9e9 currency units in
 micro-units, or 8 PiB in octets); the store refuses larger values
 (:data:`quota_engine.store.limits.MAX_AMOUNT`).
 
-Only modules of ``quota_engine/store/`` import this one (tests/test_import_rules.py;
-``quota_engine/charging/`` too until its Redis calls move here).
+Only modules of ``quota_engine/store/`` import this one (tests/test_import_rules.py).
 """
 
 from __future__ import annotations
