@@ -209,6 +209,7 @@ def _add_redis_options(parser: argparse.ArgumentParser) -> None:
     )
     for name in ("redis_url", "redis_data_dir"):
         spec = next(s for s in SPECS if s.name == name)
+        assert spec.flag is not None  # not secrets
         parser.add_argument(spec.flag, dest=name, metavar=spec.key.upper(), help=_flag_help(spec))
 
 
@@ -225,7 +226,9 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str], runner: Runner | No
     configure_logging(settings.log_level, settings.log_format)
     log_event(_log, "config_loaded", config_file=config_file, settings=settings.redacted())
     if runner is None:
-        from ocs.service import run as runner  # lazy: the service pulls in everything
+        from ocs.service import run  # lazy: the service pulls in everything
+
+        runner = run
     try:
         return runner(settings)
     except KeyboardInterrupt:

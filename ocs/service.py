@@ -15,7 +15,8 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import cast
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -148,7 +149,7 @@ async def serve(settings: Settings, stop: asyncio.Event, *, own_process: bool = 
 
         async def health() -> dict[str, bool]:
             try:
-                redis_ok = bool(await store.ping())
+                redis_ok = bool(await cast(Awaitable[bool], store.ping()))
             except Exception:
                 redis_ok = False
             return {"redis": redis_ok, "diameter": True}

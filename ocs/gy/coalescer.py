@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 from quota_engine.charging.engine import ChargingBatchError
 from quota_engine.model import ChargingRequest, ChargingResult
@@ -72,7 +71,7 @@ class ChargingCoalescer:
 
     async def _run(self, waiting: list[_Waiting]) -> None:
         requests = [request for batch, _ in waiting for request in batch]
-        results: list[Any]
+        results: Sequence[ChargingResult | BaseException]
         try:
             results = await self._charge(requests)
             if len(results) != len(requests):
@@ -94,7 +93,8 @@ class ChargingCoalescer:
             start += len(batch)
             if future.done():  # its caller was cancelled
                 continue
-            if any(isinstance(result, BaseException) for result in mine):
-                future.set_exception(ChargingBatchError(mine))
+            answered = [result for result in mine if not isinstance(result, BaseException)]
+            if len(answered) < len(mine):
+                future.set_exception(ChargingBatchError(list(mine)))
             else:
-                future.set_result(mine)
+                future.set_result(answered)
