@@ -49,6 +49,14 @@ The engine needs a client whose responses are bytes (``decode_responses=False``)
 The per-request pipelines may go over another client to the same server, ``link``
 (a :class:`~quota_engine.store.redis_link.RedisLink` in ``ocs serve``: much cheaper per
 pipeline than redis-py); the rest (sessions, sweeping) uses ``redis``.
+
+Beside the engine: its settings (:mod:`~quota_engine.charging.settings`, the
+``[charging]`` section of ``ocs serve``), its caches (one
+:class:`~quota_engine.charging.cache.ExpiringCache` class for both), the bill period
+arithmetic (:mod:`~quota_engine.charging.periods`), the sessions view the API uses
+(:mod:`~quota_engine.charging.sessions`), its reads (:mod:`quota_engine.store.charging_reads`)
+and its observer (:mod:`~quota_engine.charging.observer`: batch sizes, cache hits and
+misses, stale reruns and failures, for metrics).
 """
 
 from __future__ import annotations
