@@ -24,6 +24,8 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy cext protocol loadtest
+	$(BIN)/python -m mypy.stubtest --mypy-config-file pyproject.toml \
+		--allowlist stubtest_allowlist.txt --ignore-unused-allowlist cext.codec
 
 test: lint
 	$(BIN)/pytest
