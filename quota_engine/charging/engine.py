@@ -69,7 +69,7 @@ from quota_engine.catalog import Catalog, Plan, Service
 from quota_engine.catalog.timebands import BandClock
 from quota_engine.charging.cache import ExpiringCache
 from quota_engine.charging.observer import NO_OBSERVER, EngineObserver
-from quota_engine.charging.periods import BillPeriods, bill_period, cycle_day
+from quota_engine.charging.periods import BillPeriods, cycle_day
 from quota_engine.charging.rating import Price, Rater
 from quota_engine.charging.sessions import sessions_of
 from quota_engine.charging.settings import EngineSettings
@@ -114,7 +114,6 @@ __all__ = [
     "MAX_USED",
     "ChargingEngine",
     "EngineSettings",
-    "bill_period",
 ]
 
 CatalogSource = Callable[[], tuple[Catalog, Rater]]

@@ -12,7 +12,8 @@ import asyncio
 import msgpack
 import pytest
 
-from quota_engine.charging.engine import ChargingEngine, EngineSettings, bill_period
+from quota_engine.charging.engine import ChargingEngine, EngineSettings
+from quota_engine.charging.periods import bill_period
 from quota_engine.model import (
     ChargingRequest,
     EventAction,
@@ -748,17 +749,6 @@ async def test_data_session_on_both_redis_versions(any_r, demo_pair, clock):
     assert await money(any_r, "a1") == 20 * EUR
     [rec] = await read_records(any_r, "a1")
     assert rec["charged"] == 5 * EUR
-
-
-def test_bill_period():
-    assert bill_period(NOW, 1, "Europe/Berlin") == "2025-03-01"
-    assert bill_period(NOW, 7, "Europe/Berlin") == "2025-03-07"
-    assert bill_period(NOW, 8, "Europe/Berlin") == "2025-02-08"
-    assert bill_period(NOW, 31, "Europe/Berlin") == "2025-02-28"  # short month
-    # 2025-03-01 00:30 Berlin is still 2025-02-28 in UTC
-    assert bill_period(1740785400, 1, "Europe/Berlin") == "2025-03-01"
-    assert bill_period(1740785400, 1, "UTC") == "2025-02-01"
-    assert bill_period(1735693200, 15, "UTC") == "2024-12-15"  # 2025-01-01: year before
 
 
 def test_engine_refuses_decoded_responses(demo_pair):

@@ -6,6 +6,17 @@ from quota_engine.charging.periods import BillPeriods, bill_period, cycle_day
 from tests.quota_engine.conftest import NOW
 
 
+def test_bill_period():
+    assert bill_period(NOW, 1, "Europe/Berlin") == "2025-03-01"
+    assert bill_period(NOW, 7, "Europe/Berlin") == "2025-03-07"
+    assert bill_period(NOW, 8, "Europe/Berlin") == "2025-02-08"
+    assert bill_period(NOW, 31, "Europe/Berlin") == "2025-02-28"  # short month
+    # 2025-03-01 00:30 Berlin is still 2025-02-28 in UTC
+    assert bill_period(1740785400, 1, "Europe/Berlin") == "2025-03-01"
+    assert bill_period(1740785400, 1, "UTC") == "2025-02-01"
+    assert bill_period(1735693200, 15, "UTC") == "2024-12-15"  # 2025-01-01: year before
+
+
 def test_cycle_day_reads_the_account_field():
     assert [cycle_day(v) for v in ("15", None, "", "x", "0", "40")] == [15, 1, 1, 1, 1, 31]
 
