@@ -14,7 +14,7 @@ them together with account keys.
 | ``ocs:acct:{A}:sess:<session-id>`` | STRING | msgpack session state (request number, deadline, peer, per-rating-group reservations and prices) |
 | ``ocs:acct:{A}:sessions`` | ZSET | open session ids scored by deadline (Unix seconds) |
 | ``ocs:acct:{A}:idem:<session-id>:<n>`` | STRING | msgpack result of CC-Request-Number n, kept for retransmissions (TTL) |
-| ``ocs:acct:{A}:usage:<period>`` | HASH | service id -> units used in the bill period (for tiers); ``<period>`` is the period's first local day, ``2025-03-01`` (``engine.bill_period``) |
+| ``ocs:acct:{A}:usage:<period>`` | HASH | service id -> units used in the bill period (for tiers); ``<period>`` is the period's first local day, ``2025-03-01`` (``quota_engine.charging.periods.bill_period``) |
 | ``ocs:acct:{A}:records`` | STREAM | rated records, field ``r`` = msgpack map |
 | ``ocs:acct:{A}:history`` | LIST | balance actions (top-ups, adjustments, refunds), JSON, oldest first |
 | ``ocs:acct:{A}:topup:<key>`` | STRING | ``<fingerprint>\\n<history entry>`` of the top-up or adjustment made under an idempotency key (TTL) |
