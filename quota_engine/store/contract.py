@@ -27,6 +27,10 @@ all the same, because they run once per request and once per service on the hot 
 tests/quota_engine/store/test_contract.py checks encoders, decoders and metadata against
 each other and against the contract header of each ``.lua`` file.
 
+The fields the request scripts share are declared once (``_RequestArgs``: ccr.lua,
+event.lua, refund.lua; ``_RatedRequestArgs``: ccr.lua, event.lua); each script's
+``keys()`` and ``wire()`` stay its own, next to its header's KEYS and ARGV.
+
 The argument and answer classes are not frozen: they are built once per call, where a
 frozen dataclass costs six times as much to build. :class:`ScriptPrice`, built once per
 distinct price and shared by many calls, is frozen and keeps its wire map.
@@ -243,29 +247,57 @@ class EventService(RatedService):
         return self._rated()
 
 
+class _MapArgs:
+    """The arguments of a script whose ARGV is one msgpack map, its :meth:`wire`."""
+
+    __slots__ = ()
+
+    def wire(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def argv(self) -> list[bytes]:
+        return [pack(self.wire())]
+
+
 @dataclass(slots=True)
-class CcrArgs:
-    """ccr.lua: one CCR-Initial, -Update or -Terminate."""
+class _RequestArgs(_MapArgs):
+    """What every script that charges one request takes (ccr.lua, event.lua,
+    refund.lua): whose request it is and which, when, how long its answer is kept for
+    retransmissions, and what its records note."""
 
     account: str = field(metadata=_wire("acct"))
     session_id: str = field(metadata=_wire("sid"))
     request_number: int = field(metadata=_wire("n"))
-    request_type: str = field(metadata=_wire("type"))
-    """``"initial"``, ``"update"`` or ``"terminate"``."""
     timestamp: int = field(metadata=_wire("ts"))
     now: int = field(metadata=_wire("now"))
-    deadline: int = field(metadata=_wire("dl"))
-    """The session's deadline after this request (the sweeper settles it then)."""
     idempotency_ttl: int = field(metadata=_wire("ttl"))
-    usage_ttl: int = field(metadata=_wire("uttl"))
     peer: str = field(metadata=_wire("peer"))
     context: str = field(metadata=_wire("ctx"))
     identities: Sequence[str] = field(metadata=_wire("ids"))
-    services: list[SessionService] = field(metadata=_wire("s"))
+
+
+@dataclass(slots=True)
+class _RatedRequestArgs(_RequestArgs):
+    """And what the scripts that debit rated usage take (ccr.lua, event.lua): the
+    account fields the request was rated with, checked before anything is written, and
+    the bill period whose usage they update."""
+
+    usage_ttl: int = field(metadata=_wire("uttl"))
     rated_with: RatedWith | None = field(metadata=_wire("w"))
     """None: not checked (the engine always sends it)."""
     period: str = field(metadata=_wire(None))
-    """The bill period whose usage hash the script updates (KEYS[7])."""
+    """The bill period whose usage hash the script updates (its last KEYS)."""
+
+
+@dataclass(slots=True)
+class CcrArgs(_RatedRequestArgs):
+    """ccr.lua: one CCR-Initial, -Update or -Terminate."""
+
+    request_type: str = field(metadata=_wire("type"))
+    """``"initial"``, ``"update"`` or ``"terminate"``."""
+    deadline: int = field(metadata=_wire("dl"))
+    """The session's deadline after this request (the sweeper settles it then)."""
+    services: list[SessionService] = field(metadata=_wire("s"))
 
     def keys(self) -> list[str]:
         account, session = self.account, self.session_id
@@ -297,28 +329,12 @@ class CcrArgs:
             "w": self.rated_with,
         }
 
-    def argv(self) -> list[bytes]:
-        return [pack(self.wire())]
-
 
 @dataclass(slots=True)
-class EventArgs:
+class EventArgs(_RatedRequestArgs):
     """event.lua: a CCR-Event that debits its services now (DIRECT_DEBITING)."""
 
-    account: str = field(metadata=_wire("acct"))
-    session_id: str = field(metadata=_wire("sid"))
-    request_number: int = field(metadata=_wire("n"))
-    timestamp: int = field(metadata=_wire("ts"))
-    now: int = field(metadata=_wire("now"))
-    idempotency_ttl: int = field(metadata=_wire("ttl"))
-    usage_ttl: int = field(metadata=_wire("uttl"))
-    peer: str = field(metadata=_wire("peer"))
-    context: str = field(metadata=_wire("ctx"))
-    identities: Sequence[str] = field(metadata=_wire("ids"))
     services: list[EventService] = field(metadata=_wire("s"))
-    rated_with: RatedWith | None = field(metadata=_wire("w"))
-    period: str = field(metadata=_wire(None))
-    """The bill period whose usage hash the script updates (KEYS[5])."""
 
     def keys(self) -> list[str]:
         account = self.account
@@ -346,23 +362,11 @@ class EventArgs:
             "w": self.rated_with,
         }
 
-    def argv(self) -> list[bytes]:
-        return [pack(self.wire())]
-
 
 @dataclass(slots=True)
-class RefundArgs:
+class RefundArgs(_RequestArgs):
     """refund.lua: a CCR-Event that credits money back (REFUND_ACCOUNT)."""
 
-    account: str = field(metadata=_wire("acct"))
-    session_id: str = field(metadata=_wire("sid"))
-    request_number: int = field(metadata=_wire("n"))
-    timestamp: int = field(metadata=_wire("ts"))
-    now: int = field(metadata=_wire("now"))
-    idempotency_ttl: int = field(metadata=_wire("ttl"))
-    peer: str = field(metadata=_wire("peer"))
-    context: str = field(metadata=_wire("ctx"))
-    identities: Sequence[str] = field(metadata=_wire("ids"))
     services: list[EventService] = field(metadata=_wire("s"))
 
     def keys(self) -> list[str]:
@@ -389,12 +393,9 @@ class RefundArgs:
             "s": [service.wire_refund() for service in self.services],
         }
 
-    def argv(self) -> list[bytes]:
-        return [pack(self.wire())]
-
 
 @dataclass(slots=True)
-class BalanceArgs:
+class BalanceArgs(_MapArgs):
     """balance.lua: a CCR-Event that asks whether its services are affordable
     (CHECK_BALANCE). Read-only."""
 
@@ -407,9 +408,6 @@ class BalanceArgs:
 
     def wire(self) -> dict[str, Any]:
         return {"now": self.now, "s": [service.wire_balance() for service in self.services]}
-
-    def argv(self) -> list[bytes]:
-        return [pack(self.wire())]
 
 
 @dataclass(slots=True)
