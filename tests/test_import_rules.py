@@ -176,6 +176,61 @@ def test_the_store_imports_no_service_above_it():
     assert violations == []
 
 
+INNER_RULES: dict[str, tuple[str, ...]] = {
+    "quota_engine/catalog": (
+        "quota_engine.charging",
+        "quota_engine.accounts",
+        "quota_engine.store",
+        "redis",
+        "msgpack",
+    ),
+    "quota_engine/accounts": ("quota_engine.charging",),
+    "ocs/api": ("protocol", "cext", "ocs.gy", "diameter"),
+    "ocs/gy": ("ocs.api", "aiohttp"),
+}
+"""Sub-package -> the modules it must not import (prefixes): the catalog is a pure model
+(no Redis, no charging), accounts are charged but do not charge, the HTTP API knows no
+Diameter and the Gy application no HTTP."""
+
+
+def inner_violations(root: Path) -> list[str]:
+    violations = []
+    for folder, forbidden in INNER_RULES.items():
+        package = folder.replace("/", ".")
+        for path in _files(root, folder):
+            own = package if path.name == "__init__.py" else path.relative_to(root).with_suffix("")
+            own_package = own if isinstance(own, str) else ".".join(own.parts[:-1])
+            names = imported_names(path, own_package)
+            violations.extend(
+                f"{path.relative_to(root)} imports {prefix}"
+                for prefix in forbidden
+                if any(name == prefix or name.startswith(f"{prefix}.") for name in names)
+            )
+    return violations
+
+
+def test_sub_packages_respect_their_rules():
+    assert inner_violations(ROOT) == []
+
+
+def test_inner_rule_checker_sees_a_violation(tmp_path):
+    files = {
+        "quota_engine/catalog/model.py": "import redis\nfrom quota_engine.money import round_up\n",
+        "quota_engine/accounts/model.py": "from ..charging.engine import ChargingEngine\n",
+        "ocs/api/sessions.py": "from protocol.dictionary import constants\n",
+        "ocs/gy/notifier.py": "from ocs.api import errors\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert inner_violations(tmp_path) == [
+        "quota_engine/catalog/model.py imports redis",
+        "quota_engine/accounts/model.py imports quota_engine.charging",
+        "ocs/api/sessions.py imports protocol",
+        "ocs/gy/notifier.py imports ocs.api",
+    ]
+
+
 def test_key_schema_checker_sees_a_violation(tmp_path):
     files = {
         "quota_engine/store/accounts.py": "from quota_engine.store import keys\n",
