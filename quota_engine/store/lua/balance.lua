@@ -54,7 +54,7 @@ local now = req.now
 local B = load_buckets(K_BUCKETS)
 local bal = 0
 for _, b in ipairs(candidates(B, 'money', nil, nil, now)) do
-  bal = bal + money_free(b, A.credit)
+  bal = bal + free_amount(b, A.credit)
 end
 
 local o = 'ok'
@@ -74,8 +74,8 @@ for _, sv in ipairs(req.s or {}) do
       o = 'insufficient_balance'
     else
       -- as if debited, in memory only
-      take_units(B, ulist, from_units, {})
-      take_money(B, mlist, cost, A.credit, {})
+      take_free(B, ulist, from_units, 0, {})
+      take_free(B, mlist, cost, A.credit, {})
     end
   end
   out[#out + 1] = res

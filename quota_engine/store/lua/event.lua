@@ -64,14 +64,9 @@
 local req = cmsgpack.unpack(ARGV[1])
 local K_ACCT, K_BUCKETS, K_IDEM, K_RECORDS, K_USAGE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 
-local stored = stored_answer(K_IDEM)
-if stored then
-  return stored
-end
-
-local A, refused = open_account(K_ACCT, req, K_USAGE, false)
-if refused then
-  return cmsgpack.pack({ o = refused, n = req.n, c = 0, s = {} })
+local A, answer = open_debit(K_IDEM, K_ACCT, req, K_USAGE, false)
+if answer then
+  return answer
 end
 
 local now, ts = req.now, req.ts
@@ -93,8 +88,8 @@ for _, sv in ipairs(req.s or {}) do
       if cost > free_money then
         ok = false
       else
-        take_units(B, ulist, from_units, R.al)
-        take_money(B, mlist, cost, A.credit, R.mo)
+        take_free(B, ulist, from_units, 0, R.al)
+        take_free(B, mlist, cost, A.credit, R.mo)
         R.chg = cost
       end
     end

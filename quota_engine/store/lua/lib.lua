@@ -184,7 +184,10 @@ local function candidates(B, kind, service, unit, now)
   return found
 end
 
-local function money_free(b, credit_limit)
+-- What bucket b can still give: its amount less what live sessions hold reserved on
+-- it, never below 0; "main", the money bucket, goes down to -credit_limit (0 for unit
+-- buckets, which have no credit).
+local function free_amount(b, credit_limit)
   local free = b.amount - b.reserved
   if b.id == 'main' then
     free = free + credit_limit
@@ -203,14 +206,14 @@ local function quote(B, A, sv, units, now)
   local ulist = candidates(B, 'units', sv.sv, sv.unit, now)
   local free_units = 0
   for _, b in ipairs(ulist) do
-    free_units = free_units + math.max(0, b.amount - b.reserved)
+    free_units = free_units + free_amount(b, 0)
   end
   local from_units = math.min(units, free_units)
   local _, cost = charge(sv.p, units - from_units, false)
   local mlist = candidates(B, 'money', sv.sv, nil, now)
   local free_money = 0
   for _, b in ipairs(mlist) do
-    free_money = free_money + money_free(b, A.credit)
+    free_money = free_money + free_amount(b, A.credit)
   end
   return ulist, mlist, from_units, cost, free_money
 end
@@ -221,14 +224,15 @@ local function add_to(map, key, amount)
   end
 end
 
--- Take `amount` money from the free balance of `list` (in order); returns what could
--- not be taken. Records each bucket's part in `taken`.
-local function take_money(B, list, amount, credit_limit, taken)
+-- Take `amount` from the free amounts of the buckets `list`, in order (free_amount;
+-- credit_limit 0 for unit buckets); returns what could not be taken. Records each
+-- bucket's part in `taken`.
+local function take_free(B, list, amount, credit_limit, taken)
   for _, b in ipairs(list) do
     if amount <= 0 then
       break
     end
-    local t = math.min(amount, money_free(b, credit_limit))
+    local t = math.min(amount, free_amount(b, credit_limit))
     if t > 0 then
       b.amount = b.amount - t
       touch(B, b)
@@ -239,17 +243,19 @@ local function take_money(B, list, amount, credit_limit, taken)
   return amount
 end
 
-local function take_units(B, list, amount, taken)
+-- Reserve `amount` of the free amounts of the buckets `list`, in order, the same way;
+-- returns what could not be reserved. Appends each bucket's part to `entries`
+-- ({bucket id, reserved}, a session's open reservation).
+local function reserve_free(B, list, amount, credit_limit, entries)
   for _, b in ipairs(list) do
     if amount <= 0 then
       break
     end
-    local free = b.amount - b.reserved
-    local t = math.min(amount, free)
+    local t = math.min(amount, free_amount(b, credit_limit))
     if t > 0 then
-      b.amount = b.amount - t
+      b.reserved = b.reserved + t
       touch(B, b)
-      add_to(taken, b.id, t)
+      entries[#entries + 1] = { b.id, t }
       amount = amount - t
     end
   end
@@ -304,7 +310,7 @@ local function commit(B, A, R, used, now)
   left = settle_reserved(B, R.ru, left, R.al)
   R.ru = {}
   if left > 0 then
-    left = take_units(B, candidates(B, 'units', R.sv, R.unit, now), left, R.al)
+    left = take_free(B, candidates(B, 'units', R.sv, R.unit, now), left, 0, R.al)
   end
   local cost = 0
   if left > 0 then
@@ -319,7 +325,7 @@ local function commit(B, A, R, used, now)
   due = settle_reserved(B, R.rm, due, R.mo)
   R.rm = {}
   if due > 0 then
-    due = take_money(B, candidates(B, 'money', R.sv, nil, now), due, A.credit, R.mo)
+    due = take_free(B, candidates(B, 'money', R.sv, nil, now), due, A.credit, R.mo)
   end
   if due > 0 then
     local b = main_bucket(B)
@@ -339,25 +345,14 @@ end
 -- buckets plus what the free money affords (units_for_money). Returns granted, capped.
 local function reserve(B, A, R, want, now)
   local target = charge(R.p, want, R.cont)
-  local ua = 0
-  for _, b in ipairs(candidates(B, 'units', R.sv, R.unit, now)) do
-    if ua >= target then
-      break
-    end
-    local t = math.min(target - ua, b.amount - b.reserved)
-    if t > 0 then
-      b.reserved = b.reserved + t
-      touch(B, b)
-      R.ru[#R.ru + 1] = { b.id, t }
-      ua = ua + t
-    end
-  end
+  local units = candidates(B, 'units', R.sv, R.unit, now)
+  local ua = target - reserve_free(B, units, target, 0, R.ru)
   local need, gm, capped = target - ua, 0, false
   if need > 0 then
     local money = candidates(B, 'money', R.sv, nil, now)
     local avail = 0
     for _, b in ipairs(money) do
-      avail = avail + money_free(b, A.credit)
+      avail = avail + free_amount(b, A.credit)
     end
     local _, cost = charge(R.p, need, R.cont)
     if cost <= avail then
@@ -367,18 +362,7 @@ local function reserve(B, A, R, want, now)
       _, cost = charge(R.p, gm, R.cont)
       capped = true
     end
-    for _, b in ipairs(money) do
-      if cost <= 0 then
-        break
-      end
-      local t = math.min(cost, money_free(b, A.credit))
-      if t > 0 then
-        b.reserved = b.reserved + t
-        touch(B, b)
-        R.rm[#R.rm + 1] = { b.id, t }
-        cost = cost - t
-      end
-    end
+    reserve_free(B, money, cost, A.credit, R.rm)
   end
   R.g = ua + gm
   R.fu = capped
@@ -482,6 +466,9 @@ end
 --     the request is refused: 'unknown_subscriber' (no account); 'stale' (when
 --     usage_key is given: rated with an outdated copy, rated_with_outdated above);
 --     'service_denied' (not active, unless inactive_ok).
+--   open_debit(idem_key, account_key, req, usage_key, inactive_ok): both for event.lua
+--     and refund.lua, whose refusals answer alike; the account, or the packed answer
+--     to return at once (nil, answer).
 -- remember_answer stores the answer of a request that went through under the same
 -- key for ttl seconds, and returns it packed.
 
@@ -499,6 +486,18 @@ local function open_account(account_key, req, usage_key, inactive_ok)
   end
   if A.status ~= 'active' and not inactive_ok then
     return nil, 'service_denied'
+  end
+  return A, nil
+end
+
+local function open_debit(idem_key, account_key, req, usage_key, inactive_ok)
+  local stored = stored_answer(idem_key)
+  if stored then
+    return nil, stored
+  end
+  local A, refused = open_account(account_key, req, usage_key, inactive_ok)
+  if refused then
+    return nil, cmsgpack.pack({ o = refused, n = req.n, c = 0, s = {} })
   end
   return A, nil
 end

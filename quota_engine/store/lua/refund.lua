@@ -60,14 +60,9 @@
 local req = cmsgpack.unpack(ARGV[1])
 local K_ACCT, K_BUCKETS, K_IDEM, K_RECORDS, K_HISTORY = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 
-local stored = stored_answer(K_IDEM)
-if stored then
-  return stored
-end
-
-local A, refused = open_account(K_ACCT, req, nil, true)
-if refused then
-  return cmsgpack.pack({ o = refused, n = req.n, c = 0, s = {} })
+local A, answer = open_debit(K_IDEM, K_ACCT, req, nil, true)
+if answer then
+  return answer
 end
 
 local function json_str(v)
