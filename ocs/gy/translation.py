@@ -221,7 +221,7 @@ def _parse(codec: Codec, message: Message, now: int) -> ParsedCCR:
         services = _services_of(mscc, unit, terminating)
     elif request_type is RequestType.EVENT:
         multiple = False
-        services = [_single_service(message, unit, terminating)]
+        services = [_service_usage(message, unit, terminating, in_mscc=False)]
     elif multiple_indicator == MULTIPLE_SERVICES_SUPPORTED:
         # 3GPP: a CCR-I/U/T with MSI=1 and no MSCC opens, keeps or closes the session
         # and asks for nothing; rating groups come in later MSCCs.
@@ -236,7 +236,7 @@ def _parse(codec: Codec, message: Message, now: int) -> ParsedCCR:
             message.raw_avp(c.AVP_USED_SERVICE_UNIT) is not None
         )
         if has_units or request_type is RequestType.INITIAL:
-            services = [_single_service(message, unit, terminating)]
+            services = [_service_usage(message, unit, terminating, in_mscc=False)]
         else:
             services = []
 
@@ -360,7 +360,7 @@ def _services_of(
     services = []
     seen: set[str] = set()
     for group in groups:
-        service = _service_of(group, unit, terminating)
+        service = _service_usage(group, unit, terminating, in_mscc=True)
         key = rg_key(service.rating_group, service.service_identifier)
         if key in seen:
             code = (
@@ -378,9 +378,18 @@ def _services_of(
     return services
 
 
-def _service_of(group: AvpGroup, unit: Unit | None, terminating: bool) -> ServiceUsage:
-    usus = group.groups(c.AVP_USED_SERVICE_UNIT)
-    reason = group.get(c.AVP_TGPP_3GPP_REPORTING_REASON, TGPP)
+def _service_usage(
+    avps: AvpGroup | Message, unit: Unit | None, terminating: bool, *, in_mscc: bool
+) -> ServiceUsage:
+    """The usage of one service: an MSCC (``in_mscc``), or a CCR without MSCCs, whose
+    top level gives only the Requested- and Used-Service-Units (no Rating-Group,
+    Service-Identifier or Reporting-Reason of its own).
+
+    The first Reporting-Reason found (the MSCC's, else its USUs' in order) is the
+    service's; a FINAL one anywhere, or a CCR-T, makes the service final.
+    """
+    usus = avps.groups(c.AVP_USED_SERVICE_UNIT)
+    reason = avps.get(c.AVP_TGPP_3GPP_REPORTING_REASON, TGPP) if in_mscc else None
     final = terminating or reason == REPORTING_REASON_FINAL
     for usu in usus:
         usu_reason = usu.get(c.AVP_TGPP_3GPP_REPORTING_REASON, TGPP)
@@ -388,26 +397,9 @@ def _service_of(group: AvpGroup, unit: Unit | None, terminating: bool) -> Servic
             reason = usu_reason if reason is None else reason
             final = final or usu_reason == REPORTING_REASON_FINAL
     return ServiceUsage(
-        rating_group=group.get(c.AVP_RATING_GROUP),
-        service_identifier=group.get(c.AVP_SERVICE_IDENTIFIER),
-        requested=_requested(group.group(c.AVP_REQUESTED_SERVICE_UNIT), unit),
-        used=_used(usus, unit),
-        reporting_reason=reason,
-        final=final,
-    )
-
-
-def _single_service(message: Message, unit: Unit | None, terminating: bool) -> ServiceUsage:
-    usus = message.groups(c.AVP_USED_SERVICE_UNIT)
-    reason = None
-    final = terminating
-    for usu in usus:
-        usu_reason = usu.get(c.AVP_TGPP_3GPP_REPORTING_REASON, TGPP)
-        if usu_reason is not None:
-            reason = usu_reason if reason is None else reason
-            final = final or usu_reason == REPORTING_REASON_FINAL
-    return ServiceUsage(
-        requested=_requested(message.group(c.AVP_REQUESTED_SERVICE_UNIT), unit),
+        rating_group=avps.get(c.AVP_RATING_GROUP) if in_mscc else None,
+        service_identifier=avps.get(c.AVP_SERVICE_IDENTIFIER) if in_mscc else None,
+        requested=_requested(avps.group(c.AVP_REQUESTED_SERVICE_UNIT), unit),
         used=_used(usus, unit),
         reporting_reason=reason,
         final=final,
