@@ -80,13 +80,17 @@ class Rule:
     accept: Callable[[Any], Any]
 
 
-def _int_range(low: int, high: int) -> Rule:
+def _int_range(low: int, high: int, *, or_none: bool = False) -> Rule:
+    """An integer from ``low`` to ``high``; ``or_none``: the setting may also be unset
+    (its type, ``int | None``, lets "none" through; this only says so in the message)."""
+
     def accept(value: int) -> int:
         if not low <= value <= high:
             raise ValueError(value)
         return value
 
-    return Rule(f"must be an integer from {low} to {high}", accept)
+    also = ', or "none"' if or_none else ""
+    return Rule(f"must be an integer from {low} to {high}{also}", accept)
 
 
 def _seconds(minimum: float, *, inclusive: bool, note: str = "") -> Rule:
@@ -236,15 +240,6 @@ def _url_has_password(url: str) -> bool:
         return urlsplit(url).password is not None
     except ValueError:
         return False
-
-
-def _optional_int_range(low: int, high: int) -> Rule:
-    def accept(value: int) -> int:
-        if not low <= value <= high:
-            raise ValueError(value)
-        return value
-
-    return Rule(f'must be an integer from {low} to {high}, or "none"', accept)
 
 
 _PORT = _int_range(1, 65535)
@@ -398,12 +393,12 @@ class Settings:
     charging_quota_threshold_percent: int | None = setting(
         _ENGINE.quota_threshold_percent,
         "Volume/Time-Quota-Threshold as a percentage of the grant; none = not sent.",
-        _optional_int_range(0, 100),
+        _int_range(0, 100, or_none=True),
     )
     charging_quota_holding_time: int | None = setting(
         _ENGINE.quota_holding_time,
         "Quota-Holding-Time in seconds; unset = not sent.",
-        _optional_int_range(0, 2**32 - 1),
+        _int_range(0, 2**32 - 1, or_none=True),
     )
     charging_idempotency_ttl: int = setting(
         _ENGINE.idempotency_ttl,
