@@ -90,9 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the OCS",
         description="Run the OCS. Precedence: flags > OCS_* environment > config file > defaults.",
     )
-    serve.add_argument(
-        "--config", metavar="FILE", help=f"TOML config file (default: ${CONFIG_ENV}, else none)"
-    )
+    _add_config_option(serve)
     for spec in SPECS:
         if spec.flag is None:
             continue
@@ -163,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("target", metavar="ID-or-identity")
     show.add_argument("--json", action="store_true", help="print JSON (exact integers)")
     _add_redis_options(show)
-    show.add_argument("--api-url", dest="api_url", metavar="URL", help=_flag_help(_spec("api_url")))
+    _add_api_url_option(show)
     bar = account_commands.add_parser(
         "bar",
         help="bar an account (over the API); its open sessions are aborted",
@@ -194,21 +192,27 @@ def _spec(name: str) -> SettingSpec:
     return next(s for s in SPECS if s.name == name)
 
 
-def _add_api_options(parser: argparse.ArgumentParser) -> None:
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", metavar="FILE", help=f"TOML config file (default: ${CONFIG_ENV}, else none)"
     )
+
+
+def _add_api_url_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-url", dest="api_url", metavar="URL", help=_flag_help(_spec("api_url"))
     )
 
 
+def _add_api_options(parser: argparse.ArgumentParser) -> None:
+    _add_config_option(parser)
+    _add_api_url_option(parser)
+
+
 def _add_redis_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", metavar="FILE", help=f"TOML config file (default: ${CONFIG_ENV}, else none)"
-    )
+    _add_config_option(parser)
     for name in ("redis_url", "redis_data_dir"):
-        spec = next(s for s in SPECS if s.name == name)
+        spec = _spec(name)
         assert spec.flag is not None  # not secrets
         parser.add_argument(spec.flag, dest=name, metavar=spec.key.upper(), help=_flag_help(spec))
 
@@ -378,6 +382,22 @@ def _show_text(account: Any, identities: list[str], buckets: list[Bucket], minor
     return "\n".join(lines)
 
 
+def _print_account(
+    account: Account, identities: list[str], buckets: list[Bucket], minor: int, as_json: bool
+) -> int:
+    """``account show``'s output, whether read from Redis or over the API."""
+    if as_json:
+        document = {
+            "account": account.to_dict(),
+            "identities": identities,
+            "buckets": [b.to_dict() for b in buckets],
+        }
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        print(_show_text(account, identities, buckets, minor))
+    return 0
+
+
 async def _account_show(settings: Settings, target: str, as_json: bool) -> int:
     async with _redis(settings, "account show") as client:
         store = AccountStore(client)
@@ -393,16 +413,7 @@ async def _account_show(settings: Settings, target: str, as_json: bool) -> int:
             catalog = await CatalogStore(client).active()
             if catalog is not None and catalog.currency == account.currency:
                 minor = catalog.minor_digits
-    if as_json:
-        document = {
-            "account": account.to_dict(),
-            "identities": identities,
-            "buckets": [b.to_dict() for b in buckets],
-        }
-        print(json.dumps(document, indent=2, ensure_ascii=False))
-    else:
-        print(_show_text(account, identities, buckets, minor))
-    return 0
+    return _print_account(account, identities, buckets, minor, as_json)
 
 
 def _run_redis_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -569,16 +580,7 @@ def _api_account_show(client: ApiClient, target: str, as_json: bool) -> int:
         active = client.get("/v1/catalog/active")["document"]
         if active.get("currency") == account.currency:
             minor = int(active.get("minor_digits", 2))
-    if as_json:
-        document = {
-            "account": account.to_dict(),
-            "identities": identities,
-            "buckets": [b.to_dict() for b in buckets],
-        }
-        print(json.dumps(document, indent=2, ensure_ascii=False))
-    else:
-        print(_show_text(account, identities, buckets, minor))
-    return 0
+    return _print_account(account, identities, buckets, minor, as_json)
 
 
 _USAGE = {
