@@ -316,14 +316,21 @@ async def _find_account(store: AccountStore, target: str) -> str | None:
     with contextlib.suppress(AccountError, ValueError):
         if await store.get_account(target) is not None:
             return target
-    if identity_problem(target) is None:
-        return await store.resolve(target)
-    if target.isdigit():
-        for kind in ("msisdn", "imsi"):
-            found = await store.resolve(f"{kind}:{target}")
-            if found is not None:
-                return found
+    for identity in _identities_named(target):
+        found = await store.resolve(identity)
+        if found is not None:
+            return found
     return None
+
+
+def _identities_named(target: str) -> list[str]:
+    """The identities ``target`` may name, in the order they are tried: itself when it
+    is one (``msisdn:...``), bare digits as an MSISDN, then as an IMSI."""
+    if identity_problem(target) is None:
+        return [target]
+    if target.isdigit():
+        return [f"msisdn:{target}", f"imsi:{target}"]
+    return []
 
 
 def _utc(seconds: int | None) -> str:
@@ -557,10 +564,7 @@ def _api_account_show(client: ApiClient, target: str, as_json: bool) -> int:
     with contextlib.suppress(ApiRefused):
         account_data = client.get(f"/v1/accounts/{client.quote(target)}")
     if account_data is None:
-        candidates = [target] if identity_problem(target) is None else []
-        if target.isdigit():
-            candidates += [f"msisdn:{target}", f"imsi:{target}"]
-        for identity in candidates:
+        for identity in _identities_named(target):
             with contextlib.suppress(ApiRefused):
                 owner = client.get(f"/v1/identities/{client.quote(identity)}")["account"]
                 account_data = client.get(f"/v1/accounts/{client.quote(owner)}")
