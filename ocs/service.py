@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from ocs.api.app import create_app
+from ocs.api.serving import runner_options
 from ocs.catalog_holder import CatalogHolder, NoActiveCatalog
 from ocs.config import Settings
 from ocs.gy.application import CreditControlApplication
@@ -169,7 +170,7 @@ async def serve(settings: Settings, stop: asyncio.Event, *, own_process: bool = 
         notifier = Notifier(store, engine, routes)
         await notifier.start()
         app = create_app(settings, metrics, health, store=store, sessions=engine)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, **runner_options())
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
         await site.start()

@@ -14,7 +14,11 @@ from .context import api_of
 from .errors import ApiError
 from .pagination import page, paged, window
 
-STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+#: A record's stream id as ``after`` takes it: milliseconds and a sequence number, each at
+#: most 19 digits, so that both fit Redis's unsigned 64-bit parts (a 20-digit part may
+#: not, and Redis would refuse the command). The OpenAPI document states the same.
+STREAM_ID_PATTERN = r"^[0-9]{1,19}-[0-9]{1,19}$"
+STREAM_ID = re.compile(STREAM_ID_PATTERN[1:-1])
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -37,7 +41,14 @@ async def list_usage(request: web.Request) -> web.Response:
     offset, limit = page(request)
     after = request.query.get("after")
     if after is not None and not STREAM_ID.fullmatch(after):
-        raise ApiError.invalid([("after", "must be a stream id such as 1741338000000-0")])
+        raise ApiError.invalid(
+            [
+                (
+                    "after",
+                    "must be a stream id such as 1741338000000-0 (two numbers of 1 to 19 digits)",
+                )
+            ]
+        )
     await require_account(api, account_id)
     total = await count_records(api.redis, account_id)
     start = "-" if after is None else f"({after}"

@@ -6,13 +6,16 @@ Every error leaves through :func:`error_middleware` as ``{"error": {"status": ..
 "message": ..., "fields": [...]}}``; the exception-to-status mapping lives in
 :func:`ocs.api.errors.describe` (plus :class:`HealthCheckFailed` here). A response
 never carries a stack trace: unexpected exceptions are logged (with the trace) and
-answered with a bare 500. ``/v1`` requests pass :func:`ocs.api.auth.auth_middleware`
+answered with a bare 500. Client mistakes (every 4xx) are logged as one WARNING event
+``http_client_error`` without a trace; a request target longer than
+:data:`ocs.api.serving.MAX_URL` is 414. ``/v1`` requests pass :func:`ocs.api.auth.auth_middleware`
 (bearer tokens of ``http.tokens``); the access log is off, so tokens are never logged.
 """
 
 import asyncio
 import hmac
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
@@ -22,6 +25,7 @@ from ocs.api.auth import TOKENS_KEY, auth_middleware
 from ocs.api.context import API_KEY, MAX_BODY, Api, Sessions
 from ocs.api.errors import describe, error_body
 from ocs.api.routes import add_routes
+from ocs.api.serving import MAX_URL
 from ocs.config import Settings
 from ocs.logs import log_event
 from ocs.metrics import Metrics
@@ -31,7 +35,7 @@ HealthCheck = Callable[[], Awaitable[dict[str, bool]]]
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 METRICS_KEY = web.AppKey("metrics", Metrics)
-HEALTH_KEY = web.AppKey("health", HealthCheck)
+HEALTH_KEY: web.AppKey[HealthCheck] = web.AppKey("health")
 HEALTH_TIMEOUT_KEY = web.AppKey("health_timeout", float)
 
 METRICS_REALM = 'Bearer realm="ocs-metrics"'
@@ -62,16 +66,45 @@ def _describe(exc: BaseException) -> tuple[int, str, list[tuple[str, str]], dict
     return describe(exc)
 
 
+_DIGITS = re.compile(r"[0-9]{5,}")
+
+
+def _where(request: web.Request) -> dict[str, str]:
+    """The route template of the request (``/v1/identities/{identity}``), or for an
+    unmatched one its path with long digit runs masked: an MSISDN or IMSI in a URL must
+    not reach the log in clear."""
+    resource = request.match_info.route.resource
+    if resource is not None:
+        return {"route": resource.canonical}
+    return {"path": _DIGITS.sub(lambda m: "*" * len(m.group()), request.path[:200])}
+
+
+def _log_client_error(request: web.Request, status: int, fields: list[tuple[str, str]]) -> None:
+    log_event(
+        _log,
+        "http_client_error",
+        level=logging.WARNING,
+        method=request.method,
+        status=status,
+        fields=[name for name, _ in fields],
+        **_where(request),
+    )
+
+
 @web.middleware
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     try:
+        if len(request.raw_path) > MAX_URL:
+            raise web.HTTPRequestURITooLong(text=f"the URL is longer than {MAX_URL} bytes")
         response = await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:  # redirects and the like are not errors
             raise
         status, message, fields, headers = _describe(exc)
+        if status < 500:
+            _log_client_error(request, status, fields)
         return web.json_response(
             error_body(status, message, fields), status=status, headers=headers
         )
@@ -79,14 +112,16 @@ async def error_middleware(
         raise
     except Exception as exc:
         status, message, fields, headers = _describe(exc)
-        if status >= 500 and not isinstance(exc, HealthCheckFailed):
+        if status < 500:
+            _log_client_error(request, status, fields)
+        elif not isinstance(exc, HealthCheckFailed):
             log_event(
                 _log,
                 "http_unhandled_error",
                 level=logging.ERROR,
                 exc_info=exc,
                 method=request.method,
-                path=request.path,
+                **_where(request),
             )
         return web.json_response(
             error_body(status, message, fields), status=status, headers=headers

@@ -31,7 +31,7 @@ API_PREFIX = "/v1"
 REALM = 'Bearer realm="ocs-api"'
 RANK = {"viewer": 1, "admin": 2}
 
-TOKENS_KEY = web.AppKey("api_tokens", tuple)
+TOKENS_KEY: web.AppKey[tuple[ApiToken, ...]] = web.AppKey("api_tokens")
 ROLE_LOOKUP_KEY = web.AppKey("api_route_roles", dict)
 
 _log = logging.getLogger("ocs.api")
@@ -72,7 +72,8 @@ async def auth_middleware(
 ) -> web.StreamResponse:
     if not is_api_path(request.path):
         return await handler(request)
-    role = role_of_token(request.headers.get("Authorization"), request.app.get(TOKENS_KEY, ()))
+    tokens = request.app.get(TOKENS_KEY) or ()
+    role = role_of_token(request.headers.get("Authorization"), tokens)
     if role is None:
         given = "Authorization" in request.headers
         raise ApiError(

@@ -74,7 +74,8 @@ class _Run:
             self.error(line_no, [("body", f"not valid JSON: {exc}")])
             return None
         try:
-            return check_body(schema.ACCOUNT_IN, entry)
+            checked: dict[str, Any] = check_body(schema.ACCOUNT_IN, entry)
+            return checked
         except ApiError as exc:
             self.error(line_no, exc.fields)
             return None

@@ -15,7 +15,7 @@ from quota_engine.store.catalogs import CatalogStore
 
 from .errors import ApiError
 
-__all__ = ["API_KEY", "MAX_BODY", "Api", "Sessions", "read_json"]
+__all__ = ["API_KEY", "MAX_BODY", "Api", "Sessions", "is_json_type", "read_json"]
 
 MAX_BODY = 4 * 1024 * 1024
 """Largest JSON request body, in bytes (413 above); NDJSON bulk uploads are streamed."""
@@ -50,11 +50,30 @@ def api_of(request: web.Request) -> Api:
     return request.app[API_KEY]
 
 
+def is_json_type(media_type: str) -> bool:
+    """``application/json`` or a ``+json`` type of application/ (RFC 6839), any case;
+    ``media_type`` without its parameters (aiohttp's ``request.content_type``)."""
+    kind, _, subtype = media_type.lower().partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
 async def read_json(request: web.Request) -> Any:
     """The request body parsed as JSON; 400 naming ``body`` when it is not JSON.
 
-    aiohttp refuses a body larger than the application's ``client_max_size`` with 413.
+    A body must be declared JSON (``Content-Type: application/json``, parameters such as
+    ``charset`` allowed, or an ``application/*+json`` type): anything else, or none, is
+    415 before the body is read. aiohttp refuses a body larger than the application's
+    ``client_max_size`` with 413.
     """
+    if not request.body_exists:
+        raise ApiError.invalid([("body", "a JSON body is required")])
+    declared = request.headers.get("Content-Type", "").strip()
+    if not declared or not is_json_type(request.content_type):
+        raise ApiError(
+            415,
+            "the body must be JSON: send Content-Type: application/json",
+            [("Content-Type", f"must be application/json, got {declared[:100] or 'none'!r}")],
+        )
     raw = await request.read()
     if not raw:
         raise ApiError.invalid([("body", "a JSON body is required")])

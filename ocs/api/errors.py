@@ -15,7 +15,9 @@ aiohttp ``HTTPException`` (404, 405, 413, ...)         its own
 ``ConflictError``, ``KeyReusedError``,
 ``CatalogStoreError`` (a version saved differently)    409
 ``ActionRefusedError`` (closed account, ...)           422
-Redis unreachable or failing                           503
+Redis unreachable, loading, read-only, out of memory,
+busy or resharding (:func:`store_unavailable`)          503
+a Redis command error (the command was wrong: a bug)   500, logged with its trace
 anything else                                          500, logged with its trace
 =====================================================  ======
 
@@ -29,7 +31,17 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from quota_engine.accounts.balance_actions import ActionRefusedError, KeyReusedError
 from quota_engine.accounts.model import AccountError, ConflictError, NotFoundError, ValidationError
@@ -37,7 +49,14 @@ from quota_engine.accounts.provisioning import ProvisioningError
 from quota_engine.catalog import CatalogError
 from quota_engine.store.catalogs import CatalogStoreError
 
-__all__ = ["ApiError", "Problem", "describe", "error_body", "split_problem"]
+__all__ = [
+    "ApiError",
+    "Problem",
+    "describe",
+    "error_body",
+    "split_problem",
+    "store_unavailable",
+]
 
 Problem = tuple[str, str]
 
@@ -82,6 +101,36 @@ def error_body(status: int, message: str, fields: Iterable[Problem] = ()) -> dic
     return {"error": error}
 
 
+#: Redis error replies (their first word) that say the server cannot serve now, whatever
+#: the command: redis-py raises a bare ``ResponseError`` for these.
+_UNAVAILABLE_REPLIES = ("BUSY", "MISCONF", "NOREPLICAS", "MASTERDOWN", "CLUSTERDOWN", "LOADING")
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says Redis cannot serve right now (retrying later may work).
+
+    A Redis *command* error (``ResponseError``: a malformed stream id, a wrong type, a
+    syntax error) is not: the same command would fail again, so it is our bug or an
+    input we failed to validate, and is answered 500, not "unavailable".
+    """
+    if isinstance(
+        exc,
+        RedisConnectionError  # includes BusyLoadingError, AuthenticationError
+        | RedisTimeoutError
+        | BusyLoadingError
+        | ReadOnlyError
+        | OutOfMemoryError
+        | TryAgainError
+        | ClusterDownError,
+    ):
+        return True
+    if isinstance(exc, ResponseError):
+        return str(exc).split(" ", 1)[0] in _UNAVAILABLE_REPLIES
+    if isinstance(exc, RedisError):
+        return False  # DataError, InvalidResponse, ...: our side, not the store's health
+    return isinstance(exc, ConnectionError)
+
+
 def describe(exc: BaseException) -> tuple[int, str, list[Problem], dict[str, str]]:
     """``(status, message, fields, headers)`` for any exception (see the module table)."""
     if isinstance(exc, ApiError):
@@ -109,6 +158,6 @@ def describe(exc: BaseException) -> tuple[int, str, list[Problem], dict[str, str
         return 400, "invalid request", [split_problem(p) for p in exc.problems], {}
     if isinstance(exc, CatalogStoreError):
         return 409, str(exc), [], {}
-    if isinstance(exc, RedisError | ConnectionError):
+    if store_unavailable(exc):
         return 503, "the balance store is unavailable; try again", [], {"Retry-After": "1"}
     return 500, "internal server error", [], {}

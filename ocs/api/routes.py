@@ -208,7 +208,7 @@ ROUTES: tuple[Route, ...] = (
         query=(
             (
                 "after",
-                {"type": "string", "pattern": r"^[0-9]{1,20}-[0-9]{1,20}$"},
+                {"type": "string", "pattern": activity.STREAM_ID_PATTERN},
                 "start after the record with this stream_id",
             ),
         ),

@@ -75,6 +75,7 @@ class Http:
         all_headers = {**bearer(self.token), **(headers or {})}
         if json_body is not None:
             data = json.dumps(json_body)
+        if data is not None:  # raw bytes are JSON too unless the test names another type
             all_headers.setdefault("Content-Type", "application/json")
         async with self.client.request(
             method, path, data=data, headers=all_headers, params=params

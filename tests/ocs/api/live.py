@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from ocs.api.app import create_app
+from ocs.api.serving import runner_options
 from ocs.catalog_holder import CatalogHolder
 from ocs.config import Settings
 from ocs.metrics import Metrics
@@ -64,7 +65,7 @@ class LiveServer:
             return {"redis": bool(await client.ping())}
 
         app = create_app(self.settings, Metrics(), health, store=client, sessions=engine)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, **runner_options())
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
