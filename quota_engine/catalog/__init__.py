@@ -7,6 +7,7 @@ The names most callers need are re-exported here.
 from quota_engine.catalog.model import (
     HOME_ZONE,
     MAX_INCREMENT_COST,
+    MISSING_DESTINATION,
     UNITS,
     Allowance,
     BandWindow,
@@ -32,6 +33,7 @@ __all__ = [
     "DEMO_CATALOG_PATH",
     "HOME_ZONE",
     "MAX_INCREMENT_COST",
+    "MISSING_DESTINATION",
     "UNITS",
     "Allowance",
     "BandWindow",

@@ -18,6 +18,7 @@ __all__ = [
     "UNITS",
     "HOME_ZONE",
     "MAX_INCREMENT_COST",
+    "MISSING_DESTINATION",
     "Allowance",
     "BandWindow",
     "Catalog",
@@ -35,6 +36,11 @@ __all__ = [
 UNITS = ("octets", "seconds", "events")
 HOME_ZONE = "home"
 """The implicit zone of a subscriber at home (no visited network, or a home network)."""
+
+MISSING_DESTINATION = ("default", "reject")
+"""What a destination table does with a request that has no destination number
+(none sent, or not a number): ``"default"`` gives it the table's ``default`` class,
+``"reject"`` gives it no class (only rates without ``destination`` can price it)."""
 
 MAX_AMOUNT = 10**12
 """Largest ``rate``, ``rate_per`` and increment accepted (keeps products far from 2**63)."""
@@ -81,6 +87,13 @@ class DestinationTable:
     """``(E.164 prefix, destination class)`` pairs, longest-prefix match."""
     default: str | None = None
     """Class of a number no prefix matches (``None``: no class)."""
+    missing: str = "default"
+    """What a request without a destination number gets: one of :data:`MISSING_DESTINATION`."""
+
+    @property
+    def missing_class(self) -> str | None:
+        """The class of a request without a destination number (``None``: no class)."""
+        return self.default if self.missing == "default" else None
 
     @property
     def classes(self) -> frozenset[str]:

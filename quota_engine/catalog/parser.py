@@ -22,6 +22,7 @@ from quota_engine.catalog.model import (
     MAX_AMOUNT,
     MAX_INCREMENT_COST,
     MAX_UINT32,
+    MISSING_DESTINATION,
     UNITS,
     Allowance,
     Catalog,
@@ -352,12 +353,17 @@ class _Parser(DocumentChecker):
         return zones
 
     def destinations(self, top: Mapping[str, Any]) -> dict[str, DestinationTable]:
-        keys = {"id", "prefixes", "default"}
+        keys = {"id", "prefixes", "default", "missing"}
         seen: dict[str, str] = {}
         tables: dict[str, DestinationTable] = {}
         for path, item in self.tables(top.get("destinations"), "destinations", keys):
             ident = self.unique_id(item, path, seen)
             default = self.optional_string(item.get("default", MISSING), f"{path}.default")
+            missing = self.choice(
+                item.get("missing"), f"{path}.missing", MISSING_DESTINATION, "default"
+            )
+            if item.get("missing") == "default" and item.get("default") is None:
+                self.problem(f"{path}.missing", '"default" needs a default class (set default)')
             prefixes: list[tuple[str, str]] = []
             raw_prefixes = item.get("prefixes", MISSING)
             if raw_prefixes is MISSING:
@@ -376,7 +382,7 @@ class _Parser(DocumentChecker):
                     else:
                         prefixes.append((prefix, cls))
             if ident is not None:
-                tables[ident] = DestinationTable(ident, tuple(sorted(prefixes)), default)
+                tables[ident] = DestinationTable(ident, tuple(sorted(prefixes)), default, missing)
         return tables
 
     def plans(self, top: Mapping[str, Any], refs: _Refs) -> list[Plan]:

@@ -204,18 +204,22 @@ cdef class _PrefixTable:
     cdef dict prefixes
     cdef tuple lengths  # distinct prefix lengths, longest first
     cdef object default
+    cdef object missing  # class of a request without a number (the table's `missing` rule)
 
-    def __init__(self, table):
+    def __init__(self, table, missing):
         self.prefixes = dict(table.prefixes)
         self.lengths = tuple(sorted({len(p) for p in self.prefixes}, reverse=True))
         self.default = table.default
+        self.missing = missing
 
-    cdef object lookup(self, str number):
+    cdef object lookup(self, object number):
         cdef Py_ssize_t n, length
+        if number is None:
+            return self.missing
         if number.startswith("+"):
             number = number[1:]
         if not (number.isascii() and number.isdigit()):
-            return None
+            return self.missing  # not a number: as if none was sent
         n = len(number)
         for length in self.lengths:
             if length <= n:
@@ -270,7 +274,12 @@ cdef class _CompiledTariff:
         self.index = index
         self.unit = unit
         self.zero_rated = tariff.zero_rated
-        self.table = _PrefixTable(table) if table is not None else None
+        # A missing destination gets the table's `missing` class only in a tariff that
+        # prices by destination: elsewhere it would just label the record.
+        missing = None
+        if table is not None and any(r.destination is not None for r in tariff.rates):
+            missing = table.missing_class
+        self.table = _PrefixTable(table, missing) if table is not None else None
         order = sorted(range(len(tariff.rates)), key=lambda i: -tariff.rates[i].specificity)
         self.rates = tuple(_CompiledRate(i, tariff.rates[i]) for i in order)
 
@@ -403,7 +412,8 @@ cdef class Rater:
         for it (the service, destination class, zone and band at ``timestamp``).
 
         ``destination`` is the called number in E.164 digits (a leading "+" is
-        ignored); ``visited_mcc_mnc`` the visited network (3GPP-SGSN-MCC-MNC);
+        ignored; None or not a number: the destination table's ``missing`` rule,
+        docs/catalog.md); ``visited_mcc_mnc`` the visited network (3GPP-SGSN-MCC-MNC);
         ``period_usage`` the service's units used so far in the bill period, which picks
         the tier: a grant is priced at the tier current when it is granted.
         A zero-rated tariff returns a Price with ``zero_rated`` set and zero costs.
@@ -427,7 +437,7 @@ cdef class Rater:
         if t is None:
             return None
         dest_class = None
-        if destination is not None and t.table is not None:
+        if t.table is not None:
             dest_class = t.table.lookup(destination)
         return t, dest_class, self._zone_of(visited_mcc_mnc)
 

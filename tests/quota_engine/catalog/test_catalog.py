@@ -85,6 +85,22 @@ def test_catalog_does_not_alias_the_input():
     assert "33" not in dict(catalog.destinations[0].prefixes)
 
 
+@pytest.mark.parametrize(
+    ("missing", "expected", "missing_class"),
+    [
+        (None, "default", "international"),
+        ("default", "default", "international"),
+        ("reject", "reject", None),
+    ],
+)
+def test_destination_table_missing_rule(missing, expected, missing_class):
+    data = base_catalog()
+    if missing is not None:
+        data["destinations"][0]["missing"] = missing
+    table = load_catalog(data).destinations[0]
+    assert (table.missing, table.missing_class) == (expected, missing_class)
+
+
 def test_redirect_plan():
     data = base_catalog()
     data["plans"][0].update(final_unit_action="redirect", redirect_address="http://top.up/")

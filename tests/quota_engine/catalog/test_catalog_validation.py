@@ -457,6 +457,16 @@ CASES: list[tuple[str, Mutation | None, list[str]]] = [
         append("destinations", table(default="")),
         ["destinations[1].default: must be a non-empty string"],
     ),
+    (
+        "table-missing-unknown",
+        append("destinations", table(missing="free")),
+        ['destinations[1].missing: must be one of "default", "reject"'],
+    ),
+    (
+        "table-missing-default-without-class",
+        append("destinations", table(missing="default")),
+        ['destinations[1].missing: "default" needs a default class (set default)'],
+    ),
     # ---- plans
     ("plans-not-list", set_("plans", {"id": "basic"}), ["plans: must be a list"]),
     ("plan-not-table", append("plans", "basic"), ["plans[1]: must be a table"]),

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quota_engine.catalog import Catalog, load_catalog, load_demo_catalog
+from quota_engine.catalog import DEMO_CATALOG_PATH, Catalog, load_catalog, load_demo_catalog
 from quota_engine.catalog.timebands import DAYS
 from quota_engine.charging.rating import Rater
+from quota_engine.documents import read_document
 from quota_engine.money import round_up
 from tests.quota_engine.catalogs import MIB, base_catalog
 
@@ -26,17 +27,26 @@ def _tiered_base() -> Catalog:
     return load_catalog(data)
 
 
-CATALOGS = {"demo": load_demo_catalog(), "base": _tiered_base()}
+def _demo_rejecting() -> Catalog:
+    """The demo catalog with ``missing = "reject"`` on its SMS table."""
+    data = read_document(DEMO_CATALOG_PATH)
+    next(t for t in data["destinations"] if t["id"] == "sms-de")["missing"] = "reject"
+    return load_catalog(data)
+
+
+CATALOGS = {"demo": load_demo_catalog(), "base": _tiered_base(), "reject": _demo_rejecting()}
 RATERS = {name: Rater(catalog) for name, catalog in CATALOGS.items()}
 
 
 def ref_destination(catalog, tariff, number):
     table = catalog.table_for(tariff)
-    if table is None or number is None:
+    if table is None:
         return None
-    digits = number[1:] if number.startswith("+") else number
-    if not digits.isdigit() or not digits.isascii():
-        return None
+    digits = None if number is None else number[1:] if number.startswith("+") else number
+    if digits is None or not digits.isdigit() or not digits.isascii():
+        # no number: the table's missing rule, in a tariff that prices by destination
+        by_destination = any(r.destination is not None for r in tariff.rates)
+        return table.missing_class if by_destination else None
     matches = [(len(p), cls) for p, cls in table.prefixes if digits.startswith(p)]
     return max(matches)[1] if matches else table.default
 
