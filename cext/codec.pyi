@@ -1,5 +1,5 @@
 # Type stub for the compiled cext.codec extension (source: codec.pyx; keep the two in step).
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, Self, TypeAlias, TypeVar, overload
 
 _T = TypeVar("_T")
@@ -57,6 +57,15 @@ class TypeTable:
     def __contains__(self, key: object, /) -> bool: ...
     def __len__(self) -> int: ...
 
+class OccurrenceRules:
+    """``OccurrenceRules({None: [(code, vendor), ...], (code, vendor): [...]})``: the AVPs
+    that may occur at most once at the message level (None) and in each Grouped AVP."""
+
+    def __new__(
+        cls, rules: Mapping[tuple[int, int] | None, Iterable[tuple[int, int]]]
+    ) -> Self: ...
+    def __len__(self) -> int: ...
+
 class Header:
     """Read-only; made by decode_header() and decode_message() (calling it raises TypeError)."""
 
@@ -108,6 +117,7 @@ class Message(_AvpList):
     @property
     def raw(self) -> bytes: ...
     def first_unknown_mandatory(self) -> bytes | None: ...
+    def first_repeated(self, rules: OccurrenceRules) -> bytes | None: ...
 
 class AvpGroup(_AvpList):
     """Made by Message.group() and friends (calling it raises TypeError)."""

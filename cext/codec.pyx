@@ -342,6 +342,7 @@ def decode_header(buf):
 
 cdef class _AvpList
 cdef class AvpGroup
+cdef class OccurrenceRules
 
 ctypedef struct _Avp:
     uint32_t code
@@ -723,6 +724,22 @@ cdef class Message(_AvpList):
             <const char*>self._buf + self._unknown[0], self._unknown[1] - self._unknown[0]
         )
 
+    def first_repeated(self, OccurrenceRules rules not None):
+        """The first AVP that occurs again where ``rules`` allow it once, or None.
+
+        The second occurrence, whole (header, data, padding), as Failed-AVP for
+        DIAMETER_AVP_OCCURS_TOO_MANY_TIMES (5009). Checked at the message level and
+        inside every Grouped AVP the rules list (wherever it appears), in message
+        order, depth first; one C pass over the bytes the decode walk validated.
+        """
+        cdef uint32_t found[2]
+        cdef uint32_t size = <uint32_t>PyBytes_GET_SIZE(self._data)
+        if not _first_repeat(self._buf, 20, size, rules, 0, self._types, 0, found):
+            return None
+        if found[1] > size:
+            found[1] = size
+        return PyBytes_FromStringAndSize(<const char*>self._buf + found[0], found[1] - found[0])
+
     def __repr__(self):
         return (f"<Message command_code={self.header.command_code} "
                 f"flags={self.header.flags:#04x} avps={self._n}>")
@@ -754,6 +771,118 @@ cdef AvpGroup _make_group(_AvpList parent, _Avp* e):
     if _walk(g._buf, e.data, e.data + e.dlen, g._types, g, False, &fault, NULL):
         raise _fault_error(g._buf, &fault)
     return g
+
+
+# --------------------------------------------------------------------------- occurrence rules
+
+cdef enum:
+    MAX_SINGLE = 64                  # single-occurrence AVPs per container: one bit each
+    MAX_RULE_DEPTH = 8               # nested Grouped AVPs a rule check descends into
+
+
+cdef class OccurrenceRules:
+    """Which AVPs may occur at most once, per container (RFC 6733 §3.2: ``< AVP >``,
+    ``{ AVP }`` and ``[ AVP ]`` without a ``*``), for :meth:`Message.first_repeated`.
+
+    ``OccurrenceRules({None: [(code, vendor), ...], (code, vendor): [...], ...})``: the
+    key None is the message level, any other key a Grouped AVP whose children the
+    list constrains wherever that AVP appears. Built once; the check runs in C.
+    """
+
+    cdef uint64_t* _containers       # [i] the key of container i; 0 is the message level
+    cdef Py_ssize_t* _start          # container i's keys are _singles[_start[i]:_start[i+1]]
+    cdef uint64_t* _singles
+    cdef Py_ssize_t _n
+
+    def __cinit__(self, rules):
+        cdef Py_ssize_t i = 1, j = 0, total = 0
+        containers = [None] + [key for key in rules if key is not None]
+        lists = [list(rules.get(key, ())) for key in containers]
+        for keys in lists:
+            if len(keys) > MAX_SINGLE:
+                raise ValueError(f"at most {MAX_SINGLE} single-occurrence AVPs per container")
+            total += len(keys)
+        self._n = len(containers)
+        self._containers = <uint64_t*>malloc(self._n * sizeof(uint64_t))
+        self._start = <Py_ssize_t*>malloc((self._n + 1) * sizeof(Py_ssize_t))
+        self._singles = <uint64_t*>malloc((total or 1) * sizeof(uint64_t))
+        if self._containers == NULL or self._start == NULL or self._singles == NULL:
+            raise MemoryError()
+        self._containers[0] = 0
+        for i in range(self._n):
+            if i:
+                self._containers[i] = _rule_key(containers[i])
+            self._start[i] = j
+            for key in lists[i]:
+                self._singles[j] = _rule_key(key)
+                j += 1
+        self._start[self._n] = j
+
+    def __dealloc__(self):
+        free(self._containers)
+        free(self._start)
+        free(self._singles)
+
+    cdef inline Py_ssize_t _container(self, uint64_t key) noexcept:
+        cdef Py_ssize_t i
+        for i in range(1, self._n):
+            if self._containers[i] == key:
+                return i
+        return -1
+
+    cdef inline int _single(self, Py_ssize_t container, uint64_t key) noexcept:
+        cdef Py_ssize_t i, first = self._start[container]
+        for i in range(first, self._start[container + 1]):
+            if self._singles[i] == key:
+                return <int>(i - first)
+        return -1
+
+    def __len__(self):
+        return self._n
+
+
+cdef uint64_t _rule_key(object key) except? 0:
+    cdef uint32_t code, vendor
+    code, vendor = key
+    return code | (<uint64_t>vendor << 32)
+
+
+cdef int _first_repeat(const uint8_t* buf, uint32_t pos, uint32_t end, OccurrenceRules rules,
+                       Py_ssize_t container, TypeTable types, int depth,
+                       uint32_t* found) noexcept:
+    """1 with found[0:2] set to the span of the first AVP of buf[pos:end] (or of a
+    container the rules list, depth first) that repeats one the rules allow once."""
+    cdef uint64_t seen = 0, key
+    cdef uint32_t code, length, vendor, hdr
+    cdef uint8_t flags
+    cdef int bit
+    cdef Py_ssize_t inner
+    cdef _Slot* slot
+    while pos < end and end - pos >= 8:
+        code = _rd32(buf + pos)
+        flags = buf[pos + 4]
+        length = _rd24(buf + pos + 5)
+        hdr = 12 if flags & A_VENDOR else 8
+        if length < hdr or length > end - pos:
+            return 0  # not after a successful decode walk; never read past the container
+        vendor = _rd32(buf + pos + 8) if hdr == 12 else 0
+        key = code | (<uint64_t>vendor << 32)
+        bit = rules._single(container, key)
+        if bit >= 0:
+            if seen & (<uint64_t>1 << bit):
+                found[0] = pos
+                found[1] = pos + _pad4(length)
+                return 1
+            seen |= <uint64_t>1 << bit
+        if depth < MAX_RULE_DEPTH:
+            inner = rules._container(key)
+            if inner > 0:
+                slot = types._find(code, vendor)
+                if slot != NULL and slot.type == T_GROUPED and _first_repeat(
+                        buf, pos + hdr, pos + length, rules, inner, types, depth + 1, found):
+                    return 1
+        pos += _pad4(length)
+    return 0
 
 
 def decode_message(buf, TypeTable types not None):

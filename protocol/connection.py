@@ -190,10 +190,13 @@ class PeerConnection(asyncio.Protocol):
         for item in items:
             if self.state is PeerState.CLOSED:
                 break
-            if isinstance(item, Oversized):
-                self._on_oversized(item, started)
-            else:
-                self._on_message(item, batch, started)
+            try:
+                if isinstance(item, Oversized):
+                    self._on_oversized(item, started)
+                else:
+                    self._on_message(item, batch, started)
+            except Exception:  # a bug met by this message only: the others go on
+                self._on_internal_error(item, started)
         if batch:
             self._spawn_batch(self._run_batch(batch, started))
         if self._framer.error is not None and not self._disconnecting:
@@ -418,6 +421,13 @@ class PeerConnection(asyncio.Protocol):
         self._fire(PeerEvent.RCV_MESSAGE)
         batch.append(message)
 
+    def _on_internal_error(self, item: bytes | Oversized, started: float) -> None:
+        logger.exception("diameter_message_failed peer=%s", self.remote_address)
+        header = self.node.codec.header(item.header if isinstance(item, Oversized) else item)
+        if header.is_request:
+            error = DiameterError(UNABLE_TO_COMPLY, "internal error")
+            self._reply_error(header, error, None, started)
+
     def _on_oversized(self, item: Oversized, started: float) -> None:
         header = self.node.codec.header(item.header)
         if not header.is_request:
@@ -444,7 +454,14 @@ class PeerConnection(asyncio.Protocol):
         chunks = []
         for request, answer in zip(batch, answers, strict=True):
             header = request.header
-            data = codec.encode_answer(header, answer, session_id_of(request))
+            session_id = session_id_of(request)
+            error_bit = session_id is None  # see _answer_message_format
+            try:
+                data = codec.encode_answer(header, answer, session_id, error_bit)
+            except Exception:  # this answer only: its request gets 5012, the others theirs
+                logger.exception("diameter_answer_failed command_code=%d", header.command_code)
+                answer = Answer(UNABLE_TO_COMPLY, error_message="internal error")
+                data = codec.encode_answer(header, answer, session_id, error_bit)
             chunks.append(data)
             origin_host = value_or_none(request, c.AVP_ORIGIN_HOST) or ""
             cache.put(origin_host, header.end_to_end, data, now)
@@ -569,7 +586,8 @@ class PeerConnection(asyncio.Protocol):
     def _reply_error(
         self, header: Header, error: DiameterError, session_id: str | None, started: float
     ) -> None:
-        self._write(self.node.codec.encode_error(header, error, session_id))
+        error_bit = _answer_message_format(header, session_id)
+        self._write(self.node.codec.encode_error(header, error, session_id, error_bit))
         self._observe(header, error.result_code, started)
 
     def _observe(self, header: Header, result_code: int, started: float) -> None:
@@ -608,6 +626,20 @@ class PeerConnection(asyncio.Protocol):
         self._fail_open(ConnectionError("peer connection closed before OPEN"))
         if not self.closed.done():
             self.closed.set_result(None)
+
+
+def _answer_message_format(header: Header, session_id: str | None) -> bool:
+    """Whether the answer to ``header`` goes in the answer-message format, E bit set.
+
+    Every application command's answer starts with ``< Session-Id >``, echoed from the
+    request (RFC 6733 §8.8). When the request has no readable one (absent, not UTF-8,
+    or the message did not decode), the answer cannot conform to its command's format,
+    so it is sent in the generic answer-message format of RFC 6733 §7.2
+    (``0*1< Session-Id >``), which §3 marks with the E bit; it still carries the
+    request's Hop-by-Hop and End-to-End ids, so the peer can match it. Base commands
+    (CER, DWR, DPR) have no Session-Id.
+    """
+    return session_id is None and header.command_code not in base.BASE_COMMANDS
 
 
 def _result_code_of(codec: Codec, answer: bytes) -> int:

@@ -13,11 +13,17 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from cext import codec as _codec
-from cext.codec import AvpGroup, CodecError, Header, Message
+from cext.codec import AvpGroup, CodecError, Header, Message, OccurrenceRules
 
 from .dictionary import build_type_table
 from .dictionary import constants as c
-from .errors import MISSING_AVP, DiameterError, from_codec_error, is_protocol_error
+from .errors import (
+    AVP_OCCURS_TOO_MANY_TIMES,
+    MISSING_AVP,
+    DiameterError,
+    from_codec_error,
+    is_protocol_error,
+)
 
 FLAG_REQUEST = _codec.FLAG_REQUEST
 FLAG_PROXIABLE = _codec.FLAG_PROXIABLE
@@ -113,8 +119,11 @@ class Codec:
         request: Header,
         answer: Answer,
         session_id: str | None = None,
+        error_bit: bool = False,
     ) -> bytes:
-        """Answer ``request`` with ``answer``; 3xxx codes get the E bit (RFC 6733 §7.1.3)."""
+        """Answer ``request`` with ``answer``; 3xxx codes get the E bit (RFC 6733 §7.1.3),
+        and so does any answer sent with ``error_bit``: one in the answer-message format
+        (§7.2) because it cannot conform to its command's (e.g. no Session-Id to echo)."""
         identity = self.identity
         avps: list[AvpSpec] = []
         if session_id is not None:
@@ -128,7 +137,7 @@ class Codec:
         if answer.failed_avp is not None:
             avps.append((c.AVP_FAILED_AVP, answer.failed_avp))
         flags = request.flags & FLAG_PROXIABLE
-        if is_protocol_error(answer.result_code):
+        if error_bit or is_protocol_error(answer.result_code):
             flags |= FLAG_ERROR
         return _codec.encode_message(
             flags,
@@ -141,13 +150,18 @@ class Codec:
         )
 
     def encode_error(
-        self, request: Header, error: DiameterError, session_id: str | None = None
+        self,
+        request: Header,
+        error: DiameterError,
+        session_id: str | None = None,
+        error_bit: bool = False,
     ) -> bytes:
         """The answer to a request that failed before reaching its handler."""
         return self.encode_answer(
             request,
             Answer(error.result_code, [], error.message or None, error.failed_avp),
             session_id,
+            error_bit,
         )
 
     def missing_avp(self, code: int, vendor: int = 0) -> bytes:
@@ -195,3 +209,18 @@ def check_mandatory(
                 f"missing AVP {code}" + (f" (vendor {vendor})" if vendor else ""),
                 codec.missing_avp(code, vendor),
             )
+
+
+def check_occurrences(message: Message, rules: OccurrenceRules) -> None:
+    """Raise 5009 DIAMETER_AVP_OCCURS_TOO_MANY_TIMES for the first AVP that ``rules``
+    allow once and ``message`` repeats; Failed-AVP is that second occurrence (RFC 6733
+    §7.1.5: "the first instance of the offending AVP that exceeded the maximum")."""
+    repeated = message.first_repeated(rules)
+    if repeated is not None:
+        code = int.from_bytes(repeated[:4], "big")
+        vendor = int.from_bytes(repeated[8:12], "big") if repeated[4] & 0x80 else 0
+        raise DiameterError(
+            AVP_OCCURS_TOO_MANY_TIMES,
+            f"AVP {code}" + (f" (vendor {vendor})" if vendor else "") + " occurs more than once",
+            repeated,
+        )

@@ -4,8 +4,11 @@ translates Diameter into charging terms.
 Each batch of CCRs (those completed by one read of a connection) is parsed
 (:mod:`ocs.gy.translation`), the valid ones go to the charging engine in ONE
 ``engine.charge`` call (one Redis pipeline), and the answers are built in request
-order. A CCR that cannot be parsed is answered on its own (5005, 5004 with
-Failed-AVP) and never reaches the engine.
+order. A CCR that cannot be parsed is answered on its own (5005, 5009, 5004 with
+Failed-AVP, logged as a WARNING ``ccr_rejected`` event) and never reaches the
+engine. Every request fails alone: an unexpected exception while parsing one or
+building its answer gives that one 5012 (an ERROR line with the traceback), and the
+engine isolates a request whose rating fails (``ChargingBatchError``).
 
 Without an engine (``engine=None``) every valid CCR is answered
 DIAMETER_UNABLE_TO_COMPLY (5012) with an Error-Message, so a network element falls
@@ -21,12 +24,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from cext.codec import Message
 from ocs.gy.peer_routes import Routes
 from ocs.gy.translation import CCR_MANDATORY, ParsedCCR, build_cca, error_answer, parse_ccr
 from ocs.logs import log_event
+from protocol.connection import PeerConnection
 from protocol.dictionary import constants as c
 from protocol.errors import UNABLE_TO_COMPLY, DiameterError
-from protocol.messages import Answer, Codec
+from protocol.messages import Answer, Codec, value_or_none
 from quota_engine.charging.engine import ChargingBatchError
 from quota_engine.model import ChargingRequest, ChargingResult
 
@@ -60,7 +65,12 @@ class CreditControlApplication:
         self._clock = clock
         self._routes = routes
 
-    async def handle(self, requests: Sequence, peer) -> list[Answer]:
+    async def handle(
+        self, requests: Sequence[Message], peer: PeerConnection | None
+    ) -> list[Answer]:
+        """One answer per request, in order. Each request fails alone: a client mistake
+        gets its error answer (a WARNING line, no traceback), an internal fault while
+        parsing or answering it 5012 (an ERROR line with the traceback)."""
         answers: list[Answer | None] = [None] * len(requests)
         valid: list[tuple[int, ParsedCCR]] = []
         now = int(self._clock())
@@ -69,18 +79,24 @@ class CreditControlApplication:
                 parsed = parse_ccr(self._codec, message, now)
             except DiameterError as error:
                 answers[index] = error_answer(message, error)
+                _log_rejected(message, error)
+            except Exception as error:
+                answers[index] = _internal_error(message, error, "ccr_parse_failed")
             else:
                 valid.append((index, parsed))
                 if self._routes is not None and peer is not None:
-                    self._routes.learn(parsed.request.peer, message.get(c.AVP_ORIGIN_REALM), peer)
+                    self._routes.learn(parsed.request.peer, parsed.origin_realm, peer)
         if valid:
             results = await self._charge([parsed.request for _, parsed in valid])
             for (index, parsed), result in zip(valid, results, strict=True):
                 if result is None:
                     answers[index] = Answer(UNABLE_TO_COMPLY, parsed.echo, self._unavailable)
-                else:
+                    continue
+                try:
                     answers[index] = build_cca(parsed, result)
-        return answers  # type: ignore[return-value]  # every slot is filled
+                except Exception as error:
+                    answers[index] = _internal_error(parsed.message, error, "cca_build_failed")
+        return [answer for answer in answers if answer is not None]  # every slot is filled
 
     @property
     def _unavailable(self) -> str:
@@ -110,3 +126,27 @@ class CreditControlApplication:
             )
             return [None] * len(requests)
         return list(results)
+
+
+def _log_rejected(message: Message, error: DiameterError) -> None:
+    """A client's mistake: one WARNING line, without the subscriber's identities."""
+    log_event(
+        logger,
+        "ccr_rejected",
+        level=logging.WARNING,
+        result_code=error.result_code,
+        reason=error.message,
+        origin_host=value_or_none(message, c.AVP_ORIGIN_HOST),
+    )
+
+
+def _internal_error(message: Message, error: Exception, event: str) -> Answer:
+    """Our fault with one request: 5012 for it alone, and the traceback in the log."""
+    log_event(
+        logger,
+        event,
+        level=logging.ERROR,
+        error=f"{type(error).__name__}: {error}",
+        exc_info=error,
+    )
+    return error_answer(message, DiameterError(UNABLE_TO_COMPLY, "internal error"))

@@ -18,12 +18,14 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from cext.codec import AvpGroup, CodecError, Message
+from ocs.gy.grammar import CCR_OCCURRENCES
 from ocs.gy.result_codes import RATING_FAILED, answer_codes
 from protocol.dictionary import constants as c
 from protocol.errors import INVALID_AVP_VALUE, DiameterError, from_codec_error
-from protocol.messages import Answer, Codec, check_mandatory
+from protocol.messages import Answer, Codec, check_mandatory, check_occurrences
 from quota_engine.accounts.model import identity as canonical_identity
 from quota_engine.model import (
     ChargingRequest,
@@ -115,6 +117,7 @@ class ParsedCCR:
     multiple_services: bool  # MSCC mode (answer with MSCCs) or single-service mode
     message: Message
     mscc: list[AvpGroup] = field(default_factory=list)
+    origin_realm: str = ""  # of the network element, for the RAR/ASR route
 
     @property
     def echo(self) -> list:
@@ -150,11 +153,14 @@ def _get_or(message: Message, code: int, default: int) -> int:
 
 
 def parse_ccr(codec: Codec, message: Message, now: int) -> ParsedCCR:
-    """Translate a CCR; raises :class:`DiameterError` (5005, 5004) with Failed-AVP.
+    """Translate a CCR; raises :class:`DiameterError` with Failed-AVP: 5005 for a
+    missing AVP, else 5009 for a single-occurrence AVP repeated
+    (:mod:`ocs.gy.grammar`), else 5004 for an invalid value.
 
     ``now`` (Unix seconds) is the timestamp when the CCR has no Event-Timestamp.
     """
     check_mandatory(codec, message, CCR_MANDATORY)
+    check_occurrences(message, CCR_OCCURRENCES)
     try:
         return _parse(codec, message, now)
     except CodecError as error:  # e.g. a UTF8String that is not UTF-8
@@ -165,7 +171,33 @@ def _invalid(container, code: int, vendor: int, what: str) -> DiameterError:
     return DiameterError(INVALID_AVP_VALUE, what, container.raw_avp(code, vendor))
 
 
+# Refused when empty (5004): an empty Session-Id would make every peer that sends one
+# share one session, and an empty DiameterIdentity is no FQDN (RFC 6733 §4.3.1).
+# Destination-Host is optional, and Destination-* are read only to be checked.
+_NON_EMPTY = (
+    (c.AVP_SESSION_ID, "Session-Id"),
+    (c.AVP_ORIGIN_HOST, "Origin-Host"),
+    (c.AVP_ORIGIN_REALM, "Origin-Realm"),
+    (c.AVP_DESTINATION_REALM, "Destination-Realm"),
+    (c.AVP_DESTINATION_HOST, "Destination-Host"),
+)
+
+
+def _addressing(message: Message) -> tuple[str, str, str]:
+    """Session-Id, Origin-Host and Origin-Realm, once every AVP of :data:`_NON_EMPTY`
+    is checked: an empty one raises 5004, one that is not UTF-8 ``CodecError`` (5004
+    too). The three are present: ``check_mandatory`` ran."""
+    values: list[Any] = []
+    for code, name in _NON_EMPTY:
+        value = message.get(code)
+        if value == "":
+            raise _invalid(message, code, 0, f"empty {name}")
+        values.append(value)
+    return values[0], values[1], values[2]
+
+
 def _parse(codec: Codec, message: Message, now: int) -> ParsedCCR:
+    session_id, origin_host, origin_realm = _addressing(message)
     type_value = message.get(c.AVP_CC_REQUEST_TYPE)
     request_type = REQUEST_TYPES.get(type_value)
     if request_type is None:
@@ -242,21 +274,21 @@ def _parse(codec: Codec, message: Message, now: int) -> ParsedCCR:
 
     timestamp = message.get(c.AVP_EVENT_TIMESTAMP)
     request = ChargingRequest(
-        session_id=message.get(c.AVP_SESSION_ID),
+        session_id=session_id,
         request_type=request_type,
         request_number=request_number,
         identities=identities,
         service_context=context,
         services=services,
         timestamp=now if timestamp is None else timestamp,
-        peer=message.get(c.AVP_ORIGIN_HOST),
+        peer=origin_host,
         action=action,
         destination=destination,
         visited_mcc_mnc=visited or None,
         apn=apn or None,
         termination_cause=message.get(c.AVP_TERMINATION_CAUSE),
     )
-    return ParsedCCR(request, type_value, request_number, multiple, message, mscc)
+    return ParsedCCR(request, type_value, request_number, multiple, message, mscc, origin_realm)
 
 
 def normalize_context(context: str) -> str:

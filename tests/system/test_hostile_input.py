@@ -15,6 +15,12 @@ import threading
 
 import pytest
 from diameter.message import Message
+from diameter.message.constants import (
+    AVP_FAILED_AVP,
+    AVP_ORIGIN_REALM,
+    AVP_RESULT_CODE,
+    AVP_SESSION_ID,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -170,3 +176,51 @@ def test_control_peer_is_still_served_after_the_attacks(server):
     assert_still_sane(control, b"")  # answers its DWR (server DWRs in between are skipped)
     with open_socket(port) as sock:  # and new peers are still accepted
         assert_still_sane(sock, b"")
+
+
+# ------------------------------------------------ answers to requests without a Session-Id
+
+
+def _answer_to(port: int, data: bytes) -> Message:
+    with open_socket(port) as sock:
+        sock.sendall(data)
+        answer = recv_message(sock)
+    assert answer is not None
+    return Message.from_bytes(answer)
+
+
+def _avp_values(message: Message, code: int) -> list:
+    return [avp.value for avp in message.find_avps((code, 0))]
+
+
+def test_unreadable_session_id_gets_an_e_bit_answer_with_the_header_ids(server_port):
+    request = ref.ccr("QQQQ;1;1")
+    data = request.as_bytes().replace(b"QQQQ", b"\xff\xfe\xfd\xfc")
+    answer = _answer_to(server_port, data)
+    assert answer.header.is_error  # RFC 6733 §7.2 answer-message: 0*1< Session-Id >
+    assert answer.header.hop_by_hop_identifier == request.header.hop_by_hop_identifier
+    assert answer.header.end_to_end_identifier == request.header.end_to_end_identifier
+    assert _avp_values(answer, AVP_RESULT_CODE) == [5004]
+    assert _avp_values(answer, AVP_SESSION_ID) == []
+    [failed] = _avp_values(answer, AVP_FAILED_AVP)
+    assert [(a.code, a.payload[:4]) for a in failed] == [(AVP_SESSION_ID, b"\xff\xfe\xfd\xfc")]
+
+
+def test_missing_session_id_gets_an_e_bit_answer(server_port):
+    request = ref.ccr()
+    data = Message(request.header, [a for a in request.avps if a.code != AVP_SESSION_ID])
+    answer = _answer_to(server_port, data.as_bytes())
+    assert answer.header.is_error
+    assert answer.header.hop_by_hop_identifier == request.header.hop_by_hop_identifier
+    assert _avp_values(answer, AVP_RESULT_CODE) == [5005]
+
+
+def test_an_error_answer_that_can_echo_the_session_id_is_a_cca_without_e_bit(server_port):
+    request = ref.ccr("pgw.test.net;realm;1")
+    request.origin_realm = b"QQQQ.net"
+    answer = _answer_to(server_port, request.as_bytes().replace(b"QQQQ", b"\xff\xfe\xfd\xfc"))
+    assert not answer.header.is_error
+    assert _avp_values(answer, AVP_RESULT_CODE) == [5004]
+    assert _avp_values(answer, AVP_SESSION_ID) == ["pgw.test.net;realm;1"]
+    [failed] = _avp_values(answer, AVP_FAILED_AVP)
+    assert [a.code for a in failed] == [AVP_ORIGIN_REALM]

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 from diameter.message import Message
-from diameter.message.constants import AVP_CC_REQUEST_NUMBER, AVP_CC_REQUEST_TYPE
+from diameter.message.constants import (
+    AVP_CC_REQUEST_NUMBER,
+    AVP_CC_REQUEST_TYPE,
+    AVP_ORIGIN_REALM,
+    AVP_SESSION_ID,
+)
 from redis.exceptions import ResponseError
 
+from ocs.gy import application as application_module
 from ocs.gy.application import CCR, CREDIT_CONTROL_APPLICATION, CreditControlApplication
+from ocs.gy.peer_routes import Routes
 from protocol.messages import Codec, LocalIdentity
 from quota_engine.charging.engine import ChargingBatchError
 from quota_engine.model import ChargingResult, Outcome, RequestType, ServiceGrant, Unit
@@ -116,3 +125,72 @@ async def test_partly_failed_batch_answers_the_completed_requests():
     answers = await CreditControlApplication(CODEC, engine).handle(batch(), None)
     assert [a.result_code for a in answers] == [2001, 5004, 5005, 5012]
     assert answers[3].error_message == "charging engine unavailable"
+
+
+# ------------------------------------------------------ one bad request fails alone (issue 9)
+
+
+def bad_origin_realm(session_id: str) -> bytes:
+    """A valid CCR but for an Origin-Realm that is not UTF-8."""
+    message = m.ccr(session_id, services=[m.mscc(10, requested=m.rsu())])
+    message.origin_realm = b"QQQQ.net"
+    return message.as_bytes().replace(b"QQQQ", b"\xff\xfe\xfd\xfc")
+
+
+async def test_invalid_origin_realm_fails_alone_and_the_neighbours_are_charged():
+    engine = Engine()
+    routes = Routes([])
+    connection = object()  # what the transport passes: the peer connection
+    app = CreditControlApplication(CODEC, engine, routes=routes)
+    good = decode(m.ccr("pgw.test.net;r;1", services=[m.mscc(10, requested=m.rsu())]))
+    bad = decode(bad_origin_realm("pgw.test.net;r;2"))
+    also_good = decode(m.ccr("pgw.test.net;r;3", services=[m.mscc(10, requested=m.rsu())]))
+    answers = await app.handle([good, bad, also_good], connection)
+    assert [a.result_code for a in answers] == [2001, 5004, 2001]
+    assert [r.session_id for r in engine.calls[0]] == ["pgw.test.net;r;1", "pgw.test.net;r;3"]
+    assert answers[1].failed_avp == bad.raw_avp(AVP_ORIGIN_REALM)
+    assert routes._learned["pgw.test.net"] == (connection, "test.net")
+
+
+async def test_client_mistakes_log_a_warning_without_a_traceback(caplog):
+    app = CreditControlApplication(CODEC, Engine(), routes=Routes([]))
+    with caplog.at_level(logging.DEBUG):
+        await app.handle(batch() + [decode(bad_origin_realm("pgw.test.net;r;4"))], object())
+    rejected = [r for r in caplog.records if r.getMessage() == "ccr_rejected"]
+    assert [r.levelno for r in rejected] == [logging.WARNING] * 3
+    assert all(r.exc_info is None for r in caplog.records)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_an_internal_fault_parsing_one_request_fails_it_alone_with_5012(monkeypatch, caplog):
+    real_parse = application_module.parse_ccr
+
+    def parse_ccr(codec, message, now):
+        if message.get(AVP_SESSION_ID) == "pgw.test.net;b;4":
+            raise RuntimeError("a bug")
+        return real_parse(codec, message, now)
+
+    monkeypatch.setattr(application_module, "parse_ccr", parse_ccr)
+    engine = Engine()
+    with caplog.at_level(logging.ERROR):
+        answers = await CreditControlApplication(CODEC, engine).handle(batch(), None)
+    assert [a.result_code for a in answers] == [2001, 5004, 5005, 5012]
+    assert answers[3].error_message == "internal error"
+    echo = {code: value for code, value in answers[3].avps if isinstance(value, int)}
+    assert echo[AVP_CC_REQUEST_TYPE] == m.UPDATE and echo[AVP_CC_REQUEST_NUMBER] == 1
+    assert [r.session_id for r in engine.calls[0]] == ["pgw.test.net;b;1"]
+    [fault] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert fault.exc_info is not None  # our bug: the traceback is wanted
+
+
+async def test_an_internal_fault_answering_one_request_fails_it_alone_with_5012(monkeypatch):
+    real_build = application_module.build_cca
+
+    def build_cca(parsed, result):
+        if parsed.request.session_id == "pgw.test.net;b;1":
+            raise ValueError("a bug")
+        return real_build(parsed, result)
+
+    monkeypatch.setattr(application_module, "build_cca", build_cca)
+    answers = await CreditControlApplication(CODEC, Engine()).handle(batch(), None)
+    assert [a.result_code for a in answers] == [5012, 5004, 5005, 2001]

@@ -11,19 +11,34 @@ from diameter.message.avp import Avp
 from diameter.message.avp.grouped import ServiceInformation, SmsInformation, SubscriptionId
 from diameter.message.constants import (
     AVP_AUTH_APPLICATION_ID,
+    AVP_CALLED_STATION_ID,
     AVP_CC_REQUEST_NUMBER,
     AVP_CC_REQUEST_TYPE,
+    AVP_CC_TOTAL_OCTETS,
+    AVP_DESTINATION_HOST,
     AVP_DESTINATION_REALM,
+    AVP_EVENT_TIMESTAMP,
+    AVP_MULTIPLE_SERVICES_CREDIT_CONTROL,
+    AVP_MULTIPLE_SERVICES_INDICATOR,
     AVP_ORIGIN_HOST,
     AVP_ORIGIN_REALM,
+    AVP_RATING_GROUP,
     AVP_REQUESTED_ACTION,
+    AVP_REQUESTED_SERVICE_UNIT,
     AVP_SERVICE_CONTEXT_ID,
     AVP_SESSION_ID,
     AVP_SUBSCRIPTION_ID,
     AVP_SUBSCRIPTION_ID_DATA,
     AVP_SUBSCRIPTION_ID_TYPE,
+    AVP_TERMINATION_CAUSE,
+    AVP_TGPP_3GPP_SGSN_MCC_MNC,
     AVP_TGPP_ADDRESS_DATA,
+    AVP_TGPP_CALLED_PARTY_ADDRESS,
+    AVP_TGPP_PS_INFORMATION,
     AVP_TGPP_RECIPIENT_ADDRESS,
+    AVP_TGPP_SERVICE_INFORMATION,
+    AVP_USED_SERVICE_UNIT,
+    AVP_USER_NAME,
     E_3GPP_REPORTING_REASON_FINAL,
     E_3GPP_REPORTING_REASON_QUOTA_EXHAUSTED,
     E_3GPP_REPORTING_REASON_THRESHOLD,
@@ -574,3 +589,251 @@ def test_invalid_utf8_is_5004_with_the_avp():
     error = parse_error(data)
     assert error.result_code == 5004
     assert [a.code for a in failed_avp(error)] == [AVP_SUBSCRIPTION_ID_DATA]
+
+
+# ----------------------------------------------------------------- validation of values
+# (issue 9: every UTF8String / DiameterIdentity the OCS reads is checked, empty ids are
+# refused, single-occurrence AVPs repeated are 5009)
+
+MARKER = "QQQQ"
+BAD_UTF8 = b"\xff\xfe\xfd\xfc"  # as long as MARKER, so no length changes
+
+
+def with_bad_utf8(message) -> bytes:
+    """``message`` with the one value containing MARKER made invalid UTF-8."""
+    data = message.as_bytes()
+    assert data.count(MARKER.encode()) == 1
+    return data.replace(MARKER.encode(), BAD_UTF8)
+
+
+def _with(message, **attributes):
+    for name, value in attributes.items():
+        setattr(message, name, value)
+    return message
+
+
+BAD_UTF8_CASES = {
+    "Session-Id": (lambda: m.ccr(MARKER), AVP_SESSION_ID, 0),
+    "Origin-Host": (lambda: m.ccr(origin_host=MARKER), AVP_ORIGIN_HOST, 0),
+    "Origin-Realm": (lambda: _with(m.ccr(), origin_realm=MARKER.encode()), AVP_ORIGIN_REALM, 0),
+    "Destination-Realm": (
+        lambda: _with(m.ccr(), destination_realm=MARKER.encode()),
+        AVP_DESTINATION_REALM,
+        0,
+    ),
+    "Destination-Host": (
+        lambda: _with(m.ccr(), destination_host=MARKER.encode()),
+        AVP_DESTINATION_HOST,
+        0,
+    ),
+    "Service-Context-Id": (lambda: m.ccr(context=MARKER), AVP_SERVICE_CONTEXT_ID, 0),
+    "Subscription-Id-Data": (
+        lambda: m.ccr(subscriptions=(("msisdn", MARKER),)),
+        AVP_SUBSCRIPTION_ID_DATA,
+        0,
+    ),
+    "User-Name": (lambda: m.ccr(user_name=MARKER), AVP_USER_NAME, 0),
+    "Called-Station-Id": (
+        lambda: m.ccr(service_information=m.ps_information(apn=MARKER)),
+        AVP_CALLED_STATION_ID,
+        0,
+    ),
+    "3GPP-SGSN-MCC-MNC": (
+        lambda: m.ccr(service_information=m.ps_information(visited=MARKER)),
+        AVP_TGPP_3GPP_SGSN_MCC_MNC,
+        VENDOR_TGPP,
+    ),
+    "Called-Party-Address": (
+        lambda: m.ccr(context=m.VOICE, service_information=m.ims_information("tel:" + MARKER)),
+        AVP_TGPP_CALLED_PARTY_ADDRESS,
+        VENDOR_TGPP,
+    ),
+    "Address-Data": (
+        lambda: m.ccr(
+            request_type=m.EVENT, context=m.SMS, service_information=m.sms_information(MARKER)
+        ),
+        AVP_TGPP_ADDRESS_DATA,
+        VENDOR_TGPP,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_UTF8_CASES))
+def test_invalid_utf8_in_any_string_the_ocs_reads_is_5004_with_that_avp(case):
+    build, code, vendor = BAD_UTF8_CASES[case]
+    error = parse_error(with_bad_utf8(build()))
+    assert error.result_code == 5004
+    [avp] = failed_avp(error)
+    assert (avp.code, avp.vendor_id) == (code, vendor)
+    assert BAD_UTF8 in avp.payload
+
+
+def test_empty_session_id_is_5004_with_the_avp():
+    error = parse_error(m.ccr(""))
+    assert error.result_code == 5004
+    [avp] = failed_avp(error)
+    assert (avp.code, avp.payload) == (AVP_SESSION_ID, b"")
+
+
+@pytest.mark.parametrize(
+    ("attribute", "code"),
+    [
+        ("origin_host", AVP_ORIGIN_HOST),
+        ("origin_realm", AVP_ORIGIN_REALM),
+        ("destination_realm", AVP_DESTINATION_REALM),
+        ("destination_host", AVP_DESTINATION_HOST),
+    ],
+)
+def test_empty_diameter_identity_is_5004_with_the_avp(attribute, code):
+    error = parse_error(_with(m.ccr(), **{attribute: b""}))
+    assert error.result_code == 5004
+    [avp] = failed_avp(error)
+    assert (avp.code, avp.payload) == (code, b"")
+
+
+def _appended(message, *avps: Avp) -> bytes:
+    for avp in avps:
+        message.append_avp(avp)
+    return message.as_bytes()
+
+
+def _grouped(code: int, *children: Avp, vendor: int = 0) -> Avp:
+    avp = Avp.new(code, vendor)
+    avp.value = list(children)
+    return avp
+
+
+# (what the CCR carries once, and the second occurrence appended after it)
+REPEATED_CASES = {
+    "Session-Id": (m.ccr, Avp.new(AVP_SESSION_ID, value="pgw.test.net;other;1")),
+    "Origin-Host": (m.ccr, Avp.new(AVP_ORIGIN_HOST, value=b"other.test.net")),
+    "Origin-Realm": (m.ccr, Avp.new(AVP_ORIGIN_REALM, value=b"other.net")),
+    "Destination-Realm": (m.ccr, Avp.new(AVP_DESTINATION_REALM, value=b"other.net")),
+    "Auth-Application-Id": (m.ccr, Avp.new(AVP_AUTH_APPLICATION_ID, value=4)),
+    "Service-Context-Id": (m.ccr, Avp.new(AVP_SERVICE_CONTEXT_ID, value=m.VOICE)),
+    "CC-Request-Type": (m.ccr, Avp.new(AVP_CC_REQUEST_TYPE, value=m.UPDATE)),
+    "CC-Request-Number": (m.ccr, Avp.new(AVP_CC_REQUEST_NUMBER, value=7)),
+    "Destination-Host": (
+        lambda: _with(m.ccr(), destination_host=b"ocs.test.net"),
+        Avp.new(AVP_DESTINATION_HOST, value=b"ocs2.test.net"),
+    ),
+    "User-Name": (lambda: m.ccr(user_name="a@b"), Avp.new(AVP_USER_NAME, value="c@d")),
+    "Event-Timestamp": (
+        lambda: m.ccr(timestamp=datetime.datetime(2025, 3, 3, tzinfo=datetime.UTC)),
+        Avp.new(AVP_EVENT_TIMESTAMP, value=datetime.datetime(2025, 3, 4)),
+    ),
+    "Requested-Action": (
+        lambda: m.ccr(request_type=m.EVENT, action=E_REQUESTED_ACTION_DIRECT_DEBITING),
+        Avp.new(AVP_REQUESTED_ACTION, value=E_REQUESTED_ACTION_REFUND_ACCOUNT),
+    ),
+    "Multiple-Services-Indicator": (
+        lambda: m.ccr(multiple_services=1),
+        Avp.new(AVP_MULTIPLE_SERVICES_INDICATOR, value=0),
+    ),
+    "Termination-Cause": (
+        lambda: m.ccr(
+            request_type=m.TERMINATE, termination_cause=E_TERMINATION_CAUSE_DIAMETER_LOGOUT
+        ),
+        Avp.new(AVP_TERMINATION_CAUSE, value=E_TERMINATION_CAUSE_DIAMETER_LOGOUT),
+    ),
+    "Requested-Service-Unit": (
+        lambda: m.ccr(requested=m.rsu(octets=1)),
+        _grouped(AVP_REQUESTED_SERVICE_UNIT, Avp.new(AVP_CC_TOTAL_OCTETS, value=2)),
+    ),
+    "Service-Information": (
+        lambda: m.ccr(service_information=m.ps_information(visited="26201")),
+        _grouped(AVP_TGPP_SERVICE_INFORMATION, vendor=VENDOR_TGPP),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REPEATED_CASES))
+def test_single_occurrence_avp_repeated_is_5009_with_the_second(case):
+    build, second = REPEATED_CASES[case]
+    error = parse_error(_appended(build(), second))
+    assert error.result_code == 5009
+    [avp] = failed_avp(error)
+    assert avp.as_bytes() == second.as_bytes()
+
+
+def _mscc_avp(*children: Avp) -> Avp:
+    return _grouped(AVP_MULTIPLE_SERVICES_CREDIT_CONTROL, *children)
+
+
+NESTED_REPEATED_CASES = {
+    "Rating-Group in MSCC": (
+        _mscc_avp(Avp.new(AVP_RATING_GROUP, value=10), Avp.new(AVP_RATING_GROUP, value=11)),
+        Avp.new(AVP_RATING_GROUP, value=11),
+    ),
+    "Requested-Service-Unit in MSCC": (
+        _mscc_avp(
+            Avp.new(AVP_RATING_GROUP, value=10),
+            _grouped(AVP_REQUESTED_SERVICE_UNIT),
+            _grouped(AVP_REQUESTED_SERVICE_UNIT, Avp.new(AVP_CC_TOTAL_OCTETS, value=5)),
+        ),
+        _grouped(AVP_REQUESTED_SERVICE_UNIT, Avp.new(AVP_CC_TOTAL_OCTETS, value=5)),
+    ),
+    "CC-Total-Octets in a USU": (
+        _mscc_avp(
+            Avp.new(AVP_RATING_GROUP, value=10),
+            _grouped(
+                AVP_USED_SERVICE_UNIT,
+                Avp.new(AVP_CC_TOTAL_OCTETS, value=5),
+                Avp.new(AVP_CC_TOTAL_OCTETS, value=6),
+            ),
+        ),
+        Avp.new(AVP_CC_TOTAL_OCTETS, value=6),
+    ),
+    "Subscription-Id-Data": (
+        _grouped(
+            AVP_SUBSCRIPTION_ID,
+            Avp.new(AVP_SUBSCRIPTION_ID_TYPE, value=0),
+            Avp.new(AVP_SUBSCRIPTION_ID_DATA, value="491700000002"),
+            Avp.new(AVP_SUBSCRIPTION_ID_DATA, value="491700000003"),
+        ),
+        Avp.new(AVP_SUBSCRIPTION_ID_DATA, value="491700000003"),
+    ),
+    "3GPP-SGSN-MCC-MNC in PS-Information": (
+        _grouped(
+            AVP_TGPP_SERVICE_INFORMATION,
+            _grouped(
+                AVP_TGPP_PS_INFORMATION,
+                Avp.new(AVP_TGPP_3GPP_SGSN_MCC_MNC, VENDOR_TGPP, value="26201"),
+                Avp.new(AVP_TGPP_3GPP_SGSN_MCC_MNC, VENDOR_TGPP, value="20801"),
+                vendor=VENDOR_TGPP,
+            ),
+            vendor=VENDOR_TGPP,
+        ),
+        Avp.new(AVP_TGPP_3GPP_SGSN_MCC_MNC, VENDOR_TGPP, value="20801"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(NESTED_REPEATED_CASES))
+def test_single_occurrence_avp_repeated_inside_a_group_is_5009_with_the_second(case):
+    container, second = NESTED_REPEATED_CASES[case]
+    error = parse_error(_appended(m.ccr(multiple_services=1), container))
+    assert error.result_code == 5009
+    [avp] = failed_avp(error)
+    assert avp.as_bytes() == second.as_bytes()
+
+
+def test_avps_the_grammar_allows_many_times_may_repeat():
+    message = m.ccr(
+        subscriptions=(("msisdn", "491700000001"), ("imsi", "001010000000001")),
+        services=[
+            m.mscc(10, requested=m.rsu(), used=[m.usu(octets=1), m.usu(seconds=2)]),
+            m.mscc(20, service_identifier=5, used=[m.usu(octets=3)]),
+        ],
+    )
+    unknown = Avp(code=987654, payload=b"\x00\x00\x00\x07")  # *[ AVP ], twice
+    parsed = parse(_appended(message, unknown, unknown))
+    assert [s.rating_group for s in parsed.request.services] == [10, 20]
+    assert parsed.request.identities == ["msisdn:491700000001", "imsi:001010000000001"]
+
+
+def test_missing_avp_comes_before_repeated_and_repeated_before_invalid():
+    message = m.ccr("")
+    message.append_avp(Avp.new(AVP_SESSION_ID, value="again"))
+    assert parse_error(message).result_code == 5009  # repeated before the empty value
+    assert parse_error(without(message, AVP_CC_REQUEST_TYPE)).result_code == 5005
