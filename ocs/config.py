@@ -146,6 +146,22 @@ def _accept_choice(choices: tuple[str, ...], *, upper: bool) -> Callable[[str], 
     return accept
 
 
+_COUNTRY_CODE = re.compile(r"[1-9][0-9]{0,2}")
+_DIAL_PREFIX = re.compile(r"[0-9]{0,4}")
+
+
+def _accept_country_code(value: str) -> str:
+    if value and not _COUNTRY_CODE.fullmatch(value):
+        raise ValueError(value)
+    return value
+
+
+def _accept_dial_prefix(value: str) -> str:
+    if not _DIAL_PREFIX.fullmatch(value):
+        raise ValueError(value)
+    return value
+
+
 def _accept_token(value: str) -> str:
     if len(value) < 16 or any(ch.isspace() for ch in value):
         raise ValueError("token")
@@ -436,6 +452,21 @@ class Settings:
     )
     charging_sweep_limit: int = setting(
         100, "Expired sessions settled per sweeper pipeline.", _int_range(1, 100_000)
+    )
+    numbering_country_code: str = setting(
+        "",
+        "Home country code (E.164, e.g. 49) for national-format numbers; empty = none.",
+        Rule('must be a country code of 1 to 3 digits (such as "49"), or ""', _accept_country_code),
+    )
+    numbering_national_prefix: str = setting(
+        "0",
+        "Prefix dialled before a national number (trunk prefix); empty = none.",
+        Rule("must be up to 4 digits", _accept_dial_prefix),
+    )
+    numbering_international_prefix: str = setting(
+        "00",
+        "Prefix dialled before an international number; empty = none.",
+        Rule("must be up to 4 digits", _accept_dial_prefix),
     )
     api_url: str | None = setting(
         None,
@@ -763,6 +794,15 @@ def _cross_check(values: Mapping[str, Any], names: Mapping[str, str]) -> list[st
         if values[name] is not None and not url.startswith("rediss://"):
             shown = names.get(name, _BY_NAME[name].toml_name)
             problems.append(f"{shown}: needs a rediss:// redis.url (TLS)")
+    national, international = (
+        values["numbering_national_prefix"],
+        values["numbering_international_prefix"],
+    )
+    if national and national == international:
+        shown = names.get("numbering_national_prefix", "numbering.national_prefix")
+        problems.append(
+            f"{shown}: must differ from numbering.international_prefix (both {national!r})"
+        )
     cert, key = values["redis_tls_cert_file"], values["redis_tls_key_file"]
     if (cert is None) != (key is None):
         missing = "redis_tls_key_file" if key is None else "redis_tls_cert_file"

@@ -42,6 +42,7 @@ from quota_engine.charging.engine import ChargingEngine
 from quota_engine.charging.observer import NO_OBSERVER, EngineObserver
 from quota_engine.charging.settings import EngineSettings
 from quota_engine.charging.sweeper import Sweeper
+from quota_engine.numbering import NumberingPlan
 from quota_engine.store.connect import link_to
 
 logger = logging.getLogger("ocs.service")
@@ -105,6 +106,15 @@ def engine_settings(settings: Settings) -> EngineSettings:
     )
 
 
+def numbering_plan(settings: Settings) -> NumberingPlan:
+    """The numbering plan from ``[numbering]``: how national-format numbers become E.164."""
+    return NumberingPlan(
+        country_code=settings.numbering_country_code,
+        national_prefix=settings.numbering_national_prefix,
+        international_prefix=settings.numbering_international_prefix,
+    )
+
+
 @contextlib.asynccontextmanager
 async def charging(
     settings: Settings, store: aioredis.Redis, observer: EngineObserver = NO_OBSERVER
@@ -161,7 +171,9 @@ async def serve(settings: Settings, stop: asyncio.Event, *, own_process: bool = 
         node = build_node(
             settings,
             metrics,
-            lambda codec: CreditControlApplication(codec, coalescer, routes=routes),
+            lambda codec: CreditControlApplication(
+                codec, coalescer, routes=routes, numbering=numbering_plan(settings)
+            ),
         )
         server = DiameterServer(
             node, settings.diameter_host, settings.diameter_port, connections=connections

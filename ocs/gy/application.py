@@ -34,6 +34,7 @@ from protocol.errors import UNABLE_TO_COMPLY, DiameterError
 from protocol.messages import Answer, Codec, value_or_none
 from quota_engine.charging.engine import ChargingBatchError
 from quota_engine.model import ChargingRequest, ChargingResult
+from quota_engine.numbering import NO_PLAN, NumberingPlan
 
 __all__ = ["CCR", "CCR_MANDATORY", "CREDIT_CONTROL_APPLICATION", "CreditControlApplication"]
 
@@ -59,11 +60,13 @@ class CreditControlApplication:
         engine: Engine | None = None,
         clock: Callable[[], float] = time.time,
         routes: Routes | None = None,
+        numbering: NumberingPlan = NO_PLAN,
     ) -> None:
         self._codec = codec
         self._engine = engine
         self._clock = clock
         self._routes = routes
+        self._numbering = numbering  # national-format numbers -> E.164
 
     async def handle(
         self, requests: Sequence[Message], peer: PeerConnection | None
@@ -76,7 +79,7 @@ class CreditControlApplication:
         now = int(self._clock())
         for index, message in enumerate(requests):
             try:
-                parsed = parse_ccr(self._codec, message, now)
+                parsed = parse_ccr(self._codec, message, now, self._numbering)
             except DiameterError as error:
                 answers[index] = error_answer(message, error)
                 _log_rejected(message, error)

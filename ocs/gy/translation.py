@@ -16,7 +16,6 @@ request carries, in the order octets, seconds, events.
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +36,7 @@ from quota_engine.model import (
     ServiceUsage,
     Unit,
 )
+from quota_engine.numbering import NO_PLAN, NumberingPlan, e164
 from quota_engine.store.records import rg_key
 
 TGPP = c.VENDOR_TGPP
@@ -103,9 +103,6 @@ MAX_UNSIGNED32 = 2**32 - 1
 MAX_UNSIGNED64 = 2**64 - 1
 MICRO_EXPONENT = -6  # money is in micro-units
 
-_E164 = re.compile(r"[0-9]{1,32}")
-_VISUAL_SEPARATORS = str.maketrans("", "", "-.() ")
-
 
 @dataclass(slots=True)
 class ParsedCCR:
@@ -152,17 +149,20 @@ def _get_or(message: Message, code: int, default: int) -> int:
 # ------------------------------------------------------------------------ CCR parsing
 
 
-def parse_ccr(codec: Codec, message: Message, now: int) -> ParsedCCR:
+def parse_ccr(
+    codec: Codec, message: Message, now: int, numbering: NumberingPlan = NO_PLAN
+) -> ParsedCCR:
     """Translate a CCR; raises :class:`DiameterError` with Failed-AVP: 5005 for a
     missing AVP, else 5009 for a single-occurrence AVP repeated
     (:mod:`ocs.gy.grammar`), else 5004 for an invalid value.
 
-    ``now`` (Unix seconds) is the timestamp when the CCR has no Event-Timestamp.
+    ``now`` (Unix seconds) is the timestamp when the CCR has no Event-Timestamp;
+    ``numbering`` turns national-format numbers into E.164 (quota_engine.numbering).
     """
     check_mandatory(codec, message, CCR_MANDATORY)
     check_occurrences(message, CCR_OCCURRENCES)
     try:
-        return _parse(codec, message, now)
+        return _parse(codec, message, now, numbering)
     except CodecError as error:  # e.g. a UTF8String that is not UTF-8
         raise from_codec_error(error) from None
 
@@ -196,7 +196,7 @@ def _addressing(message: Message) -> tuple[str, str, str]:
     return values[0], values[1], values[2]
 
 
-def _parse(codec: Codec, message: Message, now: int) -> ParsedCCR:
+def _parse(codec: Codec, message: Message, now: int, numbering: NumberingPlan) -> ParsedCCR:
     session_id, origin_host, origin_realm = _addressing(message)
     type_value = message.get(c.AVP_CC_REQUEST_TYPE)
     request_type = REQUEST_TYPES.get(type_value)
@@ -221,24 +221,25 @@ def _parse(codec: Codec, message: Message, now: int) -> ParsedCCR:
                 )
 
     identities: list[str] = []
-    _add_subscription_ids(codec, message, identities)
+    _add_subscription_ids(codec, message, identities, numbering)
 
     visited = message.get(c.AVP_TGPP_3GPP_SGSN_MCC_MNC, TGPP)
     apn = message.get(c.AVP_CALLED_STATION_ID)
     destination = None
     info = message.group(c.AVP_TGPP_SERVICE_INFORMATION, TGPP)
     if info is not None:
-        _add_subscription_ids(codec, info, identities)
+        _add_subscription_ids(codec, info, identities, numbering)
         ps = info.group(c.AVP_TGPP_PS_INFORMATION, TGPP)
         if ps is not None:
             visited = ps.get(c.AVP_TGPP_3GPP_SGSN_MCC_MNC, TGPP, visited)
             apn = ps.get(c.AVP_CALLED_STATION_ID, 0, apn)
         ims = info.group(c.AVP_TGPP_IMS_INFORMATION, TGPP)
         if ims is not None:
-            destination = e164_digits(ims.get(c.AVP_TGPP_CALLED_PARTY_ADDRESS, TGPP))
+            called = ims.get(c.AVP_TGPP_CALLED_PARTY_ADDRESS, TGPP)
+            destination = e164_digits(called, numbering)
         sms = info.group(c.AVP_TGPP_SMS_INFORMATION, TGPP)
         if sms is not None and destination is None:
-            destination = _sms_recipient(sms)
+            destination = _sms_recipient(sms, numbering)
     user_name = message.get(c.AVP_USER_NAME)
     if user_name:
         nai = canonical_identity("nai", user_name)
@@ -300,57 +301,46 @@ def normalize_context(context: str) -> str:
     return context
 
 
-def e164_digits(address: str | None) -> str | None:
+def e164_digits(address: str | None, numbering: NumberingPlan = NO_PLAN) -> str | None:
     """The E.164 digits of a number or tel:/sip: URI, or None when there are none.
 
     ``tel:+49-170-1234567;phone-context=...`` and ``sip:+491701234567@ims;user=phone``
-    give ``491701234567``; a leading ``+`` or ``00`` (international prefix) is dropped.
-    Numbers in national format are taken as they are.
+    give ``491701234567``; a leading ``+`` or international prefix is dropped, and a
+    national prefix becomes ``numbering``'s country code (without one, numbers in
+    national format are taken as they are): :func:`quota_engine.numbering.e164`.
     """
-    if not address:
-        return None
-    if address.isdigit() and address.isascii():  # the common case: digits only
-        return (address[2:] if address.startswith("00") else address) or None
-    value = address.strip()
-    lower = value[:5].lower()
-    if lower.startswith("tel:"):
-        value = value[4:]
-    elif lower.startswith(("sip:", "sips:")):
-        value = value.split(":", 1)[1].split("@", 1)[0]
-    value = value.split(";", 1)[0].translate(_VISUAL_SEPARATORS)
-    if value.startswith("+"):
-        value = value[1:]
-    elif value.startswith("00"):
-        value = value[2:]
-    return value if _E164.fullmatch(value) else None
+    return e164(address, numbering)
 
 
-def _add_subscription_ids(codec: Codec, container, identities: list[str]) -> None:
+def _add_subscription_ids(
+    codec: Codec, container, identities: list[str], numbering: NumberingPlan
+) -> None:
     for group in container.groups(c.AVP_SUBSCRIPTION_ID):
         check_mandatory(codec, group, SUBSCRIPTION_ID_MANDATORY)
         kind = SUBSCRIPTION_KINDS.get(group.get(c.AVP_SUBSCRIPTION_ID_TYPE))
         data = group.get(c.AVP_SUBSCRIPTION_ID_DATA)
         if kind is None or not data:
             continue
-        for identity in subscription_identities(kind, data.strip()):
+        for identity in subscription_identities(kind, data.strip(), numbering):
             if identity not in identities:
                 identities.append(identity)
 
 
-def subscription_identities(kind: str, data: str) -> list[str]:
+def subscription_identities(kind: str, data: str, numbering: NumberingPlan = NO_PLAN) -> list[str]:
     """Canonical identities (quota_engine.accounts.model.identity) of one Subscription-Id.
 
-    E.164 numbers lose a leading ``+``; a SIP URI keeps its scheme
+    E.164 numbers lose a leading ``+`` (national ones get ``numbering``'s country
+    code); a SIP URI keeps its scheme
     (``sip:sip:alice@example.net``) but not its parameters, and one whose user part
     is a number (``sip:+491701234567@ims...;user=phone``) also gives the MSISDN; a
     tel: URI sent as SIP_URI is an MSISDN.
     """
     if kind == "msisdn":
-        return [canonical_identity("msisdn", e164_digits(data) or data)]
+        return [canonical_identity("msisdn", e164_digits(data, numbering) or data)]
     if kind == "sip":
         scheme = data[:5].lower()
         if scheme.startswith("tel:"):
-            digits = e164_digits(data)
+            digits = e164_digits(data, numbering)
             return [canonical_identity("msisdn", digits)] if digits else []
         if not scheme.startswith(("sip:", "sips:")):
             data = "sip:" + data
@@ -358,14 +348,14 @@ def subscription_identities(kind: str, data: str) -> list[str]:
         found = [canonical_identity("sip", uri)]
         user = uri.split(":", 1)[1].split("@", 1)[0] if "@" in uri else ""
         if user.startswith("+"):
-            digits = e164_digits(user)
+            digits = e164_digits(user, numbering)
             if digits:
                 found.append(canonical_identity("msisdn", digits))
         return found
     return [canonical_identity(kind, data)]
 
 
-def _sms_recipient(sms: AvpGroup) -> str | None:
+def _sms_recipient(sms: AvpGroup, numbering: NumberingPlan) -> str | None:
     addresses = [
         address
         for info in sms.groups(c.AVP_TGPP_RECIPIENT_INFO, TGPP)
@@ -374,7 +364,7 @@ def _sms_recipient(sms: AvpGroup) -> str | None:
     # Releases before Recipient-Info carried Recipient-Address in SMS-Information.
     addresses += sms.groups(c.AVP_TGPP_RECIPIENT_ADDRESS, TGPP)
     for address in addresses:
-        digits = e164_digits(address.get(c.AVP_TGPP_ADDRESS_DATA, TGPP))
+        digits = e164_digits(address.get(c.AVP_TGPP_ADDRESS_DATA, TGPP), numbering)
         if digits:
             return digits
     return None

@@ -24,7 +24,7 @@ from ocs.gy.application import CreditControlApplication
 from ocs.gy.notifier import Notifier
 from ocs.gy.peer_routes import Routes
 from ocs.metrics import Metrics
-from ocs.service import build_node
+from ocs.service import build_node, numbering_plan
 from protocol.server import DiameterServer
 from quota_engine.accounts.model import Account, Bucket
 from quota_engine.catalog import Catalog, load_catalog
@@ -188,18 +188,31 @@ TEST_SETTINGS = dict(
 
 
 @pytest.fixture
-async def ocs(redis_url):
+def ocs_settings() -> Settings:
+    """The node's settings; a test module may override this fixture (e.g. [numbering])."""
+    return dataclasses.replace(Settings(), **TEST_SETTINGS)
+
+
+@pytest.fixture
+def ocs_catalog() -> Catalog:
+    """The node's catalog; a test module may override this fixture."""
+    return charging_catalog()
+
+
+@pytest.fixture
+async def ocs(redis_url, ocs_settings, ocs_catalog):
     client = aioredis.Redis.from_url(redis_url)
-    catalog = charging_catalog()
+    catalog = ocs_catalog
     rater = Rater(catalog)
     engine = ChargingEngine(client, lambda: (catalog, rater), EngineSettings())
-    settings = dataclasses.replace(Settings(), **TEST_SETTINGS)
+    settings = ocs_settings
     connections: set = set()
     routes = Routes(connections)
+    numbering = numbering_plan(settings)
     node = build_node(
         settings,
         Metrics(),
-        lambda codec: CreditControlApplication(codec, engine, routes=routes),
+        lambda codec: CreditControlApplication(codec, engine, routes=routes, numbering=numbering),
     )
     application = CountingApplication(node.application)
     node.application = application

@@ -288,11 +288,33 @@ BAD_TOML = [
     ("[zzz]\nport = 1", "unknown section [zzz]"),
     (
         "port = 1",
-        "port: unknown top-level key; settings belong in sections ([diameter], [http], [redis], [charging], [api], [log])",
+        "port: unknown top-level key; settings belong in sections ([diameter], [http], [redis], [charging], [numbering], [api], [log])",
     ),
     ("diameter = 1", "diameter: must be a table [diameter], got 1"),
     ("[diameter.peers]\nx = 1", "diameter.peers: unknown key"),
     ("[http]\nport = 3868", "http.port: must differ from diameter.port (both 3868)"),
+    (
+        "[numbering]\ncountry_code = '+49'",
+        'numbering.country_code: must be a country code of 1 to 3 digits (such as "49"), '
+        "or \"\", got '+49'",
+    ),
+    (
+        "[numbering]\ncountry_code = '049'",
+        'numbering.country_code: must be a country code of 1 to 3 digits (such as "49"), '
+        "or \"\", got '049'",
+    ),
+    (
+        "[numbering]\nnational_prefix = 'x'",
+        "numbering.national_prefix: must be up to 4 digits, got 'x'",
+    ),
+    (
+        "[numbering]\ninternational_prefix = '00000'",
+        "numbering.international_prefix: must be up to 4 digits, got '00000'",
+    ),
+    (
+        "[numbering]\nnational_prefix = '00'",
+        "numbering.national_prefix: must differ from numbering.international_prefix (both '00')",
+    ),
 ]
 
 
@@ -655,3 +677,18 @@ def test_tls_files_need_a_rediss_url_and_come_as_cert_and_key(tmp_path):
         settings.redis_tls_cert_file,
         settings.redis_tls_key_file,
     ) == ("ca.pem", "c.pem", "k.pem")
+
+
+def test_numbering_settings_from_every_layer(tmp_path):
+    path = write(tmp_path, "[numbering]\ncountry_code = '49'\nnational_prefix = ''\n")
+    settings = load_settings(
+        path,
+        env={"OCS_NUMBERING_INTERNATIONAL_PREFIX": "011"},
+        overrides={"numbering_country_code": "1"},
+    )
+    assert (
+        settings.numbering_country_code,
+        settings.numbering_national_prefix,
+        settings.numbering_international_prefix,
+    ) == ("1", "", "011")
+    assert load_settings(env={"OCS_NUMBERING_COUNTRY_CODE": ""}).numbering_country_code == ""

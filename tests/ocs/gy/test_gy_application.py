@@ -165,10 +165,10 @@ async def test_client_mistakes_log_a_warning_without_a_traceback(caplog):
 async def test_an_internal_fault_parsing_one_request_fails_it_alone_with_5012(monkeypatch, caplog):
     real_parse = application_module.parse_ccr
 
-    def parse_ccr(codec, message, now):
+    def parse_ccr(codec, message, now, *numbering):
         if message.get(AVP_SESSION_ID) == "pgw.test.net;b;4":
             raise RuntimeError("a bug")
-        return real_parse(codec, message, now)
+        return real_parse(codec, message, now, *numbering)
 
     monkeypatch.setattr(application_module, "parse_ccr", parse_ccr)
     engine = Engine()
