@@ -235,7 +235,11 @@ def _parse(codec: Codec, message: Message, now: int, numbering: NumberingPlan) -
             apn = ps.get(c.AVP_CALLED_STATION_ID, 0, apn)
         ims = info.group(c.AVP_TGPP_IMS_INFORMATION, TGPP)
         if ims is not None:
-            called = ims.get(c.AVP_TGPP_CALLED_PARTY_ADDRESS, TGPP)
+            # Requested-Party-Address (the address before a translation) stands in
+            # when Called-Party-Address is missing (docs/diameter.md)
+            called = ims.get(c.AVP_TGPP_CALLED_PARTY_ADDRESS, TGPP) or ims.get(
+                c.AVP_TGPP_REQUESTED_PARTY_ADDRESS, TGPP
+            )
             destination = e164_digits(called, numbering)
         sms = info.group(c.AVP_TGPP_SMS_INFORMATION, TGPP)
         if sms is not None and destination is None:

@@ -122,6 +122,26 @@ async def test_without_a_country_code_national_numbers_are_taken_as_they_are(ocs
     assert await call(ocs, called, 61) == cost
 
 
+async def test_requested_party_address_stands_in_for_a_missing_called_party(ocs):
+    account = await ocs.account("caller", MSISDN)
+    ims = await ocs.connect("scscf.test.net")
+    info = m.ims_information("tel:030123456")
+    info.ims_information.called_party_address = None
+    info.ims_information.requested_party_address = "tel:030123456"
+    cca = await ims.ccr(
+        "scscf.test.net;call;rpa",
+        m.EVENT,
+        0,
+        context=m.VOICE,
+        action=E_REQUESTED_ACTION_DIRECT_DEBITING,
+        services=[m.mscc(100, requested=m.rsu(seconds=61))],
+        service_information=info,
+        timestamp=WEDNESDAY,
+    )
+    assert cca.result_code == 2001
+    assert (await ocs.main_bucket(account)).amount == 10 * EUR - 200_000  # national, 2 min
+
+
 async def test_a_national_subscriber_number_finds_its_account(ocs):
     # Subscription-Id END_USER_E164 in national format: the account of +49 170 0000001
     assert await call(ocs, "tel:+4930123456", 60, subscriber="01700000001") == 100_000
