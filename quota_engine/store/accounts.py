@@ -11,7 +11,8 @@ The stored format is a contract with the charging scripts (key schema:
   treat a missing key as None.
 * ``ocs:sub:<identity>`` -> account id, ``ocs:acct:{A}:subs`` SET, ``ocs:accounts`` SET.
 
-Every write to one account's keys is atomic (a script of lua/, or WATCH/MULTI on one
+Every write to one account's keys is atomic (a script of lua/, called through its
+typed arguments and answer in :mod:`quota_engine.store.contract`, or WATCH/MULTI on one
 key), so nothing here can lose a reservation the charging scripts make concurrently;
 ``reserved`` is never written by this module. Writes that span slots (the identity
 index, the account list) are ordered so that re-running an interrupted call repairs
@@ -45,6 +46,16 @@ from quota_engine.catalog import Catalog
 from quota_engine.store import keys
 from quota_engine.store.catalogs import CatalogStore
 from quota_engine.store.clients import StoreClient
+from quota_engine.store.contract import (
+    CreditArgs,
+    PutBucketArgs,
+    ReleaseIdentityArgs,
+    SetStatusArgs,
+    decode_credit,
+    decode_put_bucket,
+    decode_release_identity,
+    decode_set_status,
+)
 from quota_engine.store.events import ACCOUNT_BARRED, CREDIT_ADDED, publish_account_event
 from quota_engine.store.limits import MAX_AMOUNT
 from quota_engine.store.scripts import CREDIT, PUT_BUCKET, RELEASE_IDENTITY, SET_STATUS
@@ -186,11 +197,11 @@ class AccountStore:
         """Write ``status`` as it is (closing writes one outside :data:`STATUSES`);
         returns the previous one. No event: the caller publishes what it means."""
         require_id(account_id)
-        outcome, previous = await SET_STATUS(self._redis, [keys.account(account_id)], [status])
-        outcome = text(outcome)
-        if outcome != "ok":
-            raise refusal(SET_STATUS.name, outcome, account=account_id)
-        return text(previous)
+        call = SetStatusArgs(account_id, status)
+        answer = decode_set_status(await SET_STATUS(self._redis, call.keys(), call.argv()))
+        if answer.status != "ok":
+            raise refusal(SET_STATUS.name, answer.status, account=account_id)
+        return answer.previous
 
     # -- identities
 
@@ -223,9 +234,12 @@ class AccountStore:
         """Detach ``identity`` from the account; False when it was not attached to it."""
         identity = parse_identity(identity)
         require_id(account_id)
-        deleted = await RELEASE_IDENTITY(self._redis, [keys.subscriber(identity)], [account_id])
+        call = ReleaseIdentityArgs(identity, account_id)
+        answer = decode_release_identity(
+            await RELEASE_IDENTITY(self._redis, call.keys(), call.argv())
+        )
         removed = await self._redis.srem(keys.subscriptions(account_id), identity)
-        return bool(deleted or removed)
+        return answer.released or bool(removed)
 
     async def subscriptions(self, account_id: str) -> list[str]:
         members = await self._redis.smembers(keys.subscriptions(account_id))
@@ -261,26 +275,22 @@ class AccountStore:
         existing = await self.bucket(account_id, bucket.id)
         if existing is not None and (not replace or existing.definition() == new.definition()):
             return "unchanged"
-        status, reserved = await PUT_BUCKET(
-            self._redis,
-            [keys.account(account_id), keys.buckets(account_id)],
-            [bucket.id, new.pack(), "1" if replace else "0"],
-        )
-        status = text(status)
-        if status == "kept":
+        call = PutBucketArgs(account_id, bucket.id, new.pack(), replace=replace)
+        answer = decode_put_bucket(await PUT_BUCKET(self._redis, call.keys(), call.argv()))
+        if answer.status == "kept":
             return "unchanged"
-        if status not in ("created", "replaced"):
+        if answer.status not in ("created", "replaced"):
             raise refusal(
                 PUT_BUCKET.name,
-                status,
+                answer.status,
                 account=account_id,
                 bucket=bucket.id,
                 amount=bucket.amount,
-                detail=reserved,
+                detail=answer.reserved,
             )
         if new.amount > 0:
             await publish_account_event(self._redis, CREDIT_ADDED, account_id)
-        return status
+        return answer.status
 
     async def credit(self, account_id: str, bucket_id: str, amount: int, *, reason: str) -> int:
         """Add ``amount`` (> 0) to a bucket atomically; returns the new amount.
@@ -304,20 +314,16 @@ class AccountStore:
             },
             ensure_ascii=False,
         )
-        status, value = await CREDIT(
-            self._redis,
-            [keys.buckets(account_id), keys.history(account_id)],
-            [bucket_id, amount, MAX_AMOUNT, entry],
-        )
-        status = text(status)
-        if status != "ok":
+        call = CreditArgs(account_id, bucket_id, amount, entry)
+        answer = decode_credit(await CREDIT(self._redis, call.keys(), call.argv()))
+        if answer.status != "ok":
             raise refusal(
                 CREDIT.name,
-                status,
+                answer.status,
                 account=account_id,
                 bucket=bucket_id,
-                limit=MAX_AMOUNT,
-                detail=value,
+                limit=call.limit,
+                detail=answer.amount,
             )
         await publish_account_event(self._redis, CREDIT_ADDED, account_id)
-        return int(value)
+        return answer.amount

@@ -4,16 +4,21 @@ semantics): the one script call of a top-up or adjustment, and the history list.
 ``ocs:acct:{A}:history`` is a LIST of JSON entries, oldest first, written by
 balance_action.lua, credit.lua and the charging scripts' refunds;
 ``ocs:acct:{A}:topup:<key>`` keeps the result of the action made under an idempotency
-key (see lua/balance_action.lua for the contract).
+key (lua/balance_action.lua; its arguments and answer are
+:class:`~quota_engine.store.contract.BalanceActionArgs` and
+:class:`~quota_engine.store.contract.BalanceActionAnswer`).
 """
 
 from __future__ import annotations
 
 from quota_engine.store import keys
 from quota_engine.store.clients import StoreClient
-from quota_engine.store.limits import MAX_AMOUNT
+from quota_engine.store.contract import (
+    BalanceActionAnswer,
+    BalanceActionArgs,
+    decode_balance_action,
+)
 from quota_engine.store.scripts import BALANCE_ACTION
-from quota_engine.store.text import text
 
 __all__ = ["apply_balance_action", "idempotency_key", "read_history"]
 
@@ -35,24 +40,25 @@ async def apply_balance_action(
     unit: str,
     entry_head: str,
     ttl: int,
-) -> tuple[str, str]:
-    """Run balance_action.lua once; ``(status, payload)`` as text.
+) -> BalanceActionAnswer:
+    """Run balance_action.lua once; its answer, ``(status, payload)``.
 
     ``create`` is the packed bucket to create when missing (``b""``: none), ``unit``
     the unit the caller expects (``""``: any), ``entry_head`` the history entry's JSON
     without its closing brace, ``ttl`` the seconds the result is kept under ``key``.
     """
-    status, payload = await BALANCE_ACTION(
-        redis,
-        [
-            keys.account(account_id),
-            keys.buckets(account_id),
-            keys.history(account_id),
-            keys.topup(account_id, key),
-        ],
-        [bucket, amount, fingerprint, create, unit, entry_head, MAX_AMOUNT, ttl],
+    call = BalanceActionArgs(
+        account_id,
+        key,
+        bucket_id=bucket,
+        amount=amount,
+        fingerprint=fingerprint,
+        create=create or None,
+        unit=unit or None,
+        entry_head=entry_head,
+        ttl=ttl,
     )
-    return text(status), text(payload)
+    return decode_balance_action(await BALANCE_ACTION(redis, call.keys(), call.argv()))
 
 
 async def read_history(

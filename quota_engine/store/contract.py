@@ -46,6 +46,8 @@ import msgpack
 
 from quota_engine.model import Outcome, ServiceGrant, Unit
 from quota_engine.store import keys
+from quota_engine.store.limits import MAX_AMOUNT
+from quota_engine.store.text import text
 
 __all__ = [
     "GRANT_WIRE",
@@ -573,3 +575,245 @@ def settle_answer(answer: Mapping[str, Any]) -> SettleAnswer:
 
 def decode_settle(raw: bytes) -> SettleAnswer:
     return settle_answer(_unpack(raw))
+
+
+# ================================================================== the account scripts
+#
+# put_bucket.lua, credit.lua, set_status.lua, release_identity.lua and
+# balance_action.lua: the scripts of the account side (quota_engine/store/accounts.py,
+# quota_engine/store/balance_actions.py). They take plain ARGV values by position and
+# answer a list (release_identity.lua an integer), so each field's metadata names its
+# ARGV position (None: the field only names KEYS) and each answer is a NamedTuple of
+# the list, in its order; ``argv()`` and the decoders are the only places that know
+# positions. Their headers list ARGV and the answer by position, naming the fields
+# (``--   1 bucket_id  ...``).
+#
+# ===================  =====================  =====================  ========================
+# script               arguments              answer                 decoder
+# ===================  =====================  =====================  ========================
+# put_bucket.lua       PutBucketArgs          PutBucketAnswer        decode_put_bucket
+# credit.lua           CreditArgs             CreditAnswer           decode_credit
+# set_status.lua       SetStatusArgs          SetStatusAnswer        decode_set_status
+# release_identity.lua ReleaseIdentityArgs    ReleaseIdentityAnswer  decode_release_identity
+# balance_action.lua   BalanceActionArgs      BalanceActionAnswer    decode_balance_action
+# ===================  =====================  =====================  ========================
+#
+# :data:`ACCOUNT_SCRIPT_STATUSES` lists the statuses each script can answer; which of
+# them are refusals, and the error each becomes, is
+# quota_engine/accounts/errors.py (REFUSALS).
+
+__all__ += [
+    "ACCOUNT_SCRIPT_STATUSES",
+    "BalanceActionAnswer",
+    "BalanceActionArgs",
+    "CreditAnswer",
+    "CreditArgs",
+    "PutBucketAnswer",
+    "PutBucketArgs",
+    "ReleaseIdentityAnswer",
+    "ReleaseIdentityArgs",
+    "SetStatusAnswer",
+    "SetStatusArgs",
+    "decode_balance_action",
+    "decode_credit",
+    "decode_put_bucket",
+    "decode_release_identity",
+    "decode_set_status",
+]
+
+ACCOUNT_SCRIPT_STATUSES: Final[Mapping[str, frozenset[str]]] = {
+    "put_bucket.lua": frozenset(
+        {"created", "kept", "replaced", "no_account", "unit_change", "below_reserved"}
+    ),
+    "credit.lua": frozenset({"ok", "no_bucket", "overflow"}),
+    "set_status.lua": frozenset({"ok", "no_account"}),
+    "balance_action.lua": frozenset(
+        {
+            "replay",
+            "no_account",
+            "closed",
+            "no_bucket",
+            "unit_mismatch",
+            "overflow",
+            "below",
+            "ok",
+        }
+    ),
+}
+"""Script name -> every status its answer's ``status`` can be (release_identity.lua
+answers no status)."""
+
+ScriptValue = str | int | bytes
+"""One ARGV value of an account script."""
+
+
+@dataclass(slots=True)
+class PutBucketArgs:
+    """put_bucket.lua: create one bucket, or replace its definition while keeping what
+    live sessions hold reserved on it."""
+
+    account: str = field(metadata=_wire(None))
+    bucket_id: str = field(metadata=_wire(1))
+    packed_bucket: bytes = field(metadata=_wire(2))
+    """The bucket as stored (``Bucket.pack``, pack_bucket.lua's form), reserved 0."""
+    replace: bool = field(default=False, metadata=_wire(3))
+    """Replace an existing bucket (False: keep it, answer ``"kept"``)."""
+
+    def keys(self) -> list[str]:
+        return [keys.account(self.account), keys.buckets(self.account)]
+
+    def argv(self) -> list[ScriptValue]:
+        return [self.bucket_id, self.packed_bucket, "1" if self.replace else "0"]
+
+
+class PutBucketAnswer(NamedTuple):
+    status: str
+    """``"created"``, ``"kept"``, ``"replaced"`` or a refusal."""
+    reserved: int
+    """The units reserved on the stored bucket (0 when none)."""
+
+
+def decode_put_bucket(reply: Sequence[Any]) -> PutBucketAnswer:
+    status, reserved = reply
+    return PutBucketAnswer(text(status), int(reserved))
+
+
+@dataclass(slots=True)
+class CreditArgs:
+    """credit.lua: add money or units to one bucket, with a history entry."""
+
+    account: str = field(metadata=_wire(None))
+    bucket_id: str = field(metadata=_wire(1))
+    amount: int = field(metadata=_wire(2))
+    """The amount to add (> 0)."""
+    history_entry: str = field(metadata=_wire(4))
+    """The JSON entry appended to the history when the credit is made."""
+    limit: int = field(default=MAX_AMOUNT, metadata=_wire(3))
+    """The largest amount the bucket may hold."""
+
+    def keys(self) -> list[str]:
+        return [keys.buckets(self.account), keys.history(self.account)]
+
+    def argv(self) -> list[ScriptValue]:
+        return [self.bucket_id, self.amount, self.limit, self.history_entry]
+
+
+class CreditAnswer(NamedTuple):
+    status: str
+    """``"ok"`` or a refusal."""
+    amount: int
+    """``"ok"``: the new amount; ``"overflow"``: the current one; else 0."""
+
+
+def decode_credit(reply: Sequence[Any]) -> CreditAnswer:
+    status, amount = reply
+    return CreditAnswer(text(status), int(amount))
+
+
+@dataclass(slots=True)
+class SetStatusArgs:
+    """set_status.lua: set an account's status, only if the account exists."""
+
+    account: str = field(metadata=_wire(None))
+    new_status: str = field(metadata=_wire(1))
+
+    def keys(self) -> list[str]:
+        return [keys.account(self.account)]
+
+    def argv(self) -> list[ScriptValue]:
+        return [self.new_status]
+
+
+class SetStatusAnswer(NamedTuple):
+    status: str
+    """``"ok"`` or ``"no_account"``."""
+    previous: str
+    """The status before (``""`` when the account had none, or none exists)."""
+
+
+def decode_set_status(reply: Sequence[Any]) -> SetStatusAnswer:
+    status, previous = reply
+    return SetStatusAnswer(text(status), text(previous))
+
+
+@dataclass(slots=True)
+class ReleaseIdentityArgs:
+    """release_identity.lua: remove an identity from the identity index if it still
+    points at ``account``."""
+
+    identity: str = field(metadata=_wire(None))
+    account: str = field(metadata=_wire(1))
+
+    def keys(self) -> list[str]:
+        return [keys.subscriber(self.identity)]
+
+    def argv(self) -> list[ScriptValue]:
+        return [self.account]
+
+
+class ReleaseIdentityAnswer(NamedTuple):
+    released: bool
+    """The index entry was deleted (False: absent, or another account's)."""
+
+
+def decode_release_identity(reply: int) -> ReleaseIdentityAnswer:
+    return ReleaseIdentityAnswer(bool(reply))
+
+
+@dataclass(slots=True)
+class BalanceActionArgs:
+    """balance_action.lua: one top-up or adjustment of a bucket, once per idempotency
+    key (quota_engine/accounts/balance_actions.py has the semantics)."""
+
+    account: str = field(metadata=_wire(None))
+    idempotency_key: str = field(metadata=_wire(None))
+    """The caller's key; the result is kept under ``ocs:acct:{A}:topup:<key>``."""
+    bucket_id: str = field(metadata=_wire(1))
+    amount: int = field(metadata=_wire(2))
+    """Signed, non-zero."""
+    fingerprint: str = field(metadata=_wire(3))
+    """The request's fingerprint (hex): a replay under the same key must carry it."""
+    create: bytes | None = field(metadata=_wire(4))
+    """The packed bucket to create when missing (amount 0, reserved 0); None: none."""
+    unit: str | None = field(metadata=_wire(5))
+    """The unit the caller expects (the account currency for money); None: any."""
+    entry_head: str = field(metadata=_wire(6))
+    """The history entry's JSON without its closing brace (the script completes it)."""
+    ttl: int = field(metadata=_wire(8))
+    """Seconds the result is kept under the idempotency key."""
+    limit: int = field(default=MAX_AMOUNT, metadata=_wire(7))
+    """The largest amount a bucket may hold."""
+
+    def keys(self) -> list[str]:
+        account = self.account
+        return [
+            keys.account(account),
+            keys.buckets(account),
+            keys.history(account),
+            keys.topup(account, self.idempotency_key),
+        ]
+
+    def argv(self) -> list[ScriptValue]:
+        return [
+            self.bucket_id,
+            self.amount,
+            self.fingerprint,
+            b"" if self.create is None else self.create,
+            "" if self.unit is None else self.unit,
+            self.entry_head,
+            self.limit,
+            self.ttl,
+        ]
+
+
+class BalanceActionAnswer(NamedTuple):
+    status: str
+    """``"ok"``, ``"replay"`` or a refusal."""
+    payload: str
+    """``"ok"``: the completed history entry; ``"replay"``: the stored
+    ``"<fingerprint>\\n<entry>"``; a refusal: its detail (``""`` when none)."""
+
+
+def decode_balance_action(reply: Sequence[Any]) -> BalanceActionAnswer:
+    status, payload = reply
+    return BalanceActionAnswer(text(status), text(payload))

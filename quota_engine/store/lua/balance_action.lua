@@ -5,20 +5,28 @@
 --   2 ocs:acct:{A}:buckets             buckets HASH
 --   3 ocs:acct:{A}:history             LIST of balance actions (JSON)
 --   4 ocs:acct:{A}:topup:<key>         STRING result stored under the idempotency key
--- ARGV:
---   1 bucket id
---   2 signed amount (integer, non-zero)
---   3 request fingerprint (hex): a replay under the same key must carry the same one
---   4 msgpack bucket to create when missing ('' = none; amount 0, reserved 0)
---   5 unit the caller expects ('' = any; the account currency for money)
---   6 history entry JSON without its closing brace
---   7 largest amount a bucket may hold (quota_engine.store.limits.MAX_AMOUNT)
---   8 TTL of the idempotency key in seconds
--- Returns: {status, payload}: "replay" (payload = the stored "<fingerprint>\n<entry>";
---   nothing else happens), "no_account", "closed", "no_bucket", "unit_mismatch"
---   ("<kind> <unit>" of the bucket), "overflow" (the current amount), "below" (the
---   most that can be taken away) or "ok" (the history entry, completed with unit,
---   resulting_amount and created_bucket). Every status but "ok" writes nothing.
+-- ARGV: plain values (quota_engine/store/contract.py: BalanceActionArgs):
+--   1 bucket_id      bucket id
+--   2 amount         signed amount (integer, non-zero)
+--   3 fingerprint    request fingerprint (hex): a replay under the same key must
+--                    carry the same one
+--   4 create         msgpack bucket to create when missing ('' = none; amount 0,
+--                    reserved 0)
+--   5 unit           unit the caller expects ('' = any; the account currency for
+--                    money)
+--   6 entry_head     history entry JSON without its closing brace
+--   7 limit          largest amount a bucket may hold
+--                    (quota_engine.store.limits.MAX_AMOUNT)
+--   8 ttl            TTL of the idempotency key in seconds
+-- Returns: a list (contract.py: BalanceActionAnswer, decode_balance_action):
+--   1 status         "replay" (nothing else happens), "no_account", "closed",
+--                    "no_bucket", "unit_mismatch", "overflow", "below" or "ok";
+--                    every status but "ok" writes nothing
+--   2 payload        "replay": the stored "<fingerprint>\n<entry>"; "unit_mismatch":
+--                    "<kind> <unit>" of the bucket; "overflow": the current amount;
+--                    "below": the most that can be taken away; "ok": the history
+--                    entry, completed with unit, resulting_amount and created_bucket;
+--                    else ''
 --
 -- Only the bucket's amount changes (reserved and every other field are kept). Taking
 -- away stops at what live sessions hold reserved; for a postpaid account's main money

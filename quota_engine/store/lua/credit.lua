@@ -3,13 +3,16 @@
 -- KEYS (all under the account's hash tag {A}):
 --   1 ocs:acct:{A}:buckets             buckets HASH
 --   2 ocs:acct:{A}:history             LIST of balance actions (JSON)
--- ARGV:
---   1 bucket id
---   2 amount to add (integer > 0)
---   3 largest amount the bucket may hold (quota_engine.store.limits.MAX_AMOUNT)
---   4 history entry (JSON), appended when the credit is made
--- Returns: {status, amount}: status "ok" (amount = the new amount), "no_bucket"
---   (amount 0) or "overflow" (amount = the current amount, nothing written).
+-- ARGV: plain values (quota_engine/store/contract.py: CreditArgs):
+--   1 bucket_id      bucket id
+--   2 amount         amount to add (integer > 0)
+--   3 limit          largest amount the bucket may hold
+--                    (quota_engine.store.limits.MAX_AMOUNT)
+--   4 history_entry  history entry (JSON), appended when the credit is made
+-- Returns: a list (contract.py: CreditAnswer, decode_credit):
+--   1 status         "ok", "no_bucket" or "overflow" (nothing written)
+--   2 amount         "ok": the new amount; "no_bucket": 0; "overflow": the current
+--                    amount
 --
 -- Only the bucket's amount changes (its reserved and every other field are kept), so
 -- reservations the charging scripts make at the same time are not disturbed.

@@ -4,14 +4,16 @@
 -- KEYS (all under the account's hash tag {A}):
 --   1 ocs:acct:{A}                     account HASH (must exist)
 --   2 ocs:acct:{A}:buckets             buckets HASH
--- ARGV:
---   1 bucket id
---   2 msgpack bucket (pack_bucket.lua form; reserved 0)
---   3 "1": replace an existing bucket; anything else: keep it
--- Returns: {status, reserved}: status "created", "kept" (the bucket exists and ARGV[3]
---   is not "1"), "replaced", "no_account", "unit_change" (kind or unit would change
---   while units are reserved) or "below_reserved" (the new amount is below what is
---   reserved); reserved = the units reserved on the stored bucket (0 when none).
+-- ARGV: plain values (quota_engine/store/contract.py: PutBucketArgs):
+--   1 bucket_id      bucket id
+--   2 packed_bucket  msgpack bucket (pack_bucket.lua form; reserved 0)
+--   3 replace        "1": replace an existing bucket; anything else: keep it
+-- Returns: a list (contract.py: PutBucketAnswer, decode_put_bucket):
+--   1 status         "created", "kept" (the bucket exists and ARGV[3] is not "1"),
+--                    "replaced", "no_account", "unit_change" (kind or unit would
+--                    change while units are reserved) or "below_reserved" (the new
+--                    amount is below what is reserved)
+--   2 reserved       the units reserved on the stored bucket (0 when none)
 --
 -- Only this bucket's field is written; a replaced bucket keeps the stored reserved.
 -- Amounts are integers below 2^53 (quota_engine.store.limits.MAX_AMOUNT).

@@ -3,9 +3,11 @@
 --
 -- KEYS (outside any account's slot: the identity index):
 --   1 ocs:sub:<identity>               STRING account id
--- ARGV:
---   1 account id
--- Returns: 1 when the key was deleted, 0 when it was absent or names another account.
+-- ARGV: plain values (quota_engine/store/contract.py: ReleaseIdentityArgs):
+--   1 account        account id
+-- Returns: an integer (contract.py: ReleaseIdentityAnswer, decode_release_identity):
+--   released         1 when the key was deleted, 0 when it was absent or names
+--                    another account
 
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])

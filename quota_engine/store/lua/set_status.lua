@@ -3,10 +3,12 @@
 --
 -- KEYS (all under the account's hash tag {A}):
 --   1 ocs:acct:{A}                     account HASH
--- ARGV:
---   1 the new status
--- Returns: {status, previous}: status "ok" (previous = the status before, '' when the
---   hash had none) or "no_account" (previous '', nothing written).
+-- ARGV: plain values (quota_engine/store/contract.py: SetStatusArgs):
+--   1 new_status     the new status
+-- Returns: a list (contract.py: SetStatusAnswer, decode_set_status):
+--   1 status         "ok" or "no_account" (nothing written)
+--   2 previous       "ok": the status before ('' when the hash had none);
+--                    "no_account": ''
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return { 'no_account', '' }
