@@ -88,7 +88,7 @@ async def create_account(request: web.Request) -> web.Response:
     try:
         report = await provision(api.redis, {"accounts": [entry]})
     except ProvisioningError as exc:
-        raise ApiError.invalid([split_problem(p, ENTRY) for p in exc.problems]) from None
+        raise ApiError.refused([split_problem(p, ENTRY) for p in exc.problems]) from None
     outcome = report.accounts[0].outcome
     if outcome == "kept":  # created concurrently with other values
         raise ApiError(409, f"account {entry['id']!r} exists with other values", [("id", "exists")])

@@ -107,7 +107,7 @@ def _template(bucket_id: str, create: dict[str, Any] | None, now: int) -> Bucket
     valid_to = create.get("valid_to")
     if "valid_days" in create:
         if valid_to is not None:
-            raise ApiError.invalid([("create.valid_days", "give valid_days or valid_to, not both")])
+            raise ApiError.refused([("create.valid_days", "give valid_days or valid_to, not both")])
         valid_to = create.get("valid_from", now) + create["valid_days"] * _DAY
     return Bucket(
         id=bucket_id,

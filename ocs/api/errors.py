@@ -10,7 +10,7 @@ exception                                              status
 :class:`ApiError`                                      its own
 aiohttp ``HTTPException`` (404, 405, 413, ...)         its own
 ``ValidationError``, ``AccountError``, ``CatalogError``,
-``ProvisioningError`` (bad values, named by field)     400
+``ProvisioningError`` (values refused by meaning)      422
 ``NotFoundError`` (the account of the URL)             404
 ``ConflictError``, ``KeyReusedError``,
 ``CatalogStoreError`` (a version saved differently)    409
@@ -20,6 +20,14 @@ busy or resharding (:func:`store_unavailable`)          503
 a Redis command error (the command was wrong: a bug)   500, logged with its trace
 anything else                                          500, logged with its trace
 =====================================================  ======
+
+**400 or 422.** 400 means the request breaks the OpenAPI document (a body off its
+schema, a malformed path, query or header parameter): the handlers check those first
+(:mod:`ocs.api.schema`, :mod:`ocs.api.common`), so a 400 is always predictable from the
+document. What the document allows but the stores refuse by meaning (an unknown plan,
+parent or service, a currency other than the catalog's, ``valid_to`` before
+``valid_from``, an invalid catalog) or by state (a closed account) is 422, so that
+"schema-valid" and "not 400" are the same thing (the schemathesis test checks it).
 
 A response never carries a stack trace or an exception's text unless the exception is
 one of ours (whose messages are written for the client).
@@ -59,6 +67,7 @@ __all__ = [
 ]
 
 Problem = tuple[str, str]
+REFUSED = "request refused"
 
 
 class ApiError(Exception):
@@ -79,7 +88,13 @@ class ApiError(Exception):
 
     @classmethod
     def invalid(cls, problems: Iterable[Problem], message: str = "invalid request") -> ApiError:
+        """400: the request breaks the OpenAPI document (see the module doc)."""
         return cls(400, message, problems)
+
+    @classmethod
+    def refused(cls, problems: Iterable[Problem], message: str = REFUSED) -> ApiError:
+        """422: the document allows the request, its meaning is refused."""
+        return cls(422, message, problems)
 
 
 def split_problem(text: str, prefix: str = "") -> Problem:
@@ -143,7 +158,7 @@ def describe(exc: BaseException) -> tuple[int, str, list[Problem], dict[str, str
         }
         return exc.status, message, [], headers
     if isinstance(exc, ValidationError):
-        return 400, "invalid request", exc.problems, {}
+        return 422, REFUSED, exc.problems, {}
     if isinstance(exc, NotFoundError):
         return 404, exc.message, [(exc.field, exc.message)], {}
     if isinstance(exc, ConflictError | KeyReusedError):
@@ -151,11 +166,11 @@ def describe(exc: BaseException) -> tuple[int, str, list[Problem], dict[str, str
     if isinstance(exc, ActionRefusedError):
         return 422, exc.message, [(exc.field, exc.message)], {}
     if isinstance(exc, AccountError):
-        return 400, "invalid request", [(exc.field, exc.message)], {}
+        return 422, REFUSED, [(exc.field, exc.message)], {}
     if isinstance(exc, CatalogError):
-        return 400, "invalid catalog", [split_problem(p) for p in exc.problems], {}
+        return 422, "invalid catalog", [split_problem(p) for p in exc.problems], {}
     if isinstance(exc, ProvisioningError):
-        return 400, "invalid request", [split_problem(p) for p in exc.problems], {}
+        return 422, REFUSED, [split_problem(p) for p in exc.problems], {}
     if isinstance(exc, CatalogStoreError):
         return 409, str(exc), [], {}
     if store_unavailable(exc):

@@ -31,13 +31,18 @@ _STATUS_TEXT = {
     200: "OK",
     201: "Created",
     204: "No Content",
-    400: "Bad request: the body or a parameter is invalid; `fields` names each",
+    400: "The request breaks this document: the body or a parameter is off its schema; "
+    "`fields` names each",
     401: "No valid bearer token",
     403: "The token's role may not do this",
     404: "Not found",
     409: "Conflict with what is stored",
     413: "Request body too large",
-    422: "A valid request that the current state forbids",
+    414: "The URL is longer than 8 KiB",
+    415: "The body is not JSON (send Content-Type: application/json)",
+    422: "The document allows the request, but its meaning is refused (an unknown plan, "
+    "service or parent, a rule across fields) or the current state forbids it (a closed "
+    "account); `fields` names each",
     503: "Redis is unavailable; retry",
 }
 _PARAM = re.compile(r"{(\w+)}")
@@ -94,7 +99,9 @@ def _operation(route: Route) -> dict[str, Any]:
                 for name, text in headers.items()
             }
         responses[str(status)] = response
-    errors = {401, 503, *route.errors}
+    errors = {401, 414, 503, *route.errors}
+    if route.body is not None and route.body_media == "application/json":
+        errors |= {400, 415, 422}
     if route.role == "admin":
         errors.add(403)
     if parameters:
@@ -111,7 +118,7 @@ def _operation(route: Route) -> dict[str, Any]:
     }
     if route.body is not None:
         operation["requestBody"] = {
-            "required": True,
+            "required": route.body_required,
             "content": {route.body_media: {"schema": route.body}},
         }
     return operation

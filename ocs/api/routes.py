@@ -36,6 +36,8 @@ class Route:
     errors: tuple[int, ...] = ()
     body: dict[str, Any] | None = None
     body_media: str = "application/json"
+    #: False where an empty body is a valid request (an empty NDJSON upload applies nothing)
+    body_required: bool = True
     paged: bool = False
     query: tuple[tuple[str, dict[str, Any], str], ...] = ()
     headers: tuple[tuple[str, dict[str, Any], str, bool], ...] = ()  # name, schema, doc, required
@@ -116,7 +118,7 @@ ROUTES: tuple[Route, ...] = (
         "Provision many accounts: NDJSON, one account entry per line, streamed", "accounts",
         _ok("what was applied, and the lines refused", schema.BULK_RESULT),
         errors=(413, 422), body={"type": "string", "format": "binary"},
-        body_media="application/x-ndjson",
+        body_media="application/x-ndjson", body_required=False,
     ),
     Route(
         "GET", "/v1/accounts/{account_id}", accounts.get_account, "viewer",

@@ -6,8 +6,16 @@ the checks cannot drift. They use the subset of OpenAPI 3.0 schemas that
 :func:`validate` understands: ``type`` (object, array, string, integer, boolean),
 ``nullable``, ``enum``, ``minimum``/``maximum``, ``minLength``/``maxLength``,
 ``pattern``, ``properties``/``required``/``additionalProperties``/``minProperties``,
-``items``/``minItems``/``maxItems``/``uniqueItems``; ``description``, ``example`` and
-``default`` are documentation only.
+``items``/``minItems``/``maxItems``/``uniqueItems``, ``not``, and ``format`` when it
+names a checker of :data:`FORMATS` (``identity``: the checker's message is more useful
+than "must match <pattern>"); ``description``, ``example`` and ``default`` are
+documentation only. ``pattern`` is read as ECMA-262 reads it (the OpenAPI dialect):
+``$`` is the end of the string, never before a final newline as in Python.
+
+Every constraint the stores would refuse and a schema can state is stated here (an
+identity's form, a non-zero adjustment), so that a request the document allows is not
+answered 400; what a schema cannot state (an unknown plan, ``valid_to`` before
+``valid_from``) is answered 422 (see :mod:`ocs.api.errors`).
 
 Bodies are checked for shape here; the stores then check meaning (a plan the catalog
 knows, an identity no other account holds) and name the field the same way.
@@ -15,11 +23,19 @@ knows, an identity no other account holds) and name the field the same way.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
 from quota_engine.accounts.balance_actions import CLOSED, MAX_REASON
-from quota_engine.accounts.model import ACCOUNT_KINDS, BUCKET_KINDS, BUCKET_UNITS, STATUSES
+from quota_engine.accounts.model import (
+    ACCOUNT_KINDS,
+    BUCKET_KINDS,
+    BUCKET_UNITS,
+    STATUSES,
+    identity_problem,
+)
 from quota_engine.store.limits import MAX_AMOUNT
 
 Schema = dict[str, Any]
@@ -45,6 +61,16 @@ def array(items: Schema, **extra: Any) -> Schema:
     return {"type": "array", "items": items, **extra}
 
 
+_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+#: The forms :func:`quota_engine.accounts.model.identity_problem` accepts, as one pattern
+#: (tests/ocs/api/test_schema_identity.py checks that the two agree).
+IDENTITY_PATTERN = (
+    r"^(?:msisdn:[1-9][0-9]{6,14}"
+    r"|imsi:[0-9]{15}"
+    rf"|sip:sips?:(?:[^\s@;]+@)?{_HOST}(?::[0-9]{{1,5}})?"
+    rf"|nai:[^\s@]+@{_HOST})$"
+)
+
 ID = {"type": "string", "pattern": ID_PATTERN, "maxLength": 64}
 TEXT = {"type": "string"}
 INT = {"type": "integer"}
@@ -54,6 +80,8 @@ IDENTITY = {
     "type": "string",
     "minLength": 1,
     "maxLength": 255,
+    "pattern": IDENTITY_PATTERN,
+    "format": "identity",
     "description": '"type:value": msisdn:491700000001, imsi:..., sip:sip:alice@example.net, nai:u@realm',
     "example": "msisdn:491700000001",
 }
@@ -152,6 +180,7 @@ ADJUST_IN = obj(
             "type": "integer",
             "minimum": -MAX,
             "maximum": MAX,
+            "not": {"enum": [0]},
             "description": "non-zero: positive credits, negative debits",
         },
         "bucket": {**ID, "default": "main"},
@@ -339,6 +368,18 @@ _NAMES = {
 }
 
 
+#: ``format`` values the validator checks with a function: why a value is invalid, or None.
+FORMATS: dict[str, Callable[[str], str | None]] = {"identity": identity_problem}
+
+
+@functools.cache
+def _ecma(pattern: str) -> re.Pattern[str]:
+    """``pattern`` compiled so that an unescaped ``$`` means the end of the string, as in
+    ECMA-262, not "before a final newline" as in Python (no pattern here puts ``$`` in a
+    character class)."""
+    return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", pattern))
+
+
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
@@ -370,6 +411,13 @@ def _check(schema: Schema, value: Any, path: str, out: list[tuple[str, str]]) ->
     if "enum" in schema and value not in schema["enum"]:
         out.append((path, "must be one of " + ", ".join(str(v) for v in schema["enum"])))
         return
+    if "not" in schema and not validate(schema["not"], value):
+        excluded = schema["not"].get("enum")
+        if excluded == [0]:
+            out.append((path, "must be a non-zero integer"))
+        else:
+            out.append((path, f"must not match {schema['not']}"))
+        return
     if kind == "integer":
         low, high = schema.get("minimum"), schema.get("maximum")
         if (low is not None and value < low) or (high is not None and value > high):
@@ -390,7 +438,11 @@ def _check_string(schema: Schema, value: str, path: str, out: list[tuple[str, st
         )
     elif high is not None and len(value) > high:
         out.append((path, f"must have at most {high} characters"))
-    elif "pattern" in schema and not re.search(schema["pattern"], value):
+    elif (check := FORMATS.get(schema.get("format", ""))) is not None and (
+        problem := check(value)
+    ) is not None:
+        out.append((path, problem))
+    elif "pattern" in schema and not _ecma(schema["pattern"]).search(value):
         out.append((path, f"must match {schema['pattern']}"))
 
 

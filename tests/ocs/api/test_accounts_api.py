@@ -73,14 +73,14 @@ async def test_create_names_every_bad_field(http):
 async def test_create_refused_by_provisioning_names_the_field(http):
     body = {**PREPAID, "plan": "no-such-plan"}
     reply = await http.post("/v1/accounts", body)
-    assert reply.status == 400
+    assert reply.status == 422  # schema-valid: refused by meaning (ocs.api.errors)
     assert "unknown plan 'no-such-plan'" in reply.fields()["plan"]
 
 
-async def test_create_with_an_identity_of_another_account_is_400(http, alice):
+async def test_create_with_an_identity_of_another_account_is_422(http, alice):
     body = {**PREPAID, "id": "bob"}
     reply = await http.post("/v1/accounts", body)
-    assert reply.status == 400
+    assert reply.status == 422
     assert "belongs to account 'alice'" in reply.fields()["subscriptions[0]"]
     assert (await http.get("/v1/accounts/bob")).status == 404
 
@@ -165,9 +165,9 @@ async def test_patch_errors(http, alice):
     reply = await http.patch("/v1/accounts/alice", {"status": "closed", "kind": "postpaid"})
     assert reply.status == 400 and set(reply.fields()) == {"status", "kind"}
     reply = await http.patch("/v1/accounts/alice", {"plan": "postpaid-standard"})
-    assert reply.status == 400 and "postpaid" in reply.fields()["plan"]
+    assert reply.status == 422 and "postpaid" in reply.fields()["plan"]
     reply = await http.patch("/v1/accounts/alice", {"credit_limit": 5})
-    assert reply.status == 400
+    assert reply.status == 422  # the document cannot say "0 for prepaid"
     assert reply.fields() == {"credit_limit": "must be 0 for a prepaid account"}
     reply = await http.patch("/v1/accounts/nobody", {"status": "barred"})
     assert reply.status == 404

@@ -153,7 +153,7 @@ async def test_topup_validation_names_every_field(http, alice):
     assert set(reply.fields()) == {"create.unit"}
     create = {"unit": "octets", "services": ["voice"]}
     reply = await http.topup("alice", 1, "k", bucket="b", create=create)
-    assert reply.status == 400
+    assert reply.status == 422
     assert reply.fields() == {"create.services[0]": "service 'voice' is counted in seconds"}
     create = {"unit": "octets", "services": ["data"], "valid_days": 1, "valid_to": 5}
     reply = await http.topup("alice", 1, "k", bucket="b", create=create)

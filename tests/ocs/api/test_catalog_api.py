@@ -56,7 +56,7 @@ async def test_upload_invalid_names_each_problem(bare_http, document):
     bad = copy.deepcopy(document)
     bad["currency"] = "euro"
     reply = await bare_http.post("/v1/catalog/versions", bad)
-    assert reply.status == 400
+    assert reply.status == 422
     assert reply.body["error"]["message"] == "invalid catalog"
     assert "currency" in reply.fields()
 

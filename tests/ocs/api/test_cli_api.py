@@ -59,7 +59,7 @@ def test_catalog_load_errors(capsys, env, tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('version = "x"\ncurrency = "euro"\n')
     code, _, err = run(capsys, env, "catalog", "load", str(bad))
-    assert code == 1 and "refused (400): invalid catalog" in err and "currency:" in err
+    assert code == 1 and "refused (422): invalid catalog" in err and "currency:" in err
     code, _, err = run(capsys, env, "catalog", "load", str(tmp_path / "missing.toml"))
     assert code == 2 and "cannot read" in err
     code, _, err = run(capsys, env, "catalog")

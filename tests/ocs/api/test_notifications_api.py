@@ -10,7 +10,7 @@ from diameter.message.commands import AbortSessionRequest, ReAuthRequest
 
 from ocs.api.app import create_app
 from ocs.metrics import Metrics
-from tests.charging.conftest import EUR, ocs  # noqa: F401 - the node fixture
+from tests.charging.conftest import EUR, ocs, ocs_catalog, ocs_settings  # noqa: F401 - the node fixture and what it takes
 from tests.charging.test_notifications import MSISDN, nothing_arrives, open_session
 from tests.ocs.api.conftest import SETTINGS, Http, healthy
 
