@@ -18,6 +18,17 @@ A field line is ``--``, its indent, the wire key and two spaces before the
 description; a blank ``--`` ends a section. The test fails when a field, key or
 argument is on one side only, or when an encoder or decoder disagrees with the
 fields' metadata.
+
+The account scripts (put_bucket.lua, ...) take plain values and answer a list; their
+headers number them, each with the contract field it carries:
+
+    -- ARGV: plain values (...):
+    --   1 bucket_id      description
+    --                    a description's second line  (deeper than the number)
+    -- Returns: a list (...):                          (or "an integer", one line:
+    --   1 status         "ok", "no_bucket" or ...      "--   released  description")
+
+Every ``.lua`` file of store/lua/ but the include files is a script with a contract.
 """
 
 from __future__ import annotations
@@ -30,19 +41,30 @@ from typing import Any
 
 import pytest
 
+from quota_engine.accounts.errors import REFUSALS
 from quota_engine.model import Outcome, ServiceGrant, Unit
 from quota_engine.store import contract
 from quota_engine.store.contract import (
     GRANT_WIRE,
+    BalanceActionAnswer,
+    BalanceActionArgs,
     BalanceArgs,
     CcrArgs,
     ChargeAnswer,
+    CreditAnswer,
+    CreditArgs,
     EventArgs,
     EventService,
+    PutBucketAnswer,
+    PutBucketArgs,
     RatedWith,
     RefundArgs,
+    ReleaseIdentityAnswer,
+    ReleaseIdentityArgs,
     ScriptPrice,
     SessionService,
+    SetStatusAnswer,
+    SetStatusArgs,
     SettleAnswer,
     SettleArgs,
 )
@@ -60,6 +82,9 @@ class Header:
     maps: dict[int, Tree] = field(default_factory=dict)  # ARGV[i], a msgpack map
     values: list[int] = field(default_factory=list)  # ARGV[i], plain values
     returns: Tree = field(default_factory=dict)
+    argv_names: dict[int, str] = field(default_factory=dict)  # "-- ARGV: plain values"
+    reply: dict[str, str] = field(default_factory=dict)  # "-- Returns: a list": name -> text
+    reply_form: str | None = None  # "list" or "integer"
 
 
 class HeaderError(ValueError):
@@ -70,6 +95,8 @@ _KEY_LINE = re.compile(r"^--\s+(\d+)\s+(\S+)")
 _FIELD_LINE = re.compile(r"^--( +)([a-z_]+)(?: {2,}\S.*)?$")
 _ARGV_MAP = re.compile(r"^-- ARGV\[(\d+)\], a msgpack map")
 _ARGV_VALUE = re.compile(r"^-- ARGV\[(\d+)\] {2,}\S")
+_NUMBERED_LINE = re.compile(r"^--   (\d+) ([a-z_]+)(?: {2,}(\S.*))?$")
+_VALUE_LINE = re.compile(r"^--   ([a-z_]+) {2,}(\S.*)$")
 
 
 def parse_header(text: str) -> Header:
@@ -95,6 +122,16 @@ def parse_header(text: str) -> Header:
             header.values.append(int(m.group(1)))
         elif line.startswith("-- Returns a msgpack map"):
             header.returns, i = _fields(lines, i)
+        elif line.startswith("-- ARGV: plain values"):
+            values, i = _listed(lines, i, numbered=True)
+            header.argv_names = {n: name for n, (name, _) in enumerate(values, 1)}
+            header.values += list(header.argv_names)
+        elif line.startswith(("-- Returns: a list", "-- Returns: an integer")):
+            numbered = line.startswith("-- Returns: a list")
+            values, i = _listed(lines, i, numbered=numbered)
+            if not numbered and len(values) != 1:
+                raise HeaderError(f"an integer is one value: {line!r}")
+            header.reply, header.reply_form = dict(values), "list" if numbered else "integer"
         elif line.startswith(("-- ARGV", "-- Returns")):
             raise HeaderError(f"neither a map nor a value: {line!r}")
     return header
@@ -131,13 +168,36 @@ def _fields(lines: list[str], i: int) -> tuple[Tree, int]:
     return root, i
 
 
+def _listed(lines: list[str], i: int, *, numbered: bool) -> tuple[list[tuple[str, str]], int]:
+    """The values listed from ``lines[i]``: ``(name, description)`` in their order;
+    ``numbered``: each line gives its position (``--   1 name  description``), checked.
+    A description goes on over lines indented deeper than the value's first line."""
+    found: list[tuple[str, str]] = []
+    pattern = _NUMBERED_LINE if numbered else _VALUE_LINE
+    while i < len(lines) and lines[i].startswith("--   "):
+        line = lines[i]
+        i += 1
+        if m := pattern.match(line):
+            if numbered and int(m.group(1)) != len(found) + 1:
+                raise HeaderError(f"out of order: {line!r}")
+            name, note = m.group(2, 3) if numbered else m.group(1, 2)
+            found.append((name, note or ""))
+        elif found and line.startswith("--    "):
+            name, note = found[-1]
+            found[-1] = (name, f"{note} {line[2:].strip()}")
+        else:
+            raise HeaderError(f"not a {'numbered' if numbered else 'value'} line: {line!r}")
+    return found, i
+
+
 def header_of(script: str) -> str:
     return (LUA_DIR / script).read_text(encoding="utf-8")
 
 
 # ------------------------------------------------------------------ the contract side
 
-SAMPLE = {"{A}": "{a1}", "<session-id>": "s1", "<n>": "7", "<period>": "2025-03-01"}
+SAMPLE = {"{A}": "{a1}", "<session-id>": "s1", "<n>": "7", "<period>": "2025-03-01",
+          "<identity>": "msisdn:1", "<key>": "k1"}  # fmt: skip
 """What the KEYS placeholders of the headers stand for in the sample calls below."""
 
 
@@ -281,15 +341,8 @@ def contract_problems(script: str, text: str, spec: Spec) -> list[str]:
     """Everything on which the header ``text`` of ``script`` and ``spec`` disagree."""
     header = parse_header(text)
     call = spec.call
-    problems = []
-    keys = call.keys()
-    expected_keys = [_sample(pattern) for pattern in header.keys]
-    if keys != expected_keys:
-        problems.append(f"KEYS: the header says {expected_keys}, the contract gives {keys}")
+    problems = _keys_problems(header, call)
     names = _wire_names(type(call))
-    for name, key in names.items():
-        if key is None and dataclasses.replace(call, **{name: "other"}).keys() == keys:
-            problems.append(f"{name}: a field for KEYS only, which no key uses")
     positions = sorted(key for key in names.values() if isinstance(key, int))
     if sorted(header.values) != positions:
         problems.append(f"ARGV values: the header has {header.values}, the contract {positions}")
@@ -315,6 +368,20 @@ def contract_problems(script: str, text: str, spec: Spec) -> list[str]:
     tree, decode_problems, _ = _decoded(spec)
     problems += decode_problems
     problems += _compare("Returns.", header.returns, tree)
+    return problems
+
+
+def _keys_problems(header: Header, call: Any) -> list[str]:
+    """KEYS of the header that the call's ``keys()`` does not give, or a field for KEYS
+    that no key uses."""
+    problems = []
+    keys = call.keys()
+    expected_keys = [_sample(pattern) for pattern in header.keys]
+    if keys != expected_keys:
+        problems.append(f"KEYS: the header says {expected_keys}, the contract gives {keys}")
+    for name, key in _wire_names(type(call)).items():
+        if key is None and dataclasses.replace(call, **{name: "other"}).keys() == keys:
+            problems.append(f"{name}: a field for KEYS only, which no key uses")
     return problems
 
 
@@ -479,3 +546,237 @@ def test_header_format_errors_are_reported():
         "-- Returns a msgpack map:\n--   s  list:\n--     k  key\n--          more text\n--   o  x\n"
     )
     assert nested.returns == {"s": {"k": {}}, "o": {}}
+
+
+# ------------------------------------------------------------------ the account scripts
+
+
+@dataclass
+class AccountSpec:
+    """An account script's side of the contract: a sample call, a sample reply of the
+    script (Redis' form: bytes and integers) and the answer it decodes to."""
+
+    call: Any
+    decode: Callable[[Any], Any]
+    reply: Any
+    answer: Any
+
+
+ACCOUNT_SPECS = {
+    "put_bucket.lua": AccountSpec(
+        PutBucketArgs("a1", "main", b"<packed>", replace=True),
+        contract.decode_put_bucket,
+        [b"below_reserved", 5],
+        PutBucketAnswer("below_reserved", 5),
+    ),
+    "credit.lua": AccountSpec(
+        CreditArgs("a1", "main", 10, '{"action": "credit"}', limit=99),
+        contract.decode_credit,
+        [b"overflow", 7],
+        CreditAnswer("overflow", 7),
+    ),
+    "set_status.lua": AccountSpec(
+        SetStatusArgs("a1", "barred"),
+        contract.decode_set_status,
+        [b"ok", b"active"],
+        SetStatusAnswer("ok", "active"),
+    ),
+    "release_identity.lua": AccountSpec(
+        ReleaseIdentityArgs("msisdn:1", "a1"),
+        contract.decode_release_identity,
+        1,
+        ReleaseIdentityAnswer(True),
+    ),
+    "balance_action.lua": AccountSpec(
+        BalanceActionArgs(
+            "a1",
+            "k1",
+            bucket_id="main",
+            amount=-3,
+            fingerprint="f0",
+            create=b"<packed>",
+            unit="EUR",
+            entry_head='{"action":"adjust"',
+            ttl=60,
+            limit=99,
+        ),
+        contract.decode_balance_action,
+        [b"replay", b"f0\n{}"],
+        BalanceActionAnswer("replay", "f0\n{}"),
+    ),
+}
+
+
+def _other(value: Any) -> Any:
+    """A value of the same type as ``value`` that differs from it."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, str | bytes):
+        return value + value[:1]
+    raise TypeError(f"no other value for {value!r}")
+
+
+def account_contract_problems(script: str, text: str, spec: AccountSpec) -> list[str]:
+    """Everything on which the header ``text`` of the account script ``script`` and
+    ``spec`` disagree."""
+    header = parse_header(text)
+    call = spec.call
+    problems = _keys_problems(header, call)
+    names = _wire_names(type(call))
+    by_position = {key: name for name, key in names.items() if isinstance(key, int)}
+    for name, key in names.items():
+        if key is not None and not isinstance(key, int):
+            problems.append(f"{name}: names {key!r}, neither an ARGV position nor None")
+    if header.argv_names != by_position:
+        ours = dict(sorted(by_position.items()))
+        problems.append(f"ARGV: the header has {header.argv_names}, the contract {ours}")
+    argv = call.argv()
+    if len(argv) != len(by_position):
+        problems.append(f"ARGV: argv() gives {len(argv)} values for {len(by_position)} fields")
+    for position, name in sorted(by_position.items()):
+        changed = dataclasses.replace(call, **{name: _other(getattr(call, name))}).argv()
+        moved = [n for n, (a, b) in enumerate(zip(argv, changed, strict=False), 1) if a != b]
+        if moved != [position]:
+            problems.append(f"ARGV[{position}]: {name} is encoded at {moved}")
+    form = "integer" if isinstance(spec.reply, int) else "list"
+    if header.reply_form != form:
+        problems.append(f"Returns: the header says {header.reply_form}, the script answers {form}")
+    fields = list(type(spec.answer)._fields)
+    if list(header.reply) != fields:
+        problems.append(f"Returns: the header lists {list(header.reply)}, the answer {fields}")
+    decoded = spec.decode(spec.reply)
+    if decoded != spec.answer or type(decoded) is not type(spec.answer):
+        problems.append(f"Returns: {spec.reply!r} decodes to {decoded!r}, not {spec.answer!r}")
+    documented = set(re.findall(r'"([a-z_]+)"', header.reply.get("status", "")))
+    statuses = contract.ACCOUNT_SCRIPT_STATUSES.get(script, frozenset())
+    if documented != statuses:
+        problems.append(
+            f"status: the header has {sorted(documented)}, the contract {sorted(statuses)}"
+        )
+    return problems
+
+
+@pytest.mark.parametrize("script", sorted(ACCOUNT_SPECS))
+def test_account_script_header_and_contract_agree(script):
+    assert account_contract_problems(script, header_of(script), ACCOUNT_SPECS[script]) == []
+
+
+def test_every_refusal_is_a_status_of_its_script():
+    """accounts/errors.py's table names statuses the contract knows, of scripts it has."""
+    for script, refusals in REFUSALS.items():
+        assert set(refusals) <= contract.ACCOUNT_SCRIPT_STATUSES[script], script
+    assert set(contract.ACCOUNT_SCRIPT_STATUSES) == set(ACCOUNT_SPECS) - {"release_identity.lua"}
+
+
+# ------------------------------------------------------------------ every script
+
+
+def lua_files() -> dict[str, str]:
+    return {path.name: path.read_text(encoding="utf-8") for path in LUA_DIR.glob("*.lua")}
+
+
+def included(texts: Mapping[str, str]) -> set[str]:
+    """The include files: those some file names in a ``-- @include`` line."""
+    return {
+        name for text in texts.values() for name in re.findall(r"^-- @include (\S+)", text, re.M)
+    }
+
+
+def scripts_without_contract(texts: Mapping[str, str]) -> list[str]:
+    """The scripts of ``texts`` (file name -> text) that neither spec table covers."""
+    return sorted(set(texts) - included(texts) - set(SPECS) - set(ACCOUNT_SPECS))
+
+
+def test_every_script_of_the_lua_directory_has_a_contract():
+    texts = lua_files()
+    assert {"lib.lua", "pack_bucket.lua"} <= included(texts)
+    assert scripts_without_contract(texts) == []
+    assert set(SPECS) | set(ACCOUNT_SPECS) == set(texts) - included(texts)  # no stale spec
+    for script in ACCOUNT_SPECS:
+        header = parse_header(texts[script])
+        assert header.keys and header.argv_names and header.reply, script
+
+
+def test_a_script_without_a_contract_fails():
+    texts = {**lua_files(), "expire.lua": "-- expire.lua: a script with no contract yet\n"}
+    assert scripts_without_contract(texts) == ["expire.lua"]
+
+
+def test_an_account_header_that_names_another_field_fails():
+    text = header_of("credit.lua").replace("--   2 amount   ", "--   2 credit   ", 1)
+    assert account_contract_problems("credit.lua", text, ACCOUNT_SPECS["credit.lua"]) == [
+        "ARGV: the header has {1: 'bucket_id', 2: 'credit', 3: 'limit', 4: 'history_entry'}, "
+        "the contract {1: 'bucket_id', 2: 'amount', 3: 'limit', 4: 'history_entry'}"
+    ]
+    text = _tampered("set_status.lua", "--                    \"no_account\": ''",
+                     "--   3 changed        a value the answer does not have")  # fmt: skip
+    assert account_contract_problems("set_status.lua", text, ACCOUNT_SPECS["set_status.lua"]) == [
+        "Returns: the header lists ['status', 'previous', 'changed'], the answer "
+        "['status', 'previous']"
+    ]
+
+
+def test_an_undocumented_status_fails():
+    text = header_of("put_bucket.lua").replace('"created", "kept" (', '"created" (', 1)
+    assert account_contract_problems("put_bucket.lua", text, ACCOUNT_SPECS["put_bucket.lua"]) == [
+        "status: the header has ['below_reserved', 'created', 'no_account', 'replaced', "
+        "'unit_change'], the contract ['below_reserved', 'created', 'kept', 'no_account', "
+        "'replaced', 'unit_change']"
+    ]
+
+
+@dataclass(slots=True)
+class _SwappedCredit(CreditArgs):
+    """Credit arguments whose encoder swaps the bucket and the amount."""
+
+    def argv(self) -> list[Any]:
+        return [self.amount, self.bucket_id, self.limit, self.history_entry]
+
+
+def test_an_encoder_or_decoder_that_swaps_values_fails():
+    spec = ACCOUNT_SPECS["credit.lua"]
+    swapped = _SwappedCredit(
+        **{f.name: getattr(spec.call, f.name) for f in dataclasses.fields(CreditArgs)}
+    )
+    problems = account_contract_problems(
+        "credit.lua", header_of("credit.lua"), dataclasses.replace(spec, call=swapped)
+    )
+    assert problems == [
+        "ARGV[1]: bucket_id is encoded at [2]",
+        "ARGV[2]: amount is encoded at [1]",
+    ]
+    spec = ACCOUNT_SPECS["set_status.lua"]
+    flipped = dataclasses.replace(
+        spec, decode=lambda reply: SetStatusAnswer(reply[1].decode(), reply[0].decode())
+    )
+    assert account_contract_problems("set_status.lua", header_of("set_status.lua"), flipped) == [
+        "Returns: [b'ok', b'active'] decodes to SetStatusAnswer(status='active', "
+        "previous='ok'), not SetStatusAnswer(status='ok', previous='active')"
+    ]
+
+
+def test_a_key_the_account_header_does_not_list_fails():
+    text = _tampered("balance_action.lua", "", None,
+                     drop="--   4 ocs:acct:{A}:topup:<key>         STRING result stored under "
+                          "the idempotency key")  # fmt: skip
+    problems = account_contract_problems(
+        "balance_action.lua", text, ACCOUNT_SPECS["balance_action.lua"]
+    )
+    assert len(problems) == 1 and problems[0].startswith("KEYS: the header says")
+
+
+def test_account_header_format_errors_are_reported():
+    with pytest.raises(HeaderError, match="out of order"):
+        parse_header("-- ARGV: plain values:\n--   2 amount  the amount\n")
+    with pytest.raises(HeaderError, match="not a numbered line"):
+        parse_header("-- ARGV: plain values:\n--   1 bucket id\n")
+    with pytest.raises(HeaderError, match="an integer is one value"):
+        parse_header("-- Returns: an integer:\n--   a  one\n--   b  two\n")
+    header = parse_header(
+        "-- ARGV: plain values (x):\n--   1 bucket_id  the\n--                bucket\n"
+        '--   2 amount  n\n-- Returns: a list:\n--   1 status  "ok"\n'
+    )
+    assert header.argv_names == {1: "bucket_id", 2: "amount"} and header.values == [1, 2]
+    assert (header.reply, header.reply_form) == ({"status": '"ok"'}, "list")
