@@ -16,6 +16,7 @@ import threading
 import pytest
 from diameter.message import Message
 from diameter.message.constants import (
+    AVP_CC_REQUEST_NUMBER,
     AVP_FAILED_AVP,
     AVP_ORIGIN_REALM,
     AVP_RESULT_CODE,
@@ -24,11 +25,14 @@ from diameter.message.constants import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cext.codec import Message as RawMessage
 from ocs.config import Settings
 from ocs.metrics import Metrics
 from ocs.service import build_node
+from protocol.messages import Answer, Codec
 from protocol.server import DiameterServer
 from tests.protocol import reference_peer as ref
+from tests.protocol.reference_peer import ReferencePeer
 
 
 class ThreadedServer:
@@ -224,3 +228,63 @@ def test_an_error_answer_that_can_echo_the_session_id_is_a_cca_without_e_bit(ser
     assert _avp_values(answer, AVP_SESSION_ID) == ["pgw.test.net;realm;1"]
     [failed] = _avp_values(answer, AVP_FAILED_AVP)
     assert [a.code for a in failed] == [AVP_ORIGIN_REALM]
+
+
+# ------------------------------------------------ a bug met by one message fails it alone
+
+
+class ExplodingCodec(Codec):
+    """Our codec, but for a bug that decoding a message with ``;explode`` meets."""
+
+    def decode(self, buf: bytes) -> RawMessage:
+        if b";explode" in buf:
+            raise RuntimeError("a bug met while decoding")
+        return super().decode(buf)
+
+
+class EchoApplication:
+    """Answers 2001; an answer for ``...;unencodable`` carries a value out of range."""
+
+    application_id = 4
+    commands = frozenset({272})
+
+    async def handle(self, requests, peer):
+        answers = []
+        for request in requests:
+            number = request.get(AVP_CC_REQUEST_NUMBER)
+            if request.get(AVP_SESSION_ID).endswith(";unencodable"):
+                number = -1  # an Unsigned32 cannot hold it: encoding the answer raises
+            answers.append(Answer(2001, [(AVP_CC_REQUEST_NUMBER, number)]))
+        return answers
+
+
+async def test_a_bug_met_by_one_message_of_a_read_fails_that_message_alone():
+    settings = dataclasses.replace(
+        Settings(),
+        diameter_host="127.0.0.1",
+        diameter_port=0,
+        diameter_origin_host="ocs.test.net",
+        diameter_origin_realm="test.net",
+    )
+    node = build_node(settings, Metrics(), lambda codec: EchoApplication())
+    node.codec = ExplodingCodec(node.codec.identity)
+    server = DiameterServer(node, "127.0.0.1", 0)
+    await server.start()
+    peer = await ReferencePeer.connect("127.0.0.1", server.port)
+    try:
+        assert (await peer.open()).result_code == 2001
+        sessions = ["pgw;a", "pgw;unencodable", "pgw;b", "pgw;explode", "pgw;c"]
+        requests = [ref.ccr(session) for session in sessions]
+        await peer.send(b"".join(request.as_bytes() for request in requests))
+        answers = {}
+        for _ in requests:
+            answer = await peer.recv()
+            answers[answer.header.hop_by_hop_identifier] = answer
+        codes = [
+            _avp_values(answers[r.header.hop_by_hop_identifier], AVP_RESULT_CODE) for r in requests
+        ]
+        assert codes == [[2001], [5012], [2001], [5012], [2001]]
+        assert (await peer.request(ref.dwr())).result_code == 2001  # and it goes on
+    finally:
+        await peer.close()
+        await server.stop()
