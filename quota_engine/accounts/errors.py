@@ -9,7 +9,9 @@ The account scripts (quota_engine/store/lua/: put_bucket, credit, set_status,
 balance_action) answer a status string; :data:`REFUSALS` says, per script, which of
 those statuses is a refusal and which error (class, field, message) it becomes, and
 :func:`refusal` builds that error. A status a script can answer that is not in its
-table is a success for its caller to handle.
+table is a success for its caller to handle. Every status each script can answer is
+listed in :data:`quota_engine.store.contract.ACCOUNT_SCRIPT_STATUSES`;
+tests/quota_engine/store/test_contract.py checks that this table names only those.
 """
 
 from __future__ import annotations

@@ -34,6 +34,10 @@ event.lua, refund.lua; ``_RatedRequestArgs``: ccr.lua, event.lua); each script's
 The argument and answer classes are not frozen: they are built once per call, where a
 frozen dataclass costs six times as much to build. :class:`ScriptPrice`, built once per
 distinct price and shared by many calls, is frozen and keeps its wire map.
+
+The account scripts (put_bucket, credit, set_status, release_identity,
+balance_action: plain ARGV values, a list for an answer) have their classes in the
+last section, "the account scripts".
 """
 
 from __future__ import annotations
