@@ -24,7 +24,7 @@ from ocs.gy.grammar import CCR_OCCURRENCES
 from ocs.gy.result_codes import RATING_FAILED, answer_codes
 from protocol.dictionary import constants as c
 from protocol.errors import INVALID_AVP_VALUE, DiameterError, from_codec_error
-from protocol.messages import Answer, Codec, check_mandatory, check_occurrences
+from protocol.messages import Answer, AvpSpec, Codec, check_mandatory, check_occurrences
 from quota_engine.accounts.model import identity as canonical_identity
 from quota_engine.model import (
     ChargingRequest,
@@ -117,11 +117,11 @@ class ParsedCCR:
     origin_realm: str = ""  # of the network element, for the RAR/ASR route
 
     @property
-    def echo(self) -> list:
+    def echo(self) -> list[AvpSpec]:
         return echo_avps(self.request_type, self.request_number)
 
 
-def echo_avps(request_type: int, request_number: int) -> list:
+def echo_avps(request_type: int, request_number: int) -> list[AvpSpec]:
     """The AVPs every CCA repeats from its CCR (RFC 8506 §3.2)."""
     return [
         (c.AVP_AUTH_APPLICATION_ID, CREDIT_CONTROL_APPLICATION),
@@ -167,7 +167,7 @@ def parse_ccr(
         raise from_codec_error(error) from None
 
 
-def _invalid(container, code: int, vendor: int, what: str) -> DiameterError:
+def _invalid(container: Message | AvpGroup, code: int, vendor: int, what: str) -> DiameterError:
     return DiameterError(INVALID_AVP_VALUE, what, container.raw_avp(code, vendor))
 
 
@@ -198,14 +198,15 @@ def _addressing(message: Message) -> tuple[str, str, str]:
 
 def _parse(codec: Codec, message: Message, now: int, numbering: NumberingPlan) -> ParsedCCR:
     session_id, origin_host, origin_realm = _addressing(message)
-    type_value = message.get(c.AVP_CC_REQUEST_TYPE)
+    # present (check_mandatory ran): the defaults only type the values
+    type_value: int = message.get(c.AVP_CC_REQUEST_TYPE, 0, 0)
     request_type = REQUEST_TYPES.get(type_value)
     if request_type is None:
         raise _invalid(message, c.AVP_CC_REQUEST_TYPE, 0, f"CC-Request-Type {type_value}")
     if message.get(c.AVP_AUTH_APPLICATION_ID) != CREDIT_CONTROL_APPLICATION:
         raise _invalid(message, c.AVP_AUTH_APPLICATION_ID, 0, "Auth-Application-Id is not 4")
-    request_number = message.get(c.AVP_CC_REQUEST_NUMBER)
-    context = normalize_context(message.get(c.AVP_SERVICE_CONTEXT_ID))
+    request_number: int = message.get(c.AVP_CC_REQUEST_NUMBER, 0, 0)
+    context = normalize_context(message.get(c.AVP_SERVICE_CONTEXT_ID, 0, ""))
     unit = CONTEXT_UNITS.get(context)
 
     action = None
@@ -317,11 +318,11 @@ def e164_digits(address: str | None, numbering: NumberingPlan = NO_PLAN) -> str 
 
 
 def _add_subscription_ids(
-    codec: Codec, container, identities: list[str], numbering: NumberingPlan
+    codec: Codec, container: Message | AvpGroup, identities: list[str], numbering: NumberingPlan
 ) -> None:
     for group in container.groups(c.AVP_SUBSCRIPTION_ID):
         check_mandatory(codec, group, SUBSCRIPTION_ID_MANDATORY)
-        kind = SUBSCRIPTION_KINDS.get(group.get(c.AVP_SUBSCRIPTION_ID_TYPE))
+        kind = SUBSCRIPTION_KINDS.get(group.get(c.AVP_SUBSCRIPTION_ID_TYPE, 0, -1))
         data = group.get(c.AVP_SUBSCRIPTION_ID_DATA)
         if kind is None or not data:
             continue
@@ -432,8 +433,8 @@ def _service_usage(
     )
 
 
-def _octets(units) -> int | None:
-    total = units.get(c.AVP_CC_TOTAL_OCTETS)
+def _octets(units: AvpGroup) -> int | None:
+    total: int | None = units.get(c.AVP_CC_TOTAL_OCTETS)
     if total is not None:
         return total
     into = units.get(c.AVP_CC_INPUT_OCTETS)
@@ -443,12 +444,12 @@ def _octets(units) -> int | None:
     return (into or 0) + (out or 0)
 
 
-def _amount(units, unit: Unit) -> int | None:
+def _amount(units: AvpGroup, unit: Unit) -> int | None:
     if unit is Unit.OCTETS:
         return _octets(units)
-    if unit is Unit.SECONDS:
-        return units.get(c.AVP_CC_TIME)
-    return units.get(c.AVP_CC_SERVICE_SPECIFIC_UNITS)
+    code = c.AVP_CC_TIME if unit is Unit.SECONDS else c.AVP_CC_SERVICE_SPECIFIC_UNITS
+    amount: int | None = units.get(code)
+    return amount
 
 
 def _unit_of(groups: list[AvpGroup]) -> Unit:
@@ -532,11 +533,13 @@ def check_balance_result(result: ChargingResult) -> int:
     return c.E_CHECK_BALANCE_RESULT_ENOUGH_CREDIT
 
 
-def _mscc(grant: ServiceGrant, code: int, context_unit: Unit | None, grants_units: bool) -> list:
+def _mscc(
+    grant: ServiceGrant, code: int, context_unit: Unit | None, grants_units: bool
+) -> list[AvpSpec]:
     """One Multiple-Services-Credit-Control of the answer; quota AVPs only for a
     service granted units, never a Final-Unit-Indication next to a failure code."""
     granted = grant.outcome is Outcome.OK and grants_units
-    avps: list = []
+    avps: list[AvpSpec] = []
     if granted:
         gsu = _gsu(grant, context_unit)
         if gsu is not None:
@@ -561,7 +564,7 @@ def _mscc(grant: ServiceGrant, code: int, context_unit: Unit | None, grants_unit
     return avps
 
 
-def _gsu(grant: ServiceGrant, context_unit: Unit | None):
+def _gsu(grant: ServiceGrant, context_unit: Unit | None) -> AvpSpec | None:
     if grant.granted <= 0:
         return None
     unit = grant.unit or context_unit or Unit.EVENTS
@@ -584,7 +587,7 @@ def _threshold_code(unit: Unit | None) -> int | None:
     return None
 
 
-def _final_unit_indication(grant: ServiceGrant):
+def _final_unit_indication(grant: ServiceGrant) -> AvpSpec | None:
     """Final-Unit-Indication (RFC 8506 §8.34) for a grant that is the last one."""
     if not grant.final_unit or grant.outcome is not Outcome.OK:
         return None
@@ -626,7 +629,7 @@ def unit_value(micro: int) -> tuple[int, int]:
     return digits, exponent
 
 
-def cost_information(micro: int, currency: str | None):
+def cost_information(micro: int, currency: str | None) -> AvpSpec | None:
     """Cost-Information (RFC 8506 §8.7), or None for a currency without a numeric code."""
     numeric = CURRENCY_NUMERIC.get(currency or "")
     if numeric is None:
