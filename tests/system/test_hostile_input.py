@@ -288,3 +288,15 @@ async def test_a_bug_met_by_one_message_of_a_read_fails_that_message_alone():
     finally:
         await peer.close()
         await server.stop()
+
+
+def test_reserved_header_flag_bits_are_ignored(server_port):
+    # RFC 6733 §3: reserved bits are set to 0 by the sender and ignored by the receiver,
+    # so the request reaches the application (no engine on this node: 5012), never 3008
+    request = ref.ccr("pgw.test.net;reserved;1")
+    data = bytearray(request.as_bytes())
+    data[4] |= 0x0F
+    answer = _answer_to(server_port, bytes(data))
+    assert _avp_values(answer, AVP_RESULT_CODE) == [5012]
+    assert not answer.header.is_error
+    assert _avp_values(answer, AVP_SESSION_ID) == ["pgw.test.net;reserved;1"]
