@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from quota_engine.catalog import Catalog, Plan, Service
 from quota_engine.catalog.timebands import BandClock
@@ -96,6 +96,7 @@ from quota_engine.store.contract import (
     EventService,
     RatedService,
     RatedWith,
+    RatingContext,
     RefundArgs,
     ScriptPrice,
     SessionService,
@@ -129,6 +130,11 @@ with the account just read; a third means it changed twice in a few milliseconds
 _UNITS = {u.value: u for u in Unit}
 _Rated = TypeVar("_Rated", bound=RatedService)
 
+_NO_CONTEXT: Final = RatingContext()
+_KEPT: Final = frozenset({Outcome.OK.value, Outcome.SERVICE_DENIED.value})
+"""The outcomes of ccr.lua after which the session keeps the context the request was
+rated with (it wrote the session)."""
+
 _CachedAccount = tuple[str, dict[str, str], dict[str, int]]
 """What the account cache holds: the bill period it was read for, the account's
 rating fields and its usage in that period."""
@@ -158,6 +164,7 @@ class _Job:
     __slots__ = (
         "account",
         "answer",
+        "context",
         "decode",
         "error",
         "deadline",
@@ -167,6 +174,7 @@ class _Job:
         "request",
         "result",
         "services",
+        "session_context",
         "usage",
         "zrem_sent",
     )
@@ -179,6 +187,9 @@ class _Job:
         self.member: str | None = None
         self.deadline = 0
         self.zrem_sent = False
+        # the session's rating context as its script answered it (a stale answer):
+        # kept across reset(), the next run rates with it
+        self.session_context: RatingContext | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -191,6 +202,7 @@ class _Job:
         self.answer: ChargeAnswer | None = None  # the script's answer
         self.decode: Callable[[bytes], ChargeAnswer] = decode_ccr  # the script's decoder
         self.services: Sequence[RatedService] = ()
+        self.context = _NO_CONTEXT  # what the request is rated with
 
     @property
     def checks_account(self) -> bool:
@@ -235,6 +247,11 @@ class ChargingEngine:
         self._periods = BillPeriods(settings.account_cache_size)
         self._band_clocks: dict[int, tuple[Catalog, BandClock]] = {}
         self._meta_cache: dict[str, ScriptPrice] = {}
+        # session id -> the rating context its script keeps (ccr.lua checks it): a
+        # session silent for longer is settled by the sweeper anyway
+        self._contexts: ExpiringCache[str, RatingContext] = ExpiringCache(
+            settings.validity_time + settings.grace, settings.account_cache_size
+        )
 
     # ------------------------------------------------------------------ identities
 
@@ -397,13 +414,15 @@ class ChargingEngine:
         """Prepare the jobs and run their scripts in one pipeline; the jobs whose
         script found the cached account outdated come back, reset, to run again."""
         pipe = ScriptPipeline(self._link)
+        mono = time.monotonic()
         for job in jobs:
             try:
-                self._prepare(job, catalog, rater, now, pipe)
+                self._prepare(job, catalog, rater, now, mono, pipe)
             except Exception as error:  # this request only; the others go on
                 job.error = error
         results = await pipe.execute() if len(pipe) else []
         stale = []
+        contexts = self._contexts
         for job in jobs:
             if job.index is None:
                 continue
@@ -412,17 +431,34 @@ class ChargingEngine:
                 job.error = raw
                 continue
             answer = job.decode(raw)
+            request = job.request
             if answer.outcome == STALE:
                 assert job.account is not None  # a script ran for it
-                self._accounts.pop(job.account, None)
+                context = answer.session_context
+                if context is None:  # the account changed, not the session
+                    self._accounts.pop(job.account, None)
+                else:
+                    job.session_context = context
+                    contexts.put(request.session_id, context, mono)
                 job.reset()
                 stale.append(job)
-            else:
-                job.answer = answer
+                continue
+            job.answer = answer
+            if request.request_type is RequestType.TERMINATE:
+                contexts.pop(request.session_id)
+            elif request.request_type is not RequestType.EVENT and answer.outcome in _KEPT:
+                # the script keeps the context the request was rated with
+                contexts.put(request.session_id, job.context, mono)
         return stale
 
     def _prepare(
-        self, job: _Job, catalog: Catalog, rater: Rater, now: int, pipe: ScriptPipeline
+        self,
+        job: _Job,
+        catalog: Catalog,
+        rater: Rater,
+        now: int,
+        mono: float,
+        pipe: ScriptPipeline,
     ) -> None:
         request = job.request
         if job.account is None or job.info is None:
@@ -431,10 +467,18 @@ class ChargingEngine:
         account = job.account
         plan = catalog.plan(job.info["plan"])
         kind = request.request_type
+        carried = RatingContext(request.destination, request.visited_mcc_mnc, request.apn)
         if kind is RequestType.EVENT:
+            job.context = carried
             action = request.action or EventAction.DIRECT_DEBITING
             self._prepare_event(job, action, catalog, rater, plan, now, pipe)
             return
+        # what the request omits is rated as the session remembers it: from the
+        # script's stale answer, else this node's cache (ccr.lua checks it)
+        kept = job.session_context
+        if kept is None and kind is not RequestType.INITIAL:
+            kept = self._contexts.get(request.session_id, mono)
+        job.context = context = carried if kept is None else carried.over(kept)
         settings = self.settings
         services = []
         validity = []
@@ -449,7 +493,7 @@ class ChargingEngine:
                     want = settings.default_grant(service.unit)
                 if want and not closing and not usage.final:
                     entry.requested = _grant_units(price, want)
-                    vt = self._validity(catalog, rater, plan, service, request, job.usage)
+                    vt = self._validity(catalog, rater, plan, service, job)
                     validity.append(vt)
                     entry.validity_time = vt
                     entry.threshold_percent = settings.quota_threshold_percent
@@ -476,6 +520,8 @@ class ChargingEngine:
             services=services,
             rated_with=_rated_with(job.info),
             period=self._periods.of(account, catalog.timezone, now),
+            rating_context=context,
+            carried_context=None if context is carried else carried,
         )
         job.decode = decode_ccr
         job.index = pipe.script(CCR, args.keys(), args.argv())
@@ -617,7 +663,7 @@ class ChargingEngine:
         script_service: type[_Rated],
     ) -> tuple[Service | None, Price | None, _Rated]:
         """Rate one service into the script's form of it (``script_service``)."""
-        request = job.request
+        request, context = job.request, job.context
         rg, si = usage.rating_group, usage.service_identifier
         entry = script_service(rg_key(rg, si), rg, si)
         service = catalog.find_service(request.service_context, rg, si)
@@ -631,8 +677,8 @@ class ChargingEngine:
                 plan.id,
                 service.id,
                 request.timestamp,
-                request.destination,
-                request.visited_mcc_mnc,
+                context.destination,
+                context.visited_mcc_mnc,
                 job.usage.get(service.id, 0),
             )
         if price is None:
@@ -650,21 +696,20 @@ class ChargingEngine:
         rater: Rater,
         plan: Plan | None,
         service: Service,
-        request: ChargingRequest,
-        usage: dict[str, int],
+        job: _Job,
     ) -> int:
         vt = self.settings.validity_time
         if not catalog.time_bands or plan is None:
             return vt
-        start = request.timestamp
+        start, context = job.request.timestamp, job.context
         portions = rater.split_by_band(
             plan.id,
             service.id,
             start,
             start + vt,
-            request.destination,
-            request.visited_mcc_mnc,
-            usage.get(service.id, 0),
+            context.destination,
+            context.visited_mcc_mnc,
+            job.usage.get(service.id, 0),
         )
         if portions is not None:
             return max(1, portions[0][1]) if len(portions) > 1 else vt

@@ -7,6 +7,7 @@ from typing import Any
 
 from quota_engine.store.charging_reads import open_session_states
 from quota_engine.store.clients import RedisClient
+from quota_engine.store.contract import RatingContext
 
 __all__ = ["SessionsView", "describe_session", "sessions_of"]
 
@@ -26,7 +27,9 @@ class SessionsView:
 async def sessions_of(redis: RedisClient, account_id: str) -> list[dict[str, Any]]:
     """The open sessions of an account, soonest deadline first: ``session_id``,
     ``peer``, ``deadline``, ``request_number``, ``started``, ``updated``,
-    ``context``, ``identities`` and ``services`` (per rating group:
+    ``context``, ``identities``, ``rating_context`` (``destination``,
+    ``visited_mcc_mnc``, ``apn``: what requests that omit them are rated with) and
+    ``services`` (per rating group:
     ``rating_group``, ``service_identifier``, ``service``, ``unit``, ``granted``,
     ``reserved_units`` {bucket: units}, ``reserved_money`` {bucket: micro-units},
     ``final_unit``, ``used`` and ``charged`` since the last record)."""
@@ -67,5 +70,16 @@ def describe_session(state: dict[str, Any], session_id: str | None = None) -> di
         "deadline": state.get("dl"),
         "started": state.get("t0"),
         "updated": state.get("t"),
+        "rating_context": _rating_context(state.get("rc")),
         "services": services,
+    }
+
+
+def _rating_context(stored: object) -> dict[str, str | None]:
+    """The rating inputs the session keeps for requests that omit them."""
+    context = RatingContext.from_wire(stored)
+    return {
+        "destination": context.destination,
+        "visited_mcc_mnc": context.visited_mcc_mnc,
+        "apn": context.apn,
     }

@@ -63,6 +63,7 @@ __all__ = [
     "EventService",
     "RatedService",
     "RatedWith",
+    "RatingContext",
     "RefundArgs",
     "ScriptPrice",
     "SessionService",
@@ -147,6 +148,52 @@ class RatedWith(NamedTuple):
     plan: str
     bill_cycle_day: str
     currency: str
+
+
+@dataclass(slots=True)
+class RatingContext:
+    """The inputs of rating that a session remembers (``rc``; docs/diameter.md, "What
+    a CCR may omit"): many network elements send Service-Information only in
+    CCR-Initial. None: not known. A request's own value replaces the remembered one
+    from that request on (:meth:`over`); ccr.lua keeps the result in the session and
+    refuses (``stale``, with the session's context) a request rated with another.
+    Not frozen (built per request); shared values must not be changed."""
+
+    destination: str | None = field(default=None, metadata=_wire("d"))
+    """Called party or SMS recipient, E.164 digits."""
+    visited_mcc_mnc: str | None = field(default=None, metadata=_wire("v"))
+    """3GPP-SGSN-MCC-MNC: the network the subscriber is in (roaming zone)."""
+    apn: str | None = field(default=None, metadata=_wire("a"))
+    """Called-Station-Id (APN)."""
+
+    def over(self, base: RatingContext) -> RatingContext:
+        """This context where it knows a value, else ``base``'s."""
+        destination, visited, apn = self.destination, self.visited_mcc_mnc, self.apn
+        if destination is None and visited is None and apn is None:
+            return base
+        return RatingContext(
+            base.destination if destination is None else destination,
+            base.visited_mcc_mnc if visited is None else visited,
+            base.apn if apn is None else apn,
+        )
+
+    def wire(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.destination is not None:
+            out["d"] = self.destination
+        if self.visited_mcc_mnc is not None:
+            out["v"] = self.visited_mcc_mnc
+        if self.apn is not None:
+            out["a"] = self.apn
+        return out
+
+    @classmethod
+    def from_wire(cls, value: object) -> RatingContext:
+        """The context of a wire map (an empty one may come as a list: cmsgpack
+        packs an empty table as an array)."""
+        if not isinstance(value, Mapping):
+            return cls()
+        return cls(value.get("d"), value.get("v"), value.get("a"))
 
 
 @dataclass(slots=True)
@@ -304,6 +351,12 @@ class CcrArgs(_RatedRequestArgs):
     deadline: int = field(metadata=_wire("dl"))
     """The session's deadline after this request (the sweeper settles it then)."""
     services: list[SessionService] = field(metadata=_wire("s"))
+    rating_context: RatingContext = field(default_factory=RatingContext, metadata=_wire("rc"))
+    """What the request was rated with: its own values over the session's (see
+    :class:`RatingContext`)."""
+    carried_context: RatingContext | None = field(default=None, metadata=_wire("rq"))
+    """The values the request itself carried; None: the same as ``rating_context``
+    (a CCR-Initial, or one that carried every value it was rated with)."""
 
     def keys(self) -> list[str]:
         account, session = self.account, self.session_id
@@ -318,7 +371,7 @@ class CcrArgs(_RatedRequestArgs):
         ]
 
     def wire(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "sid": self.session_id,
             "acct": self.account,
             "n": self.request_number,
@@ -333,7 +386,11 @@ class CcrArgs(_RatedRequestArgs):
             "ids": self.identities,
             "s": [service.wire() for service in self.services],
             "w": self.rated_with,
+            "rc": self.rating_context.wire(),
         }
+        if self.carried_context is not None:
+            out["rq"] = self.carried_context.wire()
+        return out
 
 
 @dataclass(slots=True)
@@ -457,10 +514,20 @@ class ChargeAnswer:
     """event.lua: the money debited; refund.lua: minus the money credited."""
     balance: int | None = field(default=None, metadata=_wire("bal"))
     """balance.lua: the free money."""
+    stored_context: Any = field(default=None, metadata=_wire("rc"))
+    """ccr.lua, with :data:`STALE`: the session's rating context as the script sent it
+    (a map, or an empty list); None: the account was outdated, not the context."""
 
     @property
     def is_stale(self) -> bool:
         return self.outcome == STALE
+
+    @property
+    def session_context(self) -> RatingContext | None:
+        """The session's rating context that a stale request must be rated with
+        (None: the answer carries none)."""
+        stored = self.stored_context
+        return None if stored is None else RatingContext.from_wire(stored)
 
 
 GRANT_WIRE: Final = {
@@ -529,6 +596,7 @@ def ccr_answer(answer: Mapping[str, Any]) -> ChargeAnswer:
         _session_grants(answer.get("s") or ()),
         request_number=answer.get("n"),
         deadline=answer.get("dl"),
+        stored_context=answer.get("rc"),
     )
 
 

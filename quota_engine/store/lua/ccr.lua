@@ -24,6 +24,14 @@
 --   ctx     Service-Context-Id
 --   ids     the subscriber's identities (list)
 --   w       [plan, bill cycle day, currency] the request was rated with (see below)
+--   rc      the rating context the request was rated with (see below), a map:
+--     d       destination (called party, SMS recipient)
+--     v       visited MCC-MNC
+--     a       APN
+--   rq      the rating context the request carried itself (absent: rc), a map:
+--     d       destination
+--     v       visited MCC-MNC
+--     a       APN
 --   s       the services, a list of maps:
 --     k       key: rating group, "si<n>" or "-"
 --     rg      Rating-Group
@@ -54,6 +62,8 @@
 --           "service_denied" or "stale"
 --   n       CC-Request-Number
 --   dl      the session's deadline whenever it is alive after the call, else absent
+--   rc      with "stale": the session's rating context, that the request must be
+--           rated with (absent: the account was outdated, not the context)
 --   s       one map per service of ARGV's, in their order:
 --     rg      Rating-Group
 --     si      Service-Identifier
@@ -74,9 +84,20 @@
 -- rated_with_outdated), the answer is o = "stale", nothing is written, and the engine
 -- rates the request again.
 --
--- Order of work: (1) idempotency: the result stored for (session, n) is returned as is;
--- (2) order: n older than the session's last -> out_of_order, equal (result no longer
--- stored) -> out_of_order; no session and not INITIAL -> unknown_session; (3) account
+-- rc: the session keeps the rating context of its requests (S.rc): each value the
+-- request carried (rq) replaces the stored one, the others stay. When rc is not that
+-- merge (the engine rated with another node's or an outdated idea of the session), the
+-- answer is o = "stale" with the merge as rc, nothing is written, and the engine rates
+-- the request again with it.
+--
+-- Order of work: (1) idempotency: the result stored for (session, n) is returned as is,
+-- except to a TERMINATE while the session is open (below); (2) order: n not newer than
+-- the session's last (serial number arithmetic, RFC 1982, so numbers may wrap from
+-- 2^32-1 to 0) -> out_of_order, unless TERMINATE: a TERMINATE closes an open session
+-- whatever its number (a client that reused or wrapped its numbers can always close;
+-- its records then carry the session's last number + 1, so their ids stay unique);
+-- no session and not INITIAL -> unknown_session; rated with another context (rc)
+-- -> stale; (3) account
 -- (lib.lua open_account, the opening checks that event.lua and refund.lua share):
 -- missing -> unknown_subscriber; rated with an outdated copy (w) -> stale; not active
 -- on INITIAL -> service_denied with nothing
@@ -99,8 +120,10 @@ local req = cmsgpack.unpack(ARGV[1])
 local K_ACCT, K_BUCKETS, K_SESS, K_SESSIONS, K_IDEM, K_RECORDS, K_USAGE =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 
+local terminating = req.type == 'terminate'
+local raw = redis.call('GET', K_SESS)
 local stored = stored_answer(K_IDEM)
-if stored then
+if stored and not (terminating and raw) then
   return stored
 end
 
@@ -108,16 +131,47 @@ local S = nil -- the session, when there is one
 
 -- the answer of a request that changed nothing; a live session keeps its deadline,
 -- which the answer carries for the engine's deadline index
-local function answer(o)
-  return cmsgpack.pack({ o = o, n = req.n, dl = S and S.dl or nil, s = {} })
+local function answer(o, rc)
+  return cmsgpack.pack({ o = o, n = req.n, dl = S and S.dl or nil, rc = rc, s = {} })
 end
 
-local raw = redis.call('GET', K_SESS)
+-- n is newer than last: 0 < (n - last) mod 2^32 < 2^31 (RFC 1982 serial numbers)
+local function newer(n, last)
+  local d = (n - last) % 4294967296
+  return d > 0 and d < 2147483648
+end
+
+local RC_FIELDS = { 'd', 'v', 'a' }
+local rc = req.rc or {}
+local rn = req.n -- the request number of the records written
 if raw then
   S = cmsgpack.unpack(raw)
-  if req.n <= S.n then
-    return answer('out_of_order')
+  if not newer(req.n, S.n) then
+    if not terminating then
+      return answer('out_of_order')
+    end
+    rn = S.n + 1
   end
+  -- the context to rate with: what the request carried over what the session keeps
+  local carried, kept, merged = req.rq or rc, S.rc, {}
+  if type(kept) ~= 'table' then
+    kept = {}
+  end
+  local same = true
+  for _, f in ipairs(RC_FIELDS) do
+    local v = carried[f]
+    if v == nil then
+      v = kept[f]
+    end
+    merged[f] = v
+    if v ~= rc[f] then
+      same = false
+    end
+  end
+  if not same then
+    return answer('stale', merged)
+  end
+  rc = merged
 elseif req.type ~= 'initial' then
   return answer('unknown_session')
 end
@@ -130,7 +184,6 @@ end
 local active = A.status == 'active'
 
 local now, ts = req.now, req.ts
-local terminating = req.type == 'terminate'
 local B = load_buckets(K_BUCKETS)
 if not S then
   S = {
@@ -138,6 +191,7 @@ if not S then
     n = req.n, t0 = ts, rgs = {},
   }
 end
+S.rc = rc
 if type(S.rgs) ~= 'table' then
   S.rgs = {}
 end
@@ -168,14 +222,14 @@ for _, sv in ipairs(req.s or {}) do
       -- re-rated (time band, zone, tier or catalog changed): what was charged at the
       -- old price becomes a record of its own
       if R.used > 0 or R.chg > 0 then
-        flush(S, R, 'interim', req.n, ts, A.currency, K_RECORDS)
+        flush(S, R, 'interim', rn, ts, A.currency, K_RECORDS)
       end
       R.p, R.zr = sv.p, sv.zr
     end
   end
   if closing then
     if R then
-      flush(S, R, 'normal', req.n, ts, A.currency, K_RECORDS)
+      flush(S, R, 'normal', rn, ts, A.currency, K_RECORDS)
       S.rgs[sv.k] = nil
     end
     if sv.st then
@@ -226,12 +280,15 @@ if terminating then
   for _, k in ipairs(rest) do
     local R = S.rgs[k]
     commit(B, A, R, 0, now)
-    flush(S, R, 'normal', req.n, ts, A.currency, K_RECORDS)
+    flush(S, R, 'normal', rn, ts, A.currency, K_RECORDS)
   end
   redis.call('DEL', K_SESS)
   redis.call('ZREM', K_SESSIONS, req.sid)
 else
-  S.n, S.t, S.dl = req.n, ts, req.dl
+  if newer(req.n, S.n) then
+    S.n = req.n
+  end
+  S.t, S.dl = ts, req.dl
   redis.call('SET', K_SESS, cmsgpack.pack(S))
   redis.call('ZADD', K_SESSIONS, req.dl, req.sid)
 end

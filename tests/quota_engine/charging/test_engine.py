@@ -779,19 +779,24 @@ async def test_a_failing_request_does_not_hide_the_others(engine, r):
 # ------------------------------------------------------------------ review fixes
 
 
-async def test_replayed_terminate_keeps_the_session_in_the_deadline_index(engine, r, clock):
+async def test_terminate_reusing_the_last_number_closes_the_session(engine, r, clock):
+    """Issue 9: a CCR-T that reuses the CCR-U's number used to get the CCR-U's stored
+    answer, and the session and its reservation stayed open until the sweeper. A
+    CCR-T closes an open session whatever its number (docs/data-model.md)."""
     await create_account(r, "a1", balance=25 * EUR, identities=(MSISDN,))
     await one(engine, data_request("s1", INITIAL, 0))
     await one(engine, data_request("s1", UPDATE, 1, used=MIB))
-    deadline = NOW + 1800 + 60
-    # a stale CCR-T reusing n=1: the script replays the CCR-U's answer, the session lives
     res = await one(engine, data_request("s1", TERMINATE, 1, used=MIB, requested=None))
-    assert res.services[0].granted == 10 * MIB
-    assert await r.exists(keys.session("a1", "s1"))
-    assert await r.zscore(keys.DEADLINES, "a1|s1") == deadline
-    # so the sweeper still finds and settles it, releasing its reservation
-    assert await engine.sweep(deadline) == 1
-    assert await reserved(r) == 0 and await r.zcard(keys.DEADLINES) == 0
+    assert res.outcome is Outcome.OK and res.services[0].granted == 0
+    assert not await r.exists(keys.session("a1", "s1"))
+    assert await r.zcard(keys.DEADLINES) == 0
+    assert await reserved(r) == 0
+    assert await money(r, "a1") == 25 * EUR - 2 * EUR  # both MiB at 1 EUR
+    # its record carries the session's last number + 1: no id is used twice
+    assert [rec["id"] for rec in await read_records(r, "a1")] == ["s1;2;10"]
+    # a retransmission of the CCR-T gets its own answer, and changes nothing
+    again = await one(engine, data_request("s1", TERMINATE, 1, used=MIB, requested=None))
+    assert again == res and await money(r, "a1") == 23 * EUR
 
 
 async def test_the_deadline_index_follows_the_session_whatever_the_request(engine, r):
@@ -816,10 +821,11 @@ async def test_the_deadline_index_follows_the_session_whatever_the_request(engin
     # out of order: the session is alive, indexed again at its own deadline
     assert await r.zrange(keys.DEADLINES, 0, -1, withscores=True) == [(b"a1|s1", deadline)]
     await r.delete(keys.idempotency("a1", "s1", 1))
-    stale_end = await one(engine, data_request("s1", TERMINATE, 1, requested=None))
-    assert stale_end.outcome is Outcome.OUT_OF_ORDER  # its ZREM is undone
-    assert await r.zrange(keys.DEADLINES, 0, -1, withscores=True) == [(b"a1|s1", deadline)]
-    await one(engine, data_request("s1", TERMINATE, 2, requested=None))
+    end = await one(engine, data_request("s1", TERMINATE, 1, requested=None))
+    assert end.outcome is Outcome.OK
+    assert await r.zcard(keys.DEADLINES) == 0
+    late = await one(engine, data_request("s1", TERMINATE, 2, requested=None))
+    assert late.outcome is Outcome.UNKNOWN_SESSION
     assert await r.zcard(keys.DEADLINES) == 0
 
 
@@ -829,6 +835,8 @@ def expensive_sms_pair():
     from tests.quota_engine.catalogs import base_catalog
 
     data = base_catalog()
+    # a CCR-T with an old number closes the session all the same (it is not out of
+    # order: a client can always close its session), and the index follows
     sms = data["plans"][0]["tariffs"][2]
     sms["rates"][0]["rate"] = 10 * EUR  # 10 EUR per event
     catalog = load_catalog(data)

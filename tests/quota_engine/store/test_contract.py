@@ -58,6 +58,7 @@ from quota_engine.store.contract import (
     PutBucketAnswer,
     PutBucketArgs,
     RatedWith,
+    RatingContext,
     RefundArgs,
     ReleaseIdentityAnswer,
     ReleaseIdentityArgs,
@@ -218,6 +219,8 @@ CALL_VALUES = {
     "period": "2025-03-01",
     "rated_with": RatedWith("plan", "1", "EUR"),
     "identities": ["msisdn:1"],
+    "rating_context": RatingContext("4930", "20801", "internet"),
+    "carried_context": RatingContext("4940", "20802", "ims"),
 }
 
 
@@ -233,7 +236,8 @@ def _answer_map() -> dict[str, Any]:
     """Every key any answer may carry, each with a distinct value."""
     service = {"rg": 21, "si": 22, "o": "ok", "u": "octets", "g": 23, "vt": 24, "thr": 25,
                "qht": 26, "fu": True, "fa": "terminate", "ra": "http://x", "c": 27}  # fmt: skip
-    return {"o": "ok", "n": 11, "dl": 12, "c": 13, "bal": 14, "records": 15, "s": [service]}
+    return {"o": "ok", "n": 11, "dl": 12, "c": 13, "bal": 14, "records": 15, "s": [service],
+            "rc": {"d": "4930"}}  # fmt: skip
 
 
 @dataclass
