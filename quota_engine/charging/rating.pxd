@@ -27,6 +27,11 @@ cdef class Price:
     cpdef tuple charge(self, int64_t units, bint continuation=*)
     cpdef int64_t units_for_money(self, int64_t budget, bint continuation=*) except? -1
     cpdef int64_t round_grant(self, int64_t units, bint continuation=*) except? -1
+    cpdef tuple charge_after(self, int64_t counted, int64_t units, bint continuation=*)
+    cpdef int64_t round_grant_after(self, int64_t counted, int64_t units,
+                                    bint continuation=*) except? -1
+    cpdef int64_t units_for_money_after(self, int64_t counted, int64_t budget,
+                                        bint continuation=*) except? -1
 
 
 cdef class Rater:

@@ -19,6 +19,14 @@ billed its first increment (the later band portions of :meth:`Rater.split_by_ban
 ``n = ceil(units / next_increment)``, billed ``n * next_increment``, cost
 ``n * next_cost``.
 
+*Cumulative rating* (``charge_after``, ``round_grant_after``, ``units_for_money_after``):
+the reports of one session and rating group at one price are charged on their running
+total, ``counted`` units before the report: each report costs ``charge(counted + units)``
+less ``charge(counted)``, so the reports together cost ``charge(total)`` whatever their
+number and sizes, and a grant that completes an increment already paid costs nothing.
+The Lua scripts (``lib.lua``: ``charge_after``, ``grant_after``,
+``units_for_money_after``) compute the same.
+
 All quantities are C ``int64_t``; a result that would not fit raises ``OverflowError``.
 No floats anywhere.
 """
@@ -168,6 +176,51 @@ cdef class Price:
         if units <= 0:
             return 0
         return self.charge(units, continuation)[0]
+
+    cpdef tuple charge_after(self, int64_t counted, int64_t units, bint continuation=False):
+        """``(billed, cost)`` of ``units`` more when ``counted`` units are already charged at
+        this price: ``charge(counted + units)`` less ``charge(counted)``, both parts.
+
+        Cumulative rating: a session's reports at one price, each charged with the units
+        counted before it, add up to exactly ``charge(total)`` however the total was
+        split; a report that stays inside an increment already paid costs 0.
+        """
+        cdef int64_t billed_before, cost_before, billed_now, cost_now
+        if counted < 0 or units < 0:
+            raise ValueError(f"counted and units must not be negative, got {counted}, {units}")
+        if units > INT64_MAX - counted:
+            raise OverflowError(f"{counted} + {units} units exceed 2**63-1")
+        billed_before, cost_before = self.charge(counted, continuation)
+        billed_now, cost_now = self.charge(counted + units, continuation)
+        return (billed_now - billed_before, cost_now - cost_before)
+
+    cpdef int64_t round_grant_after(self, int64_t counted, int64_t units,
+                                    bint continuation=False) except? -1:
+        """The grant of at least ``units`` (> 0) that ends on an increment boundary when
+        ``counted`` units are already charged at this price: ``round_grant(counted +
+        units) - counted``; 0 for ``units <= 0``. It costs ``charge_after(counted,
+        units)``: the rest of an increment already paid comes free."""
+        if units <= 0:
+            return 0
+        if counted < 0:
+            raise ValueError(f"counted must not be negative, got {counted}")
+        if units > INT64_MAX - counted:
+            raise OverflowError(f"{counted} + {units} units exceed 2**63-1")
+        return self.charge(counted + units, continuation)[0] - counted
+
+    cpdef int64_t units_for_money_after(self, int64_t counted, int64_t budget,
+                                        bint continuation=False) except? -1:
+        """The largest grant ending on an increment boundary whose ``charge_after(counted,
+        grant)`` costs at most ``budget``: ``units_for_money(cost(counted) + budget) -
+        counted``. At least the rest of the increment ``counted`` is in (already paid),
+        even for a budget of 0."""
+        cdef int64_t spent
+        if counted < 0:
+            raise ValueError(f"counted must not be negative, got {counted}")
+        spent = self.charge(counted, continuation)[1]
+        if budget > INT64_MAX - spent:
+            budget = INT64_MAX - spent
+        return max(0, self.units_for_money(spent + budget, continuation) - counted)
 
     def cost(self, units, continuation=False):
         """``charge(units, continuation)[1]``."""

@@ -23,6 +23,16 @@
 --     base, base_cost = (0, 0) if cont else (fi, fc)
 --     budget < base_cost -> 0;  nc == 0 -> math.huge (unlimited: callers cap it)
 --     else base + floor((budget - base_cost) / nc) * ni
+--
+-- Cumulative rating (Price.charge_after, round_grant_after, units_for_money_after): the
+-- reports of a session's rating group at one price are charged on their running total,
+-- q = the units already charged in money at that price (R.q), the count starting with
+-- R.cont:
+--   charge_after(p, q, units, cont)  = charge(p, q + units, cont) - charge(p, q, cont)
+--   grant_after(p, q, want, cont)    = billed(q + want) - q  (0 for want <= 0)
+--   units_for_money_after(p, q, budget, cont)
+--                                    = units_for_money(p, cost(q) + budget, cont) - q
+-- so the reports cost charge(total) together, however many and however sized.
 
 local MAX_AMOUNT = 9007199254740991 -- 2^53 - 1
 
@@ -77,6 +87,24 @@ local function units_for_money(p, budget, cont)
     return math.huge
   end
   return base + idiv(budget - base_cost, p.nc) * p.ni
+end
+
+local function charge_after(p, q, units, cont)
+  local billed0, cost0 = charge(p, q, cont)
+  local billed1, cost1 = charge(p, q + units, cont)
+  return billed1 - billed0, cost1 - cost0
+end
+
+local function grant_after(p, q, want, cont)
+  if want <= 0 then
+    return 0
+  end
+  return charge(p, q + want, cont) - q
+end
+
+local function units_for_money_after(p, q, budget, cont)
+  local _, spent = charge(p, q, cont)
+  return math.max(0, units_for_money(p, spent + budget, cont) - q)
 end
 
 -- ------------------------------------------------------------------ buckets
@@ -267,7 +295,9 @@ end
 -- R, one rating group of a session (see docs/data-model.md, "Sessions"):
 --   k key, rg rating group, si service identifier, sv service id, unit,
 --   p price {fi, fc, ni, nc, key, m = record metadata, msgpack-encoded}, zr zero-rated,
---   cont (the first increment has been paid), g granted, fu final unit,
+--   q units charged in money at p so far (the cumulative count; see charge_after),
+--   qk the key of the price q counts at (p.key), cont (the count started after the
+--   first increment was paid: it is a continuation), g granted, fu final unit,
 --   ru {{bucket, units}, ...} and rm {{bucket, micro}, ...}: the open reservation,
 --   accumulators of the record to come: used, chg, al {bucket = units},
 --   mo {bucket = micro}, t0 (start). The record's price metadata is p.m: usage is
@@ -276,15 +306,24 @@ end
 local function new_rg(sv, ts)
   return {
     k = sv.k, rg = sv.rg, si = sv.si, sv = sv.sv, unit = sv.unit, p = sv.p, zr = sv.zr,
-    cont = false, g = 0, fu = false, ru = {}, rm = {},
+    q = 0, qk = sv.p and sv.p.key, cont = false, g = 0, fu = false, ru = {}, rm = {},
     used = 0, chg = 0, al = {}, mo = {}, t0 = ts,
   }
 end
 
--- Commit `used` units of R at R's stored price and release what is left of its
--- reservation: unit reservations first, then free units of applicable unit buckets,
--- then money (charge(p, rest, cont)): money reservations first, then free money, then
--- "main" below its floor (only when usage exceeded the grant). Returns the cost.
+-- R's cumulative count at its price R.p: q and cont. When R.p is not the price q was
+-- counted at (a new price: band, zone, tier or catalog; ccr.lua flushes the usage
+-- charged at the old price first), the count restarts at 0, as a continuation once
+-- the first increment has been paid at an earlier price.
+local function count_at_price(R)
+  local key = R.p and R.p.key
+  if R.qk ~= key then
+    R.cont = R.cont or (R.q or 0) > 0
+    R.q, R.qk = 0, key
+  end
+  return R.q, R.cont
+end
+
 -- Take up to `amount` from the reservations `entries` ({bucket id, reserved}) and
 -- release every reservation in full; returns what the reservations did not cover.
 local function settle_reserved(B, entries, amount, taken)
@@ -302,6 +341,11 @@ local function settle_reserved(B, entries, amount, taken)
   return amount
 end
 
+-- Commit `used` units of R at R's stored price and release what is left of its
+-- reservation: unit reservations first, then free units of applicable unit buckets,
+-- then money, cumulatively (charge_after(p, q, rest, cont), then q grows by rest):
+-- money reservations first, then free money, then "main" below its floor (only when
+-- usage exceeded the grant). Returns the cost.
 local function commit(B, A, R, used, now)
   local left = used
   if R.zr then
@@ -314,12 +358,13 @@ local function commit(B, A, R, used, now)
   end
   local cost = 0
   if left > 0 then
+    local q, cont = count_at_price(R)
     local _
-    _, cost = charge(R.p, left, R.cont)
+    _, cost = charge_after(R.p, q, left, cont)
     if cost > MAX_AMOUNT then
       cost = MAX_AMOUNT
     end
-    R.cont = true
+    R.q = q + left
   end
   local due = cost
   due = settle_reserved(B, R.rm, due, R.mo)
@@ -340,11 +385,15 @@ local function commit(B, A, R, used, now)
   return cost
 end
 
--- Size and reserve a new grant of `want` units for R (want > 0): rounded up to whole
--- increments (charge(p, want, cont)), capped by the free units of applicable unit
--- buckets plus what the free money affords (units_for_money). Returns granted, capped.
+-- Size and reserve a new grant of `want` units for R (want > 0), on the cumulative
+-- count: rounded up so that the count would end on an increment boundary
+-- (grant_after(p, q, want, cont)), capped by the free units of applicable unit
+-- buckets plus what the free money affords (units_for_money_after). The money part
+-- costs charge_after(p, q, units, cont): the rest of an increment already paid is
+-- free. Returns granted, capped.
 local function reserve(B, A, R, want, now)
-  local target = charge(R.p, want, R.cont)
+  local q, cont = count_at_price(R)
+  local target = grant_after(R.p, q, want, cont)
   local units = candidates(B, 'units', R.sv, R.unit, now)
   local ua = target - reserve_free(B, units, target, 0, R.ru)
   local need, gm, capped = target - ua, 0, false
@@ -354,12 +403,12 @@ local function reserve(B, A, R, want, now)
     for _, b in ipairs(money) do
       avail = avail + free_amount(b, A.credit)
     end
-    local _, cost = charge(R.p, need, R.cont)
+    local _, cost = charge_after(R.p, q, need, cont)
     if cost <= avail then
       gm = need
     else
-      gm = math.min(need, units_for_money(R.p, avail, R.cont))
-      _, cost = charge(R.p, gm, R.cont)
+      gm = math.min(need, units_for_money_after(R.p, q, avail, cont))
+      _, cost = charge_after(R.p, q, gm, cont)
       capped = true
     end
     reserve_free(B, money, cost, A.credit, R.rm)
@@ -392,6 +441,15 @@ local function map_body(blob)
   return '', 0
 end
 
+-- A table packed as a msgpack map, also when empty (cmsgpack packs an empty table as
+-- an array): for the maps of a record (used, allowances, money).
+local function pack_map(t)
+  if type(t) ~= 'table' or next(t) == nil then
+    return map_header(0)
+  end
+  return cmsgpack.pack(t)
+end
+
 local function record_blob(S, R, cause, number, end_ts, currency)
   -- every field is present (nil packs as nil); docs/records.md
   local used = {}
@@ -402,8 +460,9 @@ local function record_blob(S, R, cause, number, end_ts, currency)
     'id', S.id .. ';' .. fmt_int(number) .. ';' .. R.k,
     'account', S.acct, 'identities', S.ids or {}, 'session', S.id, 'request', number,
     'peer', S.peer, 'context', S.ctx, 'service', R.sv, 'rating_group', R.rg,
-    'service_identifier', R.si, 'unit', R.unit, 'start', R.t0, 'end', end_ts,
-    'used', used, 'charged', R.chg, 'allowances', R.al, 'money', R.mo,
+    'service_identifier', R.si, 'unit', R.unit, 'start', R.t0, 'end', end_ts, 'used'
+  ) .. pack_map(used) .. cmsgpack.pack('charged', R.chg, 'allowances') .. pack_map(R.al)
+    .. cmsgpack.pack('money') .. pack_map(R.mo) .. cmsgpack.pack(
     'zero_rated', R.zr and true or false, 'cause', cause, 'currency', currency
   )
   local meta, n = map_body(R.p and R.p.m)

@@ -103,26 +103,30 @@ async def test_data_session_initial_updates_terminate(engine, r):
     assert not g.final_unit and g.final_action is None
     assert (await money(r, "a1"), await reserved(r)) == (25 * EUR, 10 * EUR)
 
-    # U1: 3.5 MiB used, first report: first increment + 3 blocks = 4 MiB = 4 EUR
+    # Cumulative rating (docs/catalog.md): each report costs charge(total so far) less
+    # what was already charged, each grant completes the block the total is in.
+    # U1: 3.5 MiB used: charge(3.5 MiB) = 4 blocks = 4 EUR; the new grant of 10 MiB
+    # ends the total on a block: 14 MiB - 3.5 MiB = 10.5 MiB for 14 - 4 = 10 EUR
     [g] = (await one(engine, data_request("s1", UPDATE, 1, used=3_670_016))).services
-    assert (g.granted, g.cost) == (10 * MIB, 4 * EUR)
+    assert (g.granted, g.cost) == (10 * MIB + MIB // 2, 4 * EUR)
     assert (await money(r, "a1"), await reserved(r)) == (21 * EUR, 10 * EUR)
 
-    # U2: 10 MiB used (continuation: 10 blocks) = 10 EUR; 11 EUR left, 10 MiB affordable
+    # U2: 10 MiB used, total 13.5 MiB: 14 - 4 = 10 EUR; 11 EUR left, the grant is again
+    # 10.5 MiB (to 24 MiB) for 10 EUR
     [g] = (await one(engine, data_request("s1", UPDATE, 2, used=10 * MIB))).services
-    assert (g.granted, g.cost, g.final_unit) == (10 * MIB, 10 * EUR, False)
+    assert (g.granted, g.cost, g.final_unit) == (10 * MIB + MIB // 2, 10 * EUR, False)
     assert (await money(r, "a1"), await reserved(r)) == (11 * EUR, 10 * EUR)
 
-    # U3: 0.5 MiB used -> one block = 1 EUR; 10 EUR left buys exactly 10 MiB
+    # U3: 0.5 MiB used completes the 14th block, already paid: 0 EUR; 10 MiB for 10 EUR
     [g] = (await one(engine, data_request("s1", UPDATE, 3, used=MIB // 2))).services
-    assert (g.granted, g.cost, g.final_unit) == (10 * MIB, 1 * EUR, False)
-    assert (await money(r, "a1"), await reserved(r)) == (10 * EUR, 10 * EUR)
+    assert (g.granted, g.cost, g.final_unit) == (10 * MIB, 0, False)
+    assert (await money(r, "a1"), await reserved(r)) == (11 * EUR, 10 * EUR)
 
-    # TERMINATE: 2 MiB + 1 octet -> 3 blocks = 3 EUR; reservation released
+    # TERMINATE: 2 MiB + 1 octet, total 16 MiB + 1: 17 - 14 = 3 EUR; released
     res = await one(engine, data_request("s1", TERMINATE, 4, used=2 * MIB + 1, requested=None))
     [g] = res.services
     assert (g.outcome, g.granted, g.cost) == (Outcome.OK, 0, 3 * EUR)
-    assert (await money(r, "a1"), await reserved(r)) == (7 * EUR, 0)
+    assert (await money(r, "a1"), await reserved(r)) == (8 * EUR, 0)
     assert await engine.sessions_of("a1") == []
     assert await r.exists(keys.session("a1", "s1")) == 0
     assert await r.zcard(keys.sessions("a1")) == 0
@@ -131,8 +135,9 @@ async def test_data_session_initial_updates_terminate(engine, r):
     [rec] = await read_records(r, "a1")
     assert rec["id"] == "s1;4;10"
     assert rec["used"] == {"octets": 3_670_016 + 10 * MIB + MIB // 2 + 2 * MIB + 1}
-    assert rec["charged"] == 18 * EUR == 4 * EUR + 10 * EUR + 1 * EUR + 3 * EUR
-    assert rec["money"] == {"main": 18 * EUR} and rec["allowances"] == {}
+    # charge(16 MiB + 1 octet) = 17 blocks, whatever the reports were
+    assert rec["charged"] == 17 * EUR == 4 * EUR + 10 * EUR + 0 + 3 * EUR
+    assert rec["money"] == {"main": 17 * EUR} and rec["allowances"] == {}
     assert rec["cause"] == "normal" and rec["currency"] == "EUR"
     assert (rec["account"], rec["session"], rec["request"]) == ("a1", "s1", 4)
     assert rec["identities"] == [MSISDN] and rec["peer"] == "pgw.example"
@@ -199,17 +204,19 @@ async def test_voice_national_60_60(engine, r):
     [g] = (await one(engine, voice_request("v1", INITIAL, 0, destination=dest))).services
     assert (g.unit, g.granted, g.validity_time) == (Unit.SECONDS, 300, 1800)
     assert await reserved(r) == 500_000  # 5 minutes
-    # 75 s -> 2 minutes = 0.20 EUR; next grant 300 s = 0.50 EUR
+    # 75 s -> 2 minutes = 0.20 EUR; the next grant of 300 s ends the call's total on a
+    # minute: 420 - 75 = 345 s, for minutes 3 to 7 = 0.50 EUR
     [g] = (await one(engine, voice_request("v1", UPDATE, 1, destination=dest, used=75))).services
-    assert (g.granted, g.cost) == (300, 200_000)
-    # 30 s -> 1 minute (continuation) = 0.10 EUR
+    assert (g.granted, g.cost) == (345, 200_000)
+    assert await reserved(r) == 500_000
+    # 30 s more: 105 s in all, still inside the second minute, already paid: 0
     res = await one(
         engine, voice_request("v1", TERMINATE, 2, destination=dest, used=30, requested=None)
     )
-    assert res.services[0].cost == 100_000
-    assert (await money(r, "a1"), await reserved(r)) == (10 * EUR - 300_000, 0)
+    assert res.services[0].cost == 0
+    assert (await money(r, "a1"), await reserved(r)) == (10 * EUR - 200_000, 0)
     [rec] = await read_records(r, "a1")
-    assert rec["used"] == {"seconds": 105} and rec["charged"] == 300_000
+    assert rec["used"] == {"seconds": 105} and rec["charged"] == 200_000  # charge(105 s)
     assert rec["destination"] == "national" and rec["service"] == "voice"
 
 
@@ -221,19 +228,21 @@ async def test_voice_international_30_6_down_to_the_last_second(engine, r):
     assert (g.granted, g.final_unit) == (300, False)
     assert await reserved(r) == 2_500_000
     # 95 s billed 96 s: 250_000 + 11 * 50_000 = 0.80 EUR; 2.20 EUR left
-    # next grant (continuation) 300 s would cost 2.50: capped at 44 * 6 = 264 s = 2.20 EUR
+    # next grant: 300 s (to a total of 396 s) would cost 2.50; 3.00 EUR in all buys a total
+    # of 30 + 55 * 6 = 360 s, so the grant is 360 - 95 = 265 s for 2.20 EUR (its first
+    # second is the rest of the 96th, already paid)
     [g] = (await one(engine, voice_request("v1", UPDATE, 1, destination=dest, used=95))).services
-    assert (g.cost, g.granted, g.final_unit) == (800_000, 264, True)
+    assert (g.cost, g.granted, g.final_unit) == (800_000, 265, True)
     assert (g.final_action, g.redirect_address) == ("terminate", None)
-    assert g.quota_threshold == 52  # 20 % of 264
+    assert g.quota_threshold == 53  # 20 % of 265
     assert (await money(r, "a1"), await reserved(r)) == (2_200_000, 2_200_000)
     res = await one(
-        engine, voice_request("v1", TERMINATE, 2, destination=dest, used=264, requested=None)
+        engine, voice_request("v1", TERMINATE, 2, destination=dest, used=265, requested=None)
     )
     assert res.services[0].cost == 2_200_000
     assert (await money(r, "a1"), await reserved(r)) == (0, 0)
     [rec] = await read_records(r, "a1")
-    assert rec["used"] == {"seconds": 359} and rec["charged"] == 3 * EUR
+    assert rec["used"] == {"seconds": 360} and rec["charged"] == 3 * EUR
     assert rec["destination"] == "international"
     # nothing left: a new call is refused
     [g] = (await one(engine, voice_request("v2", INITIAL, 0, destination=dest))).services
@@ -247,9 +256,10 @@ async def test_first_increment_is_paid_once_per_session_and_rating_group(engine,
     # first report: 10 s bill the first increment, 30 s = 0.25 EUR
     res = await one(engine, voice_request("v1", UPDATE, 1, destination=dest, used=10))
     assert res.services[0].cost == 250_000
-    # later reports are continuations: 10 s bill two 6 s increments = 0.10 EUR
-    res = await one(engine, voice_request("v1", UPDATE, 2, destination=dest, used=10))
-    assert res.services[0].cost == 100_000
+    # later reports are charged on the total: 35 s = 30 + 6 s costs one 6 s step more
+    res = await one(engine, voice_request("v1", UPDATE, 2, destination=dest, used=25))
+    assert res.services[0].cost == 50_000
+    # 45 s = 30 + 3 * 6 s: two steps more = 0.10 EUR
     res = await one(
         engine, voice_request("v1", TERMINATE, 3, destination=dest, used=10, requested=None)
     )
@@ -260,15 +270,19 @@ async def test_first_increment_is_paid_once_per_session_and_rating_group(engine,
         engine, voice_request("v2", TERMINATE, 1, destination=dest, used=10, requested=None)
     )
     assert res.services[0].cost == 250_000
-    assert await money(r, "a1") == 10 * EUR - 700_000
-    # grants after the first report are rounded to continuation increments:
-    # 7 s -> 12 s (two 6 s increments), where a first grant would be 30 s
+    assert await money(r, "a1") == 10 * EUR - 650_000
     await one(engine, voice_request("v3", INITIAL, 0, destination=dest, requested=7))
     assert (await reserved(r)) == 250_000  # 30 s
+    # after 6 s, a grant of 7 s completes the first increment: 24 s, already paid
     [g] = (
         await one(engine, voice_request("v3", UPDATE, 1, destination=dest, used=6, requested=7))
     ).services
-    assert g.granted == 12  # first-increment rounding would have granted 30
+    assert (g.granted, await reserved(r)) == (24, 0)
+    # past the first increment, grants are whole 6 s steps: 7 s -> 12 s = 0.10 EUR
+    [g] = (
+        await one(engine, voice_request("v3", UPDATE, 2, destination=dest, used=24, requested=7))
+    ).services
+    assert (g.granted, g.cost, await reserved(r)) == (12, 0, 100_000)
 
 
 async def test_voice_grant_stops_at_the_band_change_and_is_rerated(engine, r, clock):

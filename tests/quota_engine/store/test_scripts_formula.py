@@ -136,3 +136,98 @@ def test_known_values(sync_client):
     )
     assert got == [[96, 800_000, 120], [30, 250_000, 0], [12, 100_000, 6], [0, 0, 0]]
     assert intl.charge(95) == (96, 800_000) and intl.units_for_money(1_000_000) == 120
+
+
+CUMULATIVE = LuaScript(
+    load_source("lib.lua")
+    + """
+local out = {}
+for _, c in ipairs(cmsgpack.unpack(ARGV[1])) do
+  local p = { fi = c[1], fc = c[2], ni = c[3], nc = c[4] }
+  local q, units, cont, budget = c[5], c[6], c[7] == 1, c[8]
+  local billed, cost = charge_after(p, q, units, cont)
+  local grant = grant_after(p, q, units, cont)
+  local afford = units_for_money_after(p, q, budget, cont)
+  if afford == math.huge then afford = -1 end
+  out[#out + 1] = { billed, cost, grant, afford }
+end
+return cmsgpack.pack(out)
+""",
+    "cumulative-formula-test",
+)
+
+
+def evaluate_cumulative(client: redis.Redis, cases: list[list[int]]) -> list[list[int]]:
+    packed = msgpack.packb(cases)
+    try:
+        raw = client.evalsha(CUMULATIVE.sha, 0, packed)
+    except redis.exceptions.NoScriptError:
+        client.script_load(CUMULATIVE.source)
+        raw = client.evalsha(CUMULATIVE.sha, 0, packed)
+    return msgpack.unpackb(raw)
+
+
+@st.composite
+def cumulative_cases(draw):
+    price = draw(prices())
+    cont = draw(st.booleans())
+    amounts = st.one_of(
+        st.integers(0, 1000),
+        st.integers(0, 2**40),
+        st.integers(0, 1000).map(lambda n: price.first_increment + n * price.next_increment),
+        st.integers(0, 1000).map(lambda n: price.first_increment + n * price.next_increment + 1),
+    )
+    counted, units = draw(amounts), draw(amounts)
+    budget = draw(st.one_of(st.integers(0, 10**7), st.integers(0, 2**50)))
+    try:
+        expected = (
+            *price.charge_after(counted, units, cont),
+            price.round_grant_after(counted, units, cont),
+            price.units_for_money_after(counted, budget, cont),
+        )
+        _, spent = price.charge(counted + units, cont)
+    except OverflowError:
+        assume(False)
+    assume(counted + units < LIMIT and spent + budget < LIMIT)
+    if price.next_cost:
+        assume(expected[3] + counted < LIMIT)
+    return price, counted, units, cont, budget, expected
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(cumulative_cases(), min_size=1, max_size=25))
+def test_lua_cumulative_formula_matches_price(sync_client, batch):
+    """lib.lua charge_after / grant_after / units_for_money_after are Price.charge_after
+    / round_grant_after / units_for_money_after."""
+    sent = [
+        [p.first_increment, p.first_cost, p.next_increment, p.next_cost, q, u, int(c), b]
+        for p, q, u, c, b, _ in batch
+    ]
+    for (price, counted, units, cont, budget, expected), got in zip(
+        batch, evaluate_cumulative(sync_client, sent), strict=True
+    ):
+        assert got[:3] == list(expected[:3]), (price, counted, units, cont)
+        if price.next_cost == 0 and expected[3] > 2**62:
+            assert got[3] == -1  # unlimited; Python answers near the int64 ceiling
+        else:
+            assert got[3] == expected[3], (price, counted, budget, cont)
+
+
+def test_cumulative_known_values(sync_client):
+    # 60/60 at 0.10 EUR/min: 30 s then 20 s; a grant of 60 s after 30 s; nothing left
+    # to pay but the rest of the first minute
+    got = evaluate_cumulative(
+        sync_client,
+        [
+            [60, 100_000, 60, 100_000, 0, 30, 0, 0],
+            [60, 100_000, 60, 100_000, 30, 20, 0, 0],
+            [60, 100_000, 60, 100_000, 30, 60, 0, 100_000],
+            [1_048_576, 1_000_000, 1_048_576, 1_000_000, 500_000, 300_000, 0, 0],
+        ],
+    )
+    assert got == [
+        [60, 100_000, 60, 0],
+        [0, 0, 30, 30],
+        [60, 100_000, 90, 90],
+        [0, 0, 548_576, 548_576],
+    ]
