@@ -841,7 +841,10 @@ def _price_entry(price: Price, catalog: Catalog, cache: dict[str, ScriptPrice]) 
                 "zone": price.zone,
                 "destination": price.destination,
                 "band": price.band,
-                "tariff": {
+                # zero-rated: no rate priced the usage (its numbers would be made up)
+                "tariff": None
+                if price.zero_rated
+                else {
                     "plan": plan,
                     "service": service,
                     "tariff_index": price.tariff_index,
