@@ -78,11 +78,11 @@
 --     ra      redirect address (with fu)
 --     c       money committed for the reported usage
 --
--- req is rounded up to whole increments with the rating group's continuation flag,
--- which only the session knows. w: when the plan, bill cycle day or currency no
--- longer hold, or a tier's usage range (ur) no longer does (lib.lua
--- rated_with_outdated), the answer is o = "stale", nothing is written, and the engine
--- rates the request again.
+-- req is rounded up on the rating group's cumulative count (lib.lua grant_after: the
+-- count ends on a whole increment), which only the session knows. w: when the plan,
+-- bill cycle day or currency no longer hold, or a tier's usage range (ur) no longer
+-- does (lib.lua rated_with_outdated), the answer is o = "stale", nothing is written,
+-- and the engine rates the request again.
 --
 -- rc: the session keeps the rating context of its requests (S.rc): each value the
 -- request carried (rq) replaces the stored one, the others stay. When rc is not that
