@@ -61,14 +61,29 @@ def array(items: Schema, **extra: Any) -> Schema:
     return {"type": "array", "items": items, **extra}
 
 
+def _space_class() -> str:
+    """Python's ``\\s`` (``str.isspace``) spelled out as ranges of ``\\uXXXX``: the same
+    set in ECMA-262, whose own ``\\s`` differs (no U+001C-U+001F nor U+0085, but U+FEFF)."""
+    spaces = [c for c in range(0x10000) if chr(c).isspace()]
+    ranges: list[list[int]] = []
+    for c in spaces:
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    return "".join(f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges)
+
+
+_SPACE = _space_class()
 _HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
 #: The forms :func:`quota_engine.accounts.model.identity_problem` accepts, as one pattern
-#: (tests/ocs/api/test_schema_identity.py checks that the two agree).
+#: that means the same in ECMA-262 and Python (tests/ocs/api/test_schema_identity.py
+#: checks that the two agree).
 IDENTITY_PATTERN = (
     r"^(?:msisdn:[1-9][0-9]{6,14}"
     r"|imsi:[0-9]{15}"
-    rf"|sip:sips?:(?:[^\s@;]+@)?{_HOST}(?::[0-9]{{1,5}})?"
-    rf"|nai:[^\s@]+@{_HOST})$"
+    rf"|sip:sips?:(?:[^{_SPACE}@;]+@)?{_HOST}(?::[0-9]{{1,5}})?"
+    rf"|nai:[^{_SPACE}@]+@{_HOST})$"
 )
 
 ID = {"type": "string", "pattern": ID_PATTERN, "maxLength": 64}

@@ -26,7 +26,8 @@ def test_every_identity_the_pattern_generates_is_accepted(value):
 
 _PIECES = st.sampled_from(
     ["msisdn:", "imsi:", "sip:", "sips:", "nai:", "tel:", "4917", "0", "1", "@", "a", ".", "-",
-     ":", ";", " ", "\n", "example.net", "5060", "x" * 250]
+     ":", ";", " ", "\n", "example.net", "5060", "x" * 250,
+     "\x1d", "\x85", "\ufeff", "\u3000", "\u2028", "\xa0", "\x00", "\U0001f600"]
 )  # fmt: skip
 
 
@@ -34,6 +35,14 @@ _PIECES = st.sampled_from(
 @given(st.lists(_PIECES, max_size=8).map("".join) | st.text(max_size=40))
 def test_the_pattern_and_the_store_agree(value):
     assert allowed(value) == (identity_problem(value) is None), repr(value)
+
+
+def test_whitespace_means_what_python_means():
+    for space in ("\x1c", "\x1d", "\x1f", "\x85", "\u3000", "\t"):
+        value = f"nai:a{space}b@realm"
+        assert not allowed(value) and identity_problem(value) is not None, repr(space)
+    assert allowed("nai:a\ufeffb@realm") and identity_problem("nai:a\ufeffb@realm") is None
+    assert "\\s" not in schema.IDENTITY_PATTERN  # ECMA's \s is another set
 
 
 def test_examples():
