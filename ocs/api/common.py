@@ -66,10 +66,41 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+def _not_unicode(value: Any) -> list[tuple[str, str]]:
+    """Every string (or key) of ``value`` that is not Unicode text: JSON lets ``"\\ud800"``
+    through, but no store can encode an unpaired surrogate (RFC 7493 forbids them)."""
+    problems: list[tuple[str, str]] = []
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                name = f"{path}.{key}" if path else str(key)
+                if not _encodable(key):
+                    problems.append((path or "body", "a key holds an unpaired surrogate"))
+                else:
+                    stack.append((child, name))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
+        elif isinstance(item, str) and not _encodable(item):
+            problems.append((path or "body", "holds an unpaired surrogate: not Unicode text"))
+    return sorted(problems)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_body(spec: schema.Schema, body: Any) -> Any:
     """``body`` when it matches ``spec``; else 400 naming every bad field."""
     if _depth(body) > MAX_DEPTH:
         raise ApiError.invalid([("body", f"is nested deeper than {MAX_DEPTH} levels")])
+    if surrogates := _not_unicode(body):
+        raise ApiError.invalid(surrogates)
     problems = schema.validate(spec, body)
     if problems:
         raise ApiError.invalid(problems)

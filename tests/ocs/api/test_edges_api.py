@@ -170,6 +170,39 @@ async def test_bulk_keeps_taking_ndjson(http):
     assert (reply.status, reply.body["accounts"]) == (200, 1)
 
 
+# ---------------------------------------------------------------- strings that are not text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/v1/accounts/alice/topupBalance", '{"amount": 1, "reason": "\\ud800"}', "reason"),
+        ("POST", "/v1/accounts", '{"id": "x", "kind": "prepaid", "plan": "prepaid-basic", '
+         '"subscriptions": ["nai:\\udc00@x"]}', "subscriptions[0]"),
+        ("PUT", "/v1/catalog/active", '{"version": "v\\udfff"}', "version"),
+        ("POST", "/v1/catalog/validate", '{"\\ud800": 1}', "body"),
+    ],
+)  # fmt: skip
+async def test_an_unpaired_surrogate_is_400_naming_the_field(
+    http, alice, caplog, method, path, body, field
+):
+    with caplog.at_level(logging.INFO):
+        reply = await http.call(method, path, data=body.encode(), headers={"Idempotency-Key": "u1"})
+    assert reply.status == 400, reply.body
+    assert field in reply.fields()
+    assert errors_logged(caplog) == []
+
+
+async def test_bulk_reports_an_unpaired_surrogate_on_its_line(http):
+    lines = b'{"id": "carol", "kind": "prepaid", "plan": "prepaid-basic", "parent": "\\udc00"}\n'
+    reply = await http.call(
+        "POST", "/v1/bulk/accounts", data=lines, headers={"Content-Type": "application/x-ndjson"}
+    )
+    assert reply.status == 200
+    [error] = reply.body["errors"]
+    assert error["line"] == 1 and error["problems"][0]["field"] == "parent"
+
+
 # ---------------------------------------------------------------- client mistakes log a warning
 
 
