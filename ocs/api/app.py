@@ -8,8 +8,9 @@ Every error leaves through :func:`error_middleware` as ``{"error": {"status": ..
 never carries a stack trace: unexpected exceptions are logged (with the trace) and
 answered with a bare 500. Client mistakes (every 4xx) are logged as one WARNING event
 ``http_client_error`` without a trace; a request target longer than
-:data:`ocs.api.serving.MAX_URL` is 414. ``/v1`` requests pass :func:`ocs.api.auth.auth_middleware`
-(bearer tokens of ``http.tokens``); the access log is off, so tokens are never logged.
+:data:`ocs.api.serving.MAX_URL` is 414. ``/v1`` requests pass
+:func:`ocs.api.auth.auth_middleware` (bearer tokens of ``http.tokens``); the access log
+is off, so tokens are never logged.
 """
 
 import asyncio
