@@ -502,6 +502,7 @@ class ChargingEngine:
                         entry.final_action = plan.final_unit_action
                         entry.redirect_address = plan.redirect_address
             services.append(entry)
+        self._price_after_reports(job, services, catalog, rater, plan)
         job.services = services
         deadline = now + max(validity or [settings.validity_time]) + settings.grace
         args = CcrArgs(
@@ -689,6 +690,50 @@ class ChargingEngine:
         if price.usage_from or price.usage_until >= 0:  # a tier: holds for this usage only
             entry.usage_range = (price.usage_from, price.usage_until)
         return service, price, entry
+
+    def _price_after_reports(
+        self,
+        job: _Job,
+        services: list[SessionService],
+        catalog: Catalog,
+        rater: Rater,
+        plan: Plan | None,
+    ) -> None:
+        """Tiers apply from the report that crosses the threshold: a tiered service is
+        priced at the period usage after this request's reports of it (``used``,
+        summed per service), so the grant made in that request, and the part of the
+        report beyond the threshold, get the new tier (ccr.lua checks the range
+        against the same sum and splits the report at the stored price's threshold).
+        Only a price whose range the reports leave is rated again."""
+        if plan is None:
+            return
+        reported: dict[str, int] = {}
+        for entry in services:
+            if entry.used and entry.service is not None:
+                reported[entry.service] = reported.get(entry.service, 0) + entry.used
+        if not reported:
+            return
+        request, context = job.request, job.context
+        for entry in services:
+            usage_range, service = entry.usage_range, entry.service
+            if usage_range is None or service is None or service not in reported:
+                continue
+            after = job.usage.get(service, 0) + reported[service]
+            if usage_range[1] < 0 or after < usage_range[1]:
+                continue  # the tier still holds
+            price = rater.price(
+                plan.id,
+                service,
+                request.timestamp,
+                context.destination,
+                context.visited_mcc_mnc,
+                after,
+            )
+            if price is None:  # not for a tier of the same rate; kept as rated
+                continue
+            entry.price = _price_entry(price, catalog, self._meta_cache)
+            entry.zero_rated = bool(price.zero_rated)
+            entry.usage_range = (price.usage_from, price.usage_until)
 
     def _validity(
         self,

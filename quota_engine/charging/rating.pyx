@@ -467,8 +467,9 @@ cdef class Rater:
         ``destination`` is the called number in E.164 digits (a leading "+" is
         ignored; None or not a number: the destination table's ``missing`` rule,
         docs/catalog.md); ``visited_mcc_mnc`` the visited network (3GPP-SGSN-MCC-MNC);
-        ``period_usage`` the service's units used so far in the bill period, which picks
-        the tier: a grant is priced at the tier current when it is granted.
+        ``period_usage`` the service's units used in the bill period, which picks the
+        tier (the engine passes the usage after the request's own reports: a tier
+        applies from the report that crosses its threshold, docs/catalog.md).
         A zero-rated tariff returns a Price with ``zero_rated`` set and zero costs.
         """
         cdef _CompiledTariff t

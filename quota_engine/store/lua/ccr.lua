@@ -215,21 +215,44 @@ for _, sv in ipairs(req.s or {}) do
     S.rgs[sv.k] = R
   end
   local closing = terminating or sv.final
+  local record_n = rn -- the number of this service's closing record
   if R then
-    res.c = commit(B, A, R, used, now)
-    note_usage(R, used)
-    if sv.p and not closing and R.p.key ~= sv.p.key then
+    -- a report crossing the threshold of the stored price's tier (R.ur): the units
+    -- up to it at the stored price, the rest at the new price, rated at the period
+    -- usage after the request (not for a service reported final in a CCR-U: its
+    -- record could not take the next number)
+    local head, ur = used, R.ur
+    if sv.p and R.p.key ~= sv.p.key and ur and ur[2] >= 0 and not R.zr
+        and (terminating or not closing) then
+      local pu = A.pu or {}
+      local before = pu[R.sv]
+      if before == nil then
+        before = tonumber(redis.call('HGET', K_USAGE, R.sv)) or 0
+      end
+      before = before + (usage[R.sv] or 0)
+      head = math.min(used, math.max(0, ur[2] - before))
+    end
+    res.c = commit(B, A, R, head, now)
+    note_usage(R, head)
+    if sv.p and (not closing or head < used) and R.p.key ~= sv.p.key then
       -- re-rated (time band, zone, tier or catalog changed): what was charged at the
       -- old price becomes a record of its own
       if R.used > 0 or R.chg > 0 then
         flush(S, R, 'interim', rn, ts, A.currency, K_RECORDS)
+        if closing then
+          record_n = rn + 1 -- the closing record after it takes the next number
+        end
       end
-      R.p, R.zr = sv.p, sv.zr
+      R.p, R.zr, R.ur = sv.p, sv.zr, sv.ur
+    end
+    if head < used then
+      res.c = res.c + commit(B, A, R, used - head, now)
+      note_usage(R, used - head)
     end
   end
   if closing then
     if R then
-      flush(S, R, 'normal', rn, ts, A.currency, K_RECORDS)
+      flush(S, R, 'normal', record_n, ts, A.currency, K_RECORDS)
       S.rgs[sv.k] = nil
     end
     if sv.st then

@@ -295,6 +295,7 @@ end
 -- R, one rating group of a session (see docs/data-model.md, "Sessions"):
 --   k key, rg rating group, si service identifier, sv service id, unit,
 --   p price {fi, fc, ni, nc, key, m = record metadata, msgpack-encoded}, zr zero-rated,
+--   ur the period usage range {from, until} p's tier holds for (nil: not a tier),
 --   q units charged in money at p so far (the cumulative count; see charge_after),
 --   qk the key of the price q counts at (p.key), cont (the count started after the
 --   first increment was paid: it is a continuation), g granted, fu final unit,
@@ -306,7 +307,8 @@ end
 local function new_rg(sv, ts)
   return {
     k = sv.k, rg = sv.rg, si = sv.si, sv = sv.sv, unit = sv.unit, p = sv.p, zr = sv.zr,
-    q = 0, qk = sv.p and sv.p.key, cont = false, g = 0, fu = false, ru = {}, rm = {},
+    ur = sv.ur, q = 0, qk = sv.p and sv.p.key, cont = false, g = 0, fu = false,
+    ru = {}, rm = {},
     used = 0, chg = 0, al = {}, mo = {}, t0 = ts,
   }
 end
@@ -495,18 +497,35 @@ end
 
 -- The engine rates with a cached copy of the account's plan, bill cycle day and
 -- currency (req.w) and of its period usage: each service's sv.ur is the usage range
--- {from, until} its tier price holds for (until -1: no bound). True when that copy is
--- out of date; the script then answers 'stale' having written nothing, and the engine
--- reads the account again and retries the request.
+-- {from, until} its tier price holds for (until -1: no bound), for the period usage
+-- after the request's reports of that service (sv.used, summed per service; a tier
+-- applies from the report that crosses its threshold). True when that copy is out of
+-- date; the script then answers 'stale' having written nothing, and the engine reads
+-- the account again and retries the request. The period usage read before the
+-- request is left in A.pu (service -> units), for ccr.lua's split of a report at a
+-- tier threshold.
 local function rated_with_outdated(A, req, usage_key)
   local w = req.w
   if w and (A.plan ~= w[1] or A.cycle_day ~= w[2] or (A.currency or '') ~= w[3]) then
     return true
   end
+  local pu, reported = {}, {}
+  A.pu = pu
+  for _, sv in ipairs(req.s or {}) do
+    local used = tonumber(sv.used)
+    if used and used > 0 and sv.sv then
+      reported[sv.sv] = (reported[sv.sv] or 0) + used
+    end
+  end
   for _, sv in ipairs(req.s or {}) do
     local range = sv.ur
     if range then
-      local used = tonumber(redis.call('HGET', usage_key, sv.sv)) or 0
+      local before = pu[sv.sv]
+      if before == nil then
+        before = tonumber(redis.call('HGET', usage_key, sv.sv)) or 0
+        pu[sv.sv] = before
+      end
+      local used = before + (reported[sv.sv] or 0)
       if used < range[1] or (range[2] >= 0 and used >= range[2]) then
         return true
       end

@@ -119,10 +119,11 @@ async def test_a_plan_change_applies_to_the_next_request(r, account, pair, clock
 async def test_a_tier_crossed_on_another_node_prices_the_next_request(r, account, pair, clock):
     node_a, node_b = node(r, pair, clock), node(r, pair, clock)
     await session(node_a, "s1", MIB)  # node A caches 1 MiB used: tier 0 (1 EUR/MiB)
-    await session(node_b, "s2", 5 * MIB)  # 5 MiB at tier 0; 6 MiB used now
-    assert await money(r, account) == 94 * EUR
+    # 5 MiB: 4 MiB at tier 0 up to the threshold, the 5th at tier 1; 6 MiB used now
+    await session(node_b, "s2", 5 * MIB)
+    assert await money(r, account) == 95 * EUR - CHEAP
     await session(node_a, "s3", MIB)  # node A must price it at tier 1
-    assert await money(r, account) == 94 * EUR - CHEAP
+    assert await money(r, account) == 95 * EUR - 2 * CHEAP
 
 
 async def test_a_currency_change_is_reported_at_once(r, account, pair, clock):
