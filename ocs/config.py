@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from quota_engine.charging.settings import EngineSettings
+from quota_engine.charging.settings import MAX_CAP_FACTOR, MAX_USAGE_CAP, EngineSettings
 
 ENV_PREFIX = "OCS_"
 #: Environment variable naming the config file (read by the CLI, not a setting).
@@ -441,6 +441,27 @@ class Settings:
         _ENGINE.usage_ttl,
         "Seconds a bill period's usage (for tiers) is kept after its last write.",
         _int_range(1, _INT31),
+    )
+    charging_usage_cap_factor: int = setting(
+        _ENGINE.usage_cap_factor,
+        "A report is committed up to this many times its grant, or the default grant "
+        "if more (the rest is not charged).",
+        _int_range(1, MAX_CAP_FACTOR),
+    )
+    charging_usage_cap_octets: int = setting(
+        _ENGINE.usage_cap_octets,
+        "Most octets one report commits, grant or not.",
+        _int_range(1, MAX_USAGE_CAP),
+    )
+    charging_usage_cap_seconds: int = setting(
+        _ENGINE.usage_cap_seconds,
+        "Most seconds one report commits, grant or not.",
+        _int_range(1, MAX_USAGE_CAP),
+    )
+    charging_usage_cap_events: int = setting(
+        _ENGINE.usage_cap_events,
+        "Most events one report commits, grant or not.",
+        _int_range(1, MAX_USAGE_CAP),
     )
     charging_max_batch: int = setting(
         256,

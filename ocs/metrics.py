@@ -117,6 +117,12 @@ class Metrics:
             "Charging requests that failed in the engine (Redis or script errors).",
             registry=self.registry,
         )
+        self.charging_capped_reports = Counter(
+            "ocs_charging_capped_reports",
+            "Usage reports cut by usage sanity (beyond the grant times the cap factor, or "
+            "the unit's cap); the rest was not charged.",
+            registry=self.registry,
+        )
         if process:
             ProcessCollector(registry=self.registry)
 
@@ -164,6 +170,9 @@ class Metrics:
 
     def failed_requests(self, requests: int) -> None:
         self.charging_failed_requests.inc(requests)
+
+    def capped_reports(self, reports: int) -> None:
+        self.charging_capped_reports.inc(reports)
 
     def render(self, accept: str | None = None) -> tuple[bytes, str]:
         """The exposition body and its Content-Type.

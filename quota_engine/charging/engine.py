@@ -61,6 +61,7 @@ misses, stale reruns and failures, for metrics).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
@@ -120,7 +121,8 @@ __all__ = [
 CatalogSource = Callable[[], tuple[Catalog, Rater]]
 
 MAX_USED = 2**40
-"""Used units above this (per report) are counted as this many (keeps Lua exact)."""
+"""The most units of one event debit or one grant (keeps Lua exact); session reports are
+cut by the usage caps (``EngineSettings.usage_cap_*``)."""
 MAX_GRANT_COST = 2**50
 """A grant is cut so that its price stays below this many micro-units."""
 
@@ -130,6 +132,10 @@ with the account just read; a third means it changed twice in a few milliseconds
 _UNITS = {u.value: u for u in Unit}
 _Rated = TypeVar("_Rated", bound=RatedService)
 
+_log = logging.getLogger(__name__)
+
+_MAX_EXACT: Final = 2**53 - 1
+"""The largest integer Lua's doubles hold exactly: a report's ``reported`` is cut here."""
 _NO_CONTEXT: Final = RatingContext()
 _KEPT: Final = frozenset({Outcome.OK.value, Outcome.SERVICE_DENIED.value})
 """The outcomes of ccr.lua after which the session keeps the context the request was
@@ -247,6 +253,12 @@ class ChargingEngine:
         self._periods = BillPeriods(settings.account_cache_size)
         self._band_clocks: dict[int, tuple[Catalog, BandClock]] = {}
         self._meta_cache: dict[str, ScriptPrice] = {}
+        # usage sanity: a report may overrun a small grant up to the unit's default grant
+        self._cap_floor = {
+            "octets": settings.default_octets,
+            "seconds": settings.default_seconds,
+            "events": settings.default_events,
+        }
         # session id -> the rating context its script keeps (ccr.lua checks it): a
         # session silent for longer is settled by the sweeper anyway
         self._contexts: ExpiringCache[str, RatingContext] = ExpiringCache(
@@ -444,12 +456,28 @@ class ChargingEngine:
                 stale.append(job)
                 continue
             job.answer = answer
+            if answer.capped:
+                self._note_capped(job, answer.capped)
             if request.request_type is RequestType.TERMINATE:
                 contexts.pop(request.session_id)
             elif request.request_type is not RequestType.EVENT and answer.outcome in _KEPT:
                 # the script keeps the context the request was rated with
                 contexts.put(request.session_id, job.context, mono)
         return stale
+
+    def _note_capped(self, job: _Job, capped: list[list[Any]]) -> None:
+        """Reports cut by usage sanity: counted and logged (a broken or hostile client;
+        the log names the account and the peer, no subscriber identity)."""
+        self._observer.capped_reports(len(capped))
+        for key, reported, committed in capped:
+            _log.warning(
+                "usage_capped account=%s peer=%s rating_group=%s reported=%d committed=%d",
+                job.account,
+                job.request.peer,
+                key,
+                reported,
+                committed,
+            )
 
     def _prepare(
         self,
@@ -485,7 +513,13 @@ class ChargingEngine:
         closing = kind is RequestType.TERMINATE
         for usage in request.services:
             service, price, entry = self._rate(job, usage, catalog, rater, plan, SessionService)
-            entry.used = min(max(int(usage.used or 0), 0), MAX_USED)
+            # usage sanity: the unit's cap here, the grant's factor in ccr.lua
+            reported = max(int(usage.used or 0), 0)
+            cap = settings.usage_cap(entry.unit)
+            if reported > cap:
+                entry.used, entry.reported = cap, min(reported, _MAX_EXACT)
+            else:
+                entry.used = reported
             entry.final = bool(usage.final)
             if price is not None and service is not None and not price.zero_rated:
                 want = usage.requested
@@ -523,6 +557,8 @@ class ChargingEngine:
             period=self._periods.of(account, catalog.timezone, now),
             rating_context=context,
             carried_context=None if context is carried else carried,
+            cap_factor=settings.usage_cap_factor,
+            cap_floor=self._cap_floor,
         )
         job.decode = decode_ccr
         job.index = pipe.script(CCR, args.keys(), args.argv())

@@ -31,6 +31,10 @@ class EngineObserver(Protocol):
         """This many requests of a batch failed (a Redis or script error, an account
         that kept changing); for a batch that failed whole, all of them."""
 
+    def capped_reports(self, reports: int) -> None:
+        """This many usage reports were cut by usage sanity (more than the grant times
+        ``usage_cap_factor``, or than the unit's cap): the rest was not charged."""
+
 
 class NoObserver:
     """Observes nothing."""
@@ -47,6 +51,9 @@ class NoObserver:
         pass
 
     def failed_requests(self, requests: int) -> None:
+        pass
+
+    def capped_reports(self, reports: int) -> None:
         pass
 
 

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["EngineSettings"]
+__all__ = ["MAX_CAP_FACTOR", "MAX_USAGE_CAP", "EngineSettings"]
+
+MAX_USAGE_CAP = 2**40
+"""The largest per-report cap: the scripts multiply a grant (at most 2**40 units) by
+the factor and add reports, all below 2**53, where Lua's doubles are exact."""
+MAX_CAP_FACTOR = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +44,16 @@ class EngineSettings:
     account_cache_size: int = 200_000
     usage_ttl: int = 400 * 86400
     """Period usage hashes expire this long after their last write."""
+    usage_cap_factor: int = 2
+    """A report is committed up to this many times the grant it was made against, or
+    up to the unit's default grant if that is more (small grants see large relative
+    overruns); what is beyond is not charged (the record says so: ``capped_from``)."""
+    usage_cap_octets: int = 2**40
+    """The most octets one report commits, grant or not (1 TiB)."""
+    usage_cap_seconds: int = 86_400
+    """The most seconds one report commits (a day)."""
+    usage_cap_events: int = 10_000
+    """The most events (service-specific units) one report commits."""
 
     def __post_init__(self) -> None:
         for name in ("default_octets", "default_seconds", "default_events", "validity_time"):
@@ -56,6 +71,21 @@ class EngineSettings:
         for name in ("identity_cache_size", "account_cache_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if not 1 <= self.usage_cap_factor <= MAX_CAP_FACTOR:
+            raise ValueError(f"usage_cap_factor must be 1..{MAX_CAP_FACTOR}")
+        for name in ("usage_cap_octets", "usage_cap_seconds", "usage_cap_events"):
+            if not 1 <= getattr(self, name) <= MAX_USAGE_CAP:
+                raise ValueError(f"{name} must be 1..{MAX_USAGE_CAP}")
+
+    def usage_cap(self, unit: str | None) -> int:
+        """The most units of ``unit`` one report commits (unknown unit: the largest)."""
+        if unit == "octets":
+            return self.usage_cap_octets
+        if unit == "seconds":
+            return self.usage_cap_seconds
+        if unit == "events":
+            return self.usage_cap_events
+        return max(self.usage_cap_octets, self.usage_cap_seconds, self.usage_cap_events)
 
     def default_grant(self, unit: str) -> int:
         if unit == "octets":

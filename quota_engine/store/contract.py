@@ -222,6 +222,9 @@ class SessionService(RatedService):
 
     used: int = field(default=0, metadata=_wire("used"))
     final: bool = field(default=False, metadata=_wire("final"))
+    reported: int | None = field(default=None, metadata=_wire("rep"))
+    """The units reported, when more than ``used`` (already cut to the unit's cap;
+    at most 2**53 - 1): for the record's ``capped_from``. None: ``used`` is all."""
     requested: int | None = field(default=None, metadata=_wire("req"))
     """Units wanted, not rounded (ccr.lua rounds with the continuation flag); None: no
     new grant."""
@@ -241,6 +244,8 @@ class SessionService(RatedService):
             "used": self.used,
             "final": self.final,
         }
+        if self.reported is not None:
+            out["rep"] = self.reported
         if self.preset is not None:
             out["st"] = self.preset
         price = self.price
@@ -357,6 +362,11 @@ class CcrArgs(_RatedRequestArgs):
     carried_context: RatingContext | None = field(default=None, metadata=_wire("rq"))
     """The values the request itself carried; None: the same as ``rating_context``
     (a CCR-Initial, or one that carried every value it was rated with)."""
+    cap_factor: int = field(default=2, metadata=_wire("cf"))
+    """A report is committed up to this many times the grant it was made against..."""
+    cap_floor: Mapping[str, int] | None = field(default=None, metadata=_wire("cfl"))
+    """... or up to this many units of its unit (``{"octets": ..., "seconds": ...,
+    "events": ...}``) if that is more: small grants see large relative overruns."""
 
     def keys(self) -> list[str]:
         account, session = self.account, self.session_id
@@ -387,7 +397,10 @@ class CcrArgs(_RatedRequestArgs):
             "s": [service.wire() for service in self.services],
             "w": self.rated_with,
             "rc": self.rating_context.wire(),
+            "cf": self.cap_factor,
         }
+        if self.cap_floor is not None:
+            out["cfl"] = self.cap_floor
         if self.carried_context is not None:
             out["rq"] = self.carried_context.wire()
         return out
@@ -514,6 +527,9 @@ class ChargeAnswer:
     """event.lua: the money debited; refund.lua: minus the money credited."""
     balance: int | None = field(default=None, metadata=_wire("bal"))
     """balance.lua: the free money."""
+    capped: list[list[Any]] | None = field(default=None, metadata=_wire("cap"))
+    """ccr.lua: ``[rating group key, units reported, units committed]`` of each service
+    whose report was cut (usage sanity); None: none was."""
     stored_context: Any = field(default=None, metadata=_wire("rc"))
     """ccr.lua, with :data:`STALE`: the session's rating context as the script sent it
     (a map, or an empty list); None: the account was outdated, not the context."""
@@ -596,6 +612,7 @@ def ccr_answer(answer: Mapping[str, Any]) -> ChargeAnswer:
         _session_grants(answer.get("s") or ()),
         request_number=answer.get("n"),
         deadline=answer.get("dl"),
+        capped=answer.get("cap"),
         stored_context=answer.get("rc"),
     )
 

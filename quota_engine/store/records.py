@@ -59,6 +59,7 @@ FIELDS = (
     "zero_rated",
     "cause",
     "currency",
+    "capped_from",
 )
 _MAPS = ("used", "allowances", "money")
 

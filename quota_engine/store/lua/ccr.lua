@@ -28,6 +28,12 @@
 --     d       destination (called party, SMS recipient)
 --     v       visited MCC-MNC
 --     a       APN
+--   cf      usage sanity: a report is committed up to cf times the grant it was
+--           made against (the rest is not charged; the record says capped_from), or
+--   cfl     up to the units of this map for its unit if that is more:
+--     octets  octets
+--     seconds  seconds
+--     events  events
 --   rq      the rating context the request carried itself (absent: rc), a map:
 --     d       destination
 --     v       visited MCC-MNC
@@ -38,7 +44,8 @@
 --     si      Service-Identifier
 --     sv      service id (catalog)
 --     unit    "octets", "seconds" or "events"
---     used    units used since the last report
+--     used    units used since the last report (cut to its unit's cap by the engine)
+--     rep     units reported, when more than used (at most 2^53 - 1; absent: used)
 --     final   the service ends (reporting reason FINAL)
 --     st      preset outcome ("no_tariff")
 --     p       price, a map:
@@ -64,6 +71,8 @@
 --   dl      the session's deadline whenever it is alive after the call, else absent
 --   rc      with "stale": the session's rating context, that the request must be
 --           rated with (absent: the account was outdated, not the context)
+--   cap     the reports cut by usage sanity: [[k, reported, committed], ...] (absent:
+--           none)
 --   s       one map per service of ARGV's, in their order:
 --     rg      Rating-Group
 --     si      Service-Identifier
@@ -196,6 +205,28 @@ if type(S.rgs) ~= 'table' then
   S.rgs = {}
 end
 
+-- usage sanity: a report is committed up to req.cf times the grant it was made
+-- against (R.g), or the unit's floor (req.cfl) if that is more (no grant: only the
+-- unit's cap, which the engine applied); what was cut is noted in R.cx for the
+-- record's capped_from, and in the answer (cap)
+local cut_reports = {}
+local floors = req.cfl or {}
+local function sane_usage(R, sv, used)
+  local g, cf = tonumber(R.g) or 0, tonumber(req.cf)
+  if g > 0 and cf then
+    local limit = math.max(g * cf, tonumber(floors[R.unit or '']) or 0)
+    if used > limit then
+      used = limit
+    end
+  end
+  local reported = tonumber(sv.rep) or tonumber(sv.used) or 0
+  if reported > used then
+    R.cx = math.min((tonumber(R.cx) or 0) + (reported - used), MAX_AMOUNT)
+    cut_reports[#cut_reports + 1] = { sv.k, reported, used }
+  end
+  return used
+end
+
 local usage = {}
 local function note_usage(R, used)
   if used > 0 and R.sv then
@@ -217,6 +248,7 @@ for _, sv in ipairs(req.s or {}) do
   local closing = terminating or sv.final
   local record_n = rn -- the number of this service's closing record
   if R then
+    used = sane_usage(R, sv, used)
     -- a report crossing the threshold of the stored price's tier (R.ur): the units
     -- up to it at the stored price, the rest at the new price, rated at the period
     -- usage after the request (not for a service reported final in a CCR-U: its
@@ -330,5 +362,11 @@ local o = 'ok'
 if not active and not terminating then
   o = 'service_denied'
 end
-return remember_answer(K_IDEM, { o = o, n = req.n, dl = (not terminating) and req.dl or nil, s = out },
-  req.ttl)
+local result = { o = o, n = req.n, dl = (not terminating) and req.dl or nil, s = out }
+local blob = remember_answer(K_IDEM, result, req.ttl)
+if #cut_reports == 0 then
+  return blob
+end
+-- the cut reports are told once: a retransmission gets the stored answer, without them
+result.cap = cut_reports
+return cmsgpack.pack(result)

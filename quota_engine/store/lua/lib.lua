@@ -452,6 +452,16 @@ local function pack_map(t)
   return cmsgpack.pack(t)
 end
 
+-- The units reported for the record when usage sanity cut some (R.cx: the units not
+-- committed), else nil; at most 2^53 - 1.
+local function capped_from(R)
+  local cut = tonumber(R.cx) or 0
+  if cut <= 0 then
+    return nil
+  end
+  return math.min(R.used + cut, MAX_AMOUNT)
+end
+
 local function record_blob(S, R, cause, number, end_ts, currency)
   -- every field is present (nil packs as nil); docs/records.md
   local used = {}
@@ -465,10 +475,11 @@ local function record_blob(S, R, cause, number, end_ts, currency)
     'service_identifier', R.si, 'unit', R.unit, 'start', R.t0, 'end', end_ts, 'used'
   ) .. pack_map(used) .. cmsgpack.pack('charged', R.chg, 'allowances') .. pack_map(R.al)
     .. cmsgpack.pack('money') .. pack_map(R.mo) .. cmsgpack.pack(
-    'zero_rated', R.zr and true or false, 'cause', cause, 'currency', currency
+    'zero_rated', R.zr and true or false, 'cause', cause, 'currency', currency,
+    'capped_from', capped_from(R)
   )
   local meta, n = map_body(R.p and R.p.m)
-  return map_header(20 + n) .. body .. meta
+  return map_header(21 + n) .. body .. meta
 end
 
 local function append_record(key, blob)
@@ -478,7 +489,7 @@ end
 -- Write R's accumulated usage as one record and start a new one at `ts`.
 local function flush(S, R, cause, number, end_ts, currency, records_key)
   append_record(records_key, record_blob(S, R, cause, number, end_ts, currency))
-  R.used, R.chg, R.al, R.mo, R.t0 = 0, 0, {}, {}, end_ts
+  R.used, R.chg, R.al, R.mo, R.t0, R.cx = 0, 0, {}, {}, end_ts, nil
 end
 
 local function account_info(key)

@@ -211,7 +211,7 @@ def _full(cls: type, **values: Any) -> Any:
 
 
 PRICE = _full(ScriptPrice)
-SERVICE_VALUES = {"price": PRICE, "usage_range": (1, 2)}
+SERVICE_VALUES = {"price": PRICE, "usage_range": (1, 2), "reported": 99}
 CALL_VALUES = {
     "account": "a1",
     "session_id": "s1",
@@ -221,13 +221,16 @@ CALL_VALUES = {
     "identities": ["msisdn:1"],
     "rating_context": RatingContext("4930", "20801", "internet"),
     "carried_context": RatingContext("4940", "20802", "ims"),
+    "cap_floor": {"octets": 1, "seconds": 2, "events": 3},
 }
 
 
 def _call(cls: type, service: type | None) -> Any:
     values = dict(CALL_VALUES)
     if service is not None:
-        values["services"] = [_full(service, **SERVICE_VALUES)]
+        fields = {f.name for f in dataclasses.fields(service)}
+        given = {k: v for k, v in SERVICE_VALUES.items() if k in fields}
+        values["services"] = [_full(service, **given)]
     names = {f.name for f in dataclasses.fields(cls)}
     return _full(cls, **{k: v for k, v in values.items() if k in names})
 
@@ -237,7 +240,7 @@ def _answer_map() -> dict[str, Any]:
     service = {"rg": 21, "si": 22, "o": "ok", "u": "octets", "g": 23, "vt": 24, "thr": 25,
                "qht": 26, "fu": True, "fa": "terminate", "ra": "http://x", "c": 27}  # fmt: skip
     return {"o": "ok", "n": 11, "dl": 12, "c": 13, "bal": 14, "records": 15, "s": [service],
-            "rc": {"d": "4930"}}  # fmt: skip
+            "rc": {"d": "4930"}, "cap": [["10", 17, 16]]}  # fmt: skip
 
 
 @dataclass
