@@ -34,6 +34,18 @@ and runs the request again (step 2 and 3 once more, for those requests only). So
 the steady state a batch costs one round trip, and a change made anywhere applies to
 the very next request.
 
+The session's rating context (destination, visited MCC-MNC, APN, which many network
+elements send only in CCR-Initial: docs/diameter.md, "What a CCR may omit") is kept
+by ccr.lua in the session and cached here the same way (session id -> context, filled
+from the CCR-I and from the answers): a session request that omits an input is rated
+with the cached value, and ccr.lua refuses one rated with another context than the
+session's (``stale`` with the session's context, e.g. on a node that never saw the
+CCR-I); it is rated again with that, the account cache kept.
+
+Usage sanity: a report is cut to its unit's cap here (``EngineSettings.usage_cap_*``)
+and to ``usage_cap_factor`` times its grant in ccr.lua; what was cut is counted
+(observer ``capped_reports``) and logged (WARNING ``usage_capped``).
+
 A request that cannot be prepared (e.g. a Python error while rating it) fails alone:
 :class:`ChargingBatchError` carries it in its place, the others are answered.
 
