@@ -42,7 +42,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from quota_engine.charging.settings import MAX_CAP_FACTOR, MAX_USAGE_CAP, EngineSettings
+from quota_engine.charging.settings import (
+    MAX_CAP_FACTOR,
+    MAX_TIMESTAMP_TOLERANCE,
+    MAX_USAGE_CAP,
+    EngineSettings,
+)
 
 ENV_PREFIX = "OCS_"
 #: Environment variable naming the config file (read by the CLI, not a setting).
@@ -405,6 +410,12 @@ class Settings:
         _ENGINE.grace,
         "Seconds after a grant's validity before the sweeper settles a silent session.",
         _int_range(1, _INT31),
+    )
+    charging_timestamp_tolerance: int = setting(
+        _ENGINE.timestamp_tolerance,
+        "A request is rated at its Event-Timestamp when within this many seconds of"
+        " server time (either way), else at server time.",
+        _int_range(0, MAX_TIMESTAMP_TOLERANCE),
     )
     charging_quota_threshold_percent: int | None = setting(
         _ENGINE.quota_threshold_percent,

@@ -57,6 +57,13 @@ changes (a time-band boundary that selects another rate, found with
 ``Rater.split_by_band``), so that the client comes back at the boundary and its usage
 after it is charged at the new band's price. Without time bands it is never cut.
 
+One clock: each request is rated at its rating time
+(:func:`~quota_engine.charging.rating_clock.rating_time`: its Event-Timestamp within
+``timestamp_tolerance`` of the server's clock, else the server's time), and that one
+instant decides its band, its bill period (the tiers' usage), bucket validity in the
+scripts (``ts``) and its records' times. Deadlines and TTLs stay on server time
+(``now``, read once per batch).
+
 The engine needs a client whose responses are bytes (``decode_responses=False``).
 The per-request pipelines may go over another client to the same server, ``link``
 (a :class:`~quota_engine.store.redis_link.RedisLink` in ``ocs serve``: much cheaper per
@@ -75,7 +82,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import Any, Final, TypeVar
 
 from quota_engine.catalog import Catalog, Plan, Service
@@ -84,6 +91,7 @@ from quota_engine.charging.cache import ExpiringCache
 from quota_engine.charging.observer import NO_OBSERVER, EngineObserver
 from quota_engine.charging.periods import BillPeriods, cycle_day
 from quota_engine.charging.rating import Price, Rater
+from quota_engine.charging.rating_clock import rating_time
 from quota_engine.charging.sessions import sessions_of
 from quota_engine.charging.settings import EngineSettings
 from quota_engine.charging.sweeper import sweep_expired
@@ -189,6 +197,7 @@ class _Job:
         "index",
         "info",
         "member",
+        "rated_at",
         "request",
         "result",
         "services",
@@ -197,8 +206,10 @@ class _Job:
         "zrem_sent",
     )
 
-    def __init__(self, request: ChargingRequest) -> None:
+    def __init__(self, request: ChargingRequest, rated_at: int) -> None:
         self.request = request
+        # the rating time (rating_clock): band, bill period, bucket validity, records
+        self.rated_at = rated_at
         self.account: str | None = None
         # a session request's ocs:deadlines member, its new deadline, and whether its
         # script call went with a ZREM (CCR-T) rather than a ZADD at that deadline
@@ -320,7 +331,7 @@ class ChargingEngine:
 
     # ------------------------------------------------------------------ accounts
 
-    async def _load_accounts(self, jobs: list[_Job], catalog: Catalog, now: int) -> None:
+    async def _load_accounts(self, jobs: list[_Job], catalog: Catalog) -> None:
         tz = catalog.timezone
         cache, periods = self._accounts, self._periods
         mono = time.monotonic()
@@ -332,7 +343,8 @@ class ChargingEngine:
                 continue
             if job.checks_account:
                 hit = cache.get(account, mono)
-                if hit is not None and hit[0] == periods.of(account, tz, now):
+                # the usage of the bill period of the request's rating time
+                if hit is not None and hit[0] == periods.of(account, tz, job.rated_at):
                     job.info, job.usage = hit[1], hit[2]
                     hits += 1
                     continue
@@ -340,65 +352,85 @@ class ChargingEngine:
             wanted[account] = None
         self._observer.cache_lookups("account", hits, misses)
         if wanted:
-            await self._read_accounts(list(wanted), jobs, tz, now, mono)
+            await self._read_accounts(list(wanted), jobs, tz, mono)
 
     async def _read_accounts(
-        self, accounts: list[str], jobs: list[_Job], tz: str, now: int, mono: float
+        self, accounts: list[str], jobs: list[_Job], tz: str, mono: float
     ) -> None:
-        """Read the accounts' fields and usage in one pipeline, guessing each one's bill
-        period from its last known cycle day; a wrong guess costs one more pipeline."""
+        """Read the accounts' fields, and their usage in the bill period of each of
+        their jobs' rating times (nearly always one), in one pipeline, guessing the
+        periods from each account's last known cycle day; a wrong guess costs one more
+        pipeline. Every job of an account read gets what was read."""
         periods = self._periods
         periods.make_room(len(accounts))
-        asked = [periods.known_day(account) for account in accounts]
-        read = await read_rating_inputs(
-            self._link, [(account, periods.of(account, tz, now)) for account in accounts]
-        )
+        asked = {account: periods.known_day(account) for account in accounts}
+        pairs = self._periods_of(asked, jobs, tz)
+        read = await read_rating_inputs(self._link, pairs)
         infos: dict[str, dict[str, str] | None] = {}
-        usages: dict[str, dict[str, int]] = {}
-        again = []
-        for account, day, (info, usage) in zip(accounts, asked, read, strict=True):
+        usages: dict[tuple[str, str], dict[str, int]] = {}
+        again: dict[str, None] = {}
+        for pair, (info, usage) in zip(pairs, read, strict=True):
+            account = pair[0]
             infos[account] = info
             if info is None:
                 continue
             actual = cycle_day(info["bill_cycle_day"])
             periods.learn(account, actual)
-            if actual != day:
-                again.append(account)
+            if actual != asked[account]:
+                again[account] = None
             else:
-                usages[account] = usage
+                usages[pair] = usage
         if again:
-            wanted = [(account, periods.of(account, tz, now)) for account in again]
-            usages.update(zip(again, await read_period_usage(self._link, wanted), strict=True))
+            wanted = self._periods_of(again, jobs, tz)
+            usages.update(zip(wanted, await read_period_usage(self._link, wanted), strict=True))
         cache = self._accounts
-        if cache.ttl > 0:
-            for account in accounts:
-                info = infos[account]
-                if info is None:
-                    cache.pop(account)
-                else:
-                    entry = (periods.of(account, tz, now), info, usages[account])
-                    cache.put(account, entry, mono)
         for job in jobs:
-            if job.account in infos:
-                job.info = infos[job.account]
-                job.usage = usages.get(job.account, {})
+            owner = job.account
+            if owner is None or owner not in infos:
+                continue
+            info = job.info = infos[owner]
+            if info is None:
+                job.usage = {}
+                if cache.ttl > 0:
+                    cache.pop(owner)
+                continue
+            period = periods.of(owner, tz, job.rated_at)
+            job.usage = usages[owner, period]
+            if cache.ttl > 0:
+                cache.put(owner, (period, info, job.usage), mono)
+
+    def _periods_of(
+        self, accounts: Container[str], jobs: list[_Job], tz: str
+    ) -> list[tuple[str, str]]:
+        """``(account, bill period)`` of the rating time of every job of ``accounts``,
+        each pair once, from the accounts' known cycle days."""
+        periods = self._periods
+        pairs: dict[tuple[str, str], None] = {}
+        for job in jobs:
+            account = job.account
+            if account is not None and account in accounts:
+                pairs[account, periods.of(account, tz, job.rated_at)] = None
+        return list(pairs)
 
     # ------------------------------------------------------------------ charge
 
     async def charge(self, requests: Sequence[ChargingRequest]) -> list[ChargingResult]:
         """Answer every request of the batch (same order)."""
-        jobs = [_Job(request) for request in requests]
-        if not jobs:
+        if not requests:
             return []
+        now = int(self._clock())  # server time: deadlines; rating is at each rated_at
+        tolerance = self.settings.timestamp_tolerance
+        jobs = [
+            _Job(request, rating_time(request.timestamp, now, tolerance)) for request in requests
+        ]
         observer = self._observer
         observer.charge_batch(len(jobs))
-        now = int(self._clock())
         catalog, rater = self._catalog_source()
         try:
             await self._resolve(jobs)
             pending = jobs
             for _ in range(_ATTEMPTS):
-                await self._load_accounts(pending, catalog, now)
+                await self._load_accounts(pending, catalog)
                 pending = await self._run(pending, catalog, rater, now)
                 if not pending:
                     break
@@ -556,7 +588,7 @@ class ChargingEngine:
             session_id=request.session_id,
             request_number=request.request_number,
             request_type=kind.value,
-            timestamp=request.timestamp,
+            timestamp=job.rated_at,
             now=now,
             deadline=deadline,
             idempotency_ttl=settings.idempotency_ttl,
@@ -566,7 +598,7 @@ class ChargingEngine:
             identities=request.identities,
             services=services,
             rated_with=_rated_with(job.info),
-            period=self._periods.of(account, catalog.timezone, now),
+            period=self._periods.of(account, catalog.timezone, job.rated_at),
             rating_context=context,
             carried_context=None if context is carried else carried,
             cap_factor=settings.usage_cap_factor,
@@ -626,7 +658,7 @@ class ChargingEngine:
             job.result = self._price_enquiry(job, services, costs)
             return
         if action is EventAction.CHECK_BALANCE:
-            balance = BalanceArgs(account, now, services)
+            balance = BalanceArgs(account, job.rated_at, services)
             job.decode = decode_balance
             job.index = pipe.script(BALANCE, balance.keys(), balance.argv())
         elif refund:
@@ -634,7 +666,7 @@ class ChargingEngine:
                 account=account,
                 session_id=request.session_id,
                 request_number=request.request_number,
-                timestamp=request.timestamp,
+                timestamp=job.rated_at,
                 now=now,
                 idempotency_ttl=settings.idempotency_ttl,
                 peer=request.peer,
@@ -649,7 +681,7 @@ class ChargingEngine:
                 account=account,
                 session_id=request.session_id,
                 request_number=request.request_number,
-                timestamp=request.timestamp,
+                timestamp=job.rated_at,
                 now=now,
                 idempotency_ttl=settings.idempotency_ttl,
                 usage_ttl=settings.usage_ttl,
@@ -658,7 +690,7 @@ class ChargingEngine:
                 identities=request.identities,
                 services=services,
                 rated_with=_rated_with(job.info),
-                period=self._periods.of(account, catalog.timezone, now),
+                period=self._periods.of(account, catalog.timezone, job.rated_at),
             )
             job.decode = decode_debit
             job.index = pipe.script(EVENT, debit.keys(), debit.argv())
@@ -725,7 +757,7 @@ class ChargingEngine:
             price = rater.price(
                 plan.id,
                 service.id,
-                request.timestamp,
+                job.rated_at,
                 context.destination,
                 context.visited_mcc_mnc,
                 job.usage.get(service.id, 0),
@@ -761,7 +793,7 @@ class ChargingEngine:
                 reported[entry.service] = reported.get(entry.service, 0) + entry.used
         if not reported:
             return
-        request, context = job.request, job.context
+        context = job.context
         for entry in services:
             usage_range, service = entry.usage_range, entry.service
             if usage_range is None or service is None or service not in reported:
@@ -772,7 +804,7 @@ class ChargingEngine:
             price = rater.price(
                 plan.id,
                 service,
-                request.timestamp,
+                job.rated_at,
                 context.destination,
                 context.visited_mcc_mnc,
                 after,
@@ -794,7 +826,7 @@ class ChargingEngine:
         vt = self.settings.validity_time
         if not catalog.time_bands or plan is None:
             return vt
-        start, context = job.request.timestamp, job.context
+        start, context = job.rated_at, job.context
         portions = rater.split_by_band(
             plan.id,
             service.id,

@@ -4,7 +4,8 @@ The period usage that tiered prices depend on is kept per bill period
 (``ocs:acct:{A}:usage:<period>``), so the engine needs an account's period for every
 request. :class:`BillPeriods` keeps each account's bill cycle day as last read from
 Redis (1 until then; a wrong guess costs one more read, see the engine) and computes
-:func:`bill_period` once per second per cycle day and timezone.
+:func:`bill_period` once per second per cycle day and timezone (the second is the
+request's rating time, :mod:`quota_engine.charging.rating_clock`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 __all__ = ["BillPeriods", "bill_period", "cycle_day"]
+
+_MEMO_SIZE = 4096
+"""Bill periods :class:`BillPeriods` keeps computed (second, cycle day, time zone)."""
 
 
 def bill_period(timestamp: int, bill_cycle_day: int, timezone: str = "UTC") -> str:
@@ -47,26 +51,28 @@ class BillPeriods:
     period from day 1 and may read its usage twice.
     """
 
-    __slots__ = ("_memo", "_second", "cycle_days", "size")
+    __slots__ = ("_memo", "cycle_days", "size")
 
     def __init__(self, size: int) -> None:
         if size < 1:
             raise ValueError(f"size must be at least 1, got {size!r}")
         self.size = size
         self.cycle_days: dict[str, int] = {}
-        self._second = 0
-        self._memo: dict[tuple[int, str], str] = {}
+        self._memo: dict[tuple[int, int, str], str] = {}
 
-    def of(self, account: str, timezone: str, now: int) -> str:
-        """``account``'s bill period at ``now`` (from its last known cycle day)."""
-        day = self.cycle_days.get(account, 1)
+    def of(self, account: str, timezone: str, at: int) -> str:
+        """``account``'s bill period at ``at`` (from its last known cycle day).
+
+        The requests of one batch are rated at their own times (Event-Timestamps a few
+        seconds apart), so the periods are kept per second, cycle day and time zone;
+        the memo is emptied when it holds :data:`_MEMO_SIZE` of them."""
+        key = (at, self.cycle_days.get(account, 1), timezone)
         memo = self._memo
-        if self._second != now:
-            memo = self._memo = {}
-            self._second = now
-        period = memo.get((day, timezone))
+        period = memo.get(key)
         if period is None:
-            period = memo[day, timezone] = bill_period(now, day, timezone)
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            period = memo[key] = bill_period(at, key[1], timezone)
         return period
 
     def known_day(self, account: str) -> int:

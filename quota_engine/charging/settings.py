@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["MAX_CAP_FACTOR", "MAX_USAGE_CAP", "EngineSettings"]
+__all__ = ["MAX_CAP_FACTOR", "MAX_TIMESTAMP_TOLERANCE", "MAX_USAGE_CAP", "EngineSettings"]
 
 MAX_USAGE_CAP = 2**40
 """The largest per-report cap: the scripts multiply a grant (at most 2**40 units) by
 the factor and add reports, all below 2**53, where Lua's doubles are exact."""
 MAX_CAP_FACTOR = 1000
+MAX_TIMESTAMP_TOLERANCE = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,10 @@ class EngineSettings:
     account_cache_size: int = 200_000
     usage_ttl: int = 400 * 86400
     """Period usage hashes expire this long after their last write."""
+    timestamp_tolerance: int = 300
+    """A request is rated at its Event-Timestamp when that is at most this many
+    seconds from server time (earlier or later), else at server time
+    (:mod:`~quota_engine.charging.rating_clock`); 0: always at server time."""
     usage_cap_factor: int = 2
     """A report is committed up to this many times the grant it was made against, or
     up to the unit's default grant if that is more (small grants see large relative
@@ -71,6 +76,8 @@ class EngineSettings:
         for name in ("identity_cache_size", "account_cache_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if not 0 <= self.timestamp_tolerance <= MAX_TIMESTAMP_TOLERANCE:
+            raise ValueError(f"timestamp_tolerance must be 0..{MAX_TIMESTAMP_TOLERANCE}")
         if not 1 <= self.usage_cap_factor <= MAX_CAP_FACTOR:
             raise ValueError(f"usage_cap_factor must be 1..{MAX_CAP_FACTOR}")
         for name in ("usage_cap_octets", "usage_cap_seconds", "usage_cap_events"):

@@ -327,7 +327,10 @@ class _RequestArgs(_MapArgs):
     session_id: str = field(metadata=_wire("sid"))
     request_number: int = field(metadata=_wire("n"))
     timestamp: int = field(metadata=_wire("ts"))
+    """The rating time (:mod:`quota_engine.charging.rating_clock`): bucket validity
+    and the records' times; the engine rated the request's band and tier period at it."""
     now: int = field(metadata=_wire("now"))
+    """Server time: rates nothing (refund.lua dates its history entry with it)."""
     idempotency_ttl: int = field(metadata=_wire("ttl"))
     peer: str = field(metadata=_wire("peer"))
     context: str = field(metadata=_wire("ctx"))
@@ -477,6 +480,7 @@ class BalanceArgs(_MapArgs):
 
     account: str = field(metadata=_wire(None))
     now: int = field(metadata=_wire("now"))
+    """The request's rating time: the buckets valid then count."""
     services: list[EventService] = field(metadata=_wire("s"))
 
     def keys(self) -> list[str]:

@@ -30,6 +30,7 @@ from quota_engine.accounts.model import Account, Bucket
 from quota_engine.catalog import Catalog, load_catalog
 from quota_engine.charging.engine import ChargingEngine, EngineSettings
 from quota_engine.charging.rating import Rater
+from quota_engine.charging.settings import MAX_TIMESTAMP_TOLERANCE
 from quota_engine.store.accounts import AccountStore
 from quota_engine.store.catalogs import demo_catalog_document
 from tests.charging import messages as m
@@ -204,7 +205,15 @@ async def ocs(redis_url, ocs_settings, ocs_catalog):
     client = aioredis.Redis.from_url(redis_url)
     catalog = ocs_catalog
     rater = Rater(catalog)
-    engine = ChargingEngine(client, lambda: (catalog, rater), EngineSettings())
+    # the network elements here stamp their CCRs with the scenario's time (a Wednesday
+    # or a Saturday of 2025): the node trusts any Event-Timestamp, so that rating does
+    # not depend on the day the tests run (tests/quota_engine/charging/test_rating_clock.py checks
+    # the tolerance itself)
+    engine = ChargingEngine(
+        client,
+        lambda: (catalog, rater),
+        EngineSettings(timestamp_tolerance=MAX_TIMESTAMP_TOLERANCE),
+    )
     settings = ocs_settings
     connections: set = set()
     routes = Routes(connections)

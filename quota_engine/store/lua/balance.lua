@@ -5,7 +5,7 @@
 --   2 ocs:acct:{A}:buckets             buckets HASH
 --
 -- ARGV[1], a msgpack map (quota_engine/store/contract.py: BalanceArgs, EventService):
---   now     server time (Unix s)
+--   now     the request's rating time (Unix s): the buckets valid then count
 --   s       the services, a list of maps:
 --     k       key: rating group, "si<n>" or "-"
 --     rg      Rating-Group

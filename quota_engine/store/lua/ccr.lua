@@ -15,8 +15,9 @@
 --   acct    account id
 --   n       CC-Request-Number
 --   type    "initial", "update" or "terminate"
---   ts      request time (Unix s)
---   now     server time (Unix s)
+--   ts      rating time (Unix s): Event-Timestamp within the tolerance of server
+--           time, else server time; bucket validity and the records' times
+--   now     server time (Unix s; rates nothing)
 --   dl      the session's new deadline (Unix s)
 --   ttl     seconds the result is kept for retransmissions (KEYS[5])
 --   uttl    seconds the usage hash lives after its last write (KEYS[7])
@@ -192,7 +193,9 @@ if refused then
 end
 local active = A.status == 'active'
 
-local now, ts = req.now, req.ts
+-- one clock: ts is the request's rating time, which decides bucket validity as it
+-- decided the price's band and the bill period (quota_engine/charging/rating_clock.py)
+local ts = req.ts
 local B = load_buckets(K_BUCKETS)
 if not S then
   S = {
@@ -264,7 +267,7 @@ for _, sv in ipairs(req.s or {}) do
       before = before + (usage[R.sv] or 0)
       head = math.min(used, math.max(0, ur[2] - before))
     end
-    res.c = commit(B, A, R, head, now)
+    res.c = commit(B, A, R, head, ts)
     note_usage(R, head)
     if sv.p and (not closing or head < used) and R.p.key ~= sv.p.key then
       -- re-rated (time band, zone, tier or catalog changed): what was charged at the
@@ -278,7 +281,7 @@ for _, sv in ipairs(req.s or {}) do
       R.p, R.zr, R.ur = sv.p, sv.zr, sv.ur
     end
     if head < used then
-      res.c = res.c + commit(B, A, R, used - head, now)
+      res.c = res.c + commit(B, A, R, used - head, ts)
       note_usage(R, used - head)
     end
   end
@@ -306,7 +309,7 @@ for _, sv in ipairs(req.s or {}) do
     if fresh then
       R = new_rg(sv, ts)
     end
-    local granted, capped = reserve(B, A, R, sv.req, now)
+    local granted, capped = reserve(B, A, R, sv.req, ts)
     if granted > 0 then
       S.rgs[sv.k] = R
       res.g, res.fu, res.vt, res.qht = granted, capped, sv.vt, sv.qht
@@ -334,7 +337,7 @@ if terminating then
   table.sort(rest)
   for _, k in ipairs(rest) do
     local R = S.rgs[k]
-    commit(B, A, R, 0, now)
+    commit(B, A, R, 0, ts)
     flush(S, R, 'normal', rn, ts, A.currency, K_RECORDS)
   end
   redis.call('DEL', K_SESS)

@@ -12,8 +12,9 @@
 --   sid     session id
 --   acct    account id
 --   n       CC-Request-Number
---   ts      request time (Unix s)
---   now     server time (Unix s)
+--   ts      rating time (Unix s): Event-Timestamp within the tolerance of server
+--           time, else server time; bucket validity and the records' times
+--   now     server time (Unix s; rates nothing)
 --   ttl     seconds the result is kept for retransmissions (KEYS[3])
 --   uttl    seconds the usage hash lives after its last write (KEYS[5])
 --   peer    Origin-Host of the client
@@ -69,7 +70,9 @@ if answer then
   return answer
 end
 
-local now, ts = req.now, req.ts
+-- one clock: ts is the request's rating time, which decides bucket validity as it
+-- decided the price's band and the bill period (quota_engine/charging/rating_clock.py)
+local ts = req.ts
 local B = load_buckets(K_BUCKETS)
 local S = { id = req.sid, acct = req.acct, peer = req.peer, ctx = req.ctx, ids = req.ids }
 local out, records, refused, total = {}, {}, false, 0
@@ -84,7 +87,7 @@ for _, sv in ipairs(req.s or {}) do
     local ok = true
     if not sv.zr then
       -- affordability first, on the free amounts: unit buckets, then money
-      local ulist, mlist, from_units, cost, free_money = quote(B, A, sv, units, now)
+      local ulist, mlist, from_units, cost, free_money = quote(B, A, sv, units, ts)
       if cost > free_money then
         ok = false
       else
