@@ -37,7 +37,7 @@ MAX_FIELD = 8190
 _log = logging.getLogger(__name__)
 
 
-class ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+class ServerLog(logging.LoggerAdapter[logging.Logger]):
     """aiohttp's server logger, with the client's parse errors demoted to a WARNING event.
 
     aiohttp calls ``logger.exception(...)`` for every error it answers itself; the
