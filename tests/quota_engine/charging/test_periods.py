@@ -36,3 +36,20 @@ def test_the_cycle_days_kept_are_bounded():
         periods.make_room(1)
         periods.learn(f"A{n}", 5)
         assert len(periods.cycle_days) <= 3
+
+
+def test_the_periods_of_several_seconds_are_kept_side_by_side():
+    """The requests of one batch are rated at their own seconds: alternating between
+    two sides of a period start gives each its own period, every time."""
+    periods = BillPeriods(size=10)
+    december = 1764547200  # 2025-12-01 00:00 UTC
+    for _ in range(3):
+        assert periods.of("A1", "UTC", december - 1) == "2025-11-01"
+        assert periods.of("A1", "UTC", december) == "2025-12-01"
+
+
+def test_the_memo_of_periods_is_bounded():
+    periods = BillPeriods(size=10)
+    for second in range(NOW, NOW + 10_000):
+        assert periods.of("A1", "Europe/Berlin", second) == "2025-03-01"
+    assert len(periods._memo) <= 4096
