@@ -26,6 +26,10 @@ def test_every_engine_setting_comes_from_charging():
         "OCS_CHARGING_ACCOUNT_CACHE_TTL": "0",
         "OCS_CHARGING_ACCOUNT_CACHE_SIZE": "20",
         "OCS_CHARGING_USAGE_TTL": "86400",
+        "OCS_CHARGING_USAGE_CAP_FACTOR": "3",
+        "OCS_CHARGING_USAGE_CAP_OCTETS": "1000000",
+        "OCS_CHARGING_USAGE_CAP_SECONDS": "3600",
+        "OCS_CHARGING_USAGE_CAP_EVENTS": "50",
     }
     engine = engine_settings(load_settings(env=given))
     assert engine == EngineSettings(
@@ -42,6 +46,10 @@ def test_every_engine_setting_comes_from_charging():
         account_cache_ttl=0.0,
         account_cache_size=20,
         usage_ttl=86400,
+        usage_cap_factor=3,
+        usage_cap_octets=1_000_000,
+        usage_cap_seconds=3600,
+        usage_cap_events=50,
     )
     # every field was given a value other than its default: none is left out
     defaults = EngineSettings()
