@@ -123,6 +123,12 @@ class Metrics:
             "the unit's cap); the rest was not charged.",
             registry=self.registry,
         )
+        self.charging_untrusted_timestamps = Counter(
+            "ocs_charging_untrusted_timestamps",
+            "Requests whose Event-Timestamp was further than [charging] timestamp_tolerance "
+            "from server time, rated at server time.",
+            registry=self.registry,
+        )
         if process:
             ProcessCollector(registry=self.registry)
 
@@ -173,6 +179,9 @@ class Metrics:
 
     def capped_reports(self, reports: int) -> None:
         self.charging_capped_reports.inc(reports)
+
+    def untrusted_timestamps(self, requests: int) -> None:
+        self.charging_untrusted_timestamps.inc(requests)
 
     def render(self, accept: str | None = None) -> tuple[bytes, str]:
         """The exposition body and its Content-Type.

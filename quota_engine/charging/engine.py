@@ -425,6 +425,9 @@ class ChargingEngine:
         ]
         observer = self._observer
         observer.charge_batch(len(jobs))
+        untrusted = sum(1 for job in jobs if job.rated_at != job.request.timestamp)
+        if untrusted:
+            observer.untrusted_timestamps(untrusted)
         catalog, rater = self._catalog_source()
         try:
             await self._resolve(jobs)

@@ -35,6 +35,11 @@ class EngineObserver(Protocol):
         """This many usage reports were cut by usage sanity (more than the grant times
         ``usage_cap_factor``, or than the unit's cap): the rest was not charged."""
 
+    def untrusted_timestamps(self, requests: int) -> None:
+        """This many requests of a batch carried an Event-Timestamp further than
+        ``timestamp_tolerance`` from server time: they were rated at server time
+        (:mod:`~quota_engine.charging.rating_clock`). Called only when there are some."""
+
 
 class NoObserver:
     """Observes nothing."""
@@ -54,6 +59,9 @@ class NoObserver:
         pass
 
     def capped_reports(self, reports: int) -> None:
+        pass
+
+    def untrusted_timestamps(self, requests: int) -> None:
         pass
 
 

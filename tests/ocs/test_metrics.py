@@ -165,3 +165,12 @@ def test_metrics_observe_the_charging_engine():
     assert sample(metrics, "ocs_charging_stale_requests_total") == 1
     assert sample(metrics, "ocs_charging_failed_requests_total") == 2
     assert "msisdn" not in metrics.render()[0].decode()
+
+
+def test_metrics_count_untrusted_timestamps():
+    from quota_engine.charging.observer import EngineObserver
+
+    metrics = Metrics()
+    observer: EngineObserver = metrics
+    observer.untrusted_timestamps(2)
+    assert sample(metrics, "ocs_charging_untrusted_timestamps_total") == 2

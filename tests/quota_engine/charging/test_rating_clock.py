@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from quota_engine.catalog import Catalog, load_catalog
 from quota_engine.charging.engine import ChargingEngine, EngineSettings
+from quota_engine.charging.observer import NoObserver
 from quota_engine.charging.rating import Rater
 from quota_engine.charging.rating_clock import rating_time
 from quota_engine.model import (
@@ -379,3 +380,28 @@ async def test_an_account_with_another_cycle_day_is_read_in_its_period(
     assert (result.outcome, result.cost) == (Outcome.OK, EUR)
     assert await usage_of(r, "2025-10-15") == {b"data": str(11 * MIB).encode()}
     assert await usage_of(r, "2025-11-15") == {b"data": str(MIB).encode()}
+
+
+class UntrustedCounter(NoObserver):
+    """Counts the requests the engine rated at server time for their Event-Timestamp."""
+
+    def __init__(self) -> None:
+        self.untrusted = 0
+
+    def untrusted_timestamps(self, requests: int) -> None:
+        self.untrusted += requests
+
+
+async def test_the_engine_counts_the_timestamps_it_did_not_trust(
+    r: aioredis.Redis, demo_pair: tuple[Catalog, Rater]
+) -> None:
+    await create_account(r, "a1", identities=(MSISDN,))
+    counter = UntrustedCounter()
+    engine = ChargingEngine(r, lambda: demo_pair, clock=Clock(NOW), observer=counter)
+    stamps = [NOW, NOW - 300, NOW + 300, NOW - 301, NOW + 86400]
+    requests = [debit(f"e{n}", stamp) for n, stamp in enumerate(stamps)]
+    results = await engine.charge(requests)
+    assert [result.outcome for result in results] == [Outcome.OK] * 5
+    assert counter.untrusted == 2
+    [result] = await engine.charge([debit("e9", NOW + 10)])
+    assert counter.untrusted == 2
