@@ -834,6 +834,8 @@ async def test_the_deadline_index_follows_the_session_whatever_the_request(engin
     assert (await one(engine, data_request("s1", UPDATE, 0))).outcome is Outcome.OUT_OF_ORDER
     # out of order: the session is alive, indexed again at its own deadline
     assert await r.zrange(keys.DEADLINES, 0, -1, withscores=True) == [(b"a1|s1", deadline)]
+    # a CCR-T with an old number closes the session all the same (it is not out of
+    # order: a client can always close its session), and the index follows
     await r.delete(keys.idempotency("a1", "s1", 1))
     end = await one(engine, data_request("s1", TERMINATE, 1, requested=None))
     assert end.outcome is Outcome.OK
@@ -849,8 +851,6 @@ def expensive_sms_pair():
     from tests.quota_engine.catalogs import base_catalog
 
     data = base_catalog()
-    # a CCR-T with an old number closes the session all the same (it is not out of
-    # order: a client can always close its session), and the index follows
     sms = data["plans"][0]["tariffs"][2]
     sms["rates"][0]["rate"] = 10 * EUR  # 10 EUR per event
     catalog = load_catalog(data)
