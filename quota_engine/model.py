@@ -67,6 +67,13 @@ class ServiceUsage:
     used: int = 0
     reporting_reason: int | None = None
     final: bool = False  # this service is ending (reporting reason FINAL)
+    used_before_change: int | None = None
+    """Of ``used``, the units the client reported as used before a tariff change
+    (RFC 8506 Tariff-Change-Usage UNITS_BEFORE_TARIFF_CHANGE); None: no USU said so."""
+    used_after_change: int | None = None
+    """Of ``used``, the units reported as used after it (UNITS_AFTER_TARIFF_CHANGE);
+    None: no USU said so. What neither counts is indeterminate (UNITS_INDETERMINATE,
+    or no Tariff-Change-Usage)."""
 
 
 @dataclass(slots=True)
@@ -102,6 +109,7 @@ class ServiceGrant:
     final_action: str | None = None  # "terminate" or "redirect"
     redirect_address: str | None = None
     cost: int = 0  # micro-units: price of the request (price enquiry, direct debit)
+    tariff_time_change: int | None = None  # Unix s: the rate changes inside the grant
 
 
 @dataclass(slots=True)

@@ -87,6 +87,9 @@ CONTEXT_UNITS: dict[str, Unit] = {
 }
 
 REPORTING_REASON_FINAL = c.E_3GPP_REPORTING_REASON_FINAL
+# RFC 8506 §8.27 Tariff-Change-Usage in a Used-Service-Unit (2, INDETERMINATE: neither)
+TARIFF_CHANGE_BEFORE = c.E_TARIFF_CHANGE_USAGE_UNIT_BEFORE_TARIFF_CHANGE
+TARIFF_CHANGE_AFTER = c.E_TARIFF_CHANGE_USAGE_UNIT_AFTER_TARIFF_CHANGE
 MULTIPLE_SERVICES_SUPPORTED = c.E_MULTIPLE_SERVICES_INDICATOR_MULTIPLE_SERVICES_SUPPORTED
 
 # ISO 4217 numeric codes for Currency-Code (RFC 8506 §8.11). Cost-Information is left
@@ -423,13 +426,16 @@ def _service_usage(
         if usu_reason is not None:
             reason = usu_reason if reason is None else reason
             final = final or usu_reason == REPORTING_REASON_FINAL
+    used, before, after = _used(usus, unit)
     return ServiceUsage(
         rating_group=avps.get(c.AVP_RATING_GROUP) if in_mscc else None,
         service_identifier=avps.get(c.AVP_SERVICE_IDENTIFIER) if in_mscc else None,
         requested=_requested(avps.group(c.AVP_REQUESTED_SERVICE_UNIT), unit),
-        used=_used(usus, unit),
+        used=used,
         reporting_reason=reason,
         final=final,
+        used_before_change=before,
+        used_after_change=after,
     )
 
 
@@ -467,17 +473,28 @@ def _requested(rsu: AvpGroup | None, unit: Unit | None) -> int | None:
     return 0 if amount is None else amount  # empty RSU: the server decides
 
 
-def _used(usus: list[AvpGroup], unit: Unit | None) -> int:
+def _used(usus: list[AvpGroup], unit: Unit | None) -> tuple[int, int | None, int | None]:
+    """The units the USUs report, and of them those tagged by Tariff-Change-Usage
+    (RFC 8506 §8.27) as used before and after a tariff change (None: no USU tagged
+    so; UNITS_INDETERMINATE or no tag counts in neither)."""
     if not usus:
-        return 0
+        return 0, None, None
     unit = unit or _unit_of(usus)
     total = 0
+    before: int | None = None
+    after: int | None = None
     for usu in usus:
         amount = _amount(usu, unit)
         if amount is None and unit is Unit.EVENTS:
             amount = 1  # an event reported without units counts once
-        total += amount or 0
-    return total
+        amount = amount or 0
+        total += amount
+        change = usu.get(c.AVP_TARIFF_CHANGE_USAGE)
+        if change == TARIFF_CHANGE_BEFORE:
+            before = (before or 0) + amount
+        elif change == TARIFF_CHANGE_AFTER:
+            after = (after or 0) + amount
+    return total, before, after
 
 
 # ------------------------------------------------------------------------ CCA building
@@ -574,7 +591,13 @@ def _gsu(grant: ServiceGrant, context_unit: Unit | None) -> AvpSpec | None:
         inner = (c.AVP_CC_TIME, _u32(grant.granted))
     else:
         inner = (c.AVP_CC_SERVICE_SPECIFIC_UNITS, min(grant.granted, MAX_UNSIGNED64))
-    return (c.AVP_GRANTED_SERVICE_UNIT, [inner])
+    if grant.tariff_time_change is None:
+        return (c.AVP_GRANTED_SERVICE_UNIT, [inner])
+    # RFC 8506 §8.17: Tariff-Time-Change goes first in the Granted-Service-Unit
+    return (
+        c.AVP_GRANTED_SERVICE_UNIT,
+        [(c.AVP_TARIFF_TIME_CHANGE, grant.tariff_time_change), inner],
+    )
 
 
 def _threshold_code(unit: Unit | None) -> int | None:

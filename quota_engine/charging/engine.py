@@ -568,13 +568,19 @@ class ChargingEngine:
             else:
                 entry.used = reported
             entry.final = bool(usage.final)
+            if service is not None and entry.used > 0:
+                entry.used_before, entry.change_at = self._before_change(
+                    catalog, rater, plan, service, job, usage, entry.used
+                )
             if price is not None and service is not None and not price.zero_rated:
                 want = usage.requested
                 if not want and (want == 0 or kind is RequestType.INITIAL):
                     want = settings.default_grant(service.unit)
                 if want and not closing and not usage.final:
                     entry.requested = _grant_units(price, want)
-                    vt = self._validity(catalog, rater, plan, service, job)
+                    vt, entry.tariff_time_change = self._validity(
+                        catalog, rater, plan, service, job
+                    )
                     validity.append(vt)
                     entry.validity_time = vt
                     entry.threshold_percent = settings.quota_threshold_percent
@@ -825,10 +831,13 @@ class ChargingEngine:
         plan: Plan | None,
         service: Service,
         job: _Job,
-    ) -> int:
+    ) -> tuple[int, int | None]:
+        """Validity-Time of a grant made at the rating time, and the instant the rate
+        changes inside the validity window (Tariff-Time-Change), if it does: the
+        Validity-Time stops there."""
         vt = self.settings.validity_time
         if not catalog.time_bands or plan is None:
-            return vt
+            return vt, None
         start, context = job.rated_at, job.context
         portions = rater.split_by_band(
             plan.id,
@@ -840,16 +849,90 @@ class ChargingEngine:
             job.usage.get(service.id, 0),
         )
         if portions is not None:
-            return max(1, portions[0][1]) if len(portions) > 1 else vt
+            if len(portions) < 2:
+                return vt, None
+            cut = max(1, portions[0][1])
+            return cut, start + cut
         # some later stretch has no rate at all: stop at the first band change
         clock = self._band_clock(catalog)
         band, _, end = clock.segment(start)
         while end < start + vt:
             next_band, _, next_end = clock.segment(end)
             if next_band != band:
-                return max(1, end - start)
+                cut = max(1, end - start)
+                return cut, start + cut
             end = next_end
-        return vt
+        return vt, None
+
+    def _before_change(
+        self,
+        catalog: Catalog,
+        rater: Rater,
+        plan: Plan | None,
+        service: Service,
+        job: _Job,
+        usage: ServiceUsage,
+        used: int,
+    ) -> tuple[int | None, int | None]:
+        """Rate changes inside a report: of the ``used`` units reported, those that
+        ccr.lua commits at the stored price (the grant's), the rest going at the
+        request's price; and, for a split made by the clock, the instant of the change
+        (ccr.lua applies it only to a grant priced before it). ``(None, None)``: no
+        split.
+
+        The client's own split wins (Tariff-Change-Usage, RFC 8506 §8.27): the units
+        tagged UNITS_BEFORE_TARIFF_CHANGE before, UNITS_AFTER_TARIFF_CHANGE after.
+        Time-based units without a split (untagged, UNITS_INDETERMINATE) are split by
+        the clock at the last rate change before the rating time: the report ends at
+        the rating time, so the last ``rated_at - change`` seconds of it (less those
+        tagged after) are after the change. Other units without a split stay at the
+        stored price."""
+        before, after = usage.used_before_change, usage.used_after_change
+        change = self._last_change(catalog, rater, plan, service, job)
+        seconds = service.unit == Unit.SECONDS.value
+        if before is None and after is None:
+            if change is None or not seconds:
+                return None, None
+            return used - min(used, job.rated_at - change), change
+        tagged_before = min(before or 0, used)
+        tagged_after = min(after or 0, used - tagged_before)
+        rest = used - tagged_before - tagged_after  # indeterminate
+        if rest and seconds and change is not None:
+            later = min(rest, max(0, job.rated_at - change - tagged_after))
+            return used - tagged_after - later, None
+        return used - tagged_after, None
+
+    def _last_change(
+        self,
+        catalog: Catalog,
+        rater: Rater,
+        plan: Plan | None,
+        service: Service,
+        job: _Job,
+    ) -> int | None:
+        """The last instant before the rating time at which the service's rate changed
+        (a time-band boundary that selects another rate), looking back as far as a
+        grant can live (validity time + grace, and the timestamp tolerance at either
+        end); None: none there."""
+        if not catalog.time_bands or plan is None:
+            return None
+        settings = self.settings
+        end, context = job.rated_at, job.context
+        lookback = settings.validity_time + settings.grace + 2 * settings.timestamp_tolerance
+        # up to and including the rating time's own second, so that the last portion
+        # holds the request's price (a report made right at a change is all before it)
+        portions = rater.split_by_band(
+            plan.id,
+            service.id,
+            end - lookback,
+            end + 1,
+            context.destination,
+            context.visited_mcc_mnc,
+            job.usage.get(service.id, 0),
+        )
+        if portions is None or len(portions) < 2:
+            return None
+        return end + 1 - portions[-1][1]
 
     def _band_clock(self, catalog: Catalog) -> BandClock:
         hit = self._band_clocks.get(id(catalog))

@@ -225,10 +225,19 @@ class SessionService(RatedService):
     reported: int | None = field(default=None, metadata=_wire("rep"))
     """The units reported, when more than ``used`` (already cut to the unit's cap;
     at most 2**53 - 1): for the record's ``capped_from``. None: ``used`` is all."""
+    used_before: int | None = field(default=None, metadata=_wire("ub"))
+    """Of ``used``, the units to commit at the stored price when the rate changed
+    inside the report (the rest at ``price``); None: no rate change seen."""
+    change_at: int | None = field(default=None, metadata=_wire("tc"))
+    """With ``used_before`` from the clock: the instant (Unix s) of the rate change;
+    ccr.lua splits only a grant priced before it. None: the client's own split."""
     requested: int | None = field(default=None, metadata=_wire("req"))
     """Units wanted, not rounded (ccr.lua rounds with the continuation flag); None: no
     new grant."""
     validity_time: int | None = field(default=None, metadata=_wire("vt"))
+    tariff_time_change: int | None = field(default=None, metadata=_wire("ttc"))
+    """The instant (Unix s) the rate changes inside the grant, for the CCA (with
+    ``requested``); None: it does not."""
     threshold_percent: int | None = field(default=None, metadata=_wire("thr"))
     holding_time: int | None = field(default=None, metadata=_wire("qht"))
     final_action: str | None = field(default=None, metadata=_wire("fa"))
@@ -246,6 +255,10 @@ class SessionService(RatedService):
         }
         if self.reported is not None:
             out["rep"] = self.reported
+        if self.used_before is not None:
+            out["ub"] = self.used_before
+            if self.change_at is not None:
+                out["tc"] = self.change_at
         if self.preset is not None:
             out["st"] = self.preset
         price = self.price
@@ -257,6 +270,8 @@ class SessionService(RatedService):
         if self.requested is not None:
             out["req"] = self.requested
             out["vt"] = self.validity_time
+            if self.tariff_time_change is not None:
+                out["ttc"] = self.tariff_time_change
             out["thr"] = self.threshold_percent
             out["qht"] = self.holding_time
             out["fa"] = self.final_action
@@ -563,6 +578,7 @@ GRANT_WIRE: Final = {
     "final_action": "fa",
     "redirect_address": "ra",
     "cost": "c",
+    "tariff_time_change": "ttc",
 }
 """The wire key of each :class:`~quota_engine.model.ServiceGrant` field in the
 answers' services (``s``): the scripts' per-service answer is decoded into the model's
@@ -587,6 +603,7 @@ def _session_grants(items: Sequence[Mapping[str, Any]]) -> list[ServiceGrant]:
                 final_action=item.get("fa"),
                 redirect_address=item.get("ra"),
                 cost=item.get("c", 0),
+                tariff_time_change=item.get("ttc"),
             )
         )
     return grants

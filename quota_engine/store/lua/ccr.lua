@@ -47,6 +47,11 @@
 --     unit    "octets", "seconds" or "events"
 --     used    units used since the last report (cut to its unit's cap by the engine)
 --     rep     units reported, when more than used (at most 2^53 - 1; absent: used)
+--     ub      of used, the units committed at the stored price when the rate changed
+--             inside the report (Tariff-Change-Usage, else the clock), the rest at p
+--             (absent: no change; applied only when p is another price than the stored)
+--     tc      with ub from the clock: the instant of the change (Unix s); ub applies
+--             only to a grant priced before it (R.pt)
 --     final   the service ends (reporting reason FINAL)
 --     st      preset outcome ("no_tariff")
 --     p       price, a map:
@@ -60,6 +65,7 @@
 --     ur      [from, until] usage range a tier price holds for (with p; until -1: no bound)
 --     req     units wanted (absent: no new grant), rounded up here (see below)
 --     vt      Validity-Time (with req)
+--     ttc     Tariff-Time-Change, Unix s (with req; absent: no rate change in the grant)
 --     thr     quota threshold, percent of the grant (with req)
 --     qht     Quota-Holding-Time (with req)
 --     fa      final unit action (with req)
@@ -81,6 +87,7 @@
 --     u       unit
 --     g       units granted
 --     vt      Validity-Time
+--     ttc     Tariff-Time-Change (Unix s), with a grant that spans a rate change
 --     thr     quota threshold (units)
 --     qht     Quota-Holding-Time
 --     fu      final unit: the grant is the last the balance affords
@@ -267,6 +274,14 @@ for _, sv in ipairs(req.s or {}) do
       before = before + (usage[R.sv] or 0)
       head = math.min(used, math.max(0, ur[2] - before))
     end
+    -- a report that spans a rate change (time band): the units before it at the
+    -- stored price, the rest at the new one; the engine's clock split (tc) only for
+    -- a grant priced before the change (R.pt: when the stored price was rated)
+    local ub = tonumber(sv.ub)
+    if ub and sv.p and R.p.key ~= sv.p.key and not R.zr and (terminating or not closing)
+        and (sv.tc == nil or (tonumber(R.pt or R.t0) or 0) < sv.tc) then
+      head = math.min(head, math.max(0, ub))
+    end
     res.c = commit(B, A, R, head, ts)
     note_usage(R, head)
     if sv.p and (not closing or head < used) and R.p.key ~= sv.p.key then
@@ -283,6 +298,9 @@ for _, sv in ipairs(req.s or {}) do
     if head < used then
       res.c = res.c + commit(B, A, R, used - head, ts)
       note_usage(R, used - head)
+    end
+    if sv.p then
+      R.pt = ts -- the stored price is rated at ts (either kept or replaced above)
     end
   end
   if closing then
@@ -312,7 +330,7 @@ for _, sv in ipairs(req.s or {}) do
     local granted, capped = reserve(B, A, R, sv.req, ts)
     if granted > 0 then
       S.rgs[sv.k] = R
-      res.g, res.fu, res.vt, res.qht = granted, capped, sv.vt, sv.qht
+      res.g, res.fu, res.vt, res.qht, res.ttc = granted, capped, sv.vt, sv.qht, sv.ttc
       if sv.thr then
         res.thr = idiv(granted * sv.thr, 100)
       end
