@@ -888,18 +888,22 @@ class ChargingEngine:
         tagged after) are after the change. Other units without a split stay at the
         stored price."""
         before, after = usage.used_before_change, usage.used_after_change
-        change = self._last_change(catalog, rater, plan, service, job)
         seconds = service.unit == Unit.SECONDS.value
         if before is None and after is None:
-            if change is None or not seconds:
+            if not seconds:
+                return None, None
+            change = self._last_change(catalog, rater, plan, service, job)
+            if change is None:
                 return None, None
             return used - min(used, job.rated_at - change), change
         tagged_before = min(before or 0, used)
         tagged_after = min(after or 0, used - tagged_before)
         rest = used - tagged_before - tagged_after  # indeterminate
-        if rest and seconds and change is not None:
-            later = min(rest, max(0, job.rated_at - change - tagged_after))
-            return used - tagged_after - later, None
+        if rest and seconds:
+            change = self._last_change(catalog, rater, plan, service, job)
+            if change is not None:
+                later = min(rest, max(0, job.rated_at - change - tagged_after))
+                return used - tagged_after - later, None
         return used - tagged_after, None
 
     def _last_change(
@@ -913,12 +917,16 @@ class ChargingEngine:
         """The last instant before the rating time at which the service's rate changed
         (a time-band boundary that selects another rate), looking back as far as a
         grant can live (validity time + grace, and the timestamp tolerance at either
-        end); None: none there."""
+        end; at most ``usage_cap_seconds``, as no report is charged more); None: none
+        there."""
         if not catalog.time_bands or plan is None:
             return None
         settings = self.settings
         end, context = job.rated_at, job.context
-        lookback = settings.validity_time + settings.grace + 2 * settings.timestamp_tolerance
+        lookback = min(
+            settings.validity_time + settings.grace + 2 * settings.timestamp_tolerance,
+            settings.usage_cap_seconds,
+        )
         # up to and including the rating time's own second, so that the last portion
         # holds the request's price (a report made right at a change is all before it)
         portions = rater.split_by_band(
