@@ -55,7 +55,10 @@ a retransmission's result is the one stored by the first call, byte for byte.
 Validity-Time: ``settings.validity_time``, cut at the next instant the service's rate
 changes (a time-band boundary that selects another rate, found with
 ``Rater.split_by_band``), so that the client comes back at the boundary and its usage
-after it is charged at the new band's price. Without time bands it is never cut.
+after it is charged at the new band's price. Without time bands it is never cut. The
+grant carries that instant (Tariff-Time-Change), and a report that spans a change is
+split there (``_before_change``: the client's Tariff-Change-Usage, else the clock for
+time): the units before it at the stored price, the rest at the new one (ccr.lua).
 
 One clock: each request is rated at its rating time
 (:func:`~quota_engine.charging.rating_clock.rating_time`: its Event-Timestamp within
