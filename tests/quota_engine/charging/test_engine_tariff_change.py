@@ -250,3 +250,30 @@ async def test_a_data_report_without_a_split_stays_at_the_grants_price(
     # volume cannot be split by the clock: 3.5 MiB at peak, 4 MiB x 2 EUR
     grant = await one(band_engine, clock, data(UPDATE, 1, EVENING + 30, used=3 * MIB + MIB // 2))
     assert grant.cost == 8 * EUR
+
+
+async def test_a_terminate_that_spans_the_change_writes_one_record_per_price(
+    band_engine: ChargingEngine, r: aioredis.Redis, clock: Clock
+) -> None:
+    await one(band_engine, clock, voice(INITIAL, 0, EVENING - 120))
+    # the call ends 50 s after the change: 120 s at peak, 50 s off-peak
+    grant = await one(
+        band_engine, clock, voice(TERMINATE, 1, EVENING + 50, used=170, requested=None)
+    )
+    assert grant.cost == 1_500_000
+    assert await money(r, "a1") == 100 * EUR - 1_500_000
+    interim, last = await read_records(r, "a1")
+    assert (interim["id"], interim["band"], interim["used"], interim["charged"]) == (
+        "s-100;1;100",
+        "peak",
+        {"seconds": 120},
+        1_200_000,
+    )
+    # the closing record after it takes the next number, as for a tier crossing
+    assert (last["id"], last["band"], last["used"], last["charged"]) == (
+        "s-100;2;100",
+        "offpeak",
+        {"seconds": 50},
+        300_000,
+    )
+    assert (interim["end"], last["start"], last["end"]) == (EVENING + 50,) * 3
