@@ -42,29 +42,14 @@ with the cached value, and ccr.lua refuses one rated with another context than t
 session's (``stale`` with the session's context, e.g. on a node that never saw the
 CCR-I); it is rated again with that, the account cache kept.
 
-Usage sanity: a report is cut to its unit's cap here (``EngineSettings.usage_cap_*``)
-and to ``usage_cap_factor`` times its grant in ccr.lua; what was cut is counted
-(observer ``capped_reports``) and logged (WARNING ``usage_capped``).
-
 A request that cannot be prepared (e.g. a Python error while rating it) fails alone:
 :class:`ChargingBatchError` carries it in its place, the others are answered.
 
 Price enquiries need no script. The results are decoded into the model's dataclasses;
 a retransmission's result is the one stored by the first call, byte for byte.
 
-Validity-Time: ``settings.validity_time``, cut at the next instant the service's rate
-changes (a time-band boundary that selects another rate, found with
-``Rater.split_by_band``), so that the client comes back at the boundary and its usage
-after it is charged at the new band's price. Without time bands it is never cut. The
-grant carries that instant (Tariff-Time-Change), and a report that spans a change is
-split there (``_before_change``: the client's Tariff-Change-Usage, else the clock for
-time): the units before it at the stored price, the rest at the new one (ccr.lua).
-
-One clock: each request is rated at its rating time
-(:func:`~quota_engine.charging.rating_clock.rating_time`: its Event-Timestamp within
-``timestamp_tolerance`` of the server's clock, else the server's time), and that one
-instant decides its band, its bill period (the tiers' usage), bucket validity in the
-scripts (``ts``) and its records' times. Deadlines and TTLs stay on server time
+Each request is rated at its own rating time (``_Job.rated_at``,
+:mod:`~quota_engine.charging.rating_clock`); deadlines and TTLs stay on server time
 (``now``, read once per batch).
 
 The engine needs a client whose responses are bytes (``decode_responses=False``).
@@ -72,32 +57,41 @@ The per-request pipelines may go over another client to the same server, ``link`
 (a :class:`~quota_engine.store.redis_link.RedisLink` in ``ocs serve``: much cheaper per
 pipeline than redis-py); the rest (sessions, sweeping) uses ``redis``.
 
-Beside the engine: its settings (:mod:`~quota_engine.charging.settings`, the
-``[charging]`` section of ``ocs serve``), its caches (one
-:class:`~quota_engine.charging.cache.ExpiringCache` class for both), the bill period
-arithmetic (:mod:`~quota_engine.charging.periods`), the sessions view the API uses
-(:mod:`~quota_engine.charging.sessions`), its reads (:mod:`quota_engine.store.charging_reads`)
-and its observer (:mod:`~quota_engine.charging.observer`: batch sizes, cache hits and
-misses, stale reruns and failures, for metrics).
+Beside the engine, each with its story: its settings
+(:mod:`~quota_engine.charging.settings`, the ``[charging]`` section of ``ocs serve``),
+its caches (one :class:`~quota_engine.charging.cache.ExpiringCache` class for all),
+the rating time (:mod:`~quota_engine.charging.rating_clock`), the bill period
+arithmetic (:mod:`~quota_engine.charging.periods`), rate changes in time: Validity-Time
+cut at a band change, Tariff-Time-Change, reports split at a change
+(:mod:`~quota_engine.charging.rate_changes`), grant limits
+(:mod:`~quota_engine.charging.grants`), the price as the scripts take it
+(:mod:`~quota_engine.charging.script_prices`), usage sanity
+(:mod:`~quota_engine.charging.usage_caps`), the sessions view the API uses
+(:mod:`~quota_engine.charging.sessions`), its reads
+(:mod:`quota_engine.store.charging_reads`) and its observer
+(:mod:`~quota_engine.charging.observer`: batch sizes, cache hits and misses, stale
+reruns and failures, for metrics).
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Container, Sequence
 from typing import Any, Final, TypeVar
 
 from quota_engine.catalog import Catalog, Plan, Service
-from quota_engine.catalog.timebands import BandClock
 from quota_engine.charging.cache import ExpiringCache
+from quota_engine.charging.grants import MAX_GRANT_COST, MAX_USED, cost_cap, grant_units
 from quota_engine.charging.observer import NO_OBSERVER, EngineObserver
 from quota_engine.charging.periods import BillPeriods, cycle_day
+from quota_engine.charging.rate_changes import RateChanges
 from quota_engine.charging.rating import Price, Rater
 from quota_engine.charging.rating_clock import rating_time
+from quota_engine.charging.script_prices import script_price
 from quota_engine.charging.sessions import sessions_of
 from quota_engine.charging.settings import EngineSettings
 from quota_engine.charging.sweeper import sweep_expired
+from quota_engine.charging.usage_caps import cap_floor, cap_report, report_capped
 from quota_engine.model import (
     ChargingRequest,
     ChargingResult,
@@ -127,7 +121,6 @@ from quota_engine.store.contract import (
     decode_balance,
     decode_ccr,
     decode_debit,
-    pack,
 )
 from quota_engine.store.records import rg_key
 from quota_engine.store.scripts import BALANCE, CCR, EVENT, REFUND, ScriptPipeline
@@ -143,22 +136,12 @@ __all__ = [
 
 CatalogSource = Callable[[], tuple[Catalog, Rater]]
 
-MAX_USED = 2**40
-"""The most units of one event debit or one grant (keeps Lua exact); session reports are
-cut by the usage caps (``EngineSettings.usage_cap_*``)."""
-MAX_GRANT_COST = 2**50
-"""A grant is cut so that its price stays below this many micro-units."""
-
 _ATTEMPTS = 3
 """Runs of a request whose script found the cached account outdated (the last one
 with the account just read; a third means it changed twice in a few milliseconds)."""
 _UNITS = {u.value: u for u in Unit}
 _Rated = TypeVar("_Rated", bound=RatedService)
 
-_log = logging.getLogger(__name__)
-
-_MAX_EXACT: Final = 2**53 - 1
-"""The largest integer Lua's doubles hold exactly: a report's ``reported`` is cut here."""
 _NO_CONTEXT: Final = RatingContext()
 _KEPT: Final = frozenset({Outcome.OK.value, Outcome.SERVICE_DENIED.value})
 """The outcomes of ccr.lua after which the session keeps the context the request was
@@ -277,14 +260,10 @@ class ChargingEngine:
             settings.account_cache_ttl, settings.account_cache_size
         )
         self._periods = BillPeriods(settings.account_cache_size)
-        self._band_clocks: dict[int, tuple[Catalog, BandClock]] = {}
+        self._rate_changes = RateChanges(settings)
         self._meta_cache: dict[str, ScriptPrice] = {}
         # usage sanity: a report may overrun a small grant up to the unit's default grant
-        self._cap_floor = {
-            "octets": settings.default_octets,
-            "seconds": settings.default_seconds,
-            "events": settings.default_events,
-        }
+        self._cap_floor = cap_floor(settings)
         # session id -> the rating context its script keeps (ccr.lua checks it): a
         # session silent for longer is settled by the sweeper anyway
         self._contexts: ExpiringCache[str, RatingContext] = ExpiringCache(
@@ -507,27 +486,13 @@ class ChargingEngine:
                 continue
             job.answer = answer
             if answer.capped:
-                self._note_capped(job, answer.capped)
+                report_capped(self._observer, job.account, request.peer, answer.capped)
             if request.request_type is RequestType.TERMINATE:
                 contexts.pop(request.session_id)
             elif request.request_type is not RequestType.EVENT and answer.outcome in _KEPT:
                 # the script keeps the context the request was rated with
                 contexts.put(request.session_id, job.context, mono)
         return stale
-
-    def _note_capped(self, job: _Job, capped: list[list[Any]]) -> None:
-        """Reports cut by usage sanity: counted and logged (a broken or hostile client;
-        the log names the account and the peer, no subscriber identity)."""
-        self._observer.capped_reports(len(capped))
-        for key, reported, committed in capped:
-            _log.warning(
-                "usage_capped account=%s peer=%s rating_group=%s reported=%d committed=%d",
-                job.account,
-                job.request.peer,
-                key,
-                reported,
-                committed,
-            )
 
     def _prepare(
         self,
@@ -557,32 +522,35 @@ class ChargingEngine:
         if kept is None and kind is not RequestType.INITIAL:
             kept = self._contexts.get(request.session_id, mono)
         job.context = context = carried if kept is None else carried.over(kept)
-        settings = self.settings
+        settings, rate_changes = self.settings, self._rate_changes
         services = []
         validity = []
         closing = kind is RequestType.TERMINATE
         for usage in request.services:
             service, price, entry = self._rate(job, usage, catalog, rater, plan, SessionService)
             # usage sanity: the unit's cap here, the grant's factor in ccr.lua
-            reported = max(int(usage.used or 0), 0)
-            cap = settings.usage_cap(entry.unit)
-            if reported > cap:
-                entry.used, entry.reported = cap, min(reported, _MAX_EXACT)
-            else:
-                entry.used = reported
+            entry.used, entry.reported = cap_report(usage.used, settings.usage_cap(entry.unit))
             entry.final = bool(usage.final)
             if service is not None and entry.used > 0:
-                entry.used_before, entry.change_at = self._before_change(
-                    catalog, rater, plan, service, job, usage, entry.used
+                entry.used_before, entry.change_at = rate_changes.before_change(
+                    catalog,
+                    rater,
+                    plan,
+                    service,
+                    job.rated_at,
+                    context,
+                    job.usage,
+                    usage,
+                    entry.used,
                 )
             if price is not None and service is not None and not price.zero_rated:
                 want = usage.requested
                 if not want and (want == 0 or kind is RequestType.INITIAL):
                     want = settings.default_grant(service.unit)
                 if want and not closing and not usage.final:
-                    entry.requested = _grant_units(price, want)
-                    vt, entry.tariff_time_change = self._validity(
-                        catalog, rater, plan, service, job
+                    entry.requested = grant_units(price, want)
+                    vt, entry.tariff_time_change = rate_changes.validity(
+                        catalog, rater, plan, service, job.rated_at, context, job.usage
                     )
                     validity.append(vt)
                     entry.validity_time = vt
@@ -654,7 +622,7 @@ class ChargingEngine:
             if price is not None:
                 if refund and price.zero_rated:
                     entry.preset = Outcome.NOT_APPLICABLE.value
-                elif (refund or enquiry) and not price.zero_rated and units > _cost_cap(price):
+                elif (refund or enquiry) and not price.zero_rated and units > cost_cap(price):
                     # no balance could pay this many units (and its price would not
                     # fit the scripts' exact range): not quoted, not refunded
                     entry.preset = Outcome.CREDIT_LIMIT_REACHED.value
@@ -777,7 +745,7 @@ class ChargingEngine:
         if price is None:
             entry.preset = Outcome.NO_TARIFF.value
             return service, None, entry
-        entry.price = _price_entry(price, catalog, self._meta_cache)
+        entry.price = script_price(price, catalog, self._meta_cache)
         entry.zero_rated = bool(price.zero_rated)
         if price.usage_from or price.usage_until >= 0:  # a tier: holds for this usage only
             entry.usage_range = (price.usage_from, price.usage_until)
@@ -823,135 +791,9 @@ class ChargingEngine:
             )
             if price is None:  # not for a tier of the same rate; kept as rated
                 continue
-            entry.price = _price_entry(price, catalog, self._meta_cache)
+            entry.price = script_price(price, catalog, self._meta_cache)
             entry.zero_rated = bool(price.zero_rated)
             entry.usage_range = (price.usage_from, price.usage_until)
-
-    def _validity(
-        self,
-        catalog: Catalog,
-        rater: Rater,
-        plan: Plan | None,
-        service: Service,
-        job: _Job,
-    ) -> tuple[int, int | None]:
-        """Validity-Time of a grant made at the rating time, and the instant the rate
-        changes inside the validity window (Tariff-Time-Change), if it does: the
-        Validity-Time stops there."""
-        vt = self.settings.validity_time
-        if not catalog.time_bands or plan is None:
-            return vt, None
-        start, context = job.rated_at, job.context
-        portions = rater.split_by_band(
-            plan.id,
-            service.id,
-            start,
-            start + vt,
-            context.destination,
-            context.visited_mcc_mnc,
-            job.usage.get(service.id, 0),
-        )
-        if portions is not None:
-            if len(portions) < 2:
-                return vt, None
-            cut = max(1, portions[0][1])
-            return cut, start + cut
-        # some later stretch has no rate at all: stop at the first band change
-        clock = self._band_clock(catalog)
-        band, _, end = clock.segment(start)
-        while end < start + vt:
-            next_band, _, next_end = clock.segment(end)
-            if next_band != band:
-                cut = max(1, end - start)
-                return cut, start + cut
-            end = next_end
-        return vt, None
-
-    def _before_change(
-        self,
-        catalog: Catalog,
-        rater: Rater,
-        plan: Plan | None,
-        service: Service,
-        job: _Job,
-        usage: ServiceUsage,
-        used: int,
-    ) -> tuple[int | None, int | None]:
-        """Rate changes inside a report: of the ``used`` units reported, those that
-        ccr.lua commits at the stored price (the grant's), the rest going at the
-        request's price; and, for a split made by the clock, the instant of the change
-        (ccr.lua applies it only to a grant priced before it). ``(None, None)``: no
-        split.
-
-        The client's own split wins (Tariff-Change-Usage, RFC 8506 §8.27): the units
-        tagged UNITS_BEFORE_TARIFF_CHANGE before, UNITS_AFTER_TARIFF_CHANGE after.
-        Time-based units without a split (untagged, UNITS_INDETERMINATE) are split by
-        the clock at the last rate change before the rating time: the report ends at
-        the rating time, so the last ``rated_at - change`` seconds of it (less those
-        tagged after) are after the change. Other units without a split stay at the
-        stored price."""
-        before, after = usage.used_before_change, usage.used_after_change
-        seconds = service.unit == Unit.SECONDS.value
-        if before is None and after is None:
-            if not seconds:
-                return None, None
-            change = self._last_change(catalog, rater, plan, service, job)
-            if change is None:
-                return None, None
-            return used - min(used, job.rated_at - change), change
-        tagged_before = min(before or 0, used)
-        tagged_after = min(after or 0, used - tagged_before)
-        rest = used - tagged_before - tagged_after  # indeterminate
-        if rest and seconds:
-            change = self._last_change(catalog, rater, plan, service, job)
-            if change is not None:
-                later = min(rest, max(0, job.rated_at - change - tagged_after))
-                return used - tagged_after - later, None
-        return used - tagged_after, None
-
-    def _last_change(
-        self,
-        catalog: Catalog,
-        rater: Rater,
-        plan: Plan | None,
-        service: Service,
-        job: _Job,
-    ) -> int | None:
-        """The last instant before the rating time at which the service's rate changed
-        (a time-band boundary that selects another rate), looking back as far as a
-        grant can live (validity time + grace, and the timestamp tolerance at either
-        end; at most ``usage_cap_seconds``, as no report is charged more); None: none
-        there."""
-        if not catalog.time_bands or plan is None:
-            return None
-        settings = self.settings
-        end, context = job.rated_at, job.context
-        lookback = min(
-            settings.validity_time + settings.grace + 2 * settings.timestamp_tolerance,
-            settings.usage_cap_seconds,
-        )
-        # up to and including the rating time's own second, so that the last portion
-        # holds the request's price (a report made right at a change is all before it)
-        portions = rater.split_by_band(
-            plan.id,
-            service.id,
-            end - lookback,
-            end + 1,
-            context.destination,
-            context.visited_mcc_mnc,
-            job.usage.get(service.id, 0),
-        )
-        if portions is None or len(portions) < 2:
-            return None
-        return end + 1 - portions[-1][1]
-
-    def _band_clock(self, catalog: Catalog) -> BandClock:
-        hit = self._band_clocks.get(id(catalog))
-        if hit is None or hit[0] is not catalog:
-            clock = BandClock(catalog.time_bands, catalog.holidays, catalog.timezone)
-            self._band_clocks = {id(catalog): (catalog, clock)}
-            return clock
-        return hit[1]
 
     # ------------------------------------------------------------------ results
 
@@ -1017,79 +859,3 @@ def _index_correction(job: _Job) -> tuple[Any, ...] | None:
     elif not job.zrem_sent:
         return deadlines.unindex(member)
     return None
-
-
-def _cost_cap(price: Price) -> int:
-    """The most units whose price stays within :data:`MAX_GRANT_COST`: a price enquiry
-    or a refund of more is beyond what any balance could pay (and its price may not
-    even fit in 64 bits)."""
-    return max(price.units_for_money(MAX_GRANT_COST), price.first_increment)
-
-
-def _grant_units(price: Price, want: int) -> int:
-    """``want`` units cut so that the grant costs at most :data:`MAX_GRANT_COST` (Lua
-    doubles stay exact). Not rounded: ccr.lua rounds it up to whole increments itself,
-    with the rating group's continuation flag, which only the session knows (rounding
-    twice, once without and once with it, could grant one increment too many)."""
-    want = min(int(want), MAX_USED)
-    if price.first_cost or price.next_cost:
-        want = min(want, _cost_cap(price))
-    return want
-
-
-def _price_entry(price: Price, catalog: Catalog, cache: dict[str, ScriptPrice]) -> ScriptPrice:
-    """The price as the scripts take it: the four numbers of the linear formula, a key
-    that changes when the price does, and the record's metadata, msgpack-encoded; built
-    once per distinct price and kept in ``cache`` (the engine's own; the scripts keep
-    the metadata as an opaque string and splice it into the record)."""
-    plan, service = price.plan_id, price.service_id
-    ident = f"{plan}:{service}:{price.tariff_index}:{price.rate_index}:{price.tier_index}"
-    # the band is not part of the key: a band change that keeps the rate is no change
-    # of price (the record keeps the band its usage started in)
-    key = (
-        f"{catalog.version}|{ident}|{price.zone}|{price.destination}"
-        f"|{price.first_increment}|{price.first_cost}|{price.next_increment}"
-        f"|{price.next_cost}|{int(price.zero_rated)}"
-    )
-    cache_key = f"{key}|{price.band}"
-    entry = cache.get(cache_key)
-    if entry is None:
-        if len(cache) >= _META_CACHE_SIZE:
-            cache.clear()
-        meta = pack(
-            {
-                "price": ident,
-                "catalog": catalog.version,
-                "zone": price.zone,
-                "destination": price.destination,
-                "band": price.band,
-                # zero-rated: no rate priced the usage (its numbers would be made up)
-                "tariff": None
-                if price.zero_rated
-                else {
-                    "plan": plan,
-                    "service": service,
-                    "tariff_index": price.tariff_index,
-                    "rate_index": price.rate_index,
-                    "tier_index": price.tier_index,
-                    "rate": price.rate,
-                    "rate_per": price.rate_per,
-                    "first_increment": price.first_increment,
-                    "next_increment": price.next_increment,
-                    "first_cost": price.first_cost,
-                    "next_cost": price.next_cost,
-                },
-            }
-        )
-        entry = cache[cache_key] = ScriptPrice(
-            price.first_increment,
-            price.first_cost,
-            price.next_increment,
-            price.next_cost,
-            key,
-            meta,
-        )
-    return entry
-
-
-_META_CACHE_SIZE = 10_000
