@@ -57,20 +57,23 @@ The per-request pipelines may go over another client to the same server, ``link`
 (a :class:`~quota_engine.store.redis_link.RedisLink` in ``ocs serve``: much cheaper per
 pipeline than redis-py); the rest (sessions, sweeping) uses ``redis``.
 
-Beside the engine, each with its story: its settings
-(:mod:`~quota_engine.charging.settings`, the ``[charging]`` section of ``ocs serve``),
-its caches (one :class:`~quota_engine.charging.cache.ExpiringCache` class for all),
-the rating time (:mod:`~quota_engine.charging.rating_clock`), the bill period
-arithmetic (:mod:`~quota_engine.charging.periods`), rate changes in time: Validity-Time
-cut at a band change, Tariff-Time-Change, reports split at a change
-(:mod:`~quota_engine.charging.rate_changes`), grant limits
-(:mod:`~quota_engine.charging.grants`), the price as the scripts take it
-(:mod:`~quota_engine.charging.script_prices`), usage sanity
-(:mod:`~quota_engine.charging.usage_caps`), the sessions view the API uses
-(:mod:`~quota_engine.charging.sessions`), its reads
-(:mod:`quota_engine.store.charging_reads`) and its observer
-(:mod:`~quota_engine.charging.observer`: batch sizes, cache hits and misses, stale
-reruns and failures, for metrics).
+Beside the engine, each module with its own story:
+
+- :mod:`~quota_engine.charging.settings`: its settings (``[charging]`` of ``ocs serve``);
+- :mod:`~quota_engine.charging.cache`: one ``ExpiringCache`` class for all its caches;
+- :mod:`~quota_engine.charging.rating_clock`: the rating time;
+- :mod:`~quota_engine.charging.periods`: the bill period arithmetic;
+- :mod:`~quota_engine.charging.rate_changes`: Validity-Time cut at a rate change,
+  Tariff-Time-Change, a report split at a change;
+- :mod:`~quota_engine.charging.tiers`: tiers priced after the request's reports;
+- :mod:`~quota_engine.charging.grants`: how much a grant or an event may hold;
+- :mod:`~quota_engine.charging.script_prices`: the price as the scripts take it;
+- :mod:`~quota_engine.charging.usage_caps`: usage sanity, a report's caps;
+- :mod:`~quota_engine.charging.results`: answers and price enquiries as results;
+- :mod:`~quota_engine.charging.sessions`: the sessions view the API uses;
+- :mod:`quota_engine.store.charging_reads`: its reads;
+- :mod:`~quota_engine.charging.observer`: batch sizes, cache hits and misses, stale
+  reruns, failures, for metrics.
 """
 
 from __future__ import annotations
@@ -87,10 +90,12 @@ from quota_engine.charging.periods import BillPeriods, cycle_day
 from quota_engine.charging.rate_changes import RateChanges
 from quota_engine.charging.rating import Price, Rater
 from quota_engine.charging.rating_clock import rating_time
+from quota_engine.charging.results import charging_result, price_enquiry_result
 from quota_engine.charging.script_prices import script_price
 from quota_engine.charging.sessions import sessions_of
 from quota_engine.charging.settings import EngineSettings
 from quota_engine.charging.sweeper import sweep_expired
+from quota_engine.charging.tiers import price_after_reports
 from quota_engine.charging.usage_caps import cap_floor, cap_report, report_capped
 from quota_engine.model import (
     ChargingRequest,
@@ -98,9 +103,7 @@ from quota_engine.model import (
     EventAction,
     Outcome,
     RequestType,
-    ServiceGrant,
     ServiceUsage,
-    Unit,
 )
 from quota_engine.store import deadlines
 from quota_engine.store.charging_reads import read_owners, read_period_usage, read_rating_inputs
@@ -139,7 +142,6 @@ CatalogSource = Callable[[], tuple[Catalog, Rater]]
 _ATTEMPTS = 3
 """Runs of a request whose script found the cached account outdated (the last one
 with the account just read; a third means it changed twice in a few milliseconds)."""
-_UNITS = {u.value: u for u in Unit}
 _Rated = TypeVar("_Rated", bound=RatedService)
 
 _NO_CONTEXT: Final = RatingContext()
@@ -437,7 +439,7 @@ class ChargingEngine:
                 continue
             if job.result is None:
                 assert job.answer is not None
-                job.result = self._decode(job, job.answer)
+                job.result = charging_result(job.answer, job.account, job.info)
             out.append(job.result)
         if corrections:  # rare: most batches need no second round trip, nor its pipeline
             index = self._link.pipeline(transaction=False)
@@ -560,7 +562,9 @@ class ChargingEngine:
                         entry.final_action = plan.final_unit_action
                         entry.redirect_address = plan.redirect_address
             services.append(entry)
-        self._price_after_reports(job, services, catalog, rater, plan)
+        price_after_reports(
+            services, job.usage, job.rated_at, context, catalog, rater, plan, self._meta_cache
+        )
         job.services = services
         deadline = now + max(validity or [settings.validity_time]) + settings.grace
         args = CcrArgs(
@@ -635,7 +639,7 @@ class ChargingEngine:
             services.append(entry)
         job.services = services
         if enquiry:
-            job.result = self._price_enquiry(job, services, costs)
+            job.result = price_enquiry_result(job.account, job.info, services, costs)
             return
         if action is EventAction.CHECK_BALANCE:
             balance = BalanceArgs(account, job.rated_at, services)
@@ -675,43 +679,6 @@ class ChargingEngine:
             job.decode = decode_debit
             job.index = pipe.script(EVENT, debit.keys(), debit.argv())
 
-    def _price_enquiry(
-        self, job: _Job, services: list[EventService], costs: list[int]
-    ) -> ChargingResult:
-        info = job.info
-        assert info is not None
-        if info["status"] != "active":
-            return ChargingResult(
-                Outcome.SERVICE_DENIED, account_id=job.account, currency=info["currency"] or None
-            )
-        grants = []
-        total = 0
-        for entry, cost in zip(services, costs, strict=True):
-            if entry.preset is not None:
-                outcome = Outcome(entry.preset)
-            elif entry.zero_rated:
-                outcome = Outcome.NOT_APPLICABLE
-            else:
-                outcome = Outcome.OK
-            total += cost
-            grants.append(
-                ServiceGrant(
-                    rating_group=entry.rating_group,
-                    service_identifier=entry.service_identifier,
-                    outcome=outcome,
-                    unit=_UNITS.get(entry.unit) if entry.unit else None,
-                    granted=entry.units if outcome is Outcome.OK else 0,
-                    cost=cost,
-                )
-            )
-        return ChargingResult(
-            Outcome.OK,
-            grants,
-            account_id=job.account,
-            currency=info["currency"] or None,
-            cost=total,
-        )
-
     # ------------------------------------------------------------------ rating
 
     def _rate(
@@ -750,76 +717,6 @@ class ChargingEngine:
         if price.usage_from or price.usage_until >= 0:  # a tier: holds for this usage only
             entry.usage_range = (price.usage_from, price.usage_until)
         return service, price, entry
-
-    def _price_after_reports(
-        self,
-        job: _Job,
-        services: list[SessionService],
-        catalog: Catalog,
-        rater: Rater,
-        plan: Plan | None,
-    ) -> None:
-        """Tiers apply from the report that crosses the threshold: a tiered service is
-        priced at the period usage after this request's reports of it (``used``,
-        summed per service), so the grant made in that request, and the part of the
-        report beyond the threshold, get the new tier (ccr.lua checks the range
-        against the same sum and splits the report at the stored price's threshold).
-        Only a price whose range the reports leave is rated again."""
-        if plan is None:
-            return
-        reported: dict[str, int] = {}
-        for entry in services:
-            if entry.used and entry.service is not None:
-                reported[entry.service] = reported.get(entry.service, 0) + entry.used
-        if not reported:
-            return
-        context = job.context
-        for entry in services:
-            usage_range, service = entry.usage_range, entry.service
-            if usage_range is None or service is None or service not in reported:
-                continue
-            after = job.usage.get(service, 0) + reported[service]
-            if usage_range[1] < 0 or after < usage_range[1]:
-                continue  # the tier still holds
-            price = rater.price(
-                plan.id,
-                service,
-                job.rated_at,
-                context.destination,
-                context.visited_mcc_mnc,
-                after,
-            )
-            if price is None:  # not for a tier of the same rate; kept as rated
-                continue
-            entry.price = script_price(price, catalog, self._meta_cache)
-            entry.zero_rated = bool(price.zero_rated)
-            entry.usage_range = (price.usage_from, price.usage_until)
-
-    # ------------------------------------------------------------------ results
-
-    def _decode(self, job: _Job, answer: ChargeAnswer) -> ChargingResult:
-        info = job.info or {}
-        outcome = Outcome(answer.outcome)
-        grants = answer.services
-        cost = answer.cost
-        if cost is None:
-            cost = sum(grant.cost for grant in grants)
-        message = None
-        if outcome is Outcome.OUT_OF_ORDER:
-            message = "CC-Request-Number is not newer than the session's last one"
-        elif outcome is Outcome.UNKNOWN_SESSION:
-            message = "no such session"
-        elif outcome is Outcome.SERVICE_DENIED:
-            message = "account is not active"
-        return ChargingResult(
-            outcome,
-            grants,
-            account_id=job.account,
-            currency=info.get("currency") or None,
-            balance=answer.balance,
-            cost=cost,
-            message=message,
-        )
 
     # ------------------------------------------------------------------ sessions
 
