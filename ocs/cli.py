@@ -65,6 +65,8 @@ from quota_engine.catalog import CatalogError
 from quota_engine.money import MICRO, format_money
 from quota_engine.store.accounts import AccountStore
 from quota_engine.store.catalogs import CatalogStore, CatalogStoreError, json_ready
+from quota_engine.store.migration import migrate as migrate_schema
+from quota_engine.store.schema import SchemaError
 
 Runner = Callable[[Settings], int]
 
@@ -116,6 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prov.add_argument("file", metavar="FILE")
     _add_redis_options(prov)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="move the data of an older key schema to this version's",
+        description="Move every account's keys and rated records from key schema 1 (each "
+        "account its own hash tag) to the partitions of redis.partitions (docs/data-model.md, "
+        "Partitions). Stop every ocs serve first. Run it again after a crash: it resumes.",
+    )
+    _add_redis_options(migrate)
+    partitions = _spec("redis_partitions")
+    assert partitions.flag is not None
+    migrate.add_argument(
+        partitions.flag, dest="redis_partitions", metavar="N", help=_flag_help(partitions)
+    )
 
     catalog = commands.add_parser("catalog", help="manage the product catalog (over the API)")
     catalog_commands = catalog.add_subparsers(dest="catalog_command", metavar="ACTION")
@@ -268,7 +284,7 @@ class _CommandError(Exception):
 
 def _settings_for(args: argparse.Namespace, env: Mapping[str, str], command: str) -> Settings:
     config_file = args.config or env.get(CONFIG_ENV) or None
-    names = ("redis_url", "redis_data_dir", "api_url")
+    names = ("redis_url", "redis_data_dir", "redis_partitions", "api_url")
     overrides = {name: getattr(args, name) for name in names if hasattr(args, name)}
     try:
         return load_settings(config_file, env, overrides)
@@ -421,6 +437,31 @@ async def _account_show(settings: Settings, target: str, as_json: bool) -> int:
             if catalog is not None and catalog.currency == account.currency:
                 minor = catalog.minor_digits
     return _print_account(account, identities, buckets, minor, as_json)
+
+
+async def _migrate(settings: Settings) -> int:
+    try:
+        async with open_store(settings, check_schema=False) as client:
+            report = await migrate_schema(client, settings.redis_partitions)
+    except (StoreUnavailable, SchemaError) as error:
+        raise _CommandError(2, f"ocs migrate: {error}") from None
+    for key in report.left:
+        print(f"ocs migrate: left in place, not a key this OCS knows: {key}", file=sys.stderr)
+    print(
+        f"{len(report.accounts)} accounts in key schema 2, {settings.redis_partitions} "
+        f"partitions: {report.keys_moved} keys moved, {report.records_copied} records copied"
+    )
+    return 0
+
+
+def _migrate_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    try:
+        return asyncio.run(_migrate(_settings_for(args, env, "migrate")))
+    except _CommandError as exc:
+        print(exc, file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
 
 
 def _run_redis_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -648,6 +689,8 @@ def main(
         args.command == "account" and args.account_command == "show"
     ):
         return _run_redis_command(args, env)
+    if args.command == "migrate":
+        return _migrate_command(args, env)
     if args.command in ("catalog", "account", "topup"):
         return _run_api_command(args, env)
     parser.print_usage(sys.stderr)

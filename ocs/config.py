@@ -386,6 +386,12 @@ class Settings:
         "Private key (PEM) of redis.tls_cert_file.",
         Rule("must be a non-empty path", _accept_nonempty),
     )
+    redis_partitions: int = setting(
+        1024,
+        "Partitions the accounts are spread over (their keys' hash tags, one record stream"
+        " each); chosen at install time, recorded in ocs:meta, cannot change.",
+        _int_range(1, 16384),
+    )
     charging_validity_time: int = setting(
         _ENGINE.validity_time,
         "Validity-Time of a grant in seconds (cut at the next change of rate).",

@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from ocs.config import Settings, redact_url
 from ocs.embedded_redis import HOST, LOCK_FILE, EmbeddedRedis, EmbeddedRedisError
 from quota_engine.store.connect import RedisUnreachable, TlsFiles, connect
+from quota_engine.store.schema import SchemaError, ensure_schema
 
 __all__ = ["StoreUnavailable", "open_store", "running_embedded_url", "tls_files"]
 
@@ -42,14 +43,18 @@ def tls_files(settings: Settings) -> TlsFiles | None:
 
 @contextlib.asynccontextmanager
 async def open_store(
-    settings: Settings, *, share_running: bool = False
+    settings: Settings, *, share_running: bool = False, check_schema: bool = True
 ) -> AsyncIterator[aioredis.Redis]:
     """A redis-py client (bytes replies) of the configured Redis, answering ``PING``.
 
     Without ``redis.url``: the private server of ``redis.data_dir``; with
     ``share_running``, the one a running ``ocs serve`` holds when there is one (see
-    :func:`running_embedded_url`), else one started here and stopped on exit. Raises
-    :class:`StoreUnavailable` when the server cannot be started or reached.
+    :func:`running_embedded_url`), else one started here and stopped on exit. With
+    ``check_schema`` (all but ``ocs migrate``), the data must be in this version's key
+    schema with ``redis.partitions`` partitions
+    (:func:`quota_engine.store.schema.ensure_schema`, which records them on an empty
+    Redis). Raises :class:`StoreUnavailable` when the server cannot be started or
+    reached, or its data is not in that schema.
     """
     embedded: EmbeddedRedis | None = None
     url = settings.redis_url
@@ -67,6 +72,11 @@ async def open_store(
             ) from None
     try:
         async with connect(url, tls_files(settings)) as client:
+            if check_schema:
+                try:
+                    await ensure_schema(client, settings.redis_partitions)
+                except SchemaError as error:
+                    raise StoreUnavailable(f"Redis at {redact_url(url)}: {error}") from None
             yield client
     except RedisUnreachable as error:
         raise StoreUnavailable(f"cannot reach Redis at {redact_url(url)}: {error}") from None

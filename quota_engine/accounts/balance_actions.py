@@ -4,7 +4,7 @@ TM Forum TMF654 names: a *topupBalance* credits a bucket, an *adjustBalance* mov
 or down with a reason, the *balanceActionHistory* lists both. Each action is ONE Lua
 script call on the account's hash slot that, atomically:
 
-1. looks up the idempotency key ``ocs:acct:{A}:topup:<key>``: when present, the stored
+1. looks up the idempotency key ``ocs:acct:{P}:A:topup:<key>``: when present, the stored
    result of the first call is returned and nothing else happens (a different request
    under the same key is refused: :class:`KeyReusedError`);
 2. checks the account (exists, not closed) and the bucket (exists, or is created from
@@ -13,7 +13,7 @@ script call on the account's hash slot that, atomically:
 3. changes the bucket's ``amount`` only (``reserved`` and every other field are kept, so
    reservations the charging scripts make at the same time are not disturbed), re-packed
    with ``pack_bucket`` (quota_engine/store/lua/pack_bucket.lua);
-4. appends the history entry to ``ocs:acct:{A}:history`` (JSON: id, type, amount,
+4. appends the history entry to ``ocs:acct:{P}:A:history`` (JSON: id, type, amount,
    bucket, unit, reason, key, time, resulting_amount, created_bucket) and stores the same
    entry under the key (kept :data:`IDEMPOTENCY_TTL` seconds).
 

@@ -1,7 +1,7 @@
 """Bill periods: which period a timestamp falls in, and each account's period now.
 
 The period usage that tiered prices depend on is kept per bill period
-(``ocs:acct:{A}:usage:<period>``), so the engine needs an account's period for every
+(``ocs:acct:{P}:A:usage:<period>``), so the engine needs an account's period for every
 request. :class:`BillPeriods` keeps each account's bill cycle day as last read from
 Redis (1 until then; a wrong guess costs one more read, see the engine) and computes
 :func:`bill_period` once per second per cycle day and timezone (the second is the

@@ -2,7 +2,7 @@
 
 A request is rated at one instant, its *rating time*, and that instant alone decides
 everything rating depends on: the time band of its price, the bill period whose usage
-its tiers count (``ocs:acct:{A}:usage:<period>``), which buckets are valid
+its tiers count (``ocs:acct:{P}:A:usage:<period>``), which buckets are valid
 (``valid_from <= t < valid_to``), where its Validity-Time is cut at the next rate
 change, and the times its rated records carry. It is the request's Event-Timestamp
 when that is within ``tolerance`` seconds of the server's clock, before or after,

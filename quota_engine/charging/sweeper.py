@@ -1,7 +1,7 @@
 """The sweeper: settles sessions whose deadline passed because their CCR-T never came.
 
 Every session request moves the session's deadline (``now + validity time + grace``)
-in two indexes: the account's ``ocs:acct:{A}:sessions`` ZSET, written by ccr.lua in
+in two indexes: the account's ``ocs:acct:{P}:A:sessions`` ZSET, written by ccr.lua in
 the same atomic call, and the global ``ocs:deadlines`` ZSET (member
 ``<account>|<session-id>``), written by the engine right after the script call, from
 its answer (it lives in another hash slot, so no script may touch both): ZADD at the

@@ -3,13 +3,13 @@
 The stored format is a contract with the charging scripts (key schema:
 :mod:`quota_engine.store.keys`):
 
-* ``ocs:acct:{A}`` HASH of strings: kind, status, currency, credit_limit, plan,
+* ``ocs:acct:{P}:A`` HASH of strings: kind, status, currency, credit_limit, plan,
   bill_cycle_day, parent (only when set), created (:meth:`Account.to_hash`).
-* ``ocs:acct:{A}:buckets`` HASH bucket id -> msgpack map (:meth:`Bucket.pack`, the
+* ``ocs:acct:{P}:A:buckets`` HASH bucket id -> msgpack map (:meth:`Bucket.pack`, the
   form of lua/pack_bucket.lua); ``amount`` includes ``reserved``. The charging scripts
   re-pack buckets with Lua's cmsgpack, which drops keys whose value is nil, so readers
   treat a missing key as None.
-* ``ocs:sub:<identity>`` -> account id, ``ocs:acct:{A}:subs`` SET, ``ocs:accounts`` SET.
+* ``ocs:sub:<identity>`` -> account id, ``ocs:acct:{P}:A:subs`` SET, ``ocs:accounts`` SET.
 
 Every write to one account's keys is atomic (a script of lua/, called through its
 typed arguments and answer in :mod:`quota_engine.store.contract`, or WATCH/MULTI on one

@@ -1,9 +1,9 @@
 """The Redis half of balance actions (quota_engine/accounts/balance_actions.py has the
 semantics): the one script call of a top-up or adjustment, and the history list.
 
-``ocs:acct:{A}:history`` is a LIST of JSON entries, oldest first, written by
+``ocs:acct:{P}:A:history`` is a LIST of JSON entries, oldest first, written by
 balance_action.lua, credit.lua and the charging scripts' refunds;
-``ocs:acct:{A}:topup:<key>`` keeps the result of the action made under an idempotency
+``ocs:acct:{P}:A:topup:<key>`` keeps the result of the action made under an idempotency
 key (lua/balance_action.lua; its arguments and answer are
 :class:`~quota_engine.store.contract.BalanceActionArgs` and
 :class:`~quota_engine.store.contract.BalanceActionAnswer`).
@@ -24,7 +24,7 @@ __all__ = ["apply_balance_action", "idempotency_key", "read_history"]
 
 
 def idempotency_key(account_id: str, key: str) -> str:
-    """``ocs:acct:{A}:topup:<key>``: in the account's slot, for top-ups and adjustments."""
+    """``ocs:acct:{P}:A:topup:<key>``: in the account's slot, for top-ups and adjustments."""
     return keys.topup(account_id, key)
 
 

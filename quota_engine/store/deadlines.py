@@ -1,7 +1,7 @@
 """The session deadline indexes, for the sweeper.
 
 Two indexes hold every open session's deadline (Unix seconds): the account's own
-``ocs:acct:{A}:sessions`` ZSET, written by ccr.lua and settle.lua in their atomic
+``ocs:acct:{P}:A:sessions`` ZSET, written by ccr.lua and settle.lua in their atomic
 calls, and the global ``ocs:deadlines`` ZSET (member ``<account>|<session-id>``),
 which no script may write (it has no hash tag, so it lives in another slot on a
 Cluster): the engine queues its updates next to the script calls, and the sweeper

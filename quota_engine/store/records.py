@@ -1,7 +1,13 @@
-"""Rated records: what the Lua scripts append to ``ocs:acct:{A}:records``.
+"""Rated records: what the Lua scripts append to their partition's ``ocs:records:{P}``.
 
 Each stream entry has one field, ``r``: a msgpack map written by the script in the
-same atomic call that moved the money, so a debit and its record cannot part. The
+same atomic call that moved the money, so a debit and its record cannot part. A
+partition's stream holds the records of all its accounts (:mod:`quota_engine.store.keys`):
+it is the feed the exporter reads. The records of one account (:func:`read_records`,
+:func:`count_records`, for ``GET /v1/accounts/{id}/usage``) are found by reading the
+partition's stream and keeping the entries whose ``account`` is that account: O(entries
+of the partition), bounded once the exporter trims what it wrote to segment files
+(docs/records.md). The
 fields are documented in docs/records.md; :func:`decode_record` turns one into a dict
 with every field present (absent optional ones as ``None``, maps as dicts).
 
@@ -11,6 +17,7 @@ export and invoicing drop duplicates by it.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgpack
@@ -100,21 +107,46 @@ def decode_record(data: bytes) -> dict[str, Any]:
     return record
 
 
+_PAGE = 1000
+"""Entries read from a partition's stream per XRANGE while looking for one account's."""
+
+
+async def _records_of(
+    redis: StoreClient, account_id: str, start: str, end: str
+) -> AsyncIterator[dict[str, Any]]:
+    key = keys.records(account_id)
+    low = start
+    while True:
+        entries = await redis.xrange(key, min=low, max=end, count=_PAGE)
+        for stream_id, fields in entries:
+            record = decode_record(fields.get(b"r", fields.get("r")))
+            if record["account"] == account_id:
+                record["stream_id"] = lossy_text(stream_id)
+                yield record
+        if len(entries) < _PAGE:
+            return
+        low = f"({lossy_text(entries[-1][0])}"
+
+
 async def read_records(
     redis: StoreClient, account_id: str, start: str = "-", count: int | None = 100, end: str = "+"
 ) -> list[dict[str, Any]]:
     """Records of an account in stream order, from stream id ``start`` (inclusive;
-    ``"(<id>"`` for exclusive). Each dict carries its stream id as ``stream_id``."""
-    entries = await redis.xrange(keys.records(account_id), min=start, max=end, count=count)
-    out = []
-    for stream_id, fields in entries:
-        data = fields.get(b"r", fields.get("r"))
-        record = decode_record(data)
-        record["stream_id"] = lossy_text(stream_id)
+    ``"(<id>"`` for exclusive), at most ``count`` (None: all). Each dict carries its
+    stream id (in the partition's stream) as ``stream_id``."""
+    out: list[dict[str, Any]] = []
+    if count is not None and count <= 0:
+        return out
+    async for record in _records_of(redis, account_id, start, end):
         out.append(record)
+        if count is not None and len(out) >= count:
+            break
     return out
 
 
 async def count_records(redis: StoreClient, account_id: str) -> int:
-    """How many rated records the account's stream holds."""
-    return int(await redis.xlen(keys.records(account_id)))
+    """How many rated records of the account its partition's stream holds."""
+    total = 0
+    async for _ in _records_of(redis, account_id, "-", "+"):
+        total += 1
+    return total

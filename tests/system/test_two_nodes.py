@@ -205,7 +205,7 @@ async def assert_money_conserved(client) -> None:
     assert main.amount >= 0
     assert main.amount + charged == BALANCE
     assert charged > 0
-    assert await client.zcard("ocs:acct:{shared}:sessions") == 0
+    assert await client.zcard("ocs:acct:{p:187}:shared:sessions") == 0
 
 
 async def test_two_nodes_share_one_small_balance_without_going_below_zero(shared_account, nodes):

@@ -1,8 +1,8 @@
 -- balance.lua: CCR-Event with Requested-Action CHECK_BALANCE. Read-only.
 --
--- KEYS (all under the account's hash tag {A}):
---   1 ocs:acct:{A}                     account HASH
---   2 ocs:acct:{A}:buckets             buckets HASH
+-- KEYS (all under the hash tag {P} of the account A's partition, quota_engine/store/keys.py):
+--   1 ocs:acct:{P}:A                   account HASH
+--   2 ocs:acct:{P}:A:buckets           buckets HASH
 --
 -- ARGV[1], a msgpack map (quota_engine/store/contract.py: BalanceArgs, EventService):
 --   now     the request's rating time (Unix s): the buckets valid then count

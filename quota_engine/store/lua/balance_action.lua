@@ -1,10 +1,10 @@
 -- balance_action.lua: one top-up or adjustment of a bucket, once per idempotency key.
 --
--- KEYS (all under the account's hash tag {A}):
---   1 ocs:acct:{A}                     account HASH (status, kind, credit_limit, currency)
---   2 ocs:acct:{A}:buckets             buckets HASH
---   3 ocs:acct:{A}:history             LIST of balance actions (JSON)
---   4 ocs:acct:{A}:topup:<key>         STRING result stored under the idempotency key
+-- KEYS (all under the hash tag {P} of the account A's partition, quota_engine/store/keys.py):
+--   1 ocs:acct:{P}:A                   account HASH (status, kind, credit_limit, currency)
+--   2 ocs:acct:{P}:A:buckets           buckets HASH
+--   3 ocs:acct:{P}:A:history           LIST of balance actions (JSON)
+--   4 ocs:acct:{P}:A:topup:<key>       STRING result stored under the idempotency key
 -- ARGV: plain values (quota_engine/store/contract.py: BalanceActionArgs):
 --   1 bucket_id      bucket id
 --   2 amount         signed amount (integer, non-zero)

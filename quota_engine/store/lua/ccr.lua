@@ -1,14 +1,14 @@
 -- ccr.lua: one session Credit-Control-Request (INITIAL, UPDATE or TERMINATE), all of
 -- its services at once, atomically.
 --
--- KEYS (all under the account's hash tag {A}):
---   1 ocs:acct:{A}                     account HASH (status, kind, credit_limit, currency)
---   2 ocs:acct:{A}:buckets             buckets HASH
---   3 ocs:acct:{A}:sess:<session-id>   session STRING (msgpack)
---   4 ocs:acct:{A}:sessions            ZSET session id -> deadline
---   5 ocs:acct:{A}:idem:<session-id>:<n>  stored result STRING
---   6 ocs:acct:{A}:records             STREAM of rated records
---   7 ocs:acct:{A}:usage:<period>      HASH service id -> units used in the bill period
+-- KEYS (all under the hash tag {P} of the account A's partition, quota_engine/store/keys.py):
+--   1 ocs:acct:{P}:A                   account HASH (status, kind, credit_limit, currency)
+--   2 ocs:acct:{P}:A:buckets           buckets HASH
+--   3 ocs:acct:{P}:A:sess:<session-id>  session STRING (msgpack)
+--   4 ocs:acct:{P}:A:sessions          ZSET session id -> deadline
+--   5 ocs:acct:{P}:A:idem:<session-id>:<n>  stored result STRING
+--   6 ocs:records:{P}                  STREAM of rated records
+--   7 ocs:acct:{P}:A:usage:<period>    HASH service id -> units used in the bill period
 --
 -- ARGV[1], a msgpack map (quota_engine/store/contract.py: CcrArgs, SessionService):
 --   sid     session id

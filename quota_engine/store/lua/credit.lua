@@ -1,8 +1,8 @@
 -- credit.lua: add money or units to one bucket, atomically, with a history entry.
 --
--- KEYS (all under the account's hash tag {A}):
---   1 ocs:acct:{A}:buckets             buckets HASH
---   2 ocs:acct:{A}:history             LIST of balance actions (JSON)
+-- KEYS (all under the hash tag {P} of the account A's partition, quota_engine/store/keys.py):
+--   1 ocs:acct:{P}:A:buckets           buckets HASH
+--   2 ocs:acct:{P}:A:history           LIST of balance actions (JSON)
 -- ARGV: plain values (quota_engine/store/contract.py: CreditArgs):
 --   1 bucket_id      bucket id
 --   2 amount         amount to add (integer > 0)

@@ -5,7 +5,7 @@
 -- (put_bucket.lua, credit.lua, balance_action.lua). It defines the locals
 -- map_header(count), BUCKET_FIELDS and pack_bucket(b).
 --
--- A bucket (HASH ocs:acct:{A}:buckets, field = bucket id) is a msgpack map:
+-- A bucket (HASH ocs:acct:{P}:A:buckets, field = bucket id) is a msgpack map:
 -- id, kind ("money"|"units"), unit, amount (balance including reserved), reserved,
 -- priority (lower first), valid_from, valid_to (Unix s or nil; valid_to exclusive),
 -- services (list of service ids). Money buckets with no services apply to every

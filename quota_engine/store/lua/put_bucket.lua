@@ -1,9 +1,9 @@
 -- put_bucket.lua: create one bucket of an account, or replace its definition while
 -- keeping what live sessions hold reserved on it.
 --
--- KEYS (all under the account's hash tag {A}):
---   1 ocs:acct:{A}                     account HASH (must exist)
---   2 ocs:acct:{A}:buckets             buckets HASH
+-- KEYS (all under the hash tag {P} of the account A's partition, quota_engine/store/keys.py):
+--   1 ocs:acct:{P}:A                   account HASH (must exist)
+--   2 ocs:acct:{P}:A:buckets           buckets HASH
 -- ARGV: plain values (quota_engine/store/contract.py: PutBucketArgs):
 --   1 bucket_id      bucket id
 --   2 packed_bucket  msgpack bucket (pack_bucket.lua form; reserved 0)

@@ -1,12 +1,12 @@
 -- refund.lua: one CCR-Event with Requested-Action REFUND_ACCOUNT: credit money back to
 -- the account.
 --
--- KEYS (all under the account's hash tag {A}):
---   1 ocs:acct:{A}                     account HASH
---   2 ocs:acct:{A}:buckets             buckets HASH
---   3 ocs:acct:{A}:idem:<session-id>:<n>  stored result STRING
---   4 ocs:acct:{A}:records             STREAM of rated records
---   5 ocs:acct:{A}:history             LIST of balance actions (JSON, oldest first)
+-- KEYS (all under the hash tag {P} of the account A's partition, quota_engine/store/keys.py):
+--   1 ocs:acct:{P}:A                   account HASH
+--   2 ocs:acct:{P}:A:buckets           buckets HASH
+--   3 ocs:acct:{P}:A:idem:<session-id>:<n>  stored result STRING
+--   4 ocs:records:{P}                  STREAM of rated records
+--   5 ocs:acct:{P}:A:history           LIST of balance actions (JSON, oldest first)
 --
 -- ARGV[1], a msgpack map (quota_engine/store/contract.py: RefundArgs, EventService):
 --   sid     session id

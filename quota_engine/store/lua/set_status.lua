@@ -1,8 +1,8 @@
 -- set_status.lua: set an account's status (active, suspended, barred, or closed when
 -- an account is closed), only if the account exists.
 --
--- KEYS (all under the account's hash tag {A}):
---   1 ocs:acct:{A}                     account HASH
+-- KEYS (all under the hash tag {P} of the account A's partition, quota_engine/store/keys.py):
+--   1 ocs:acct:{P}:A                   account HASH
 -- ARGV: plain values (quota_engine/store/contract.py: SetStatusArgs):
 --   1 new_status     the new status
 -- Returns: a list (contract.py: SetStatusAnswer, decode_set_status):

@@ -1,11 +1,11 @@
 -- settle.lua: settle one session whose deadline has passed (its CCR-T never came).
 --
--- KEYS (all under the account's hash tag {A}):
---   1 ocs:acct:{A}                     account HASH (currency)
---   2 ocs:acct:{A}:buckets             buckets HASH
---   3 ocs:acct:{A}:sess:<session-id>   session STRING (msgpack)
---   4 ocs:acct:{A}:sessions            ZSET session id -> deadline
---   5 ocs:acct:{A}:records             STREAM of rated records
+-- KEYS (all under the hash tag {P} of the account A's partition, quota_engine/store/keys.py):
+--   1 ocs:acct:{P}:A                   account HASH (currency)
+--   2 ocs:acct:{P}:A:buckets           buckets HASH
+--   3 ocs:acct:{P}:A:sess:<session-id>  session STRING (msgpack)
+--   4 ocs:acct:{P}:A:sessions          ZSET session id -> deadline
+--   5 ocs:records:{P}                  STREAM of rated records
 --
 -- ARGV[1]  session id (quota_engine/store/contract.py: SettleArgs)
 -- ARGV[2]  now (Unix seconds)

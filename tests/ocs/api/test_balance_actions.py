@@ -89,7 +89,7 @@ async def test_key_is_stored_in_the_account_slot_with_a_ttl(r, store, actions):
     await make(store)
     await actions.topup("acc", 1, key="k1")
     key = idempotency_key("acc", "k1")
-    assert key == "ocs:acct:{acc}:topup:k1"
+    assert key == "ocs:acct:{p:131}:acc:topup:k1"  # crc32("acc") % 1024 == 131
     assert 0 < await r.ttl(key) <= IDEMPOTENCY_TTL
     fingerprint, _, entry = (await r.get(key)).decode().partition("\n")
     assert len(fingerprint) == 64 and json.loads(entry)["key"] == "k1"

@@ -4,7 +4,7 @@ header of each charging script, and its encoders and decoders against its fields
 A header is the comment block at the top of a ``.lua`` file:
 
     -- KEYS (...):
-    --   1 ocs:acct:{A}                 description
+    --   1 ocs:acct:{P}:A               description
     -- ARGV[1], a msgpack map (...):
     --   sid     description
     --   s       the services, a list of maps:
@@ -197,7 +197,7 @@ def header_of(script: str) -> str:
 
 # ------------------------------------------------------------------ the contract side
 
-SAMPLE = {"{A}": "{a1}", "<session-id>": "s1", "<n>": "7", "<period>": "2025-03-01",
+SAMPLE = {"{P}:A": "{p:35}:a1", "{P}": "{p:35}", "<session-id>": "s1", "<n>": "7", "<period>": "2025-03-01",
           "<identity>": "msisdn:1", "<key>": "k1"}  # fmt: skip
 """What the KEYS placeholders of the headers stand for in the sample calls below."""
 
@@ -490,7 +490,7 @@ def test_a_field_missing_from_the_header_fails():
 
 
 def test_a_key_on_one_side_only_fails():
-    drop = "--   5 ocs:acct:{A}:records             STREAM of rated records"
+    drop = "--   5 ocs:records:{P}                  STREAM of rated records"
     text = _tampered("settle.lua", "", None, drop=drop)
     [problem] = contract_problems("settle.lua", text, SPECS["settle.lua"])
     assert problem.startswith("KEYS: the header says")
@@ -766,7 +766,7 @@ def test_an_encoder_or_decoder_that_swaps_values_fails():
 
 def test_a_key_the_account_header_does_not_list_fails():
     text = _tampered("balance_action.lua", "", None,
-                     drop="--   4 ocs:acct:{A}:topup:<key>         STRING result stored under "
+                     drop="--   4 ocs:acct:{P}:A:topup:<key>       STRING result stored under "
                           "the idempotency key")  # fmt: skip
     problems = account_contract_problems(
         "balance_action.lua", text, ACCOUNT_SPECS["balance_action.lua"]
