@@ -182,10 +182,12 @@ def tier_plans(draw: st.DrawFn) -> tuple[Catalog, list[int], list[int]]:
     starts = sorted(draw(st.sets(st.integers(1, 10**5), min_size=count, max_size=count)))
     catalog = tier_document(rates, draw(st.integers(1, 100)), draw(st.integers(1, 1000)), starts)
     reports = draw(st.lists(st.integers(0, 5 * 10**4), min_size=1, max_size=10))
-    # each report crosses at most one threshold (two at once: see docs/catalog.md)
+    # each report crosses at most one threshold (two at once: see docs/catalog.md); one
+    # that ends exactly on a second threshold has crossed two: the period usage then
+    # ends in the tier that starts there
     total = 0
     for used in reports:
-        assume(sum(1 for start in starts if total < start < total + used) <= 1)
+        assume(sum(1 for start in starts if total < start <= total + used) <= 1)
         total += used
     return catalog, starts, reports
 
