@@ -1,5 +1,6 @@
 """The ``ocs`` command: ``serve``, ``check-config``, ``provision``, and the client commands
-``catalog load``, ``account create|show|bar`` and ``topup``.
+``catalog load``, ``account create|show|bar`` and ``topup``; ``records read|verify``
+read the rated-record segment files of ``records.directory`` (``ocs.records.commands``).
 
 Exit codes: 0 success; 1 ``check-config`` found problems in the file, ``provision``
 refused the document, ``account show`` found no such account, the API refused a client
@@ -201,7 +202,61 @@ def build_parser() -> argparse.ArgumentParser:
     topup.add_argument("--reason", help="recorded in the balance action history")
     topup.add_argument("--json", action="store_true", help="print the API's JSON answer")
     _add_api_options(topup)
+    _add_records_commands(commands)
     return parser
+
+
+def _add_records_commands(commands: Any) -> None:
+    records = commands.add_parser("records", help="read and check rated-record segment files")
+    actions = records.add_subparsers(dest="records_command", metavar="ACTION")
+    where = "segment directory or file (default: records.directory, ./data/records)"
+    read = actions.add_parser(
+        "read",
+        help="print rated records from segment files, each once",
+        description="Print the rated records of the segment files (docs/records.md), "
+        "duplicates dropped. T: Unix seconds or ISO 8601 (2026-12-01, 2026-12-01T10:00:00Z; "
+        "UTC without an offset); a record is in [--from, --to) by its end time.",
+    )
+    read.add_argument("dir", nargs="?", metavar="DIR", help=where)
+    read.add_argument("--from", dest="start", metavar="T", help="records that ended at or after T")
+    read.add_argument("--to", dest="end", metavar="T", help="records that ended before T")
+    read.add_argument("--account", metavar="ACCOUNT", help="only this account's records")
+    read.add_argument(
+        "--format", dest="form", choices=("json", "csv", "msgpack"), default="json",
+        help="json: one object per line; csv: the documented columns; msgpack: maps",
+    )  # fmt: skip
+    _add_config_option(read)
+    verify = actions.add_parser(
+        "verify",
+        help="check every segment file (exit 0 sound, 1 damaged, 3 unsealed leftover)",
+        description="Check every segment: header, checksums, trailer, missing sequences. "
+        "A torn tail is reported with its offset. Exit status: 0 sound, 1 damage, 3 an "
+        "unsealed segment left by a stopped writer, 2 no such directory.",
+    )
+    verify.add_argument("dir", nargs="?", metavar="DIR", help=where)
+    _add_config_option(verify)
+
+
+def _records_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from ocs.records.commands import read_command, verify_command
+
+    if args.records_command is None:
+        print("usage: ocs records {read,verify} ...", file=sys.stderr)
+        print("ocs records: error: an action is required (read, verify)", file=sys.stderr)
+        return 2
+    if args.dir is not None:
+        directory = Path(args.dir)
+    else:
+        try:
+            directory = Path(_settings_for(args, env, "records").records_directory)
+        except _CommandError as exc:
+            print(exc, file=sys.stderr)
+            return exc.code
+    if args.records_command == "verify":
+        return verify_command(directory)
+    return read_command(
+        directory, start=args.start, end=args.end, account=args.account, form=args.form
+    )
 
 
 def _spec(name: str) -> SettingSpec:
@@ -689,6 +744,8 @@ def main(
         args.command == "account" and args.account_command == "show"
     ):
         return _run_redis_command(args, env)
+    if args.command == "records":
+        return _records_command(args, env)
     if args.command == "migrate":
         return _migrate_command(args, env)
     if args.command in ("catalog", "account", "topup"):
@@ -696,7 +753,7 @@ def main(
     parser.print_usage(sys.stderr)
     print(
         "ocs: error: a command is required "
-        "(serve, check-config, provision, catalog, account, topup)",
+        "(serve, check-config, provision, catalog, account, topup, records)",
         file=sys.stderr,
     )
     return 2

@@ -491,6 +491,22 @@ class Settings:
     charging_sweep_limit: int = setting(
         100, "Expired sessions settled per sweeper pipeline.", _int_range(1, 100_000)
     )
+    records_directory: str = setting(
+        "./data/records",
+        "Directory of the rated-record segment files (written by the exporter, read by"
+        " ocs records read).",
+        Rule("must be a non-empty path", _accept_nonempty),
+    )
+    records_segment_max_bytes: int = setting(
+        64 * 1024 * 1024,
+        "A segment is sealed (fsync'd, renamed) once it holds this many bytes.",
+        _int_range(4096, 2**40),
+    )
+    records_segment_max_age: float = setting(
+        60.0,
+        "Seconds after its first record a segment is sealed, however small.",
+        _seconds(0, inclusive=False),
+    )
     numbering_country_code: str = setting(
         "",
         "Home country code (E.164, e.g. 49) for national-format numbers; empty = none.",

@@ -187,10 +187,12 @@ INNER_RULES: dict[str, tuple[str, ...]] = {
     "quota_engine/accounts": ("quota_engine.charging",),
     "ocs/api": ("protocol", "cext", "ocs.gy", "diameter"),
     "ocs/gy": ("ocs.api", "aiohttp"),
+    "ocs/records": ("protocol", "cext", "ocs.gy"),
 }
 """Sub-package -> the modules it must not import (prefixes): the catalog is a pure model
 (no Redis, no charging), accounts are charged but do not charge, the HTTP API knows no
-Diameter and the Gy application no HTTP."""
+Diameter and the Gy application no HTTP, record export works from records, not from the
+charging path."""
 
 
 def inner_violations(root: Path) -> list[str]:
@@ -219,6 +221,7 @@ def test_inner_rule_checker_sees_a_violation(tmp_path):
         "quota_engine/accounts/model.py": "from ..charging.engine import ChargingEngine\n",
         "ocs/api/sessions.py": "from protocol.dictionary import constants\n",
         "ocs/gy/notifier.py": "from ocs.api import errors\n",
+        "ocs/records/reader.py": "from ocs.gy.translation import x\nimport cext.codec\n",
     }
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -228,6 +231,8 @@ def test_inner_rule_checker_sees_a_violation(tmp_path):
         "quota_engine/accounts/model.py imports quota_engine.charging",
         "ocs/api/sessions.py imports protocol",
         "ocs/gy/notifier.py imports ocs.api",
+        "ocs/records/reader.py imports cext",
+        "ocs/records/reader.py imports ocs.gy",
     ]
 
 

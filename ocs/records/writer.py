@@ -1,0 +1,294 @@
+"""Writing one partition's records to rotated, fsync'd segment files.
+
+:class:`SegmentWriter` is what the exporter loop calls: it appends stream entries as
+they are read from the partition's stream, and :meth:`SegmentWriter.flush` returns the
+entry ids that are now durable, the ones the exporter may acknowledge and trim from
+Redis. An entry is durable once its segment is sealed:
+
+1. the segment is written under a temporary name (``p0042-000000000017.seg.tmp``),
+2. sealed (trailer), fsync'd, renamed to its final name (``.seg``), the directory fsync'd,
+3. then the partition's checkpoint is replaced (``p0042.checkpoint.json``).
+
+A crash before 2 ends leaves a temporary file whose entries were never reported
+durable (so never acknowledged: the stream gives them again); a restarted writer
+removes it and writes its sequence anew. A crash between 2 and 3 leaves a checkpoint one
+segment behind, which a restarted writer repairs from that segment's trailer. A sealed
+segment is never written again: a new writer always starts a new sequence.
+
+One writer per partition and directory at a time: it holds an exclusive ``flock`` on
+``p0042.lock`` (a second one gets :class:`WriterBusy`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+
+from ocs.records.checkpoint import Checkpoint, fsync_directory, read_checkpoint, write_checkpoint
+from ocs.records.segment_format import (
+    encode_entry,
+    encode_header,
+    encode_trailer,
+    parse_segment_name,
+    read_segment,
+    segment_name,
+)
+
+__all__ = ["SegmentSettings", "SegmentWriter", "WriterBusy", "lock_path", "writer_is_running"]
+
+_BUFFER = 1 << 20
+_LOCK_TRIES = 20
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SegmentSettings:
+    """When a segment is sealed and a new one begun."""
+
+    max_bytes: int = 64 * 1024 * 1024
+    """Sealed once it holds this many bytes or more (so it may exceed it by one record)."""
+    max_age: float = 60.0
+    """Seconds after its first record a segment is sealed (at the next append or flush)."""
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1 or not self.max_age > 0:
+            raise ValueError(f"invalid segment settings {self}")
+
+
+class _ChunkedFile:
+    """A file written in whole chunks of ``chunk`` bytes (the rest kept until the next
+    chunk or :meth:`flush`), whatever the frames: what a crash leaves on disk is a
+    prefix of the segment cut anywhere, a frame included (a torn tail), and each
+    ``write(2)`` is large."""
+
+    def __init__(self, fd: int, chunk: int) -> None:
+        self.fd, self.chunk = fd, chunk
+        self._buffer = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= self.chunk:
+            self._write(len(self._buffer) // self.chunk * self.chunk)
+
+    def _write(self, count: int) -> None:
+        view = memoryview(self._buffer)
+        done = 0
+        try:
+            while done < count:
+                done += os.write(self.fd, view[done:count])
+        finally:
+            view.release()
+        del self._buffer[:count]
+
+    def flush(self) -> None:
+        self._write(len(self._buffer))
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class WriterBusy(Exception):
+    """Another writer holds the partition's lock in that directory."""
+
+
+def lock_path(directory: Path, partition: int) -> Path:
+    return directory / f"p{partition:04d}.lock"
+
+
+class SegmentWriter:
+    """Writes the records of ``partition`` to segments in ``directory`` (created if missing).
+
+    Not thread-safe; one per partition. Opening it recovers the partition (see the
+    module doc): :attr:`discarded` lists the temporary segments of a crashed writer it
+    removed, :attr:`checkpoint` is where durability stands.
+    """
+
+    def __init__(
+        self, directory: str | Path, partition: int, settings: SegmentSettings | None = None
+    ) -> None:
+        self.directory = Path(directory)
+        self.partition = partition
+        self.settings = settings or SegmentSettings()
+        segment_name(partition, 0)  # validates the partition
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = self._lock()
+        self._file: _ChunkedFile | None = None
+        self._temporary: Path | None = None
+        self._size = 0
+        self._opened_at = 0.0
+        self._pending: list[str] = []
+        self._durable: list[str] = []
+        self.discarded: list[Path] = []
+        try:
+            self.checkpoint = self._recover()
+        except BaseException:
+            self._unlock()
+            raise
+        self.next_sequence = self.checkpoint.sequence + 1
+
+    # --- opening: lock and recovery --------------------------------------------------
+
+    def _lock(self) -> int:
+        fd = os.open(lock_path(self.directory, self.partition), os.O_RDWR | os.O_CREAT, 0o644)
+        # a few tries: `ocs records verify` takes the lock shared for an instant
+        for attempt in range(_LOCK_TRIES):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if attempt < _LOCK_TRIES - 1:
+                    time.sleep(0.01)
+        os.close(fd)
+        raise WriterBusy(f"partition {self.partition} in {self.directory} has a writer already")
+
+    def _unlock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = -1
+
+    def _recover(self) -> Checkpoint:
+        checkpoint = read_checkpoint(self.directory, self.partition) or Checkpoint(
+            self.partition, 0, None
+        )
+        sealed: list[tuple[int, Path]] = []
+        for path in self.directory.iterdir():
+            name = parse_segment_name(path.name)
+            if name is None or name.partition != self.partition:
+                continue
+            if name.sealed:
+                sealed.append((name.sequence, path))
+            else:  # a crashed writer's: never reported durable, so given again by Redis
+                path.unlink()
+                self.discarded.append(path)
+        newer = sorted(s for s in sealed if s[0] > checkpoint.sequence)
+        if self.discarded or newer:
+            fsync_directory(self.directory)
+        if newer:  # sealed after the last checkpoint was written
+            last = checkpoint.last_entry_id
+            for _, path in newer:
+                scan = read_segment(path)
+                if scan.entries:
+                    last = scan.entries[-1].entry_id
+            checkpoint = write_checkpoint(
+                self.directory, Checkpoint(self.partition, newer[-1][0], last)
+            )
+        return checkpoint
+
+    # --- writing ---------------------------------------------------------------------
+
+    def _open(self) -> _ChunkedFile:
+        temporary = self.directory / segment_name(self.partition, self.next_sequence, sealed=False)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        # chunks well below a segment's size: a crash leaves a prefix of the segment
+        file = _ChunkedFile(fd, min(_BUFFER, max(4096, self.settings.max_bytes // 4)))
+        header = encode_header(self.partition, self.next_sequence, int(time.time()))
+        file.write(header)
+        self._file, self._temporary = file, temporary
+        self._size = len(header)
+        self._opened_at = time.monotonic()
+        return file
+
+    def append(self, entry_id: str, record_bytes: bytes) -> None:
+        """Add one stream entry (its id and its ``r`` field) to the open segment.
+
+        Durable only once :meth:`flush` (or :meth:`close`) has returned its id."""
+        file = self._file or self._open()
+        frame = encode_entry(entry_id, record_bytes)
+        file.write(frame)
+        self._size += len(frame)
+        self._pending.append(entry_id)
+        if (
+            self._size >= self.settings.max_bytes
+            or time.monotonic() - self._opened_at >= self.settings.max_age
+        ):
+            self._seal()
+
+    def _seal(self) -> None:
+        file, temporary = self._file, self._temporary
+        assert file is not None and temporary is not None
+        last = self._pending[-1] if self._pending else None
+        file.write(encode_trailer(len(self._pending), last))
+        file.flush()
+        os.fsync(file.fileno())
+        file.close()
+        final = self.directory / segment_name(self.partition, self.next_sequence)
+        if final.exists():  # cannot happen with the lock held; never overwrite one
+            raise FileExistsError(f"{final} exists: refusing to overwrite a sealed segment")
+        os.rename(temporary, final)
+        fsync_directory(self.directory)
+        self._file = self._temporary = None
+        self.checkpoint = write_checkpoint(
+            self.directory, Checkpoint(self.partition, self.next_sequence, last)
+        )
+        self.next_sequence += 1
+        self._durable.extend(self._pending)
+        self._pending = []
+
+    def flush(self, *, force: bool = False) -> list[str]:
+        """Seal the open segment when it is older than ``max_age`` (or ``force``), and
+        return the entry ids made durable since the last call, in append order."""
+        if self._file is not None and (
+            force or time.monotonic() - self._opened_at >= self.settings.max_age
+        ):
+            self._seal()
+        durable, self._durable = self._durable, []
+        return durable
+
+    @property
+    def pending(self) -> int:
+        """Entries appended and not yet durable."""
+        return len(self._pending)
+
+    def close(self) -> list[str]:
+        """Seal the open segment (when it holds entries), release the partition, and
+        return the entry ids made durable since the last :meth:`flush`."""
+        try:
+            if self._file is not None:
+                if self._pending:
+                    self._seal()
+                else:
+                    self._file.close()
+                    assert self._temporary is not None
+                    self._temporary.unlink()
+                    self._file = self._temporary = None
+            durable, self._durable = self._durable, []
+            return durable
+        finally:
+            self._unlock()
+
+    def __enter__(self) -> SegmentWriter:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            self.close()
+        else:  # leave the open segment unsealed, as a crash would: Redis has its entries
+            if self._file is not None:
+                self._file.close()
+            self._unlock()
+
+
+def writer_is_running(directory: Path, partition: int) -> bool:
+    """Whether a writer holds the partition's lock in ``directory`` now."""
+    try:
+        fd = os.open(lock_path(directory, partition), os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
