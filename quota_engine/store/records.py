@@ -31,6 +31,7 @@ __all__ = [
     "FIELDS",
     "count_records",
     "decode_record",
+    "partition_streams",
     "read_records",
     "record_id",
     "rg_key",
@@ -105,6 +106,12 @@ def decode_record(data: bytes) -> dict[str, Any]:
     record["identities"] = list(record["identities"] or [])
     record["zero_rated"] = bool(record["zero_rated"])
     return record
+
+
+def partition_streams() -> list[tuple[int, str]]:
+    """``(partition, stream key)`` of every partition of this process's count: what an
+    exporter reads (code outside quota_engine/store/ never spells a key)."""
+    return [(p, keys.partition_records(p)) for p in range(keys.partitions())]
 
 
 _PAGE = 1000

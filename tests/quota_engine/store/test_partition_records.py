@@ -7,7 +7,7 @@ import msgpack
 import pytest
 
 from quota_engine.store import keys, records
-from quota_engine.store.records import count_records, read_records
+from quota_engine.store.records import count_records, partition_streams, read_records
 
 
 def same_partition_as(account_id: str) -> str:
@@ -37,3 +37,10 @@ async def test_an_accounts_records_are_filtered_from_the_shared_stream(r, monkey
     assert [rec["id"] for rec in after] == ["a1;7", "a1;8", "a1;9"]
     assert await read_records(r, "a1", count=0) == []
     assert await read_records(r, "nobody") == []
+
+
+def test_the_feed_is_one_stream_per_partition():
+    streams = partition_streams()
+    assert len(streams) == keys.DEFAULT_PARTITIONS == len({key for _, key in streams})
+    assert streams[42] == (42, "ocs:records:{p:42}")
+    assert (keys.partition_of("a1"), keys.records("a1")) in streams
