@@ -67,8 +67,8 @@ def test_read_csv_has_the_documented_columns_and_exact_money(tmp_path, capsys):
 def test_every_csv_column_is_documented():
     doc = (ROOT / "docs" / "records.md").read_text()
     section = doc.split("### CSV columns", 1)[1].split("\n## ", 1)[0]
-    for column in CSV_COLUMNS:
-        assert f"| `{column}` |" in section, column
+    for number, column in enumerate(CSV_COLUMNS, 1):
+        assert f"\n| {number} | `{column}` |" in section, column
 
 
 def test_money_as_decimal_strings_is_exact():
