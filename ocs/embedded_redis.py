@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any, cast
 
 import redis
 from redis.backoff import NoBackoff
@@ -257,7 +258,8 @@ class EmbeddedRedis:
         try:
             while time.monotonic() < deadline:
                 if process.poll() is not None:
-                    return self._exited(process, binary, port, log_offset, last=last)
+                    self._exited(process, binary, port, log_offset, last=last)  # or raises
+                    return None
                 if self._serves(client, process.pid):
                     assert process.stderr is not None
                     process.stderr.close()
@@ -276,10 +278,12 @@ class EmbeddedRedis:
     @staticmethod
     def _serves(client: redis.Redis, pid: int) -> bool:
         try:
-            info = client.info("server")
+            # redis-py types a sync client's replies as "awaitable or not"
+            info = cast(dict[str, Any], client.info("server"))
             if info.get("process_id") != pid:
                 return False  # someone else's server on this port; ours will exit
-            return bool(client.info("persistence").get("loading") == 0 and client.ping())
+            persistence = cast(dict[str, Any], client.info("persistence"))
+            return bool(persistence.get("loading") == 0 and client.ping())
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
             return False
 

@@ -365,7 +365,7 @@ class _Parser(documents.DocumentChecker):
         entries = self.items(item.get("allowances"), f"{path}.allowances")
         plan = catalog.plan(account.plan) if catalog is not None and account is not None else None
         for apath, allowance_id in entries:
-            if plan is None:
+            if plan is None or catalog is None:  # a plan implies a catalog
                 return found  # the plan problem is already reported
             allowance = next((a for a in plan.allowances if a.id == allowance_id), None)
             if allowance is None:

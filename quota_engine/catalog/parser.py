@@ -113,7 +113,8 @@ class _Parser(DocumentChecker):
         tables = self.destinations(top)
         refs = _Refs(services, {b.id: b for b in bands}, {z.id for z in zones}, tables)
         plans = self.plans(top, refs)
-        if self.problems:
+        # a None from a typed getter always comes with a problem
+        if self.problems or version is None or minor is None:
             return None
         return Catalog(
             version=version,
@@ -146,6 +147,7 @@ class _Parser(DocumentChecker):
         seen: dict[date, int] = {}
         for i, value in enumerate(values):
             path = f"holidays[{i}]"
+            day: date | None
             if type(value) is date:  # TOML has a native date type
                 day = value
             else:
@@ -540,7 +542,7 @@ class _Parser(DocumentChecker):
             first = self.positive(item.get("first_increment", MISSING), f"{path}.first_increment")
             nxt = self.positive(item.get("next_increment", MISSING), f"{path}.next_increment")
             tiers = self.tiers(item, path)
-            if None in (rate, rate_per, first, nxt) or tiers is None:
+            if rate is None or rate_per is None or first is None or nxt is None or tiers is None:
                 continue
             for tpath, (r, per) in [(path, (rate, rate_per))] + [
                 (f"{path}.tiers[{i}]", (t.rate, t.rate_per)) for i, t in enumerate(tiers)
@@ -652,7 +654,7 @@ class _Parser(DocumentChecker):
                     self.problem(spath, f"duplicate service {quoted(sid)}")
                 else:
                     services.append(sid)
-            units = {refs.services[s].unit for s in services if refs.services[s] is not None}
+            units = {refs.services[s].unit for s in services}
             if len(units) > 1:
                 self.problem(
                     f"{path}.services",
@@ -667,7 +669,7 @@ class _Parser(DocumentChecker):
 
 @dataclass(frozen=True, slots=True)
 class _Refs:
-    services: dict[str, Service | None]
+    services: dict[str, Service]
     bands: dict[str, TimeBand]
     zones: set[str]
     tables: dict[str, DestinationTable]

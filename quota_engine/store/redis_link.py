@@ -158,7 +158,8 @@ def pack_command(args: tuple[Any, ...]) -> bytes:
     """One command as RESP bytes (``hiredis.pack_command`` when it can)."""
     if _hiredis_pack is not None:
         try:
-            return _hiredis_pack(args)
+            packed: bytes = _hiredis_pack(args)
+            return packed
         except TypeError:  # bool, None, bytearray, memoryview: the rules of _pack_resp
             pass
     return _pack_resp(args)
@@ -392,7 +393,7 @@ class RedisLink:
     async def _open(self) -> _LinkProtocol:
         loop = asyncio.get_running_loop()
         address = self.address
-        transport: asyncio.BaseTransport | None = None
+        transport: asyncio.Transport | None = None
         try:
             async with asyncio.timeout(self.connect_timeout):
                 if address.path:
@@ -487,11 +488,12 @@ class RedisLink:
         return reply
 
     async def ping(self) -> bool:
-        return await self.execute_command("PING") == b"PONG"
+        return bool(await self.execute_command("PING") == b"PONG")
 
     async def script_load(self, source: str | bytes) -> bytes:
         """``SCRIPT LOAD``: the script's SHA1 (hex, as bytes)."""
-        return await self.execute_command("SCRIPT", "LOAD", source)
+        sha: bytes = await self.execute_command("SCRIPT", "LOAD", source)
+        return sha
 
     async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
         """``EVALSHA``; a script unknown to the server raises NoScriptError."""
