@@ -423,7 +423,9 @@ def _columns(rows: list[list[str]]) -> list[str]:
 
 
 def _show_text(account: Any, identities: list[str], buckets: list[Bucket], minor: int) -> str:
-    money = lambda v: format_money(v, account.currency, minor)  # noqa: E731
+    def money(value: int) -> str:
+        return format_money(value, account.currency, minor)
+
     lines = [
         f"account {account.id}",
         f"  kind            {account.kind}",
@@ -635,10 +637,12 @@ def _topup(client: ApiClient, args: argparse.Namespace) -> int:
         return 0
     replayed = headers.get("Idempotent-Replayed") == "true"
     unit = entry.get("unit") or ""
-    if len(unit) == 3 and unit.isupper():
-        shown = lambda v: format_money(v, unit)  # noqa: E731
-    else:
-        shown = lambda v: f"{v} {unit}".strip()  # noqa: E731
+
+    def shown(value: int) -> str:
+        if len(unit) == 3 and unit.isupper():  # a currency code
+            return format_money(value, unit)
+        return f"{value} {unit}".strip()
+
     note = (
         " (this key was used before: nothing credited now, first result shown)" if replayed else ""
     )

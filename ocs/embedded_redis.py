@@ -53,7 +53,8 @@ def free_tcp_port(host: str = HOST) -> int:
     """A TCP port nobody listens on right now (it may be taken again at any time)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _bundled_redis_servers() -> list[Path]:

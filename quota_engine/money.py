@@ -44,7 +44,8 @@ def _minor_step(minor_digits: int) -> int:
     _check_int("minor_digits", minor_digits)
     if not 0 <= minor_digits <= MICRO_DIGITS:
         raise ValueError(f"minor_digits must be 0..{MICRO_DIGITS}, got {minor_digits}")
-    return 10 ** (MICRO_DIGITS - minor_digits)
+    step: int = 10 ** (MICRO_DIGITS - minor_digits)  # int ** int is typed Any (may be a float)
+    return step
 
 
 def round_to_minor_unit(micro: int, minor_digits: int) -> int:
