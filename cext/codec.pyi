@@ -61,9 +61,7 @@ class OccurrenceRules:
     """``OccurrenceRules({None: [(code, vendor), ...], (code, vendor): [...]})``: the AVPs
     that may occur at most once at the message level (None) and in each Grouped AVP."""
 
-    def __new__(
-        cls, rules: Mapping[tuple[int, int] | None, Iterable[tuple[int, int]]]
-    ) -> Self: ...
+    def __new__(cls, rules: Mapping[tuple[int, int] | None, Iterable[tuple[int, int]]]) -> Self: ...
     def __len__(self) -> int: ...
 
 class Header:
