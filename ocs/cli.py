@@ -71,7 +71,13 @@ from quota_engine.store.schema import SchemaError
 
 Runner = Callable[[Settings], int]
 
-_METAVARS = {"int": "N", "optional_int": "N|none", "float": "SECONDS", "str_tuple": "A,B,..."}
+_METAVARS = {
+    "bool": "true|false",
+    "int": "N",
+    "optional_int": "N|none",
+    "float": "SECONDS",
+    "str_tuple": "A,B,...",
+}
 _log = logging.getLogger("ocs")
 
 

@@ -98,6 +98,15 @@ def _int_range(low: int, high: int, *, or_none: bool = False) -> Rule:
     return Rule(f"must be an integer from {low} to {high}{also}", accept)
 
 
+def _accept_any(value: Any) -> Any:
+    return value
+
+
+#: A boolean: TOML true/false; from the environment or the command line also the
+#: texts of :data:`_BOOL_TEXT` (parsed in :func:`_from_text`).
+_BOOLEAN = Rule("must be true or false (as text also 1/0, yes/no)", _accept_any)
+
+
 def _seconds(minimum: float, *, inclusive: bool, note: str = "") -> Rule:
     def accept(value: float) -> float:
         if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
@@ -412,6 +421,12 @@ class Settings:
         "Events (service-specific units) granted when the client lets the server decide.",
         _int_range(1, _INT31),
     )
+    charging_tariff_time_change: bool = setting(
+        _ENGINE.tariff_time_change,
+        "Send Tariff-Time-Change with a grant that spans a rate change (Validity-Time is"
+        " cut there either way); false for clients that do not support it.",
+        _BOOLEAN,
+    )
     charging_grace: int = setting(
         _ENGINE.grace,
         "Seconds after a grant's validity before the sweeper settles a silent session.",
@@ -566,7 +581,7 @@ class SettingSpec:
     name: str  # field name: diameter_port
     section: str  # diameter
     key: str  # port
-    kind: str  # int | optional_int | float | str | optional_str | str_tuple | tokens
+    kind: str  # bool | int | optional_int | float | str | optional_str | str_tuple | tokens
     default: Any
     doc: str
     rule: Rule
@@ -597,6 +612,7 @@ class SettingSpec:
 
 
 _KINDS: dict[Any, str] = {
+    bool: "bool",
     int: "int",
     int | None: "optional_int",
     float: "float",
@@ -652,10 +668,17 @@ class _Invalid(Exception):
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
 #: How an optional integer is unset in every layer (TOML has no null).
 _NONE_TEXT = ("", "none")
+#: A boolean as environment or command-line text (case-insensitive).
+_BOOL_TEXT = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 def _from_text(spec: SettingSpec, text: str) -> Any:
     """Parse an environment or command-line string to the field's type."""
+    if spec.kind == "bool":
+        parsed = _BOOL_TEXT.get(text.strip().lower())
+        if parsed is None:
+            raise _Invalid(text)
+        return parsed
     if spec.kind in ("int", "optional_int"):
         if spec.kind == "optional_int" and text.strip().lower() in _NONE_TEXT:
             return None
@@ -677,7 +700,9 @@ def _from_text(spec: SettingSpec, text: str) -> Any:
 def _check_type(spec: SettingSpec, value: Any) -> Any:
     """Check a value that arrived typed (TOML, programmatic overrides)."""
     ok: bool
-    if spec.kind == "int":
+    if spec.kind == "bool":
+        ok = isinstance(value, bool)
+    elif spec.kind == "int":
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif spec.kind == "optional_int":
         if isinstance(value, str) and value.strip().lower() in _NONE_TEXT:

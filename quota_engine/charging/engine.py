@@ -551,9 +551,12 @@ class ChargingEngine:
                     want = settings.default_grant(service.unit)
                 if want and not closing and not usage.final:
                     entry.requested = grant_units(price, want)
-                    vt, entry.tariff_time_change = rate_changes.validity(
+                    vt, change = rate_changes.validity(
                         catalog, rater, plan, service, job.rated_at, context, job.usage
                     )
+                    # off: Validity-Time still stops at the change, the CCA (and the
+                    # answer ccr.lua stores for retransmissions) just does not say why
+                    entry.tariff_time_change = change if settings.tariff_time_change else None
                     validity.append(vt)
                     entry.validity_time = vt
                     entry.threshold_percent = settings.quota_threshold_percent

@@ -5,7 +5,8 @@ Validity-Time is ``settings.validity_time``, cut at the next instant the service
 rate changes (a time-band boundary that selects another rate, found with
 ``Rater.split_by_band``), so that the client comes back at the boundary and its usage
 after it is charged at the new band's price. Without time bands it is never cut. The
-grant carries that instant (Tariff-Time-Change), and a report that spans a change is
+grant carries that instant (Tariff-Time-Change; the engine leaves it out when
+``settings.tariff_time_change`` is off, the cut stays), and a report that spans a change is
 split there (:meth:`RateChanges.before_change`: the client's Tariff-Change-Usage, else
 the clock for time): the units before it at the stored price, the rest at the new one
 (ccr.lua).

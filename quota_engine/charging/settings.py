@@ -27,6 +27,9 @@ class EngineSettings:
     default_events: int = 1
     validity_time: int = 1800
     """Validity-Time of a grant (cut at the next rate change, see the module doc)."""
+    tariff_time_change: bool = True
+    """Whether a grant that spans a rate change carries Tariff-Time-Change; off for
+    network elements that do not support it (its Validity-Time is cut all the same)."""
     grace: int = 60
     """A session's deadline is now + validity time + grace; the sweeper settles it after."""
     quota_threshold_percent: int | None = 20

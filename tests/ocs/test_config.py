@@ -584,6 +584,44 @@ def test_charging_defaults_are_the_engines():
         assert getattr(settings, f"charging_{field.name}") == getattr(engine, field.name)
 
 
+def test_booleans_are_toml_booleans_or_their_words_as_text(tmp_path):
+    assert Settings().charging_tariff_time_change is True
+    path = write(tmp_path, "[charging]\ntariff_time_change = false\n")
+    assert load_settings(path, env={}).charging_tariff_time_change is False
+    for text, value in [
+        ("true", True),
+        ("1", True),
+        ("yes", True),
+        (" YES ", True),
+        ("False", False),
+        ("0", False),
+        ("no", False),
+    ]:
+        env = {"OCS_CHARGING_TARIFF_TIME_CHANGE": text}
+        assert load_settings(path, env).charging_tariff_time_change is value, text
+        overrides = {"charging_tariff_time_change": text}
+        assert load_settings(env={}, overrides=overrides).charging_tariff_time_change is value
+    overrides = {"charging_tariff_time_change": False}
+    assert load_settings(env={}, overrides=overrides).charging_tariff_time_change is False
+
+
+def test_a_bad_boolean_is_an_error_naming_the_setting(tmp_path):
+    rule = "must be true or false (as text also 1/0, yes/no)"
+    # TOML has booleans: a string or a number there is a mistake
+    for text, got in [('"yes"', "'yes'"), ("1", "1")]:
+        path = write(tmp_path, f"[charging]\ntariff_time_change = {text}\n")
+        assert check_config(path) == [f"charging.tariff_time_change: {rule}, got {got}"]
+    assert errors_of(env={"OCS_CHARGING_TARIFF_TIME_CHANGE": "maybe"}) == [
+        f"OCS_CHARGING_TARIFF_TIME_CHANGE: {rule}, got 'maybe'"
+    ]
+    assert errors_of(overrides={"charging_tariff_time_change": "on"}) == [
+        f"--charging-tariff-time-change: {rule}, got 'on'"
+    ]
+    assert errors_of(overrides={"charging_tariff_time_change": ""}) == [
+        f"--charging-tariff-time-change: {rule}, got ''"
+    ]
+
+
 def test_optional_integers_are_unset_with_none_in_every_layer(tmp_path):
     path = write(
         tmp_path, '[charging]\nquota_threshold_percent = "none"\nquota_holding_time = 30\n'

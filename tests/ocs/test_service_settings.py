@@ -31,6 +31,7 @@ def test_every_engine_setting_comes_from_charging():
         "OCS_CHARGING_USAGE_CAP_SECONDS": "3600",
         "OCS_CHARGING_USAGE_CAP_EVENTS": "50",
         "OCS_CHARGING_TIMESTAMP_TOLERANCE": "30",
+        "OCS_CHARGING_TARIFF_TIME_CHANGE": "no",
     }
     engine = engine_settings(load_settings(env=given))
     assert engine == EngineSettings(
@@ -52,6 +53,7 @@ def test_every_engine_setting_comes_from_charging():
         usage_cap_seconds=3600,
         usage_cap_events=50,
         timestamp_tolerance=30,
+        tariff_time_change=False,
     )
     # every field was given a value other than its default: none is left out
     defaults = EngineSettings()

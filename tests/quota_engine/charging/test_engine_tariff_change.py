@@ -277,3 +277,25 @@ async def test_a_terminate_that_spans_the_change_writes_one_record_per_price(
         300_000,
     )
     assert (interim["end"], last["start"], last["end"]) == (EVENING + 50,) * 3
+
+
+@pytest.mark.parametrize("send", [True, False])
+async def test_the_tariff_time_change_setting_only_decides_whether_the_grant_says_it(
+    r: aioredis.Redis, clock: Clock, send: bool
+) -> None:
+    catalog = banded_catalog()
+    pair = (catalog, Rater(catalog))
+    await create_account(r, "a1", balance=100 * EUR, plan="banded", identities=(MSISDN,))
+    engine = ChargingEngine(r, lambda: pair, EngineSettings(tariff_time_change=send), clock=clock)
+    initial = voice(INITIAL, 0, EVENING - 120)
+    grant = await one(engine, clock, initial)
+    # Validity-Time stops at 20:00 either way; only the AVP depends on the setting
+    assert (grant.granted, grant.validity_time) == (300, 120)
+    assert grant.tariff_time_change == (EVENING if send else None)
+    # a retransmission gets the stored answer, the same
+    again = await one(engine, clock, initial)
+    assert (again.validity_time, again.tariff_time_change) == (120, grant.tariff_time_change)
+    # a report without the client's split is still split by the clock (as in
+    # test_a_late_voice_report_pays_each_band_its_share): 1.20 + 0.30 EUR
+    grant = await one(engine, clock, voice(UPDATE, 1, EVENING + 50, used=170))
+    assert grant.cost == 1_500_000
