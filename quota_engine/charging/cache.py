@@ -65,9 +65,9 @@ class ExpiringCache(Generic[K, V]):
                 del entries[old]
         entries[key] = (now + self.ttl, value)
 
-    def pop(self, key: K, default: None = None) -> None:
-        """Forget ``key`` (no error when it is not cached; ``default`` as ``dict.pop``)."""
-        self._entries.pop(key, default)
+    def pop(self, key: K) -> None:
+        """Forget ``key`` (no error when it is not cached)."""
+        self._entries.pop(key, None)
 
     def clear(self) -> None:
         self._entries.clear()

@@ -479,7 +479,7 @@ class ChargingEngine:
                 assert job.account is not None  # a script ran for it
                 context = answer.session_context
                 if context is None:  # the account changed, not the session
-                    self._accounts.pop(job.account, None)
+                    self._accounts.pop(job.account)
                 else:
                     job.session_context = context
                     contexts.put(request.session_id, context, mono)
