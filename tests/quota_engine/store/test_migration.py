@@ -259,3 +259,21 @@ async def test_another_partition_count_than_the_datas_is_refused(r):
         await ensure_schema(r, 1024)
     await ensure_schema(r, 64)
     assert keys.partitions() == 64
+
+
+async def test_unrecorded_data_at_another_partition_count_is_refused(r):
+    # written at 64 partitions, then ocs:meta lost: 1024 would look for it elsewhere
+    keys.set_partitions(64)
+    await r.sadd(keys.ACCOUNTS, "a2")  # partition 25 of 64, 409 of 1024
+    await r.hset(keys.account("a2"), mapping={"status": "active"})
+    keys.set_partitions(keys.DEFAULT_PARTITIONS)
+    with pytest.raises(SchemaError, match="not where 1024 partitions put it"):
+        await ensure_schema(r, 1024)
+    assert await read_schema(r) == (None, None)  # nothing recorded
+    await ensure_schema(r, 64)
+
+
+async def test_data_of_an_unknown_schema_is_refused(r):
+    await r.hset(keys.META, mapping={"schema": "3", "partitions": "1024"})
+    with pytest.raises(SchemaError, match="key schema 3; this OCS knows schema 2 only"):
+        await ensure_schema(r, 1024)
