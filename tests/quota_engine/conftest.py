@@ -219,6 +219,32 @@ def data_request(
     )
 
 
+def voice_request(
+    session: str,
+    kind: RequestType,
+    number: int,
+    *,
+    destination: str = "4930123456",
+    used: int = 0,
+    requested: int | None = 0,
+    ts: int = NOW,
+    peer: str = "",
+) -> ChargingRequest:
+    """A voice request (rating group 100) from ``MSISDN``; the default destination is
+    national (0.10 EUR/min on weekdays in the demo catalog)."""
+    return ChargingRequest(
+        session_id=session,
+        request_type=kind,
+        request_number=number,
+        identities=[MSISDN],
+        service_context=VOICE_CTX,
+        services=[ServiceUsage(rating_group=100, requested=requested, used=used)],
+        timestamp=ts,
+        peer=peer,
+        destination=destination,
+    )
+
+
 # ---------------------------------------------------------------- engines and catalogs
 
 

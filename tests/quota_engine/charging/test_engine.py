@@ -18,7 +18,6 @@ from quota_engine.model import (
     ChargingRequest,
     EventAction,
     Outcome,
-    RequestType,
     ServiceUsage,
     Unit,
 )
@@ -27,42 +26,26 @@ from quota_engine.store.records import read_records
 from tests.quota_engine.conftest import (
     DATA_CTX,
     EUR,
+    EVENT,
+    INITIAL,
     MIB,
+    MSISDN,
     NOW,
     SMS_CTX,
-    VOICE_CTX,
+    TERMINATE,
+    UPDATE,
     bucket,
     create_account,
     data_request,
     get_buckets,
     money,
+    voice_request,
 )
-
-INITIAL, UPDATE, TERMINATE, EVENT = (
-    RequestType.INITIAL,
-    RequestType.UPDATE,
-    RequestType.TERMINATE,
-    RequestType.EVENT,
-)
-MSISDN = "msisdn:491700000001"
 
 
 async def one(engine: ChargingEngine, request: ChargingRequest):
     [result] = await engine.charge([request])
     return result
-
-
-def voice_request(session, kind, number, *, destination, used=0, requested=0, ts=NOW):
-    return ChargingRequest(
-        session_id=session,
-        request_type=kind,
-        request_number=number,
-        identities=[MSISDN],
-        service_context=VOICE_CTX,
-        services=[ServiceUsage(rating_group=100, requested=requested, used=used)],
-        timestamp=ts,
-        destination=destination,
-    )
 
 
 def sms_request(session, number=0, *, destination, units=1, action=EventAction.DIRECT_DEBITING):

@@ -20,76 +20,41 @@ from quota_engine.charging.rating import Price, Rater
 from quota_engine.model import (
     ChargingRequest,
     EventAction,
-    Outcome,
-    RequestType,
-    ServiceGrant,
     ServiceUsage,
 )
 from quota_engine.store.records import read_records
 from tests.quota_engine.conftest import (
     DATA_CTX,
     EUR,
+    EVENT,
+    INITIAL,
     MIB,
+    MSISDN,
     NOW,
     SMS_CTX,
-    VOICE_CTX,
+    TERMINATE,
+    UPDATE,
     Clock,
     bucket,
     create_account,
     data_request,
     get_buckets,
     money,
+    one_grant,
+    voice_request,
 )
-
-INITIAL, UPDATE, TERMINATE, EVENT = (
-    RequestType.INITIAL,
-    RequestType.UPDATE,
-    RequestType.TERMINATE,
-    RequestType.EVENT,
-)
-MSISDN = "msisdn:491700000001"
-NATIONAL = "4930123456"  # 0.10 EUR/min in 60 s increments (weekend 0.05 EUR/min)
-
-
-async def one(engine: ChargingEngine, request: ChargingRequest) -> ServiceGrant:
-    [result] = await engine.charge([request])
-    assert result.outcome is Outcome.OK, result
-    [grant] = result.services
-    return grant
-
-
-def voice(
-    session: str,
-    kind: RequestType,
-    number: int,
-    *,
-    used: int = 0,
-    requested: int | None = 0,
-    ts: int = NOW,
-    destination: str = NATIONAL,
-) -> ChargingRequest:
-    return ChargingRequest(
-        session_id=session,
-        request_type=kind,
-        request_number=number,
-        identities=[MSISDN],
-        service_context=VOICE_CTX,
-        services=[ServiceUsage(rating_group=100, requested=requested, used=used)],
-        timestamp=ts,
-        destination=destination,
-    )
 
 
 async def test_a_50_s_call_reported_30_plus_20_costs_one_minute(engine, r):
     await create_account(r, "a1", balance=10 * EUR, identities=(MSISDN,))
-    await one(engine, voice("v1", INITIAL, 0))
+    await one_grant(engine, voice_request("v1", INITIAL, 0))
     # 30 s: the first minute, 0.10 EUR; the next grant (300 s wanted) ends the call's
     # total on a minute: 30 s + 330 s = 6 minutes, 5 more = 0.50 EUR reserved
-    grant = await one(engine, voice("v1", UPDATE, 1, used=30))
+    grant = await one_grant(engine, voice_request("v1", UPDATE, 1, used=30))
     assert (grant.cost, grant.granted) == (100_000, 330)
     assert (await get_buckets(r, "a1"))["main"]["reserved"] == 500_000
     # 20 s more: 50 s in all, inside the minute already paid
-    grant = await one(engine, voice("v1", TERMINATE, 2, used=20, requested=None))
+    grant = await one_grant(engine, voice_request("v1", TERMINATE, 2, used=20, requested=None))
     assert grant.cost == 0
     assert await money(r, "a1") == 10 * EUR - 100_000
     [record] = await read_records(r, "a1")
@@ -99,9 +64,9 @@ async def test_a_50_s_call_reported_30_plus_20_costs_one_minute(engine, r):
 
 async def test_data_reported_500000_plus_300000_octets_costs_one_mib(engine, r):
     await create_account(r, "a1", balance=10 * EUR, identities=(MSISDN,))
-    await one(engine, data_request("s1", INITIAL, 0, requested=MIB))
-    first = await one(engine, data_request("s1", UPDATE, 1, used=500_000, requested=MIB))
-    last = await one(engine, data_request("s1", TERMINATE, 2, used=300_000, requested=None))
+    await one_grant(engine, data_request("s1", INITIAL, 0, requested=MIB))
+    first = await one_grant(engine, data_request("s1", UPDATE, 1, used=500_000, requested=MIB))
+    last = await one_grant(engine, data_request("s1", TERMINATE, 2, used=300_000, requested=None))
     assert (first.cost, last.cost) == (1 * EUR, 0)  # 800,000 octets: one block
     assert await money(r, "a1") == 9 * EUR
     [record] = await read_records(r, "a1")
@@ -111,14 +76,14 @@ async def test_data_reported_500000_plus_300000_octets_costs_one_mib(engine, r):
 async def test_a_grant_that_completes_the_paid_increment_costs_nothing(engine, r):
     # 0.10 EUR: exactly the first minute; after 30 s the balance is 0
     await create_account(r, "a1", balance=100_000, identities=(MSISDN,))
-    first = await one(engine, voice("v1", INITIAL, 0, requested=60))
+    first = await one_grant(engine, voice_request("v1", INITIAL, 0, requested=60))
     assert first.granted == 60
-    grant = await one(engine, voice("v1", UPDATE, 1, used=30, requested=60))
+    grant = await one_grant(engine, voice_request("v1", UPDATE, 1, used=30, requested=60))
     # the rest of the paid minute is granted (as the last grant: nothing more is
     # affordable), and reserves no money
     assert (grant.cost, grant.granted, grant.final_unit) == (100_000, 30, True)
     assert (await get_buckets(r, "a1"))["main"]["reserved"] == 0
-    last = await one(engine, voice("v1", TERMINATE, 2, used=30, requested=None))
+    last = await one_grant(engine, voice_request("v1", TERMINATE, 2, used=30, requested=None))
     assert last.cost == 0
     assert await money(r, "a1") == 0
 
@@ -130,12 +95,14 @@ async def test_allowance_units_are_not_counted_money_units_are(engine, r):
     rounding charged 3 blocks)."""
     allowance = bucket("data-1gb", "units", MIB // 2, unit="octets", services=["data"])
     await create_account(r, "a1", balance=10 * EUR, identities=(MSISDN,), buckets=[allowance])
-    await one(engine, data_request("s1", INITIAL, 0, requested=MIB))
+    await one_grant(engine, data_request("s1", INITIAL, 0, requested=MIB))
     costs = []
     for n in (1, 2, 3):
-        costs.append((await one(engine, data_request("s1", UPDATE, n, used=300_000))).cost)
+        costs.append((await one_grant(engine, data_request("s1", UPDATE, n, used=300_000))).cost)
     costs.append(
-        (await one(engine, data_request("s1", TERMINATE, 4, used=300_000, requested=None))).cost
+        (
+            await one_grant(engine, data_request("s1", TERMINATE, 4, used=300_000, requested=None))
+        ).cost
     )
     # report 2 takes the last 224,288 allowance octets and pays the first block with
     # 75,712; reports 3 and 4 stay inside it (675,712 < 1 MiB)
@@ -155,22 +122,24 @@ async def test_a_new_price_starts_its_own_count_as_a_continuation(engine, r, clo
     start = NOW + 13 * 3600 + 59 * 60  # Friday 23:59 Berlin
     midnight = start + 60
     clock.now = start
-    grant = await one(engine, voice("v1", INITIAL, 0, ts=start))
+    grant = await one_grant(engine, voice_request("v1", INITIAL, 0, ts=start))
     assert grant.validity_time == 60  # the rate changes at midnight
     # 40 s at the weekday price: the first minute, 0.10 EUR
     clock.now = start + 40
-    grant = await one(engine, voice("v1", UPDATE, 1, used=40, ts=start + 40))
+    grant = await one_grant(engine, voice_request("v1", UPDATE, 1, used=40, ts=start + 40))
     assert grant.cost == 100_000
     # 20 s more up to midnight: 60 s, inside the paid minute; the weekend price starts
     clock.now = midnight
-    grant = await one(engine, voice("v1", UPDATE, 2, used=20, ts=midnight))
+    grant = await one_grant(engine, voice_request("v1", UPDATE, 2, used=20, ts=midnight))
     assert grant.cost == 0
     # weekend: 30 s + 40 s = 70 s, a continuation: 2 minutes at 0.05 = 0.10 EUR
     clock.now = midnight + 30
-    grant = await one(engine, voice("v1", UPDATE, 3, used=30, ts=midnight + 30))
+    grant = await one_grant(engine, voice_request("v1", UPDATE, 3, used=30, ts=midnight + 30))
     assert grant.cost == 50_000
     clock.now = midnight + 70
-    grant = await one(engine, voice("v1", TERMINATE, 4, used=40, requested=None, ts=midnight + 70))
+    grant = await one_grant(
+        engine, voice_request("v1", TERMINATE, 4, used=40, requested=None, ts=midnight + 70)
+    )
     assert grant.cost == 50_000
     interim, final = await read_records(r, "a1")
     assert (interim["cause"], interim["used"], interim["charged"]) == (
@@ -190,8 +159,10 @@ async def test_a_new_price_starts_its_own_count_as_a_continuation(engine, r, clo
 async def test_each_session_has_its_own_count(engine, r):
     await create_account(r, "a1", balance=10 * EUR, identities=(MSISDN,))
     for session in ("v1", "v2"):
-        await one(engine, voice(session, INITIAL, 0))
-        grant = await one(engine, voice(session, TERMINATE, 1, used=20, requested=None))
+        await one_grant(engine, voice_request(session, INITIAL, 0))
+        grant = await one_grant(
+            engine, voice_request(session, TERMINATE, 1, used=20, requested=None)
+        )
         assert grant.cost == 100_000  # each call pays its first minute
     assert await money(r, "a1") == 10 * EUR - 200_000
 
@@ -213,9 +184,9 @@ async def test_events_and_refunds_are_one_off(engine, r):
             action=action,
         )
 
-    assert (await one(engine, sms("e1", EventAction.DIRECT_DEBITING))).cost == 90_000
-    assert (await one(engine, sms("e2", EventAction.DIRECT_DEBITING))).cost == 90_000
-    assert (await one(engine, sms("e3", EventAction.REFUND_ACCOUNT))).cost == -90_000
+    assert (await one_grant(engine, sms("e1", EventAction.DIRECT_DEBITING))).cost == 90_000
+    assert (await one_grant(engine, sms("e2", EventAction.DIRECT_DEBITING))).cost == 90_000
+    assert (await one_grant(engine, sms("e3", EventAction.REFUND_ACCOUNT))).cost == -90_000
     assert await money(r, "a1") == 1 * EUR - 90_000
 
 
@@ -255,12 +226,12 @@ async def split_scenario(url: str, rate: dict[str, int], plan: list[tuple[int, i
     engine = ChargingEngine(client, lambda: pair, EngineSettings(), clock=Clock(NOW))
     balance = 10**13
     await create_account(client, "acc", balance=balance, plan="p", identities=(MSISDN,))
-    await one(engine, data_request("s", INITIAL, 0, requested=plan[0][1]))
+    await one_grant(engine, data_request("s", INITIAL, 0, requested=plan[0][1]))
     charged = []
     for n, (used, wanted) in enumerate(plan[:-1], start=1):
-        grant = await one(engine, data_request("s", UPDATE, n, used=used, requested=wanted))
+        grant = await one_grant(engine, data_request("s", UPDATE, n, used=used, requested=wanted))
         charged.append(grant.cost)
-    last = await one(engine, data_request("s", TERMINATE, len(plan), used=plan[-1][0]))
+    last = await one_grant(engine, data_request("s", TERMINATE, len(plan), used=plan[-1][0]))
     charged.append(last.cost)
     records = await read_records(client, "acc")
     buckets = await get_buckets(client, "acc")

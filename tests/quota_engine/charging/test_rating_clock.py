@@ -37,7 +37,6 @@ from tests.quota_engine.conftest import (
     MSISDN,
     NOW,
     TERMINATE,
-    VOICE_CTX,
     Clock,
     bucket,
     create_account,
@@ -47,6 +46,7 @@ from tests.quota_engine.conftest import (
     money,
     one_grant,
     tiered_data_catalog,
+    voice_request,
 )
 
 MONDAY = 1741561200  # 2025-03-10 00:00 CET: the weekday band starts
@@ -88,16 +88,8 @@ def voice(
     requested: int | None = None,
     used: int = 0,
 ) -> ChargingRequest:
-    return ChargingRequest(
-        session_id=session,
-        request_type=kind,
-        request_number=number,
-        identities=[MSISDN],
-        service_context=VOICE_CTX,
-        services=[ServiceUsage(rating_group=100, requested=requested, used=used)],
-        timestamp=stamp,
-        peer="ims.example",
-        destination="4930123456",
+    return voice_request(
+        session, kind, number, used=used, requested=requested, ts=stamp, peer="ims.example"
     )
 
 
