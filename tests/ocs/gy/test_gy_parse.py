@@ -4,6 +4,7 @@ python-diameter (the independent reference) encoded."""
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import pytest
 from diameter.message import Message
@@ -68,6 +69,12 @@ def decode(message) -> raw_codec.Message:
 
 def parse(message):
     return parse_ccr(CODEC, decode(message), NOW)
+
+
+def first_service(**ccr_fields: Any) -> ServiceUsage:
+    """The first service of a CCR built by ``m.ccr(**ccr_fields)``, parsed."""
+    services: list[ServiceUsage] = parse(m.ccr(**ccr_fields)).request.services
+    return services[0]
 
 
 def parse_error(message) -> DiameterError:
@@ -247,110 +254,96 @@ def test_requested_service_unit_absent_empty_and_with_amounts():
 
 
 def test_data_usage_sums_total_or_input_plus_output_and_ignores_time():
-    service = parse(
-        m.ccr(
-            request_type=m.UPDATE,
-            services=[
-                m.mscc(
-                    10,
-                    used=[
-                        m.usu(octets=1000),
-                        m.usu(input_octets=300, output_octets=200),
-                        m.usu(seconds=60),
-                    ],
-                )
-            ],
-        )
-    ).request.services[0]
+    service = first_service(
+        request_type=m.UPDATE,
+        services=[
+            m.mscc(
+                10,
+                used=[
+                    m.usu(octets=1000),
+                    m.usu(input_octets=300, output_octets=200),
+                    m.usu(seconds=60),
+                ],
+            )
+        ],
+    )
     assert service.used == 1500
 
 
 def test_voice_usage_is_cc_time():
-    service = parse(
-        m.ccr(
-            context=m.VOICE,
-            request_type=m.UPDATE,
-            services=[m.mscc(100, used=[m.usu(seconds=61), m.usu(octets=999), m.usu(seconds=4)])],
-        )
-    ).request.services[0]
+    service = first_service(
+        context=m.VOICE,
+        request_type=m.UPDATE,
+        services=[m.mscc(100, used=[m.usu(seconds=61), m.usu(octets=999), m.usu(seconds=4)])],
+    )
     assert service.used == 65
 
 
 def test_voice_requested_is_cc_time():
-    service = parse(
-        m.ccr(context=m.VOICE, services=[m.mscc(100, requested=m.rsu(seconds=120, octets=7))])
-    ).request.services[0]
+    service = first_service(
+        context=m.VOICE, services=[m.mscc(100, requested=m.rsu(seconds=120, octets=7))]
+    )
     assert service.requested == 120
 
 
 def test_sms_usage_is_service_specific_units_or_one_per_report():
-    service = parse(
-        m.ccr(
-            context=m.SMS,
-            request_type=m.UPDATE,
-            services=[m.mscc(200, used=[m.usu(events=2), m.usu()])],
-        )
-    ).request.services[0]
+    service = first_service(
+        context=m.SMS,
+        request_type=m.UPDATE,
+        services=[m.mscc(200, used=[m.usu(events=2), m.usu()])],
+    )
     assert service.used == 3
 
 
 def test_unknown_context_takes_the_first_unit_present():
-    service = parse(
-        m.ccr(
-            context="video@operator.example",
-            request_type=m.UPDATE,
-            services=[m.mscc(1, requested=m.rsu(seconds=30), used=[m.usu(seconds=20)])],
-        )
-    ).request.services[0]
+    service = first_service(
+        context="video@operator.example",
+        request_type=m.UPDATE,
+        services=[m.mscc(1, requested=m.rsu(seconds=30), used=[m.usu(seconds=20)])],
+    )
     assert (service.requested, service.used) == (30, 20)
 
 
 def test_reporting_reason_final_at_mscc_level():
-    service = parse(
-        m.ccr(
-            request_type=m.UPDATE,
-            services=[
-                m.mscc(10, used=[m.usu(octets=5)], reporting_reason=E_3GPP_REPORTING_REASON_FINAL)
-            ],
-        )
-    ).request.services[0]
+    service = first_service(
+        request_type=m.UPDATE,
+        services=[
+            m.mscc(10, used=[m.usu(octets=5)], reporting_reason=E_3GPP_REPORTING_REASON_FINAL)
+        ],
+    )
     assert service.final and service.reporting_reason == E_3GPP_REPORTING_REASON_FINAL
 
 
 def test_reporting_reason_final_at_usu_level():
-    service = parse(
-        m.ccr(
-            request_type=m.UPDATE,
-            services=[
-                m.mscc(
-                    10,
-                    used=[
-                        m.usu(octets=5, reason=E_3GPP_REPORTING_REASON_THRESHOLD),
-                        m.usu(octets=7, reason=E_3GPP_REPORTING_REASON_FINAL),
-                    ],
-                )
-            ],
-        )
-    ).request.services[0]
+    service = first_service(
+        request_type=m.UPDATE,
+        services=[
+            m.mscc(
+                10,
+                used=[
+                    m.usu(octets=5, reason=E_3GPP_REPORTING_REASON_THRESHOLD),
+                    m.usu(octets=7, reason=E_3GPP_REPORTING_REASON_FINAL),
+                ],
+            )
+        ],
+    )
     assert service.final
     assert service.reporting_reason == E_3GPP_REPORTING_REASON_THRESHOLD
     assert service.used == 12
 
 
 def test_other_reporting_reasons_are_not_final():
-    service = parse(
-        m.ccr(
-            request_type=m.UPDATE,
-            services=[
-                m.mscc(
-                    10,
-                    requested=m.rsu(),
-                    used=[m.usu(octets=5)],
-                    reporting_reason=E_3GPP_REPORTING_REASON_QUOTA_EXHAUSTED,
-                )
-            ],
-        )
-    ).request.services[0]
+    service = first_service(
+        request_type=m.UPDATE,
+        services=[
+            m.mscc(
+                10,
+                requested=m.rsu(),
+                used=[m.usu(octets=5)],
+                reporting_reason=E_3GPP_REPORTING_REASON_QUOTA_EXHAUSTED,
+            )
+        ],
+    )
     assert not service.final
     assert service.reporting_reason == E_3GPP_REPORTING_REASON_QUOTA_EXHAUSTED
 
