@@ -21,9 +21,16 @@ from quota_engine.charging.rating import Rater
 from quota_engine.model import ChargingRequest, Outcome, RequestType
 from quota_engine.store import keys
 from tests.quota_engine.catalogs import MIB, base_catalog, per_mib
-from tests.quota_engine.conftest import EUR, NOW, create_account, data_request, money
+from tests.quota_engine.conftest import (
+    EUR,
+    INITIAL,
+    NOW,
+    TERMINATE,
+    create_account,
+    data_request,
+    money,
+)
 
-INITIAL, TERMINATE = RequestType.INITIAL, RequestType.TERMINATE
 MSISDN = "msisdn:491700000009"
 CHEAP = 100_000  # 0.10 EUR per MiB
 

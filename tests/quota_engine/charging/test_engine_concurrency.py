@@ -9,11 +9,19 @@ import random
 import redis.asyncio as aioredis
 
 from quota_engine.charging.engine import ChargingEngine
-from quota_engine.model import Outcome, RequestType
+from quota_engine.model import Outcome
 from quota_engine.store.records import read_records
-from tests.quota_engine.conftest import EUR, MIB, create_account, data_request, get_buckets
+from tests.quota_engine.conftest import (
+    EUR,
+    INITIAL,
+    MIB,
+    TERMINATE,
+    UPDATE,
+    create_account,
+    data_request,
+    get_buckets,
+)
 
-INITIAL, UPDATE, TERMINATE = RequestType.INITIAL, RequestType.UPDATE, RequestType.TERMINATE
 SESSIONS = 200
 INITIAL_BALANCE = 37 * EUR + 123_456  # far less than 200 sessions want
 

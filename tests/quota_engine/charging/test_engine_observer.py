@@ -9,13 +9,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from quota_engine.charging.engine import ChargingBatchError, ChargingEngine
 from quota_engine.charging.observer import NO_OBSERVER, EngineObserver
 from quota_engine.charging.periods import bill_period
-from quota_engine.model import RequestType
 from quota_engine.store import keys
 from quota_engine.store.redis_link import RedisAddress, RedisLink
 from tests.quota_engine.charging.test_account_cache import MSISDN, catalog_pair, request
-from tests.quota_engine.conftest import EUR, NOW, create_account, data_request
-
-INITIAL, TERMINATE = RequestType.INITIAL, RequestType.TERMINATE
+from tests.quota_engine.conftest import EUR, INITIAL, NOW, TERMINATE, create_account, data_request
 
 
 class Recorder:

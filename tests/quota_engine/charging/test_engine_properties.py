@@ -20,12 +20,20 @@ from hypothesis import strategies as st
 from quota_engine.catalog import load_catalog
 from quota_engine.charging.engine import ChargingEngine, EngineSettings
 from quota_engine.charging.rating import Rater
-from quota_engine.model import ChargingRequest, Outcome, RequestType, ServiceUsage
+from quota_engine.model import ChargingRequest, Outcome, ServiceUsage
 from quota_engine.store import keys
 from quota_engine.store.records import read_records
-from tests.quota_engine.conftest import DATA_CTX, NOW, Clock, bucket, create_account
+from tests.quota_engine.conftest import (
+    DATA_CTX,
+    INITIAL,
+    NOW,
+    TERMINATE,
+    UPDATE,
+    Clock,
+    bucket,
+    create_account,
+)
 
-INITIAL, UPDATE, TERMINATE = RequestType.INITIAL, RequestType.UPDATE, RequestType.TERMINATE
 RGS = (10, 20)
 
 

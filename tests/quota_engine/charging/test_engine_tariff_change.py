@@ -16,22 +16,25 @@ import redis.asyncio as aioredis
 from quota_engine.catalog import Catalog, load_catalog
 from quota_engine.charging.engine import ChargingEngine, EngineSettings
 from quota_engine.charging.rating import Rater
-from quota_engine.model import ChargingRequest, Outcome, RequestType, ServiceGrant, ServiceUsage
+from quota_engine.model import ChargingRequest, RequestType, ServiceGrant, ServiceUsage
 from quota_engine.store.records import read_records
 from tests.quota_engine.conftest import (
     DATA_CTX,
     EUR,
+    INITIAL,
     MIB,
+    MSISDN,
     NOW,
+    TERMINATE,
+    UPDATE,
     VOICE_CTX,
     Clock,
     create_account,
     get_buckets,
     money,
+    one_grant,
 )
 
-INITIAL, UPDATE, TERMINATE = RequestType.INITIAL, RequestType.UPDATE, RequestType.TERMINATE
-MSISDN = "msisdn:491700000001"
 EVENING = NOW + 11 * 3600  # Friday 2025-03-07 20:00 UTC: peak -> off-peak
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
@@ -132,10 +135,7 @@ def data(kind: RequestType, number: int, at: int, **kw: Any) -> ChargingRequest:
 
 async def one(engine: ChargingEngine, clock: Clock, req: ChargingRequest) -> ServiceGrant:
     clock.now = req.timestamp  # the client's clock is right: rated at its timestamp
-    [result] = await engine.charge([req])
-    assert result.outcome is Outcome.OK, result
-    [grant] = result.services
-    return grant
+    return await one_grant(engine, req)
 
 
 async def test_a_grant_that_spans_a_rate_change_carries_its_instant(

@@ -3,13 +3,21 @@ numbers compare as 32-bit serial numbers (RFC 1982), so they may wrap."""
 
 from __future__ import annotations
 
-from quota_engine.model import Outcome, RequestType
+from quota_engine.model import Outcome
 from quota_engine.store import keys
 from quota_engine.store.records import read_records
-from tests.quota_engine.conftest import EUR, MIB, create_account, data_request, money
+from tests.quota_engine.conftest import (
+    EUR,
+    INITIAL,
+    MIB,
+    MSISDN,
+    TERMINATE,
+    UPDATE,
+    create_account,
+    data_request,
+    money,
+)
 
-INITIAL, UPDATE, TERMINATE = RequestType.INITIAL, RequestType.UPDATE, RequestType.TERMINATE
-MSISDN = "msisdn:491700000001"
 LAST = 2**32 - 1
 
 

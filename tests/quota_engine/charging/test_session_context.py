@@ -22,8 +22,12 @@ from quota_engine.store import keys
 from quota_engine.store.records import read_records
 from tests.quota_engine.conftest import (
     EUR,
+    INITIAL,
     MIB,
+    MSISDN,
     NOW,
+    TERMINATE,
+    UPDATE,
     VOICE_CTX,
     Clock,
     create_account,
@@ -31,8 +35,6 @@ from tests.quota_engine.conftest import (
     money,
 )
 
-INITIAL, UPDATE, TERMINATE = RequestType.INITIAL, RequestType.UPDATE, RequestType.TERMINATE
-MSISDN = "msisdn:491700000001"
 WORLD = "310260"  # a US network: zone "world"
 EU = "20801"  # a French network: zone "eu"
 NATIONAL = "4930123456"

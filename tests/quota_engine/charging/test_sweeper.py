@@ -10,20 +10,21 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from quota_engine.charging.sweeper import Sweeper, settle_account, sweep_expired
-from quota_engine.model import Outcome, RequestType
+from quota_engine.model import Outcome
 from quota_engine.store import keys
 from quota_engine.store.records import read_records
 from tests.quota_engine.conftest import (
     EUR,
+    INITIAL,
     MIB,
     NOW,
+    UPDATE,
     Clock,
     create_account,
     data_request,
     get_buckets,
 )
 
-INITIAL, UPDATE = RequestType.INITIAL, RequestType.UPDATE
 DEADLINE = NOW + 100 + 1800 + 60  # last request at NOW + 100, validity 1800, grace 60
 
 

@@ -11,12 +11,20 @@ import logging
 import pytest
 
 from quota_engine.charging.engine import ChargingEngine, EngineSettings
-from quota_engine.model import ChargingRequest, Outcome, RequestType, ServiceUsage
+from quota_engine.model import ChargingRequest, Outcome, ServiceUsage
 from quota_engine.store.records import read_records
-from tests.quota_engine.conftest import EUR, MIB, create_account, data_request, money
+from tests.quota_engine.conftest import (
+    EUR,
+    INITIAL,
+    MIB,
+    MSISDN,
+    TERMINATE,
+    UPDATE,
+    create_account,
+    data_request,
+    money,
+)
 
-INITIAL, UPDATE, TERMINATE = RequestType.INITIAL, RequestType.UPDATE, RequestType.TERMINATE
-MSISDN = "msisdn:491700000001"
 EXACT = 2**53 - 1
 
 

@@ -13,15 +13,24 @@ import pytest
 
 from quota_engine.accounts.balance_actions import BalanceActions
 from quota_engine.charging.engine import ChargingEngine, EngineSettings
-from quota_engine.model import Outcome, RequestType
+from quota_engine.model import Outcome
 from quota_engine.store import keys
 from quota_engine.store.accounts import AccountStore
 from quota_engine.store.migration import migrate
 from quota_engine.store.records import read_records
 from quota_engine.store.schema import SchemaError, ensure_schema, read_schema
-from tests.quota_engine.conftest import EUR, MIB, NOW, Clock, create_account, data_request
+from tests.quota_engine.conftest import (
+    EUR,
+    INITIAL,
+    MIB,
+    NOW,
+    TERMINATE,
+    UPDATE,
+    Clock,
+    create_account,
+    data_request,
+)
 
-INITIAL, UPDATE, TERMINATE = RequestType.INITIAL, RequestType.UPDATE, RequestType.TERMINATE
 DEADLINE_S2 = NOW + 1800 + 60  # opened at NOW: validity 1800, grace 60
 
 

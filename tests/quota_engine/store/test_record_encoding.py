@@ -11,12 +11,18 @@ import msgpack
 import redis.asyncio as aioredis
 
 from quota_engine.charging.engine import ChargingEngine
-from quota_engine.model import ChargingRequest, RequestType
+from quota_engine.model import ChargingRequest
 from quota_engine.store import keys
-from tests.quota_engine.conftest import EUR, MIB, NOW, create_account, data_request
-
-INITIAL, UPDATE, TERMINATE = RequestType.INITIAL, RequestType.UPDATE, RequestType.TERMINATE
-MSISDN = "msisdn:491700000001"
+from tests.quota_engine.conftest import (
+    EUR,
+    INITIAL,
+    MIB,
+    MSISDN,
+    NOW,
+    TERMINATE,
+    create_account,
+    data_request,
+)
 
 
 async def raw_records(r: aioredis.Redis, account: str = "a1") -> list[dict[str, Any]]:
