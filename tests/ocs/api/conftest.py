@@ -7,21 +7,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
 from ocs.api.app import create_app
 from ocs.config import ApiToken, Settings
+from ocs.embedded_redis import EmbeddedRedis
 from ocs.metrics import Metrics
 from quota_engine.catalog import load_catalog
 from quota_engine.charging.engine import ChargingEngine, EngineSettings
 from quota_engine.charging.rating import Rater
 from quota_engine.store import keys
 from quota_engine.store.catalogs import CatalogStore, demo_catalog_document
+from tests.ocs.api.live import LiveServer
 
 ADMIN_TOKEN = "admin-token-0123456789abcdef"
 VIEWER_TOKEN = "viewer-token-0123456789abcdef"
@@ -105,6 +108,18 @@ class Http:
             {"amount": amount, **body},
             headers={"Idempotency-Key": key},
         )
+
+
+@pytest.fixture(scope="module")
+def live(redis_server: EmbeddedRedis) -> Iterator[LiveServer]:
+    """The API in a thread of its own on an emptied redis-server, one per test module
+    (for clients that speak HTTP over TCP: the CLI, curl, schemathesis)."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    server = LiveServer(redis_server.url, SETTINGS).start()
+    yield server
+    server.stop()
 
 
 async def healthy() -> dict[str, bool]:

@@ -6,23 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import redis
 
 from ocs.cli import main
 from quota_engine.catalog import DEMO_CATALOG_PATH
 from tests.helpers import get_free_port
-from tests.ocs.api.conftest import ADMIN_TOKEN, SETTINGS, VIEWER_TOKEN
-from tests.ocs.api.live import LiveServer
-
-
-@pytest.fixture(scope="module")
-def live(redis_server):
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
-    server = LiveServer(redis_server.url, SETTINGS).start()
-    yield server
-    server.stop()
+from tests.ocs.api.conftest import ADMIN_TOKEN, VIEWER_TOKEN
 
 
 @pytest.fixture

@@ -23,13 +23,9 @@ import shlex
 import urllib.error
 import urllib.request
 
-import pytest
-import redis
-
 from ocs.cli import main
 from tests.helpers import ROOT
-from tests.ocs.api.conftest import ADMIN_TOKEN, SETTINGS, VIEWER_TOKEN
-from tests.ocs.api.live import LiveServer
+from tests.ocs.api.conftest import ADMIN_TOKEN, VIEWER_TOKEN
 
 DOC = ROOT / "docs" / "api.md"
 _BLOCK = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
@@ -108,16 +104,6 @@ def curl(argv: list[str], heredoc: str | None) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
-
-
-@pytest.fixture(scope="module")
-def live(redis_server):
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
-    server = LiveServer(redis_server.url, SETTINGS).start()
-    yield server
-    server.stop()
 
 
 def test_the_walk_through_runs(live, monkeypatch, capsys):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -21,8 +20,7 @@ from redis.exceptions import (
 
 from ocs.api.context import API_KEY
 from ocs.api.errors import describe
-from tests.ocs.api.conftest import ADMIN_TOKEN, SETTINGS
-from tests.ocs.api.live import LiveServer
+from tests.ocs.api.conftest import ADMIN_TOKEN
 
 
 def errors_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -225,16 +223,6 @@ async def test_client_mistakes_log_one_warning_and_server_faults_an_error(http, 
 
 
 # ---------------------------------------------------------------- too long for the server (TCP)
-
-
-@pytest.fixture(scope="module")
-def live(redis_server) -> Iterator[LiveServer]:
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
-    server = LiveServer(redis_server.url, SETTINGS).start()
-    yield server
-    server.stop()
 
 
 def raw_request(port: int, request: bytes) -> tuple[int, bytes, bytes]:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
-import redis
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
@@ -22,20 +20,9 @@ from schemathesis.config import SchemathesisConfig
 
 from ocs.api.openapi import document
 from ocs.api.routes import ROUTES
-from tests.ocs.api.conftest import ADMIN_TOKEN, SETTINGS, bearer
-from tests.ocs.api.live import LiveServer
+from tests.ocs.api.conftest import ADMIN_TOKEN, bearer
 
 AUTH = bearer(ADMIN_TOKEN)
-
-
-@pytest.fixture(scope="module")
-def live(redis_server):
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
-    server = LiveServer(redis_server.url, SETTINGS).start()
-    yield server
-    server.stop()
 
 
 def aiohttp_routes(app) -> set[tuple[str, str]]:
