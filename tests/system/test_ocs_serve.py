@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.helpers import ROOT, get_free_port
+from tests.helpers import ROOT, get_free_port, stop_process
 from tests.protocol import reference_peer as ref
 from tests.protocol.reference_peer import ReferencePeer
 
@@ -52,13 +52,7 @@ def ocs_process(tmp_path):
         if line.startswith("HTTP listening"):
             break
     yield process, diameter_port, http_port, lines, tmp_path
-    if process.poll() is None:  # SIGTERM so that its embedded Redis is stopped too
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_process(process)
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:

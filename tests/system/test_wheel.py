@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.charging import messages as m
-from tests.helpers import ROOT, get_free_port
+from tests.helpers import ROOT, get_free_port, stop_process
 from tests.protocol.reference_peer import ReferencePeer
 
 pytestmark = pytest.mark.system
@@ -194,13 +194,7 @@ def served(installed: InstalledWheel) -> Iterator[tuple[subprocess.Popen[str], i
         if not line:
             raise AssertionError(f"ocs serve exited early: {process.stderr.read()}")
     yield process, diameter_port
-    if process.poll() is None:  # SIGTERM so that its embedded Redis is stopped too
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_process(process)
     print(process.stderr.read())  # its log, shown when the test failed
 
 

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from ocs.cli import main
-from tests.helpers import ROOT, get_free_port
+from tests.helpers import ROOT, get_free_port, stop_process
 from tests.ocs.api.conftest import ADMIN_TOKEN, VIEWER_TOKEN, digest
 
 pytestmark = pytest.mark.system
@@ -47,13 +47,7 @@ def serve(tmp_path):
         if line.startswith("HTTP listening"):
             break
     yield process, f"http://127.0.0.1:{http_port}"
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_process(process)
 
 
 def get(url: str, token: str | None) -> tuple[int, object]:
