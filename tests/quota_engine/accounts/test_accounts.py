@@ -43,13 +43,6 @@ return b['reserved']
 
 
 @pytest.fixture
-async def r(redis_url):
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 async def store(r):
     catalogs = CatalogStore(r)
     await catalogs.activate(await catalogs.save(demo_catalog_document()))

@@ -8,7 +8,6 @@ import tomllib
 
 import msgpack
 import pytest
-import redis.asyncio as aioredis
 
 from quota_engine.accounts.model import Bucket
 from quota_engine.accounts.provisioning import (
@@ -28,13 +27,6 @@ from tests.quota_engine.catalogs import base_catalog
 
 NOW = 1_741_338_000
 DAY = 86_400
-
-
-@pytest.fixture
-async def r(redis_url):
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def snapshot(r) -> dict[bytes, bytes]:

@@ -7,7 +7,6 @@ import json
 from datetime import date
 
 import pytest
-import redis.asyncio as aioredis
 
 from quota_engine.catalog import CatalogError, load_demo_catalog
 from quota_engine.store import keys
@@ -19,13 +18,6 @@ from quota_engine.store.catalogs import (
     json_ready,
 )
 from tests.quota_engine.catalogs import base_catalog
-
-
-@pytest.fixture
-async def r(redis_url):
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
