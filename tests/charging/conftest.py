@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import dataclasses
 from dataclasses import dataclass
 
 import pytest
@@ -34,6 +33,7 @@ from quota_engine.charging.settings import MAX_TIMESTAMP_TOLERANCE
 from quota_engine.store.accounts import AccountStore
 from quota_engine.store.catalogs import demo_catalog_document
 from tests.charging import messages as m
+from tests.helpers import node_settings
 from tests.protocol.reference_peer import ReferencePeer
 
 REDIRECT_ADDRESS = "http://topup.operator.example/"
@@ -180,18 +180,10 @@ class NetworkElement:
         await self.peer.close()
 
 
-TEST_SETTINGS = dict(
-    diameter_host="127.0.0.1",
-    diameter_port=0,
-    diameter_origin_host="ocs.test.net",
-    diameter_origin_realm="test.net",
-)
-
-
 @pytest.fixture
 def ocs_settings() -> Settings:
     """The node's settings; a test module may override this fixture (e.g. [numbering])."""
-    return dataclasses.replace(Settings(), **TEST_SETTINGS)
+    return node_settings()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ international 0.29 EUR.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 
 import pytest
@@ -19,7 +18,8 @@ from ocs.config import Settings
 from quota_engine.catalog import Catalog, load_catalog
 from quota_engine.store.catalogs import demo_catalog_document
 from tests.charging import messages as m
-from tests.charging.conftest import EUR, TEST_SETTINGS, charging_catalog
+from tests.charging.conftest import EUR, charging_catalog
+from tests.helpers import node_settings
 
 WEDNESDAY = datetime.datetime(2025, 3, 5, 10, 0, tzinfo=datetime.UTC)
 MSISDN = "msisdn:491700000001"
@@ -34,7 +34,7 @@ GERMANY = {
 def ocs_settings(request) -> Settings:
     """The German numbering plan, unless a test asks for other settings (indirect)."""
     fields = getattr(request, "param", GERMANY)
-    return dataclasses.replace(Settings(), **TEST_SETTINGS, **fields)
+    return node_settings(**fields)
 
 
 def rejecting_catalog() -> Catalog:

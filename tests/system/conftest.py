@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 import pytest
 
-from ocs.config import Settings
 from ocs.metrics import Metrics
 from ocs.service import build_node
 from protocol.server import DiameterServer
+from tests.helpers import node_settings
 
 
 class CountingApplication:
@@ -34,21 +33,13 @@ class CountingApplication:
         return await self.inner.handle(requests, peer)
 
 
-TEST_SETTINGS = dict(
-    diameter_host="127.0.0.1",
-    diameter_port=0,
-    diameter_origin_host="ocs.test.net",
-    diameter_origin_realm="test.net",
-)
-
-
 @pytest.fixture
 async def start_server():
     """Factory: ``await start_server(**settings)`` -> a started DiameterServer."""
     servers: list[DiameterServer] = []
 
     async def start(application_delay: float = 0.0, **overrides) -> DiameterServer:
-        settings = dataclasses.replace(Settings(), **{**TEST_SETTINGS, **overrides})
+        settings = node_settings(**overrides)
         metrics = Metrics()
         node = build_node(settings, metrics)
         node.application = CountingApplication(node.application, application_delay)

@@ -9,7 +9,6 @@ must still be served afterwards.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import socket
 import threading
 
@@ -26,11 +25,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cext.codec import Message as RawMessage
-from ocs.config import Settings
 from ocs.metrics import Metrics
 from ocs.service import build_node
 from protocol.messages import Answer, Codec
 from protocol.server import DiameterServer
+from tests.helpers import node_settings
 from tests.protocol import reference_peer as ref
 from tests.protocol.reference_peer import ReferencePeer
 
@@ -39,15 +38,7 @@ class ThreadedServer:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        settings = dataclasses.replace(
-            Settings(),
-            diameter_host="127.0.0.1",
-            diameter_port=0,
-            diameter_origin_host="ocs.test.net",
-            diameter_origin_realm="test.net",
-            diameter_max_message_size=8192,
-            diameter_cer_timeout=2.0,
-        )
+        settings = node_settings(diameter_max_message_size=8192, diameter_cer_timeout=2.0)
         self.server: DiameterServer | None = None
         self.settings = settings
 
@@ -259,13 +250,7 @@ class EchoApplication:
 
 
 async def test_a_bug_met_by_one_message_of_a_read_fails_that_message_alone():
-    settings = dataclasses.replace(
-        Settings(),
-        diameter_host="127.0.0.1",
-        diameter_port=0,
-        diameter_origin_host="ocs.test.net",
-        diameter_origin_realm="test.net",
-    )
+    settings = node_settings()
     node = build_node(settings, Metrics(), lambda codec: EchoApplication())
     node.codec = ExplodingCodec(node.codec.identity)
     server = DiameterServer(node, "127.0.0.1", 0)

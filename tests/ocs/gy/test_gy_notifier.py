@@ -4,7 +4,6 @@ peer; the sessions come from a stand-in for the engine's ``sessions_of``."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 
 import pytest
@@ -15,13 +14,13 @@ from diameter.message.constants import (
     E_RE_AUTH_REQUEST_TYPE_AUTHORIZE_ONLY,
 )
 
-from ocs.config import Settings
 from ocs.gy.notifier import ASR, RAR, Notifier, has_final_unit
 from ocs.gy.peer_routes import Routes
 from ocs.metrics import Metrics
 from ocs.service import build_node
 from protocol.server import DiameterServer
 from quota_engine.store import keys
+from tests.helpers import node_settings
 from tests.protocol.reference_peer import ReferencePeer
 
 
@@ -52,13 +51,7 @@ def session(session_id: str, peer: str = "pgw.test.net", final_unit: bool = Fals
 
 @pytest.fixture
 async def server():
-    settings = dataclasses.replace(
-        Settings(),
-        diameter_host="127.0.0.1",
-        diameter_port=0,
-        diameter_origin_host="ocs.test.net",
-        diameter_origin_realm="test.net",
-    )
+    settings = node_settings()
     server = DiameterServer(build_node(settings, Metrics()), "127.0.0.1", 0)
     await server.start()
     yield server
