@@ -11,6 +11,7 @@ import logging
 import pytest
 
 from quota_engine.charging.engine import ChargingEngine, EngineSettings
+from quota_engine.charging.observer import NoObserver
 from quota_engine.model import ChargingRequest, Outcome, ServiceUsage
 from quota_engine.store.records import read_records
 from tests.quota_engine.conftest import (
@@ -28,21 +29,11 @@ from tests.quota_engine.conftest import (
 EXACT = 2**53 - 1
 
 
-class Counting:
+class Counting(NoObserver):
+    """Counts the capped reports; observes nothing else."""
+
     def __init__(self) -> None:
         self.capped = 0
-
-    def charge_batch(self, requests: int) -> None:
-        pass
-
-    def cache_lookups(self, cache: str, hits: int, misses: int) -> None:
-        pass
-
-    def stale_requests(self, requests: int) -> None:
-        pass
-
-    def failed_requests(self, requests: int) -> None:
-        pass
 
     def capped_reports(self, reports: int) -> None:
         self.capped += reports
