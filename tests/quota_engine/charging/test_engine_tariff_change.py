@@ -179,30 +179,27 @@ async def test_a_late_voice_report_pays_each_band_its_share(
     )
 
 
-async def test_the_clients_split_of_a_voice_report_wins_over_the_clock(
-    band_engine: ChargingEngine, clock: Clock
+@pytest.mark.parametrize(
+    ("before", "after", "cost"),
+    [
+        # 170 s reported at 20:00:50, the client says 50 s before and 120 s after the
+        # change: 1 min at peak (0.60 EUR) + 2 min off-peak (0.60 EUR). (By the clock:
+        # 1.50 EUR; all at peak: 1.80 EUR.)
+        pytest.param(50, 120, 1_200_000, id="the-clients-split-wins-over-the-clock"),
+        # 100 s before, 20 s after and 50 s indeterminate, reported at 20:00:50: of the
+        # 50 s after the change 20 are the client's, so 30 of the indeterminate are after
+        # it. 100 + 20 = 120 s at peak (1.20 EUR), 20 + 30 = 50 s off-peak (0.30 EUR)
+        pytest.param(100, 20, 1_500_000, id="an-indeterminate-part-is-split-by-the-clock"),
+    ],
+)
+async def test_a_voice_report_is_split_by_the_client_then_by_the_clock(
+    band_engine: ChargingEngine, clock: Clock, before: int, after: int, cost: int
 ) -> None:
     await one(band_engine, clock, voice(INITIAL, 0, EVENING - 120))
-    # 170 s reported at 20:00:50, the client says 50 s before and 120 s after the
-    # change: 1 min at peak (0.60 EUR) + 2 min off-peak (0.60 EUR). (By the clock:
-    # 1.50 EUR; all at peak: 1.80 EUR.)
     grant = await one(
-        band_engine, clock, voice(UPDATE, 1, EVENING + 50, used=170, before=50, after=120)
+        band_engine, clock, voice(UPDATE, 1, EVENING + 50, used=170, before=before, after=after)
     )
-    assert grant.cost == 1_200_000
-
-
-async def test_an_indeterminate_voice_report_is_split_by_the_clock(
-    band_engine: ChargingEngine, clock: Clock
-) -> None:
-    await one(band_engine, clock, voice(INITIAL, 0, EVENING - 120))
-    # 100 s before, 20 s after and 50 s indeterminate, reported at 20:00:50: of the 50
-    # s after the change 20 are the client's, so 30 of the indeterminate are after it.
-    # 100 + 20 = 120 s at peak (1.20 EUR), 20 + 30 = 50 s off-peak (0.30 EUR)
-    grant = await one(
-        band_engine, clock, voice(UPDATE, 1, EVENING + 50, used=170, before=100, after=20)
-    )
-    assert grant.cost == 1_500_000
+    assert grant.cost == cost
 
 
 async def test_a_report_made_at_the_change_is_all_before_it(
