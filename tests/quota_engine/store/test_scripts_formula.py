@@ -44,14 +44,19 @@ def sync_client(request):
     client.close()
 
 
-def evaluate(client: redis.Redis, cases: list[list[int]]) -> list[list[int]]:
+def run_cases(client: redis.Redis, script: LuaScript, cases: list[list[int]]) -> list[list[int]]:
+    """The test ``script``'s answers to ``cases`` (msgpack both ways; loaded if absent)."""
     packed = msgpack.packb(cases)
     try:
-        raw = client.evalsha(FORMULA.sha, 0, packed)
+        raw = client.evalsha(script.sha, 0, packed)
     except redis.exceptions.NoScriptError:
-        client.script_load(FORMULA.source)
-        raw = client.evalsha(FORMULA.sha, 0, packed)
+        client.script_load(script.source)
+        raw = client.evalsha(script.sha, 0, packed)
     return msgpack.unpackb(raw)
+
+
+def evaluate(client: redis.Redis, cases: list[list[int]]) -> list[list[int]]:
+    return run_cases(client, FORMULA, cases)
 
 
 @st.composite
@@ -158,13 +163,7 @@ return cmsgpack.pack(out)
 
 
 def evaluate_cumulative(client: redis.Redis, cases: list[list[int]]) -> list[list[int]]:
-    packed = msgpack.packb(cases)
-    try:
-        raw = client.evalsha(CUMULATIVE.sha, 0, packed)
-    except redis.exceptions.NoScriptError:
-        client.script_load(CUMULATIVE.source)
-        raw = client.evalsha(CUMULATIVE.sha, 0, packed)
-    return msgpack.unpackb(raw)
+    return run_cases(client, CUMULATIVE, cases)
 
 
 @st.composite
