@@ -99,16 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the OCS",
         description="Run the OCS. Precedence: flags > OCS_* environment > config file > defaults.",
     )
-    _add_config_option(serve)
-    for spec in SPECS:
-        if spec.flag is None:
-            continue
-        serve.add_argument(
-            spec.flag,
-            dest=spec.name,
-            metavar=_METAVARS.get(spec.kind, spec.key.split("_")[-1].upper()),
-            help=_flag_help(spec),
-        )
+    _add_setting_flags(serve)
+    export = commands.add_parser(
+        "export",
+        help="export rated records from Redis to segment files (a service)",
+        description="Export the rated records of the partition streams to segment files in "
+        "records.directory until SIGTERM (docs/records.md, Export). Several exporters share "
+        "the partitions. Same settings and precedence as serve.",
+    )
+    _add_setting_flags(export)
 
     check = commands.add_parser(
         "check-config",
@@ -294,19 +293,41 @@ def _add_redis_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(spec.flag, dest=name, metavar=spec.key.upper(), help=_flag_help(spec))
 
 
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """``--config`` and a flag for each setting that has one (serve, export)."""
+    _add_config_option(parser)
+    for spec in SPECS:
+        if spec.flag is None:
+            continue
+        parser.add_argument(
+            spec.flag,
+            dest=spec.name,
+            metavar=_METAVARS.get(spec.kind, spec.key.split("_")[-1].upper()),
+            help=_flag_help(spec),
+        )
+
+
 def _serve(args: argparse.Namespace, env: Mapping[str, str], runner: Runner | None) -> int:
+    """``ocs serve`` and ``ocs export``: load the settings, configure logging, run."""
+    command = args.command
     config_file = args.config or env.get(CONFIG_ENV) or None
     overrides = {spec.name: getattr(args, spec.name) for spec in SPECS if spec.flag is not None}
     try:
         settings = load_settings(config_file, env, overrides)
     except ConfigError as exc:
-        print(f"ocs serve: invalid configuration ({len(exc.errors)} problems):", file=sys.stderr)
+        print(
+            f"ocs {command}: invalid configuration ({len(exc.errors)} problems):", file=sys.stderr
+        )
         for problem in exc.errors:
             print(f"  {problem}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
     log_event(_log, "config_loaded", config_file=config_file, settings=settings.redacted())
-    if runner is None:
+    if runner is None and command == "export":
+        from ocs.records.service import run as run_export  # lazy, as below
+
+        runner = run_export
+    elif runner is None:
         from ocs.service import run  # lazy: the service pulls in everything
 
         runner = run
@@ -745,7 +766,7 @@ def main(
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
-    if args.command == "serve":
+    if args.command in ("serve", "export"):
         return _serve(args, os.environ if env is None else env, runner)
     if args.command == "check-config":
         return _check_config(args.file)
@@ -763,7 +784,7 @@ def main(
     parser.print_usage(sys.stderr)
     print(
         "ocs: error: a command is required "
-        "(serve, check-config, provision, catalog, account, topup, records)",
+        "(serve, export, check-config, provision, catalog, account, topup, records)",
         file=sys.stderr,
     )
     return 2

@@ -522,6 +522,35 @@ class Settings:
         "Seconds after its first record a segment is sealed, however small.",
         _seconds(0, inclusive=False),
     )
+    records_export: str = setting(
+        "auto",
+        "Run the record exporter inside ocs serve: on, off, or auto (on with the embedded"
+        " Redis, off with redis.url, where ocs export runs as a service of its own).",
+        Rule("must be one of auto, on, off", _accept_choice(("auto", "on", "off"), upper=False)),
+    )
+    records_export_batch: int = setting(
+        5000, "Most records read from one partition's stream at a time.", _int_range(1, 1_000_000)
+    )
+    records_export_poll_interval: float = setting(
+        1.0,
+        "Seconds between two reads of a partition's stream that had nothing more to give.",
+        _TIMEOUT,
+    )
+    records_export_lease: float = setting(
+        15.0,
+        "Seconds an exporter's lease on a partition lasts unless renewed: how soon the"
+        " others take over the partitions of an exporter that died.",
+        _seconds(0.1, inclusive=True),
+    )
+    records_stream_cap: int = setting(
+        100_000,
+        "Records of a partition's stream above which the export is reported lagging"
+        " (metric, alert, log); charging goes on and no record is dropped.",
+        _int_range(1, 2**40),
+    )
+    records_export_metrics_port: int = setting(
+        9108, "TCP port of ocs export's /metrics and /health (on http.host).", _PORT
+    )
     numbering_country_code: str = setting(
         "",
         "Home country code (E.164, e.g. 49) for national-format numbers; empty = none.",

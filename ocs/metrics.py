@@ -13,6 +13,10 @@ unknown commands into ``"unknown"`` and impossible Result-Codes into ``"invalid"
 the engine, which reports batch sizes, cache hits and misses, stale reruns and
 failed requests as counts.
 
+It is the record exporter's observer too
+(:class:`ocs.records.exporter.ExportObserver`, the ``ocs_records_*`` metrics), in
+``ocs serve`` and in ``ocs export``.
+
 Each :class:`Metrics` owns its own ``CollectorRegistry``; nothing is registered
 in prometheus_client's global default registry, so two instances (two tests,
 two servers in one process) never share counts.
@@ -30,12 +34,19 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import choose_encoder
 
+from ocs.records.writer import SealedSegment
+
 #: Commands with their own label value; anything else is counted as "unknown".
 COMMANDS = frozenset({"CER", "DWR", "DPR", "CCR", "RAR", "ASR"})
 #: The charging engine's caches, the label values of ``ocs_charging_cache_lookups_total``.
 CACHES = ("identity", "account")
 #: Requests per charging batch: 1 to 1024 in powers of two.
 BATCH_BUCKETS = tuple(float(2**n) for n in range(11))
+#: fsync latency buckets in seconds, 50 us to 5 s (disks differ by orders of magnitude).
+FSYNC_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
 #: Latency buckets in seconds, 100 us to 1 s.
 DURATION_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
@@ -129,8 +140,64 @@ class Metrics:
             "from server time, rated at server time.",
             registry=self.registry,
         )
+        self._declare_records()
         if process:
             ProcessCollector(registry=self.registry)
+
+    def _declare_records(self) -> None:
+        self.records_written = Counter(
+            "ocs_records_written",
+            "Rated records the charging scripts appended to the partition streams this "
+            "exporter owns (Redis 7 and later).",
+            registry=self.registry,
+        )
+        self.records_exported = Counter(
+            "ocs_records_exported",
+            "Rated records made durable in segment files and removed from Redis.",
+            registry=self.registry,
+        )
+        self.records_duplicates_dropped = Counter(
+            "ocs_records_duplicates_dropped",
+            "Stream entries given again after a crash that were durable in a segment "
+            "already: acknowledged without being written twice.",
+            registry=self.registry,
+        )
+        self.records_segments = Counter(
+            "ocs_records_segments",
+            "Segment files sealed (fsync'd and renamed).",
+            registry=self.registry,
+        )
+        self.records_segment_bytes = Counter(
+            "ocs_records_segment_bytes",
+            "Bytes of the segment files sealed.",
+            registry=self.registry,
+        )
+        self.records_fsync_duration = Histogram(
+            "ocs_records_fsync_duration_seconds",
+            "Time in fsync (the segment and its directory) per segment sealed.",
+            buckets=FSYNC_BUCKETS,
+            registry=self.registry,
+        )
+        self.records_export_lag_entries = Gauge(
+            "ocs_records_export_lag_entries",
+            "Rated records in Redis not exported yet (the exporter's partitions).",
+            registry=self.registry,
+        )
+        self.records_export_lag_seconds = Gauge(
+            "ocs_records_export_lag_seconds",
+            "Age of the oldest rated record in Redis not exported yet (0 when none).",
+            registry=self.registry,
+        )
+        self.records_partitions_over_cap = Gauge(
+            "ocs_records_partitions_over_cap",
+            "Partitions whose record stream holds more than records.stream_cap entries.",
+            registry=self.registry,
+        )
+        self.records_export_partitions = Gauge(
+            "ocs_records_export_partitions",
+            "Partitions this exporter owns (exports) now.",
+            registry=self.registry,
+        )
 
     def observe_answer(self, command: str, result_code: int, seconds: float) -> None:
         """Count one answered request and record how long it took."""
@@ -182,6 +249,29 @@ class Metrics:
 
     def untrusted_timestamps(self, requests: int) -> None:
         self.charging_untrusted_timestamps.inc(requests)
+
+    # the record exporter's observer (ocs.records.exporter.ExportObserver)
+
+    def exported(self, records: int) -> None:
+        self.records_exported.inc(records)
+
+    def duplicates(self, records: int) -> None:
+        self.records_duplicates_dropped.inc(records)
+
+    def segment_sealed(self, segment: SealedSegment) -> None:
+        self.records_segments.inc()
+        self.records_segment_bytes.inc(segment.size)
+        self.records_fsync_duration.observe(segment.fsync_seconds)
+
+    def export_backlog(self, entries: int, lag_seconds: float, over_cap: int, written: int) -> None:
+        self.records_export_lag_entries.set(entries)
+        self.records_export_lag_seconds.set(lag_seconds)
+        self.records_partitions_over_cap.set(over_cap)
+        if written:
+            self.records_written.inc(written)
+
+    def owned_partitions(self, partitions: int) -> None:
+        self.records_export_partitions.set(partitions)
 
     def render(self, accept: str | None = None) -> tuple[bytes, str]:
         """The exposition body and its Content-Type.

@@ -1,7 +1,7 @@
 """`ocs serve`: the composition root that starts and stops every part of one OCS node.
 
-Start order: Redis (embedded when no URL is configured), the Diameter server, the HTTP
-side. Stop order on SIGTERM/SIGINT is the reverse, with the Diameter side first told to
+Start order: Redis (embedded when no URL is configured), the charging engine and its
+sweeper, the record exporter (``records.export``), the Diameter server, the HTTP side. Stop order on SIGTERM/SIGINT is the reverse, with the Diameter side first told to
 disconnect gracefully (DPR with Disconnect-Cause REBOOTING, in-flight answers finished,
 DPA awaited) so network elements fail over cleanly.
 """
@@ -31,6 +31,7 @@ from ocs.gy.notifier import Notifier
 from ocs.gy.peer_routes import Routes
 from ocs.logs import log_event
 from ocs.metrics import Metrics
+from ocs.records.service import exporting, runs_in_serve
 from ocs.redis_store import StoreUnavailable, open_store
 from protocol.answer_cache import AnswerCache
 from protocol.base import PeerPolicy
@@ -156,7 +157,13 @@ async def serve(settings: Settings, stop: asyncio.Event, *, own_process: bool = 
     """Run one OCS node until ``stop`` is set; ``own_process``: the node is the whole
     process (``ocs serve``), which may tune process-wide settings for it."""
     metrics = Metrics()
-    async with open_store(settings) as store, charging(settings, store, metrics) as engine:
+    async with (
+        open_store(settings) as store,
+        charging(settings, store, metrics) as engine,
+        exporting(store, settings, metrics)
+        if runs_in_serve(settings)
+        else contextlib.nullcontext(),
+    ):
 
         async def health() -> dict[str, bool]:
             try:

@@ -47,13 +47,14 @@ MAGIC = b"OCSR"
 FORMAT_VERSION = 1
 SEGMENT_SUFFIX = ".seg"
 TEMP_SUFFIX = ".seg.tmp"
-MAX_PARTITION = 9999
+MAX_PARTITION = 16383
+"""The highest partition (``redis.partitions`` is at most 16384): five digits from 10000."""
 MAX_FRAME = 2**31
 """No frame is larger (a length above it is damage, not a record)."""
 
 _FRAME = struct.Struct(">cII")
 FRAME_OVERHEAD = _FRAME.size
-_NAME = re.compile(r"^p(\d{4})-(\d{12})(\.seg|\.seg\.tmp)$")
+_NAME = re.compile(r"^p(\d{4}|1\d{4})-(\d{12})(\.seg|\.seg\.tmp)$")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

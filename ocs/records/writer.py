@@ -25,6 +25,7 @@ import dataclasses
 import fcntl
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -38,7 +39,14 @@ from ocs.records.segment_format import (
     segment_name,
 )
 
-__all__ = ["SegmentSettings", "SegmentWriter", "WriterBusy", "lock_path", "writer_is_running"]
+__all__ = [
+    "SealedSegment",
+    "SegmentSettings",
+    "SegmentWriter",
+    "WriterBusy",
+    "lock_path",
+    "writer_is_running",
+]
 
 _BUFFER = 1 << 20
 _LOCK_TRIES = 20
@@ -56,6 +64,19 @@ class SegmentSettings:
     def __post_init__(self) -> None:
         if self.max_bytes < 1 or not self.max_age > 0:
             raise ValueError(f"invalid segment settings {self}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SealedSegment:
+    """What sealing one segment wrote and cost (for the exporter's metrics)."""
+
+    partition: int
+    sequence: int
+    records: int
+    size: int
+    """Bytes of the file."""
+    fsync_seconds: float
+    """Time in the file's and the directory's fsync calls."""
 
 
 class _ChunkedFile:
@@ -110,11 +131,18 @@ class SegmentWriter:
     """
 
     def __init__(
-        self, directory: str | Path, partition: int, settings: SegmentSettings | None = None
+        self,
+        directory: str | Path,
+        partition: int,
+        settings: SegmentSettings | None = None,
+        *,
+        on_seal: Callable[[SealedSegment], None] | None = None,
     ) -> None:
+        """``on_seal`` is called after each segment is sealed and checkpointed."""
         self.directory = Path(directory)
         self.partition = partition
         self.settings = settings or SegmentSettings()
+        self._on_seal = on_seal
         segment_name(partition, 0)  # validates the partition
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = self._lock()
@@ -213,22 +241,33 @@ class SegmentWriter:
         file, temporary = self._file, self._temporary
         assert file is not None and temporary is not None
         last = self._pending[-1] if self._pending else None
-        file.write(encode_trailer(len(self._pending), last))
+        trailer = encode_trailer(len(self._pending), last)
+        file.write(trailer)
+        self._size += len(trailer)
         file.flush()
+        started = time.perf_counter()
         os.fsync(file.fileno())
+        fsync_seconds = time.perf_counter() - started
         file.close()
         final = self.directory / segment_name(self.partition, self.next_sequence)
         if final.exists():  # cannot happen with the lock held; never overwrite one
             raise FileExistsError(f"{final} exists: refusing to overwrite a sealed segment")
         os.rename(temporary, final)
+        started = time.perf_counter()
         fsync_directory(self.directory)
+        fsync_seconds += time.perf_counter() - started
         self._file = self._temporary = None
         self.checkpoint = write_checkpoint(
             self.directory, Checkpoint(self.partition, self.next_sequence, last)
         )
+        sealed = SealedSegment(
+            self.partition, self.next_sequence, len(self._pending), self._size, fsync_seconds
+        )
         self.next_sequence += 1
         self._durable.extend(self._pending)
         self._pending = []
+        if self._on_seal is not None:
+            self._on_seal(sealed)
 
     def flush(self, *, force: bool = False) -> list[str]:
         """Seal the open segment when it is older than ``max_age`` (or ``force``), and
@@ -273,10 +312,17 @@ class SegmentWriter:
     ) -> None:
         if kind is None:
             self.close()
-        else:  # leave the open segment unsealed, as a crash would: Redis has its entries
-            if self._file is not None:
-                self._file.close()
-            self._unlock()
+        else:
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Release the partition without sealing: the open segment stays a temporary
+        file, as a crash would leave it (its entries were never reported durable, so
+        Redis gives them again), and the next writer removes it."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._unlock()
 
 
 def writer_is_running(directory: Path, partition: int) -> bool:

@@ -32,6 +32,8 @@ account keys. Below, ``{P}`` is the account's partition tag and ``A`` the accoun
 | ``ocs:acct:{P}:A:history`` | LIST | balance actions (top-ups, adjustments, refunds), JSON, oldest first |
 | ``ocs:acct:{P}:A:topup:<key>`` | STRING | ``<fingerprint>\\n<history entry>`` of the top-up or adjustment made under an idempotency key (TTL) |
 | ``ocs:records:{P}`` | STREAM | rated records of the partition's accounts, field ``r`` = msgpack map (its ``account`` field says whose) |
+| ``ocs:export:lease:{P}`` | STRING | the exporter (``<host>:<pid>``) that owns the partition's export now (TTL: ``records.export_lease``) |
+| ``ocs:exporters`` | ZSET | live exporters, scored by when their heartbeat expires (Unix ms): how many share the partitions |
 | ``ocs:migration:{P}`` | HASH | account -> last schema-1 record id copied into ``ocs:records:{P}`` (only while ``ocs migrate`` runs) |
 | ``ocs:sub:<identity>`` | STRING | account id of an identity (canonical form: ``quota_engine.accounts.model.identity``) |
 | ``ocs:accounts`` | SET | every account id |
@@ -64,6 +66,7 @@ __all__ = [
     "DEADLINES",
     "DEFAULT_PARTITIONS",
     "EVENTS_CHANNEL",
+    "EXPORTERS",
     "MAX_AMOUNT",
     "MAX_PARTITIONS",
     "META",
@@ -73,6 +76,7 @@ __all__ = [
     "buckets",
     "catalog",
     "check_partitions",
+    "export_lease",
     "history",
     "idempotency",
     "legacy_prefix",
@@ -192,6 +196,11 @@ def records(account_id: str) -> str:
     return partition_records(partition_of(account_id))
 
 
+def export_lease(partition: int) -> str:
+    """``ocs:export:lease:{p:42}``: which exporter owns the partition (in the stream's slot)."""
+    return f"{PREFIX}:export:lease:{partition_tag(partition)}"
+
+
 def migration_progress(partition: int) -> str:
     """``ocs:migration:{p:42}``: account -> last schema-1 record copied (in the stream's slot)."""
     return f"{PREFIX}:migration:{partition_tag(partition)}"
@@ -216,6 +225,7 @@ CATALOG_ACTIVE = f"{PREFIX}:catalog:active"
 CATALOG_CHANNEL = f"{PREFIX}:catalog"
 EVENTS_CHANNEL = f"{PREFIX}:events"
 META = f"{PREFIX}:meta"
+EXPORTERS = f"{PREFIX}:exporters"
 
 
 def catalog(version: str) -> str:

@@ -33,11 +33,13 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError, ResponseError
 
 __all__ = [
+    "ACK_RECORDS",
     "BALANCE",
     "BALANCE_ACTION",
     "CCR",
     "CREDIT",
     "EVENT",
+    "EXPORT_LEASE",
     "LUA_DIR",
     "PUT_BUCKET",
     "REFUND",
@@ -188,3 +190,7 @@ CREDIT = LuaScript.from_file("credit.lua")
 SET_STATUS = LuaScript.from_file("set_status.lua")
 RELEASE_IDENTITY = LuaScript.from_file("release_identity.lua")
 BALANCE_ACTION = LuaScript.from_file("balance_action.lua")
+
+# the record export (quota_engine/store/record_feed.py)
+ACK_RECORDS = LuaScript.from_file("ack_records.lua")
+EXPORT_LEASE = LuaScript.from_file("export_lease.lua")

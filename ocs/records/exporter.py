@@ -1,0 +1,397 @@
+"""The record exporter: partition streams in Redis -> sealed segment files -> acknowledged.
+
+One :class:`Exporter` runs in ``ocs export`` (a service of its own) or inside ``ocs
+serve`` (``records.export``). It works in rounds:
+
+1. **Share** (every ``lease_ttl / 3``): heartbeat in Redis, count the live exporters,
+   renew its partition leases, give up partitions beyond its fair share
+   (``ceil(partitions / exporters)``), take free ones up to it. On taking a partition it
+   opens the partition's :class:`SegmentWriter` (which recovers what a crash left) and
+   claims what earlier owners were given and never acknowledged (``XAUTOCLAIM``).
+2. **Read** its partitions' new entries (``XREADGROUP``), at most ``batch`` per
+   partition: each partition once per ``poll_interval``, again at once when a read
+   came back full (catching up).
+3. **Write** them to the partitions' open segments and seal those that are full or old
+   (fsync, rename, directory fsync, checkpoint), in a thread of its own, so a slow disk
+   never stalls the charging loop of ``ocs serve``.
+4. **Acknowledge and delete** from Redis the entries now durable (``ack_records.lua``).
+
+Exactly once in effect: an entry leaves Redis only after its segment is durable, so
+none is lost; a crash between the fsync and the acknowledgement leaves durable entries
+in Redis, and when this directory's writer gets them again they are at or below its
+checkpoint's last entry id and are acknowledged without being written twice. Entries
+exported twice all the same (a lease taken over from a stalled exporter) carry the
+same record id, and the readers (:func:`ocs.records.iter_records`) keep one.
+
+Every ``backlog_interval`` it measures what its partitions' streams still hold (the
+export lag, in entries and seconds) and reports partitions above ``stream_cap``:
+charging never stops for a lagging export (a record dropped is money lost), the
+operator is told (metrics, alert, log) instead. docs/records.md has the guarantees,
+docs/runbook.md the operator's view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import functools
+import logging
+import math
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import ParamSpec, Protocol, TypeVar
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ocs.logs import log_event
+from ocs.records.writer import SealedSegment, SegmentSettings, SegmentWriter, WriterBusy
+from quota_engine.store.record_feed import Entry, PartitionBacklog, RecordFeed, entry_order
+
+__all__ = [
+    "NO_EXPORT_OBSERVER",
+    "ExportObserver",
+    "ExportSettings",
+    "Exporter",
+    "exporter_name",
+]
+
+logger = logging.getLogger("ocs.records.exporter")
+
+_REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError)
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def exporter_name() -> str:
+    """``<host>:<pid>``: this process's name in the consumer groups and on its leases."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExportSettings:
+    """How an exporter works (``[records]`` settings, docs/configuration.md)."""
+
+    directory: Path
+    segments: SegmentSettings = SegmentSettings()
+    batch: int = 5000
+    """Most entries read from one partition's stream per read."""
+    poll_interval: float = 1.0
+    """Seconds between two reads of a partition that had nothing more to give."""
+    lease_ttl: float = 15.0
+    """Seconds a partition's lease lasts unless renewed; an exporter that died leaves
+    its partitions to the others after this long."""
+    stream_cap: int = 100_000
+    """Entries of a partition's stream above which the export is reported lagging."""
+    backlog_interval: float = 5.0
+    """Seconds between two measurements of the streams' backlog."""
+
+    def __post_init__(self) -> None:
+        if self.batch < 1 or self.stream_cap < 1:
+            raise ValueError(f"invalid export settings {self}")
+        if not (self.poll_interval > 0 and self.lease_ttl > 0 and self.backlog_interval > 0):
+            raise ValueError(f"invalid export settings {self}")
+
+
+class ExportObserver(Protocol):
+    """What an exporter reports, for metrics (``ocs.metrics.Metrics`` is one)."""
+
+    def exported(self, records: int) -> None:
+        """This many entries became durable in segments and were acknowledged."""
+
+    def duplicates(self, records: int) -> None:
+        """This many entries given again by Redis were durable already (at or below the
+        checkpoint): acknowledged without writing them twice."""
+
+    def segment_sealed(self, segment: SealedSegment) -> None:
+        """A segment was sealed (its size, records and fsync time)."""
+
+    def export_backlog(self, entries: int, lag_seconds: float, over_cap: int, written: int) -> None:
+        """The owned partitions' streams hold ``entries`` not exported yet, the oldest
+        ``lag_seconds`` old; ``over_cap`` of them hold more than the cap; the scripts
+        wrote ``written`` records to them since the last measurement."""
+
+    def owned_partitions(self, partitions: int) -> None:
+        """This exporter now owns this many partitions."""
+
+
+class NoExportObserver:
+    __slots__ = ()
+
+    def exported(self, records: int) -> None:
+        pass
+
+    def duplicates(self, records: int) -> None:
+        pass
+
+    def segment_sealed(self, segment: SealedSegment) -> None:
+        pass
+
+    def export_backlog(self, entries: int, lag_seconds: float, over_cap: int, written: int) -> None:
+        pass
+
+    def owned_partitions(self, partitions: int) -> None:
+        pass
+
+
+NO_EXPORT_OBSERVER: ExportObserver = NoExportObserver()
+
+
+@dataclasses.dataclass(slots=True)
+class _Partition:
+    """An owned partition: its writer (used only in the disk thread) and where it stands."""
+
+    number: int
+    writer: SegmentWriter
+    floor: tuple[int, int] | None
+    """The checkpoint's last entry id when the partition was taken: entries at or
+    below it are durable in this directory already."""
+    unacknowledged: list[str] = dataclasses.field(default_factory=list)
+    """Durable entry ids whose acknowledgement has not reached Redis yet."""
+    next_read: float = 0.0
+    """Monotonic time of the next read."""
+
+
+class Exporter:
+    """Exports the record streams of the partitions it owns to ``settings.directory``."""
+
+    def __init__(
+        self,
+        feed: RecordFeed,
+        settings: ExportSettings,
+        observer: ExportObserver = NO_EXPORT_OBSERVER,
+    ) -> None:
+        self.feed = feed
+        self.settings = settings
+        self.observer = observer
+        self._owned: dict[int, _Partition] = {}
+        self._disk = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ocs-export")
+        self._added: dict[int, int] = {}
+        self._next_share = 0.0
+        self._next_backlog = 0.0
+
+    @property
+    def owned(self) -> list[int]:
+        """The partitions this exporter owns now."""
+        return sorted(self._owned)
+
+    # --- the loop ----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Export until ``stop`` is set; then seal what is open, acknowledge it and give
+        the partitions back. Redis outages are waited out (logged, retried)."""
+        log_event(logger, "export_started", exporter=self.feed.consumer)
+        failing = False
+        try:
+            while not stop.is_set():
+                try:
+                    wait = await self.step()
+                    if failing:
+                        log_event(logger, "export_redis_back", exporter=self.feed.consumer)
+                        failing = False
+                except _REDIS_ERRORS as error:
+                    if not failing:
+                        log_event(
+                            logger, "export_redis_unavailable", level=logging.WARNING,
+                            error=str(error),
+                        )  # fmt: skip
+                        failing = True
+                    wait = min(self.settings.poll_interval, 1.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+        except BaseException:
+            await self.abandon()
+            raise
+        await self.close()
+        log_event(logger, "export_stopped", exporter=self.feed.consumer)
+
+    async def step(self) -> float:
+        """One round (share when due, read, write, acknowledge, measure when due);
+        returns the seconds until the next is due."""
+        now = time.monotonic()
+        if now >= self._next_share:
+            await self.share()
+            self._next_share = now + self.settings.lease_ttl / 3
+        await self._retry_acknowledgements()
+        due = [p.number for p in self._owned.values() if p.next_read <= now]
+        if due:
+            batches = await self.feed.read(due, self.settings.batch)
+            for number in due:
+                full = len(batches.get(number, ())) >= self.settings.batch
+                self._owned[number].next_read = now if full else now + self.settings.poll_interval
+            await self._export(batches)
+        else:
+            await self._export({})
+        if now >= self._next_backlog:
+            await self.measure_backlog()
+            self._next_backlog = now + self.settings.backlog_interval
+        wake = min(
+            [self._next_share, self._next_backlog, *(p.next_read for p in self._owned.values())]
+        )
+        return max(0.0, wake - time.monotonic())
+
+    # --- sharing the partitions ----------------------------------------------------------
+
+    async def share(self) -> None:
+        """Heartbeat, renew the leases, and move towards this exporter's fair share."""
+        ttl_ms = int(self.settings.lease_ttl * 1000)
+        live = await self.feed.heartbeat(int(time.time() * 1000), ttl_ms)
+        partitions = self.feed.partitions()
+        fair = math.ceil(len(partitions) / max(1, len(live)))
+        lost = await self.feed.renew(self.owned, ttl_ms)
+        if lost:
+            log_event(logger, "export_lease_lost", level=logging.WARNING, partitions=len(lost))
+            await self._drop(lost, release=False)
+        if len(self._owned) > fair:
+            await self._drop(self.owned[fair:], release=True)
+        elif len(self._owned) < fair:
+            owners = await self.feed.owners([p for p in partitions if p not in self._owned])
+            free = [p for p, owner in owners.items() if owner is None]
+            taken = await self.feed.acquire(free[: fair - len(self._owned)], ttl_ms)
+            if taken:
+                await self._take(taken, live)
+        self.observer.owned_partitions(len(self._owned))
+
+    async def _take(self, partitions: list[int], live: Iterable[str]) -> None:
+        await self.feed.ensure_groups(partitions)
+        for number in partitions:
+            try:
+                writer = await self._on_disk(
+                    SegmentWriter,
+                    self.settings.directory,
+                    number,
+                    self.settings.segments,
+                    on_seal=self.observer.segment_sealed,
+                )
+            except WriterBusy:  # another process writes it in this directory
+                await self.feed.release([number])
+                continue
+            last = writer.checkpoint.last_entry_id
+            floor = None if last is None else entry_order(last)
+            self._owned[number] = _Partition(number, writer, floor)
+            claimed = await self.feed.claim(number)
+            await self.feed.forget_idle_consumers(number, live)
+            if claimed:
+                await self._export({number: claimed})
+        log_event(logger, "export_partitions_taken", partitions=len(partitions))
+
+    async def _drop(self, partitions: list[int], *, release: bool) -> None:
+        """Seal and close the partitions' writers, acknowledge what they made durable,
+        and (``release``) give their leases back."""
+        dropped = [self._owned.pop(n) for n in partitions if n in self._owned]
+        for partition in dropped:
+            partition.unacknowledged += await self._on_disk(partition.writer.close)
+        await self._acknowledge(dropped)
+        if release:
+            await self.feed.release([p.number for p in dropped])
+
+    # --- writing and acknowledging ---------------------------------------------------------
+
+    async def _export(self, batches: dict[int, list[Entry]]) -> None:
+        """Write the batches, seal what is due, acknowledge what is durable."""
+        skipped: dict[int, list[str]] = {}
+        work: list[tuple[_Partition, list[Entry]]] = []
+        for number, entries in batches.items():
+            partition = self._owned.get(number)
+            if partition is None:
+                continue
+            floor = partition.floor
+            if floor is not None:
+                old = [e[0] for e in entries if entry_order(e[0]) <= floor]
+                if old:
+                    skipped[number] = old
+                    entries = [e for e in entries if entry_order(e[0]) > floor]
+            work.append((partition, entries))
+        partitions = list(self._owned.values())
+        durable = await self._on_disk(_write_and_flush, work, partitions)
+        for partition, ids in zip(partitions, durable, strict=True):
+            partition.unacknowledged += ids
+            partition.unacknowledged += skipped.get(partition.number, ())
+        if skipped:
+            self.observer.duplicates(sum(map(len, skipped.values())))
+        await self._acknowledge(partitions)
+
+    async def _acknowledge(self, partitions: Iterable[_Partition]) -> None:
+        pending = {p.number: p.unacknowledged for p in partitions if p.unacknowledged}
+        if not pending:
+            return
+        await self.feed.acknowledge(pending)
+        for partition in partitions:
+            partition.unacknowledged = []
+        self.observer.exported(sum(map(len, pending.values())))
+
+    async def _retry_acknowledgements(self) -> None:
+        await self._acknowledge(self._owned.values())
+
+    async def _on_disk(self, function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """Run ``function`` in the disk thread (every writer call goes there)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._disk, functools.partial(function, *args, **kwargs))
+
+    # --- backlog ------------------------------------------------------------------------
+
+    async def measure_backlog(self) -> list[PartitionBacklog]:
+        """Measure and report the owned partitions' backlog; returns it."""
+        backlog = await self.feed.backlog(self.owned)
+        now_ms = time.time() * 1000
+        entries = sum(b.entries for b in backlog)
+        oldest = [b.oldest_ms for b in backlog if b.oldest_ms is not None]
+        lag = max(0.0, (now_ms - min(oldest)) / 1000) if oldest else 0.0
+        over = [b.partition for b in backlog if b.entries > self.settings.stream_cap]
+        written = 0
+        for b in backlog:
+            if b.added is not None:
+                before = self._added.get(b.partition)
+                if before is not None and b.added > before:
+                    written += b.added - before
+                self._added[b.partition] = b.added
+        self.observer.export_backlog(entries, lag, len(over), written)
+        if over:
+            log_event(
+                logger, "records_stream_over_cap", level=logging.WARNING,
+                partitions=len(over), cap=self.settings.stream_cap, entries=entries,
+            )  # fmt: skip
+        return backlog
+
+    # --- stopping -----------------------------------------------------------------------
+
+    async def abandon(self) -> None:
+        """After a failure: release the writers without sealing (what they held is in
+        Redis still, given again to the next owner) and stop the disk thread."""
+        try:
+            for partition in self._owned.values():
+                await self._on_disk(partition.writer.abandon)
+            self._owned.clear()
+        finally:
+            self._disk.shutdown(wait=True)
+
+    async def close(self) -> None:
+        """Seal the open segments, acknowledge them, give every lease back and leave."""
+        try:
+            if self._owned:
+                with contextlib.suppress(*_REDIS_ERRORS):
+                    await self._drop(self.owned, release=True)
+                for partition in list(self._owned.values()):  # Redis was down: close anyway
+                    await self._on_disk(partition.writer.close)
+                self._owned.clear()
+            with contextlib.suppress(*_REDIS_ERRORS):
+                await self.feed.leave()
+        finally:
+            self._disk.shutdown(wait=True)
+
+
+def _write_and_flush(
+    work: list[tuple[_Partition, list[Entry]]], partitions: list[_Partition]
+) -> list[list[str]]:
+    """(In the disk thread.) Append each batch to its partition's segment, then seal the
+    segments that are due; returns the ids made durable, per partition of ``partitions``."""
+    for partition, entries in work:
+        append = partition.writer.append
+        for entry_id, record in entries:
+            append(entry_id, record)
+    return [partition.writer.flush() for partition in partitions]
