@@ -34,8 +34,12 @@ def test_names_say_partition_and_sequence():
     assert parse_segment_name("p0042-000000000017.seg.tmp") == SegmentName(42, 17, False)
     for other in ("p0042.checkpoint.json", "p0042.lock", "p42-17.seg", "x0042-000000000017.seg"):
         assert parse_segment_name(other) is None
+    # redis.partitions allows 16384 partitions: the last ones take five digits
+    assert segment_name(16_383, 1) == "p16383-000000000001.seg"
+    assert parse_segment_name("p16383-000000000001.seg") == SegmentName(16_383, 1, True)
+    assert parse_segment_name("p01234-000000000001.seg") is None  # one name per partition
     with pytest.raises(ValueError):
-        segment_name(10_000, 1)
+        segment_name(16_384, 1)
 
 
 def test_a_sealed_segment_scans_whole():
