@@ -315,9 +315,9 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str], runner: Runner | No
     try:
         settings = load_settings(config_file, env, overrides)
     except ConfigError as exc:
-        print(
-            f"ocs {command}: invalid configuration ({len(exc.errors)} problems):", file=sys.stderr
-        )
+        count = len(exc.errors)
+        plural = "s" if count != 1 else ""
+        print(f"ocs {command}: invalid configuration ({count} problem{plural}):", file=sys.stderr)
         for problem in exc.errors:
             print(f"  {problem}", file=sys.stderr)
         return 2
