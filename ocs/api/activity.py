@@ -1,5 +1,7 @@
 """What an account is doing: its open sessions with their reservations, and its rated
-records (TMF635 usage)."""
+records (TMF635 usage): those the exporter wrote to the segment files of this node's
+``records.directory`` and those still in Redis, each once
+(:func:`ocs.records.account_records.read_account_records`)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import re
 
 from aiohttp import web
 
-from quota_engine.store.records import count_records, read_records
+from ocs.records.account_records import read_account_records
 
 from .common import jsonable, path_id, require_account
 from .context import api_of
@@ -34,8 +36,10 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 
 async def list_usage(request: web.Request) -> web.Response:
-    """Rated records in the order they were written. ``after`` (a record's ``stream_id``)
-    starts after that record: cheaper than a large ``offset`` for walking the list."""
+    """Rated records in the order they were written (stream-id order), exported to
+    segment files or still in Redis. ``after`` (a record's ``stream_id``) starts after
+    that record: cheaper than a large ``offset`` for walking the list.
+    ``X-Total-Count`` counts all of the account's records, whatever ``after``."""
     api = api_of(request)
     account_id = path_id(request)
     offset, limit = page(request)
@@ -50,7 +54,6 @@ async def list_usage(request: web.Request) -> web.Response:
             ]
         )
     await require_account(api, account_id)
-    total = await count_records(api.redis, account_id)
-    start = "-" if after is None else f"({after}"
-    records = await read_records(api.redis, account_id, start=start, count=offset + limit)
-    return paged(jsonable(records[offset:]), total)
+    found = await read_account_records(api.redis, api.records_directory, account_id)
+    records = found.records if after is None else found.after(after)
+    return paged(jsonable(window(records, offset, limit)), len(found.records))

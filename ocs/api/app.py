@@ -18,6 +18,7 @@ import hmac
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -191,6 +192,6 @@ def create_app(
     app.router.add_get("/healthz", healthz_handler)
     app.router.add_get("/metrics", metrics_handler)
     if store is not None:
-        app[API_KEY] = Api(store, sessions)
+        app[API_KEY] = Api(store, sessions, Path(settings.records_directory))
         add_routes(app)
     return app

@@ -4,6 +4,7 @@ of open sessions. One :class:`Api` per application, under :data:`API_KEY`."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -30,8 +31,16 @@ class Sessions(Protocol):
 
 
 class Api:
-    def __init__(self, redis: aioredis.Redis, sessions: Sessions | None = None) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        sessions: Sessions | None = None,
+        records_directory: Path | None = None,
+    ) -> None:
+        """``records_directory``: where this node's exporter writes rated-record
+        segments (``records.directory``); None: records are read from Redis only."""
         self.redis = redis
+        self.records_directory = records_directory
         self.accounts = AccountStore(redis)
         self.catalogs = CatalogStore(redis)
         self.actions = BalanceActions(redis, self.accounts)

@@ -8,8 +8,10 @@ in memory for that (about 100 bytes each; an ``account`` filter keeps only that
 account's).
 
 Damage never raises: a torn tail or a bad frame ends that segment's records with a
-:class:`SegmentWarning` (sent through :func:`warnings.warn` and kept in
-:attr:`RecordReader.warnings`); ``ocs records verify`` reports the same in detail.
+:class:`SegmentWarning` (sent through :func:`warnings.warn`, unless ``warn=False``, and
+kept in :attr:`RecordReader.warnings`); ``ocs records verify`` reports the same in detail.
+A ``partition`` filter reads only that partition's files (``GET .../usage`` reads the
+one partition an account's records are in).
 """
 
 from __future__ import annotations
@@ -30,17 +32,19 @@ class SegmentWarning(UserWarning):
     """A segment is damaged or incomplete; what could be read of it was read."""
 
 
-def segment_files(path: str | Path) -> tuple[list[Path], list[Path]]:
+def segment_files(path: str | Path, partition: int | None = None) -> tuple[list[Path], list[Path]]:
     """``(sealed, unsealed)`` segment files of a directory (ordered by partition, then
-    sequence), or of one file given by name."""
+    sequence), or of one file given by name; only ``partition``'s when given."""
     path = Path(path)
     if not path.is_dir():
         name = parse_segment_name(path.name)
+        if partition is not None and (name is None or name.partition != partition):
+            return [], []
         return ([path], []) if name is None or name.sealed else ([], [path])
     named: list[tuple[SegmentName, Path]] = []
     for child in path.iterdir():
         name = parse_segment_name(child.name)
-        if name is not None:
+        if name is not None and (partition is None or name.partition == partition):
             named.append((name, child))
     named.sort(key=lambda item: (item[0].partition, item[0].sequence, not item[0].sealed))
     return (
@@ -56,8 +60,11 @@ class RecordReader:
 
     ``start``/``end`` (Unix s): only records whose ``end`` (the rating time their
     usage ended) is at or after ``start`` and before ``end``. ``account``: only that
-    account's. Each record is a dict as ``decode_record`` gives it, with the stream
-    entry's id as ``stream_id``.
+    account's. ``partition``: only the files of that partition (by their names).
+    Each record is a dict as ``decode_record`` gives it, with the stream entry's id as
+    ``stream_id``. ``warn=False``: damage is only kept in :attr:`warnings` (a server
+    logs it), not sent through :func:`warnings.warn` (process-wide, not thread-safe
+    to silence).
     """
 
     def __init__(
@@ -67,9 +74,13 @@ class RecordReader:
         start: int | None = None,
         end: int | None = None,
         account: str | None = None,
+        partition: int | None = None,
+        warn: bool = True,
     ) -> None:
         self.path = Path(path)
         self.start, self.end, self.account = start, end, account
+        self.partition = partition
+        self.warn = warn
         self.records = 0
         self.duplicates = 0
         self.segments = 0
@@ -77,12 +88,13 @@ class RecordReader:
 
     def _warn(self, message: str) -> None:
         self.warnings.append(message)
-        warnings.warn(message, SegmentWarning, stacklevel=3)
+        if self.warn:
+            warnings.warn(message, SegmentWarning, stacklevel=3)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if not self.path.exists():
             raise FileNotFoundError(f"no such segment file or directory: {self.path}")
-        sealed, unsealed = segment_files(self.path)
+        sealed, unsealed = segment_files(self.path, self.partition)
         for path in unsealed:
             self._unsealed(path)
         seen: set[str] = set()
@@ -100,9 +112,15 @@ class RecordReader:
 
     def _unsealed(self, path: Path) -> None:
         name = parse_segment_name(path.name)
-        if name is not None and writer_is_running(path.parent, name.partition):
-            return  # being written now: its records are read once it is sealed
-        scan = read_segment(path)
+        try:
+            if name is not None and writer_is_running(path.parent, name.partition):
+                return  # being written now: its records are read once it is sealed
+            scan = read_segment(path)
+        except FileNotFoundError:  # sealed, or removed by a writer starting, meanwhile
+            return
+        except OSError as error:
+            self._warn(f"{path}: unsealed segment, cannot read: {error}")
+            return
         torn = "" if scan.torn_at is None else f", torn tail at offset {scan.torn_at}"
         self._warn(
             f"{path}: unsealed segment of a stopped writer ({len(scan.entries)} complete "
@@ -149,7 +167,10 @@ def iter_records(
     start: int | None = None,
     end: int | None = None,
     account: str | None = None,
+    partition: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The records of a segment directory or file, duplicates dropped (see
     :class:`RecordReader`, which also counts them)."""
-    return iter(RecordReader(path_or_dir, start=start, end=end, account=account))
+    return iter(
+        RecordReader(path_or_dir, start=start, end=end, account=account, partition=partition)
+    )

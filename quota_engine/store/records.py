@@ -3,8 +3,9 @@
 Each stream entry has one field, ``r``: a msgpack map written by the script in the
 same atomic call that moved the money, so a debit and its record cannot part. A
 partition's stream holds the records of all its accounts (:mod:`quota_engine.store.keys`):
-it is the feed the exporter reads. The records of one account (:func:`read_records`,
-:func:`count_records`, for ``GET /v1/accounts/{id}/usage``) are found by reading the
+it is the feed the exporter reads. The records of one account still in Redis
+(:func:`read_records`, :func:`count_records`; ``GET /v1/accounts/{id}/usage`` adds those
+of the partition's segment files, :func:`partition_of_account`) are found by reading the
 partition's stream and keeping the entries whose ``account`` is that account: O(entries
 of the partition), bounded once the exporter trims what it wrote to segment files
 (docs/records.md). The
@@ -31,6 +32,7 @@ __all__ = [
     "FIELDS",
     "count_records",
     "decode_record",
+    "partition_of_account",
     "partition_streams",
     "read_records",
     "record_id",
@@ -112,6 +114,13 @@ def partition_streams() -> list[tuple[int, str]]:
     """``(partition, stream key)`` of every partition of this process's count: what an
     exporter reads (code outside quota_engine/store/ never spells a key)."""
     return [(p, keys.partition_records(p)) for p in range(keys.partitions())]
+
+
+def partition_of_account(account_id: str) -> int:
+    """The partition whose stream, and whose segment files once exported, hold the
+    account's records (all of them: one account, one partition). ValueError for an id
+    the key schema refuses."""
+    return keys.partition_of(account_id)
 
 
 _PAGE = 1000

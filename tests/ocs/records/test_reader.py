@@ -108,3 +108,28 @@ def test_an_unreadable_record_is_skipped_with_a_warning(tmp_path):
 def test_a_missing_directory_raises(tmp_path):
     with pytest.raises(FileNotFoundError):
         list(iter_records(tmp_path / "nope"))
+
+
+def test_a_partition_filter_reads_only_that_partitions_files(tmp_path):
+    _write(tmp_path, 1, range(0, 12))
+    _write(tmp_path, 2, range(20, 32))
+    (tmp_path / segment_name(3, 1)).write_bytes(b"damage in a partition not asked for")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # partition 3's damage is never read
+        ids = [r["id"] for r in iter_records(tmp_path, partition=2)]
+        assert ids == [record_id(i) for i in range(20, 32)]
+        reader = RecordReader(tmp_path, partition=1, account="acct-3")
+        assert [r["id"] for r in reader] == [record_id(3), record_id(10)]
+    assert [r["id"] for r in iter_records(tmp_path / segment_name(2, 1), partition=2)] == [
+        record_id(i) for i in range(20, 30)
+    ]
+    assert list(iter_records(tmp_path / segment_name(2, 1), partition=1)) == []
+
+
+def test_warn_false_keeps_the_warnings_without_sending_them(tmp_path):
+    (tmp_path / segment_name(0, 1)).write_bytes(b"not a segment")
+    reader = RecordReader(tmp_path, warn=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(reader) == []
+    assert len(reader.warnings) == 1 and "bad magic" in reader.warnings[0]
