@@ -32,9 +32,16 @@ from .money_check import (
     AccountState,
     ApiClient,
     ApiError,
+    ExportMetrics,
+    MoneyCheck,
     MoneySource,
     RecordsCommand,
+    SegmentRecords,
+    SegmentsCheck,
+    SegmentsCommand,
     check_money,
+    check_segments,
+    wait_for_export,
 )
 from .ocs_cli import OcsCli, OcsCliError, provisioning_document
 from .report import failures, find_max_lines, summary_lines
@@ -207,6 +214,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CMD",
         help="prints an account's rated records as JSON; {account} is replaced",
     )
+    segments = run.add_argument_group(
+        "the segments check (the records the exporter wrote to segment files)"
+    )
+    segments.add_argument(
+        "--segments",
+        metavar="DIR",
+        help="check the run's records in this segment directory (read with `ocs records "
+        "read --format csv DIR`) against the money debited, once the export has drained",
+    )
+    segments.add_argument(
+        "--segments-command",
+        metavar="CMD",
+        help="instead of --segments: a command printing every record of the segments "
+        "as `ocs records read --format csv` (or --format json) does",
+    )
+    segments.add_argument(
+        "--export-metrics",
+        metavar="URL",
+        help="the exporter's /metrics, polled until ocs_records_export_lag_entries stays 0 "
+        "[the --api's /metrics; token in OCS_METRICS_TOKEN]",
+    )
+    segments.add_argument(
+        "--segments-timeout",
+        type=_positive(float),
+        default=120.0,
+        metavar="S",
+        help="seconds to wait for the export to drain and the segments to add up [120]",
+    )
     search = run.add_argument_group("--find-max")
     search.add_argument(
         "--find-max",
@@ -320,6 +355,10 @@ def _run(args: argparse.Namespace) -> int:
         checked = _checked_accounts(scenario, args.money_check or ("all" if args.api else "10"))
         api = ApiClient(args.api, os.environ.get("OCS_API_TOKEN")) if args.api else None
         records = RecordsCommand(args.records_command) if args.records_command else None
+        if args.segments and args.segments_command:
+            raise ValueError("--segments and --segments-command: give one of them")
+        if (args.segments or args.segments_command) and not checked:
+            raise ValueError("the segments check needs accounts to check (--money-check)")
     except (ScenarioError, ValueError) as exc:
         _err(str(exc))
         return 2
@@ -398,11 +437,86 @@ def _run(args: argparse.Namespace) -> int:
         for line in money.lines():
             print(line)
         ok = ok and money.ok
+        if args.segments or args.segments_command:
+            segments = _segments_check(args, ocs, api, config.run_tag, checked, before, after)
+            document["segments_check"] = segments.to_json()
+            for line in segments.lines():
+                print(line)
+            ok = ok and segments.ok
     if args.json:
         _write_json(args.json, document)
         print(f"report written to {args.json}")
     print("verdict: " + ("PASS" if ok else "FAIL"))
     return 0 if ok else 1
+
+
+SEGMENTS_REREAD_PAUSE = 2.0
+
+
+def _segments_check(
+    args: argparse.Namespace,
+    ocs: OcsCli,
+    api: ApiClient | None,
+    run_tag: str,
+    checked: list[str],
+    before: dict[str, AccountState],
+    after: dict[str, AccountState],
+) -> SegmentsCheck:
+    """Wait for the export to drain (by its metrics), then check the run's records in
+    the segments; without metrics, read them again until they add up or
+    ``--segments-timeout`` is spent."""
+    deadline = time.monotonic() + args.segments_timeout
+    if args.segments_command:
+        command = SegmentsCommand.from_text(args.segments_command)
+    else:
+        command = SegmentsCommand(
+            [*ocs.command, "records", "read", "--format", "csv", args.segments]
+        )
+    url = args.export_metrics or (args.api.rstrip("/") + "/metrics" if args.api else None)
+    drain = None
+    if url:
+        metrics = ExportMetrics(url, os.environ.get("OCS_METRICS_TOKEN"))
+        drain = wait_for_export(metrics, args.segments_timeout)
+        if not drain.drained:
+            return SegmentsCheck(MoneyCheck(ok=False, problems=[drain.detail]), drain)
+    result = SegmentsCheck(MoneyCheck(), drain)
+    while True:
+        result.reads += 1
+        try:
+            segments = SegmentRecords(command(), run_tag)
+            listed = _listed_by_api(api, run_tag, checked, before) if api else None
+        except (RuntimeError, ApiError) as exc:
+            money = MoneyCheck(ok=False, problems=[f"segments unavailable: {exc}"])
+        else:
+            money = check_segments(segments, before, after, run_tag, checked, listed)
+            result.read = segments.total
+            result.duplicates = sum(n - 1 for n in segments.ids.values())
+            result.messages = command.messages
+        result.money = money
+        # drained by the metrics: what the segments hold now is final, read once
+        if money.ok or drain is not None or time.monotonic() + SEGMENTS_REREAD_PAUSE > deadline:
+            break
+        time.sleep(SEGMENTS_REREAD_PAUSE)
+    if url is None:
+        money.notes.append(
+            "no --export-metrics (or --api): the segments were read until they added up"
+        )
+    if result.reads > 1:
+        money.notes.append(f"segments read {result.reads} times")
+    return result
+
+
+def _listed_by_api(
+    api: ApiClient, run_tag: str, checked: list[str], before: dict[str, AccountState]
+) -> dict[str, list[str]]:
+    """The ids of the run's records the API lists for each checked account."""
+    listed: dict[str, list[str]] = {}
+    for account_id in checked:
+        found = api.records(account_id, after=before[account_id].last_record)
+        listed[account_id] = [
+            str(r.get("id")) for r in found if f";{run_tag};" in str(r.get("session") or "")
+        ]
+    return listed
 
 
 def _provision(

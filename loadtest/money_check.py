@@ -24,18 +24,30 @@ from ``--records-command`` (``{account}`` replaced; prints a JSON list of record
 an object with a ``records`` list), of which the run's count (their Session-Id carries
 the run tag); then nothing may stay reserved. Without any records source only the
 balance-side checks run and the result says the check is partial.
+
+The segments check (``--segments DIR`` or ``--segments-command``) is the same
+conservation with the records read back from the exporter's segment files (``ocs
+records read --format csv DIR``, which keeps each record id once), once the export has
+drained (:func:`wait_for_export`): the run's records of each checked account (its
+Session-Id carries the run tag; with the API also those written between the two
+readings by stream id), each id exactly once in what the command printed, and their
+money equal to what left the balances (:func:`check_segments`).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import re
 import shlex
 import subprocess
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,11 +55,18 @@ __all__ = [
     "AccountState",
     "ApiClient",
     "ApiError",
+    "ExportDrain",
+    "ExportMetrics",
     "MoneyCheck",
     "MoneySource",
     "RecordsCommand",
+    "SegmentRecords",
+    "SegmentsCommand",
     "balances_of",
     "check_money",
+    "check_segments",
+    "parse_records",
+    "wait_for_export",
 ]
 
 RecordsFetcher = Callable[[str], list[dict[str, Any]]]
@@ -440,3 +459,285 @@ def _check_account(
                 f"committed {open_delta} more"
             )
     return entry
+
+
+# --- the segments check ---------------------------------------------------------------
+
+EXPORT_LAG = "ocs_records_export_lag_entries"
+EXPORT_PARTITIONS = "ocs_records_export_partitions"
+EXPORT_SETTLE = 6.0
+"""Seconds the export lag must read 0 before the export counts as drained: the exporter
+measures its partitions' backlog every 5 s, so a window this long holds a measurement
+taken after the run ended (an earlier 0 may be stale)."""
+
+_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(\{.*\})?\s+(\S+)")
+
+
+def parse_records(text: str) -> list[dict[str, Any]]:
+    """Records as ``ocs records read`` prints them: CSV with its header row (``--format
+    csv``, ``charged`` an integer, ``money`` and ``allowances`` JSON maps) or JSON lines
+    (``--format json``)."""
+    if not text.strip():
+        return []
+    if text.lstrip().startswith("{"):
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows = csv.DictReader(io.StringIO(text))
+    columns = set(rows.fieldnames or ())
+    missing = {"id", "account", "session", "charged", "money", "allowances"} - columns
+    if missing:
+        raise ValueError(
+            f"not the CSV of ocs records read (no column {', '.join(sorted(missing))})"
+        )
+    records: list[dict[str, Any]] = []
+    for row in rows:
+        record: dict[str, Any] = dict(row)
+        record["charged"] = int(row["charged"]) if row["charged"] else None
+        for name in ("money", "allowances"):
+            record[name] = json.loads(row[name] or "{}")
+        records.append(record)
+    return records
+
+
+class SegmentsCommand:
+    """Runs a command that prints every record of the segments once (``ocs records read
+    --format csv DIR``) and parses what it prints; what it says on stderr (segments it
+    found damaged, duplicates it dropped) is kept in :attr:`messages`."""
+
+    def __init__(self, argv: Sequence[str], timeout: float = 600.0) -> None:
+        if not argv:
+            raise ValueError("the segments command is empty")
+        self.argv = list(argv)
+        self.timeout = timeout
+        self.messages: list[str] = []
+
+    @classmethod
+    def from_text(cls, command: str) -> SegmentsCommand:
+        return cls(shlex.split(command))
+
+    def __call__(self) -> list[dict[str, Any]]:
+        try:
+            done = subprocess.run(
+                self.argv, capture_output=True, text=True, timeout=self.timeout, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RuntimeError(f"{shlex.join(self.argv)}: {exc}") from None
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"{shlex.join(self.argv)} exited {done.returncode}: {done.stderr.strip()[:500]}"
+            )
+        self.messages = [line for line in done.stderr.splitlines() if line.strip()]
+        try:
+            return parse_records(done.stdout)
+        except ValueError as exc:
+            raise RuntimeError(f"{shlex.join(self.argv)}: {exc}") from None
+
+
+class ExportMetrics:
+    """Reads the export lag from an OCS ``/metrics`` (``ocs serve``'s HTTP port, or
+    ``ocs export``'s ``records.export_metrics_port``)."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 10.0) -> None:
+        self.url = url
+        self.token = token
+        self.timeout = timeout
+
+    def read(self) -> dict[str, float]:
+        """Each metric's samples summed (label sets added up), by name."""
+        request = urllib.request.Request(self.url)
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                text = response.read().decode(errors="replace")
+        except urllib.error.HTTPError as exc:
+            raise ApiError(f"GET {self.url}: HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise ApiError(f"GET {self.url}: {exc}") from None
+        values: dict[str, float] = defaultdict(float)
+        for line in text.splitlines():
+            match = _SAMPLE.match(line)
+            if match is None:
+                continue
+            try:
+                values[match.group(1)] += float(match.group(3))
+            except ValueError:
+                continue
+        return dict(values)
+
+
+@dataclass
+class ExportDrain:
+    """How waiting for the export ended."""
+
+    drained: bool
+    waited: float
+    detail: str
+    lag_entries: float | None = None
+    partitions: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "drained": self.drained,
+            "waited_s": round(self.waited, 1),
+            "detail": self.detail,
+            "lag_entries": self.lag_entries,
+            "partitions": self.partitions,
+        }
+
+
+def wait_for_export(
+    metrics: ExportMetrics,
+    timeout: float,
+    settle: float = EXPORT_SETTLE,
+    poll: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ExportDrain:
+    """Wait until the exporter reports nothing left to export (``ocs_records_export_lag_entries``
+    0, with partitions owned) in every reading for ``settle`` seconds; give up after
+    ``timeout`` seconds, or at once when the OCS has no such metric (no exporter)."""
+    start = clock()
+    quiet_since: float | None = None
+    lag = partitions = None
+    while True:
+        now = clock()
+        try:
+            values = metrics.read()
+        except ApiError as exc:
+            quiet_since, detail = None, str(exc)
+        else:
+            lag, partitions = values.get(EXPORT_LAG), values.get(EXPORT_PARTITIONS)
+            if lag is None:
+                return ExportDrain(
+                    False, now - start,
+                    f"{metrics.url} has no {EXPORT_LAG}: is the exporter running there "
+                    "(records.export on; for ocs export, its records.export_metrics_port)?",
+                )  # fmt: skip
+            if lag == 0 and (partitions or 0) > 0:
+                if quiet_since is None:
+                    quiet_since = now
+                if now - quiet_since >= settle:
+                    return ExportDrain(True, now - start, "export drained", lag, partitions)
+                detail = "export lag 0"
+            else:
+                quiet_since = None
+                detail = f"{lag:g} records not exported yet ({partitions or 0:g} partitions owned)"
+        if now - start >= timeout:
+            return ExportDrain(
+                False, now - start,
+                f"the export did not drain within {timeout:g} s: {detail}", lag, partitions,
+            )  # fmt: skip
+        sleep(poll)
+
+
+class SegmentRecords(MoneySource):
+    """The records read back from the segments, as a records source of the money check.
+
+    An account's records of the run are those whose Session-Id carries the run tag;
+    when the first reading knows the account's newest record (the API), also every
+    later one by stream id (earlier runs' sessions the sweeper settled meanwhile). With
+    the second reading's newest record, none after it (written once the balances were
+    read)."""
+
+    def __init__(self, records: Iterable[dict[str, Any]], run_tag: str | None) -> None:
+        self.api = None
+        self.show = None
+        self.records_command = None
+        self.run_tag = run_tag
+        self.total = 0
+        self.ids: Counter[str] = Counter()
+        self.by_account: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for record in records:
+            self.total += 1
+            self.ids[str(record.get("id"))] += 1
+            self.by_account[str(record.get("account"))].append(record)
+
+    @property
+    def has_records(self) -> bool:
+        return True
+
+    def records_between(
+        self, account_id: str, before: AccountState, after: AccountState
+    ) -> list[dict[str, Any]]:
+        low = _stream_key(before.last_record) if before.last_record else None
+        high = _stream_key(after.last_record) if after.last_record else None
+        found = []
+        for record in self.by_account.get(account_id, ()):
+            key = _stream_key(str(record.get("stream_id") or "0-0"))
+            if high is not None and key > high:
+                continue
+            if _in_run(record.get("session"), self.run_tag) or (low is not None and key > low):
+                found.append(record)
+        return found
+
+
+@dataclass
+class SegmentsCheck:
+    """The money check on the records read back from the segments."""
+
+    money: MoneyCheck
+    drain: ExportDrain | None = None
+    read: int = 0  # records the command printed (all accounts, all runs)
+    duplicates: int = 0  # extra copies of a record id in what it printed
+    reads: int = 0
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.money.ok and (self.drain is None or self.drain.drained)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.money.to_json(),
+            "ok": self.ok,
+            "export": None if self.drain is None else self.drain.to_json(),
+            "segment_records": self.read,
+            "duplicates": self.duplicates,
+            "reads": self.reads,
+            "reader_messages": self.messages[:20],
+        }
+
+    def lines(self) -> list[str]:
+        money = self.money
+        verdict = "OK" if self.ok else "FAILED"
+        lines = [
+            f"segments check: {verdict}: {money.accounts} accounts, debited "
+            f"{_money(money.debited)}, charged in {money.records} records of the segments "
+            f"{_money(money.charged)} ({self.read} records read, {self.duplicates} duplicates)"
+        ]
+        lines += [f"  problem: {p}" for p in money.problems[:20]]
+        if len(money.problems) > 20:
+            lines.append(f"  ... and {len(money.problems) - 20} more problems")
+        lines += [f"  note: {n}" for n in money.notes]
+        lines += [f"  reader: {m}" for m in self.messages[:5]]
+        return lines
+
+
+def check_segments(
+    segments: SegmentRecords,
+    before: dict[str, AccountState],
+    after: dict[str, AccountState],
+    run_tag: str | None,
+    account_ids: Iterable[str],
+    listed: dict[str, list[str]] | None = None,
+) -> MoneyCheck:
+    """The money check with the segments' records, and each record id exactly once.
+
+    ``listed``: per account, the ids of the run's records the API lists (from Redis, or
+    wherever it reads them); each must be in the segments."""
+    result = check_money(segments, before, after, run_tag, account_ids)
+    for record_id, count in sorted(segments.ids.items()):
+        if count > 1:
+            result.problems.append(
+                f"record {record_id} appears {count} times in the records read from the "
+                "segments (each id must be there once)"
+            )
+    for account_id, ids in sorted((listed or {}).items()):
+        for record_id in ids:
+            if record_id not in segments.ids:
+                result.problems.append(
+                    f"{account_id}: record {record_id} of the run is listed by the API "
+                    "but not in the segments (not exported, or lost)"
+                )
+    result.ok = not result.problems
+    return result
