@@ -706,7 +706,12 @@ def decode_settle(raw: bytes) -> SettleAnswer:
 # set_status.lua       SetStatusArgs          SetStatusAnswer        decode_set_status
 # release_identity.lua ReleaseIdentityArgs    ReleaseIdentityAnswer  decode_release_identity
 # balance_action.lua   BalanceActionArgs      BalanceActionAnswer    decode_balance_action
+# ack_records.lua      AckRecordsArgs         AckRecordsAnswer       decode_ack_records
+# export_lease.lua     ExportLeaseArgs        ExportLeaseAnswer      decode_export_lease
 # ===================  =====================  =====================  ========================
+#
+# The last two are the record export's (quota_engine/store/record_feed.py): they touch
+# a partition's keys, not an account's, and answer no status.
 #
 # :data:`ACCOUNT_SCRIPT_STATUSES` lists the statuses each script can answer; which of
 # them are refusals, and the error each becomes, is
@@ -714,18 +719,24 @@ def decode_settle(raw: bytes) -> SettleAnswer:
 
 __all__ += [
     "ACCOUNT_SCRIPT_STATUSES",
+    "AckRecordsAnswer",
+    "AckRecordsArgs",
     "BalanceActionAnswer",
     "BalanceActionArgs",
     "CreditAnswer",
     "CreditArgs",
+    "ExportLeaseAnswer",
+    "ExportLeaseArgs",
     "PutBucketAnswer",
     "PutBucketArgs",
     "ReleaseIdentityAnswer",
     "ReleaseIdentityArgs",
     "SetStatusAnswer",
     "SetStatusArgs",
+    "decode_ack_records",
     "decode_balance_action",
     "decode_credit",
+    "decode_export_lease",
     "decode_put_bucket",
     "decode_release_identity",
     "decode_set_status",
@@ -927,3 +938,58 @@ class BalanceActionAnswer(NamedTuple):
 def decode_balance_action(reply: Sequence[Any]) -> BalanceActionAnswer:
     status, payload = reply
     return BalanceActionAnswer(text(status), text(payload))
+
+
+@dataclass(slots=True)
+class AckRecordsArgs:
+    """ack_records.lua: acknowledge and delete entries of a partition's record stream
+    that are durable in a segment file."""
+
+    partition: int = field(metadata=_wire(None))
+    group: str = field(metadata=_wire(1))
+    entry_ids: tuple[str, ...] = field(metadata=_wire(2))
+
+    def keys(self) -> list[str]:
+        return [keys.partition_records(self.partition)]
+
+    def argv(self) -> list[ScriptValue]:
+        # one value, not one per id: stream ids hold no space, and a fixed ARGV keeps
+        # the script's contract checkable like the others'
+        return [self.group, " ".join(self.entry_ids)]
+
+
+class AckRecordsAnswer(NamedTuple):
+    acknowledged: int
+    """Entries acknowledged by this call."""
+    deleted: int
+    """Entries deleted by this call."""
+
+
+def decode_ack_records(reply: Sequence[Any]) -> AckRecordsAnswer:
+    acknowledged, deleted = reply
+    return AckRecordsAnswer(int(acknowledged), int(deleted))
+
+
+@dataclass(slots=True)
+class ExportLeaseArgs:
+    """export_lease.lua: renew (``ttl_ms`` > 0) or release (0) an exporter's lease on a
+    partition, only while that exporter holds it."""
+
+    partition: int = field(metadata=_wire(None))
+    owner: str = field(metadata=_wire(1))
+    ttl_ms: int = field(metadata=_wire(2))
+
+    def keys(self) -> list[str]:
+        return [keys.export_lease(self.partition)]
+
+    def argv(self) -> list[ScriptValue]:
+        return [self.owner, self.ttl_ms]
+
+
+class ExportLeaseAnswer(NamedTuple):
+    held: bool
+    """The caller held the lease (it is renewed, or released)."""
+
+
+def decode_export_lease(reply: int) -> ExportLeaseAnswer:
+    return ExportLeaseAnswer(bool(reply))

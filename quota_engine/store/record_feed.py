@@ -27,6 +27,12 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from quota_engine.store import keys
+from quota_engine.store.contract import (
+    AckRecordsArgs,
+    ExportLeaseArgs,
+    decode_ack_records,
+    decode_export_lease,
+)
 from quota_engine.store.scripts import ACK_RECORDS, EXPORT_LEASE, ScriptPipeline
 from quota_engine.store.text import lossy_text
 
@@ -174,10 +180,11 @@ class RecordFeed:
         pipe = ScriptPipeline(self.client)
         for partition, ids in durable.items():
             if ids:
-                pipe.script(ACK_RECORDS, [keys.partition_records(partition)], [GROUP, *ids])
+                call = AckRecordsArgs(partition, GROUP, tuple(ids))
+                pipe.script(ACK_RECORDS, call.keys(), call.argv())
         results = await pipe.execute()
         _raise_errors(results)
-        return sum(int(result[1]) for result in results)
+        return sum(decode_ack_records(result).deleted for result in results)
 
     async def forget_idle_consumers(self, partition: int, keep: Iterable[str]) -> None:
         """Remove the partition group's consumers with nothing pending that are not in
@@ -259,10 +266,15 @@ class RecordFeed:
     async def _leases(self, partitions: Sequence[int], ttl_ms: int) -> list[int]:
         pipe = ScriptPipeline(self.client)
         for partition in partitions:
-            pipe.script(EXPORT_LEASE, [keys.export_lease(partition)], [self.consumer, ttl_ms])
+            call = ExportLeaseArgs(partition, self.consumer, ttl_ms)
+            pipe.script(EXPORT_LEASE, call.keys(), call.argv())
         results = await pipe.execute()
         _raise_errors(results)
-        return [p for p, held in zip(partitions, results, strict=True) if not int(held)]
+        return [
+            p
+            for p, reply in zip(partitions, results, strict=True)
+            if not decode_export_lease(reply).held
+        ]
 
     async def owners(self, partitions: Sequence[int]) -> dict[int, str | None]:
         """Who holds each partition's lease now (None: nobody)."""

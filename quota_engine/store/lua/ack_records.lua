@@ -7,20 +7,21 @@
 -- older entries of the partition.
 --
 -- KEYS (the partition's hash tag {P}, quota_engine/store/keys.py):
---   1 ocs:records:{P}                   STREAM of the partition's rated records
--- ARGV:
---   1 group                             the consumer group (quota_engine/store/record_feed.py)
---   2.. entry ids                       at least one
--- Returns: { acknowledged, deleted }     counts (entries acknowledged before, or
---                                        deleted already, are not counted)
+--   1 ocs:records:{P}                  STREAM of the partition's rated records
+-- ARGV: plain values (quota_engine/store/contract.py: AckRecordsArgs):
+--   1 group          the consumer group (quota_engine/store/record_feed.py)
+--   2 entry_ids      the stream entry ids, separated by spaces (at least one)
+-- Returns: a list (contract.py: AckRecordsAnswer, decode_ack_records):
+--   1 acknowledged   entries acknowledged now (not those acknowledged before)
+--   2 deleted        entries deleted now (not those deleted before)
 
 local ids = {}
-for i = 2, #ARGV do
-  ids[#ids + 1] = ARGV[i]
+for id in string.gmatch(ARGV[2], '%S+') do
+  ids[#ids + 1] = id
 end
 local acked = 0
 local deleted = 0
--- unpack() of a few thousand values at a time stays below Lua's stack limit
+-- unpack() of a thousand values at a time stays below Lua's stack limit
 for first = 1, #ids, 1000 do
   local last = math.min(first + 999, #ids)
   acked = acked + redis.call('XACK', KEYS[1], ARGV[1], unpack(ids, first, last))

@@ -2,11 +2,12 @@
 -- that exporter holds it (a lease taken over by another is left alone).
 --
 -- KEYS (the partition's hash tag {P}, quota_engine/store/keys.py):
---   1 ocs:export:lease:{P}              STRING: the owner's name
--- ARGV:
---   1 owner                             the exporter's name (<host>:<pid>)
---   2 ttl_ms                            renew for this long; 0: release
--- Returns: 1 if the caller held the lease (renewed or released), else 0
+--   1 ocs:export:lease:{P}             STRING the owner's name
+-- ARGV: plain values (quota_engine/store/contract.py: ExportLeaseArgs):
+--   1 owner          the exporter's name (<host>:<pid>)
+--   2 ttl_ms         renew for this many milliseconds; 0: release
+-- Returns: an integer (contract.py: ExportLeaseAnswer, decode_export_lease):
+--   held             1 when the caller held the lease (renewed or released), else 0
 
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
