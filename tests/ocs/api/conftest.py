@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -37,7 +38,13 @@ def digest(token: str) -> str:
 
 
 TOKENS = (ApiToken(digest(ADMIN_TOKEN), "admin"), ApiToken(digest(VIEWER_TOKEN), "viewer"))
-SETTINGS = dataclasses.replace(Settings(), http_tokens=TOKENS)
+# records.directory: one that no exporter writes, so the usage tests see only the
+# records they make (the default ./data/records is relative to where pytest runs)
+SETTINGS = dataclasses.replace(
+    Settings(),
+    http_tokens=TOKENS,
+    records_directory=tempfile.mkdtemp(prefix="ocs-api-test-records-"),
+)
 
 
 def bearer(token: str | None) -> dict[str, str]:
