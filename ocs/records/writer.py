@@ -111,7 +111,11 @@ class _ChunkedFile:
         return self.fd
 
     def close(self) -> None:
-        os.close(self.fd)
+        """Close the file; once only (after a failed seal, abandon closes it again: a
+        second ``os.close`` would close whatever file took the number since)."""
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
 
 
 class WriterBusy(Exception):
@@ -319,10 +323,12 @@ class SegmentWriter:
         """Release the partition without sealing: the open segment stays a temporary
         file, as a crash would leave it (its entries were never reported durable, so
         Redis gives them again), and the next writer removes it."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self._unlock()
+        try:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+        finally:
+            self._unlock()
 
 
 def writer_is_running(directory: Path, partition: int) -> bool:
