@@ -7,7 +7,8 @@ serve`` (``records.export``). It works in rounds:
    renew its partition leases, give up partitions beyond its fair share
    (``ceil(partitions / exporters)``), take free ones up to it. On taking a partition it
    opens the partition's :class:`SegmentWriter` (which recovers what a crash left) and
-   claims what earlier owners were given and never acknowledged (``XAUTOCLAIM``).
+   claims what earlier owners were given and never acknowledged (``XAUTOCLAIM``; a
+   claim that failed, Redis being away, is made again at the next round).
 2. **Read** its partitions' new entries (``XREADGROUP``), at most ``batch`` per
    partition: each partition once per ``poll_interval``, again at once when a read
    came back full (catching up).
@@ -18,10 +19,14 @@ serve`` (``records.export``). It works in rounds:
 
 Exactly once in effect: an entry leaves Redis only after its segment is durable, so
 none is lost; a crash between the fsync and the acknowledgement leaves durable entries
-in Redis, and when this directory's writer gets them again they are at or below its
-checkpoint's last entry id and are acknowledged without being written twice. Entries
-exported twice all the same (a lease taken over from a stalled exporter) carry the
-same record id, and the readers (:func:`ocs.records.iter_records`) keep one.
+in Redis, and when this directory's writer gets them again (claimed on taking the
+partition) they are at or below its checkpoint's last entry id and are acknowledged
+without being written twice. Only claimed entries are judged so: an entry read as new
+is always written, even below that id (a stream that Redis lost and whose new ids start
+lower, after a fail-over to a replica with a clock behind), so a record is never dropped
+for its id. Entries exported twice all the same (a lease taken over from a stalled
+exporter, a stream given again from its start) carry the same record id, and the
+readers (:func:`ocs.records.iter_records`) keep one.
 
 Every ``backlog_interval`` it measures what its partitions' streams still hold (the
 export lag, in entries and seconds) and reports partitions above ``stream_cap``:
@@ -149,8 +154,10 @@ class _Partition:
     number: int
     writer: SegmentWriter
     floor: tuple[int, int] | None
-    """The checkpoint's last entry id when the partition was taken: entries at or
-    below it are durable in this directory already."""
+    """The checkpoint's last entry id when the partition was taken: the entries
+    claimed then at or below it are durable in this directory already."""
+    claimed: bool = False
+    """Whether what earlier owners left pending was claimed (and exported) yet."""
     unacknowledged: list[str] = dataclasses.field(default_factory=list)
     """Durable entry ids whose acknowledgement has not reached Redis yet."""
     next_read: float = 0.0
@@ -218,6 +225,7 @@ class Exporter:
             await self.share()
             self._next_share = now + self.settings.lease_ttl / 3
         await self._retry_acknowledgements()
+        await self._claim_pending()
         due = [p.number for p in self._owned.values() if p.next_read <= now]
         if due:
             batches = await self.feed.read(due, self.settings.batch)
@@ -274,26 +282,42 @@ class Exporter:
             last = writer.checkpoint.last_entry_id
             floor = None if last is None else entry_order(last)
             self._owned[number] = _Partition(number, writer, floor)
-            claimed = await self.feed.claim(number)
-            await self.feed.forget_idle_consumers(number, live)
-            if claimed:
-                await self._export({number: claimed})
         log_event(logger, "export_partitions_taken", partitions=len(partitions))
+        await self._claim_pending(live)
+
+    async def _claim_pending(self, live: Iterable[str] | None = None) -> None:
+        """Claim and export what earlier owners of the partitions taken were given and
+        never acknowledged (until it is done: a Redis error leaves it to the next round,
+        for XREADGROUP never gives those entries again)."""
+        for partition in [p for p in self._owned.values() if not p.claimed]:
+            claimed = await self.feed.claim(partition.number)
+            if live is not None:
+                await self.feed.forget_idle_consumers(partition.number, live)
+            if claimed:
+                await self._export({partition.number: claimed}, claimed=True)
+            partition.claimed = True
 
     async def _drop(self, partitions: list[int], *, release: bool) -> None:
         """Seal and close the partitions' writers, acknowledge what they made durable,
         and (``release``) give their leases back."""
-        dropped = [self._owned.pop(n) for n in partitions if n in self._owned]
-        for partition in dropped:
+        dropped: list[_Partition] = []
+        for number in partitions:
+            partition = self._owned.get(number)
+            if partition is None:
+                continue
+            # owned until closed: a writer whose close failed is abandoned with the rest
             partition.unacknowledged += await self._on_disk(partition.writer.close)
+            dropped.append(self._owned.pop(number))
         await self._acknowledge(dropped)
         if release:
             await self.feed.release([p.number for p in dropped])
 
     # --- writing and acknowledging ---------------------------------------------------------
 
-    async def _export(self, batches: dict[int, list[Entry]]) -> None:
-        """Write the batches, seal what is due, acknowledge what is durable."""
+    async def _export(self, batches: dict[int, list[Entry]], *, claimed: bool = False) -> None:
+        """Write the batches, seal what is due, acknowledge what is durable. Entries
+        ``claimed`` on taking their partition that are at or below its floor are
+        durable already: acknowledged, not written again."""
         skipped: dict[int, list[str]] = {}
         work: list[tuple[_Partition, list[Entry]]] = []
         for number, entries in batches.items():
@@ -301,7 +325,7 @@ class Exporter:
             if partition is None:
                 continue
             floor = partition.floor
-            if floor is not None:
+            if claimed and floor is not None:
                 old = [e[0] for e in entries if entry_order(e[0]) <= floor]
                 if old:
                     skipped[number] = old
@@ -364,9 +388,16 @@ class Exporter:
         """After a failure: release the writers without sealing (what they held is in
         Redis still, given again to the next owner) and stop the disk thread."""
         try:
-            for partition in self._owned.values():
-                await self._on_disk(partition.writer.abandon)
+            for partition in list(self._owned.values()):
+                try:  # every writer, whatever one of them raises: each holds a lock
+                    await self._on_disk(partition.writer.abandon)
+                except Exception as error:
+                    log_event(
+                        logger, "export_abandon_failed", level=logging.ERROR,
+                        partition=partition.number, error=repr(error),
+                    )  # fmt: skip
             self._owned.clear()
+            self.observer.owned_partitions(0)
         finally:
             self._disk.shutdown(wait=True)
 
@@ -379,6 +410,7 @@ class Exporter:
                 for partition in list(self._owned.values()):  # Redis was down: close anyway
                     await self._on_disk(partition.writer.close)
                 self._owned.clear()
+            self.observer.owned_partitions(0)
             with contextlib.suppress(*_REDIS_ERRORS):
                 await self.feed.leave()
         finally:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import zlib
 
 import pytest
 from redis.crc import key_slot
 
-from quota_engine.store import contract, keys
+from quota_engine.store import contract, keys, scripts
+from quota_engine.store.record_feed import RecordFeed
+from quota_engine.store.scripts import load_source
 
 ACCOUNTS = ["a1", "acc", "shared", "x", "491700000001", "A.b_c-9", "ü-account"]
 SCRIPT_CALLS = sorted(
@@ -71,3 +74,50 @@ def test_partitions_spread_over_slots():
 def test_account_ids_that_would_break_the_schema_are_refused(bad):
     with pytest.raises(ValueError):
         keys.buckets(bad)
+
+
+EXPORT_SCRIPTS = {"ack_records.lua", "export_lease.lua"}
+"""The record export's scripts (quota_engine/store/record_feed.py), called with
+partition keys rather than a contract dataclass."""
+
+
+async def test_the_export_scripts_touch_one_slot_the_partition_streams(r, monkeypatch):
+    """Every script call the record feed makes (acknowledge, renew, release) names keys
+    of one slot: the slot of the partition's record stream (the lease lives there too)."""
+    calls: list[tuple[str, tuple[str, ...]]] = []
+    queue = scripts._queue_evalsha
+
+    def recording(pipe, script, names, args):
+        calls.append((script.name, tuple(names)))
+        queue(pipe, script, names, args)
+
+    monkeypatch.setattr(scripts, "_queue_evalsha", recording)
+    partitions = [0, 1, 42, 1023]
+    feed = RecordFeed(r, "slot-test")
+    await feed.acknowledge({p: [f"{p + 1}-0", f"{p + 2}-0"] for p in partitions})
+    assert await feed.acquire(partitions, 10_000) == partitions
+    assert await feed.renew(partitions, 10_000) == []
+    await feed.release(partitions)
+
+    # each script once per partition at least (a call the server answered NOSCRIPT
+    # is queued again)
+    assert {(name, names[0]) for name, names in calls} == {
+        *(("ack_records.lua", keys.partition_records(p)) for p in partitions),
+        *(("export_lease.lua", keys.export_lease(p)) for p in partitions),
+    }
+    for name, names in calls:
+        slots = {key_slot(key.encode()) for key in names}
+        assert len(slots) == 1, (name, names)
+        [partition] = {p for p in partitions if keys.partition_tag(p) in names[0]}
+        assert slots == {key_slot(keys.partition_records(partition).encode())}, (name, names)
+
+
+@pytest.mark.parametrize("name", sorted(EXPORT_SCRIPTS))
+def test_the_export_scripts_touch_only_the_keys_they_are_given(name):
+    """A key built inside a script would escape the check above (and the cluster's
+    routing): the export scripts name keys only as KEYS[1]."""
+    source = load_source(name)
+    code = "\n".join(line.split("--", 1)[0] for line in source.splitlines())
+    assert "KEYS[1]" in code
+    assert re.findall(r"KEYS\[(\w+)\]", code) == ["1"] * code.count("KEYS[")
+    assert "ocs:" not in code
