@@ -4,15 +4,18 @@ files, each once, against the money that left the balances.
 The first tests work on parsed records and a real HTTP server serving metrics text;
 the last two start `ocs serve` with its embedded Redis and the exporter on (segments
 sealed 0.2 s after their first record) and run `ocs-loadtest run` against it as an
-operator would: once on the real segment directory (it must pass), once through a
+operator would, with the management API for the balances (and its /metrics for the
+export lag): once on the real segment directory (it must pass), once through a
 segments command that reads a copy with one segment of the run removed and prints one
 record twice (it must fail, and say why).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -230,6 +233,8 @@ def exporting_ocs(tmp_path_factory):
     diameter_port, http_port = get_free_port(), get_free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCS_")}
     env["PYTHONPATH"] = str(ROOT)
+    token = secrets.token_hex(32)
+    serve_env = env | {"OCS_HTTP_TOKENS": "viewer:" + hashlib.sha256(token.encode()).hexdigest()}
     data_dir, records = tmp_path / "redis", tmp_path / "records"
     command = [sys.executable, "-m", "ocs", "serve", "--diameter-host=127.0.0.1"]
     command += [f"--diameter-port={diameter_port}", "--http-host=127.0.0.1"]
@@ -239,7 +244,7 @@ def exporting_ocs(tmp_path_factory):
     log = tmp_path / "ocs.log"
     with log.open("w") as stderr:
         process = subprocess.Popen(
-            command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
+            command, cwd=tmp_path, env=serve_env, stdout=subprocess.PIPE, stderr=stderr, text=True
         )
     try:
         assert process.stdout is not None
@@ -251,10 +256,10 @@ def exporting_ocs(tmp_path_factory):
                 break
         yield {
             "diameter": diameter_port,
-            "metrics": f"http://127.0.0.1:{http_port}/metrics",
+            "api": f"http://127.0.0.1:{http_port}",
             "data_dir": data_dir,
             "records": records,
-            "env": env,
+            "env": env | {"OCS_API_TOKEN": token},
         }
     finally:
         stop_process(process)
@@ -266,7 +271,7 @@ def loadtest(ocs: dict, tmp_path: Path, *options: str) -> tuple[subprocess.Compl
     command += ["--rate", "40", "--duration", "1", "--connections", "2", "--seed", "3"]
     command += ["--subscribers", "4", "--money-check", "all"]
     command += ["--redis-data-dir", str(ocs["data_dir"]), "--json", str(report)]
-    command += ["--export-metrics", ocs["metrics"], *options]
+    command += ["--api", ocs["api"], *options]  # balances, sessions, records; its /metrics
     done = subprocess.run(
         command, cwd=tmp_path, env=ocs["env"], capture_output=True, text=True, timeout=240
     )
@@ -279,13 +284,16 @@ def test_a_load_run_finds_its_records_in_the_segments_once_and_they_add_up(expor
     assert done.returncode == 0, done.stdout + done.stderr
     assert "verdict: PASS" in done.stdout
     assert report["timeouts"] == 0 and report["errors"] == 0
+    money = report["money_check"]  # through the API, which reads the segments too
+    assert money["ok"] and money["complete"], money
     check = report["segments_check"]
     assert check["ok"] and check["export"]["drained"], check
     assert check["accounts"] == 4 and check["duplicates"] == 0 and not check["problems"]
     assert check["records"] > 0 and check["segment_records"] >= check["records"]
-    # the money the balances lost (read with ocs account show) is in the segments
-    assert check["debited_micro"] > 0
+    # the money the balances lost is in the segments, in the records the API lists
+    assert check["debited_micro"] == money["debited_micro"] > 0
     assert check["charged_micro"] == check["debited_micro"]
+    assert check["records"] == money["records"]
     assert "segments check: OK: 4 accounts" in done.stdout
 
 
@@ -340,6 +348,9 @@ def test_a_lost_segment_and_a_record_printed_twice_fail_the_check(exporting_ocs,
     damage = json.loads(note.read_text())
     assert damage["lost"]
     assert any(f"record {damage['twice']} appears 2 times" in p for p in problems), problems
-    # the lost records' money is missing from their account's sum
+    # the lost records' money is missing from their account's sum, and the API (which
+    # reads the real directory) lists each of them
     for account in damage["lost_accounts"]:
         assert any(p.startswith(f"{account}: bucket main moved by") for p in problems), problems
+    for record_id in damage["lost"]:
+        assert any(f"record {record_id} of the run is listed by the API" in p for p in problems)
