@@ -1,6 +1,7 @@
 """The ``ocs`` command: ``serve``, ``check-config``, ``provision``, and the client commands
 ``catalog load``, ``account create|show|bar`` and ``topup``; ``records read|verify``
-read the rated-record segment files of ``records.directory`` (``ocs.records.commands``).
+read the rated-record segment files of ``records.directory`` (``ocs.records.commands``);
+``billing migrate|status`` the billing database (``ocs.billing.commands``).
 
 Exit codes: 0 success; 1 ``check-config`` found problems in the file, ``provision``
 refused the document, ``account show`` found no such account, the API refused a client
@@ -41,6 +42,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from ocs.api.client import ApiClient, ApiRefused, ApiUnreachable
+from ocs.billing.commands import add_billing_commands, billing_command
 from ocs.config import (
     CONFIG_ENV,
     SPECS,
@@ -208,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     topup.add_argument("--json", action="store_true", help="print the API's JSON answer")
     _add_api_options(topup)
     _add_records_commands(commands)
+    add_billing_commands(commands)
     return parser
 
 
@@ -779,12 +782,14 @@ def main(
         return _records_command(args, env)
     if args.command == "migrate":
         return _migrate_command(args, env)
+    if args.command == "billing":
+        return billing_command(args, env)
     if args.command in ("catalog", "account", "topup"):
         return _run_api_command(args, env)
     parser.print_usage(sys.stderr)
     print(
         "ocs: error: a command is required "
-        "(serve, export, check-config, provision, catalog, account, topup, records)",
+        "(serve, export, check-config, provision, catalog, account, topup, records, billing)",
         file=sys.stderr,
     )
     return 2

@@ -22,8 +22,8 @@ or ``--diameter-port``).
 Secrets are fields declared with ``secret=True``: they are never shown by
 ``repr()``, :meth:`Settings.redacted` or error messages, and they cannot be
 given as command-line flags (flags are visible to every local user in ``ps``).
-The password of a ``redis_url`` is masked the same way and refused on the
-command line.
+The password of a ``redis_url`` or ``billing_database_url`` is masked the same
+way and refused on the command line.
 
 Constructing :class:`Settings` directly (tests, embedding) skips validation;
 :func:`load_settings` is the checked path.
@@ -250,26 +250,52 @@ def _accept_redis_url(value: str) -> str:
     return value
 
 
+_QUERY_PASSWORD = re.compile(r"(?i)((?:^|&)password=)[^&]*")
+
+
 def redact_url(url: str) -> str:
-    """``url`` with the password (if any) replaced by :data:`HIDDEN`."""
+    """``url`` with the password (if any, also a ``password=`` query parameter, as
+    libpq and redis-py accept it) replaced by :data:`HIDDEN`."""
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
         return url
-    if password is None:
+    query = _QUERY_PASSWORD.sub(rf"\g<1>{HIDDEN}", parts.query)
+    if password is None and query == parts.query:
         return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    netloc = f"{user}:{HIDDEN}@{host}"
-    return SplitResult(parts.scheme, netloc, parts.path, parts.query, parts.fragment).geturl()
+    netloc = parts.netloc
+    if password is not None:
+        user = parts.username or ""
+        host = parts.netloc.rpartition("@")[2]
+        netloc = f"{user}:{HIDDEN}@{host}"
+    return SplitResult(parts.scheme, netloc, parts.path, query, parts.fragment).geturl()
 
 
 def _url_has_password(url: str) -> bool:
     try:
-        return urlsplit(url).password is not None
+        parts = urlsplit(url)
+        return parts.password is not None or bool(_QUERY_PASSWORD.search(parts.query))
     except ValueError:
         return False
+
+
+_DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg")
+#: Settings whose value is a URL that may hold a password (masked, refused as a flag).
+_URL_SETTINGS = frozenset({"redis_url", "billing_database_url"})
+
+
+def _accept_database_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValueError(value) from exc
+    if parts.scheme not in _DATABASE_SCHEMES:
+        raise ValueError(value)
+    if parts.scheme.startswith("sqlite") and (parts.netloc or parts.path in ("", "/", "/:memory:")):
+        raise ValueError(value)  # sqlite:///path; sqlite:// is in memory, lost at exit
+    return value
 
 
 _PORT = _int_range(1, 65535)
@@ -551,6 +577,15 @@ class Settings:
     records_export_metrics_port: int = setting(
         9108, "TCP port of ocs export's /metrics and /health (on http.host).", _PORT
     )
+    billing_database_url: str = setting(
+        "sqlite:///./data/billing.db",
+        "Database of invoices, numbering and credit notes: sqlite:///path (embedded)"
+        " or postgresql://user@host/db (production).",
+        Rule(
+            "must be a sqlite:///path or postgresql://user@host/database URL",
+            _accept_database_url,
+        ),
+    )
     numbering_country_code: str = setting(
         "",
         "Home country code (E.164, e.g. 49) for national-format numbers; empty = none.",
@@ -635,7 +670,7 @@ class SettingSpec:
             return value
         if self.secret:
             return HIDDEN
-        if self.name == "redis_url":
+        if self.name in _URL_SETTINGS:
             return redact_url(value)
         return value
 
@@ -877,7 +912,7 @@ def _override_layer(overrides: Mapping[str, object], errors: list[str]) -> _Laye
                 f"set {spec.env} or {spec.toml_name} in the config file"
             )
             continue
-        if isinstance(value, str) and spec.name == "redis_url" and _url_has_password(value):
+        if isinstance(value, str) and spec.name in _URL_SETTINGS and _url_has_password(value):
             errors.append(
                 f"{spec.flag}: do not put a password on the command line (visible in ps); "
                 f"set {spec.env} or {spec.toml_name} in the config file"

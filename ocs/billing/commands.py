@@ -1,0 +1,113 @@
+"""``ocs billing migrate`` and ``ocs billing status``: the billing database's schema.
+
+``migrate`` creates the database of ``billing.database_url`` or brings it to this
+version's schema (idempotent; docs/invoicing.md, "Database"); ``status`` says which
+revision it is at. A group of its own rather than a flag of ``ocs migrate``, which moves
+Redis keys, takes Redis options and must run with every ``ocs serve`` stopped: the
+billing database is another store with another lifecycle, and later billing commands
+can join the group.
+
+Exit codes: 0 done (``status``: at the head revision); 1 ``status``: empty or behind;
+2 invalid configuration, unreachable database, or a revision this ocs does not know.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from ocs.config import CONFIG_ENV, SPECS, ConfigError, load_settings
+
+_URL_SETTING = next(spec for spec in SPECS if spec.name == "billing_database_url")
+
+
+def add_billing_commands(commands: Any) -> None:
+    """Add ``billing migrate|status`` to the ``ocs`` parser's subcommands."""
+    billing = commands.add_parser("billing", help="the billing database (migrate, status)")
+    actions = billing.add_subparsers(dest="billing_command", metavar="ACTION")
+    migrate = actions.add_parser(
+        "migrate",
+        help="create the billing database or upgrade it to this version's schema",
+        description="Create the database of billing.database_url, or upgrade it to this "
+        "version's schema, in one transaction; running it again does nothing. Take a "
+        "backup before upgrading (docs/invoicing.md, Backup and restore).",
+    )
+    status = actions.add_parser(
+        "status",
+        help="print the billing database's schema revision (exit 0 current, 1 behind)",
+        description="Print the revision of the billing database and this version's newest.",
+    )
+    for parser in (migrate, status):
+        parser.add_argument(
+            "--config", metavar="FILE", help=f"TOML config file (default: ${CONFIG_ENV})"
+        )
+        assert _URL_SETTING.flag is not None
+        parser.add_argument(
+            _URL_SETTING.flag,
+            dest="billing_database_url",
+            metavar="URL",
+            help=f"{_URL_SETTING.doc} [{_URL_SETTING.toml_name}, {_URL_SETTING.env}; "
+            f"default: {_URL_SETTING.default}]",
+        )
+
+
+def billing_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Run ``ocs billing ACTION``; the exit code."""
+    if args.billing_command is None:
+        print("usage: ocs billing {migrate,status} ...", file=sys.stderr)
+        print("ocs billing: error: an action is required (migrate, status)", file=sys.stderr)
+        return 2
+    command = f"ocs billing {args.billing_command}"
+    config_file = args.config or env.get(CONFIG_ENV) or None
+    try:
+        settings = load_settings(
+            config_file, env, {"billing_database_url": args.billing_database_url}
+        )
+    except ConfigError as exc:
+        print(f"{command}: invalid configuration:\n  " + "\n  ".join(exc.errors), file=sys.stderr)
+        return 2
+    # imported here: SQLAlchemy and Alembic are not needed by the other commands
+    from ocs.billing.database import (
+        BillingDatabaseError,
+        create_billing_engine,
+        migrate,
+        revision_status,
+        shown_url,
+    )
+
+    url = settings.billing_database_url
+    shown = shown_url(url)
+    try:
+        if args.billing_command == "migrate":
+            done = migrate(url)
+            if done.changed:
+                before = "empty" if done.before is None else f"revision {done.before}"
+                print(f"billing database {shown}: migrated from {before} to {done.after}")
+            else:
+                print(f"billing database {shown}: at revision {done.after} already")
+            return 0
+        engine = create_billing_engine(url)
+        try:
+            status = revision_status(engine)
+        finally:
+            engine.dispose()
+    except BillingDatabaseError as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"billing database {shown}: revision {status.revision or 'none (empty)'}, "
+        f"newest {status.head}"
+    )
+    if status.current:
+        return 0
+    if not status.known:
+        print(
+            f"{command}: revision {status.revision} is unknown to this version of ocs "
+            "(a newer one migrated the database)",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"{command}: run `ocs billing migrate`", file=sys.stderr)
+    return 1

@@ -1,0 +1,126 @@
+"""Gap-free document numbers, assigned in the transaction that finalises the document.
+
+A number sequence is a row of ``number_sequences``: billing entity, series (``invoice``
+or ``credit_note``), format and the next value. :func:`assign_number` takes the next
+value with one ``UPDATE ... SET next_value = next_value + 1 ... RETURNING``: the row
+stays locked until the transaction ends (PostgreSQL's row lock, the same as a
+``SELECT ... FOR UPDATE`` followed by the update, in one round trip; SQLite's write lock,
+which this package takes at ``BEGIN IMMEDIATE``). So concurrent finalisations queue on
+the sequence, a rolled-back one gives its number back (the update is rolled back with
+it), and committed ones hold 1, 2, 3, ... with no gap and no duplicate. The unique
+constraints on ``(entity, number)`` are the backstop.
+
+Never call it outside the finalising transaction (autocommit would consume a number
+the document may never get): it refuses an AUTOCOMMIT connection.
+"""
+
+from __future__ import annotations
+
+import string
+
+from sqlalchemy import Connection, Table, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ocs.billing.schema import SERIES, credit_notes, invoices, number_sequences
+
+_FIELDS = frozenset({"seq", "entity"})
+
+
+class NumberingError(Exception):
+    """A number cannot be assigned (no sequence, bad format, wrong transaction)."""
+
+
+class NotDraft(Exception):
+    """The document is not a draft: it has its number already (or is void)."""
+
+
+def check_format(form: str, entity: str = "E") -> str:
+    """``form`` if it is a valid number format: text with ``{seq}`` (optionally with a
+    format spec such as ``{seq:06d}``) and optionally ``{entity}``, whose numbers for
+    ``entity`` fit the 64 characters of the number columns; else ValueError."""
+    fields = set()
+    try:
+        for _literal, field, spec, conversion in string.Formatter().parse(form):
+            if field is None:
+                continue
+            if field not in _FIELDS or conversion is not None:
+                raise ValueError(f"number format {form!r}: unknown field {{{field}}}")
+            if field == "entity" and spec:
+                raise ValueError(f"number format {form!r}: {{entity}} takes no format spec")
+            fields.add(field)
+        form.format(seq=1, entity="E")
+    except (ValueError, IndexError) as exc:
+        raise ValueError(f"number format {form!r}: {exc}") from None
+    if "seq" not in fields:
+        raise ValueError(f"number format {form!r}: needs {{seq}}")
+    if len(form.format(seq=10**12, entity=entity)) > 64:
+        raise ValueError(f"number format {form!r}: numbers longer than 64 characters")
+    return form
+
+
+def format_number(form: str, entity: str, value: int) -> str:
+    """The number ``value`` of ``entity``'s sequence, written in ``form``."""
+    return form.format(seq=value, entity=entity)
+
+
+def ensure_sequence(
+    connection: Connection, entity: str, series: str, form: str, *, start: int = 1
+) -> None:
+    """Create ``entity``'s ``series`` sequence if it does not exist (it then starts at
+    ``start``); an existing one is left as it is, its format included."""
+    if series not in SERIES:
+        raise NumberingError(f"unknown number series {series!r} (one of {', '.join(SERIES)})")
+    check_format(form, entity)
+    values = {"entity": entity, "series": series, "format": form, "next_value": start}
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    connection.execute(insert(number_sequences).values(values).on_conflict_do_nothing())
+
+
+def assign_number(connection: Connection, entity: str, series: str = "invoice") -> str:
+    """The next number of ``entity``'s ``series``, taken in ``connection``'s transaction:
+    committed with it, given back if it rolls back."""
+    if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        raise NumberingError("assign_number needs the finalising transaction, not AUTOCOMMIT")
+    sequence = number_sequences.c
+    row = connection.execute(
+        update(number_sequences)
+        .where(sequence.entity == entity, sequence.series == series)
+        .values(next_value=sequence.next_value + 1)
+        .returning(sequence.next_value, sequence.format)
+    ).one_or_none()
+    if row is None:
+        raise NumberingError(
+            f"billing entity {entity!r} has no {series} number sequence (ensure_sequence)"
+        )
+    return format_number(row.format, entity, row.next_value - 1)
+
+
+def finalize_invoice(connection: Connection, invoice_id: str, at: int) -> str:
+    """Finalise the draft invoice ``invoice_id`` at ``at`` (Unix s): its number is
+    assigned and it becomes ``final`` in ``connection``'s transaction. Raises
+    :class:`NotDraft` when it is final or void already, LookupError when absent."""
+    return _finalize(connection, invoices, "invoice", invoice_id, at)
+
+
+def finalize_credit_note(connection: Connection, credit_note_id: str, at: int) -> str:
+    """:func:`finalize_invoice` for a credit note (its own ``credit_note`` series)."""
+    return _finalize(connection, credit_notes, "credit_note", credit_note_id, at)
+
+
+def _finalize(connection: Connection, table: Table, series: str, document: str, at: int) -> str:
+    columns = table.c
+    query = select(columns.state, columns.entity).where(columns.id == document)
+    # lock the document first: two finalisations of one draft queue here, and the second
+    # sees it final instead of taking a number it would not use
+    row = connection.execute(query.with_for_update()).one_or_none()
+    if row is None:
+        raise LookupError(f"no {series.replace('_', ' ')} {document!r}")
+    if row.state != "draft":
+        raise NotDraft(f"{series.replace('_', ' ')} {document!r} is {row.state}, not a draft")
+    number = assign_number(connection, row.entity, series)
+    connection.execute(
+        update(table)
+        .where(columns.id == document, columns.state == "draft")
+        .values(state="final", number=number, finalized_at=at)
+    )
+    return number

@@ -1,0 +1,279 @@
+"""The billing database's tables (SQLAlchemy Core), as the migrations leave them.
+
+This module is the model the code queries; ``ocs/billing/migrations/versions/`` holds the
+DDL that builds it, step by step, frozen (a migration never imports this module: it must
+build the same tables in a year, whatever this file says then). A test migrates an empty
+database to head and compares it with :data:`metadata` (Alembic's ``compare_metadata``):
+a table changed here without a migration fails it.
+
+Conventions (docs/invoicing.md, "Database"):
+
+* Money is ``BigInteger``: ``*_micro`` in micro-units (1e-6 of the currency), exact, as
+  rating and the records have it; ``*_minor`` the same amount rounded to the currency's
+  minor unit (``minor_digits`` of the invoice: 2 for EUR, 0 for JPY). Never Float or
+  Numeric (a test introspects every column).
+* Instants are ``BigInteger`` Unix seconds (UTC), like the records' ``start``/``end``;
+  a bill period is ``[period_start, period_end)``.
+* Rates are integers in parts per million (19 % = ``190000``).
+* States and kinds are strings checked by CHECK constraints; every constraint is named
+  (:data:`NAMING`), so an ``IntegrityError`` names the rule it broke.
+* Ids of documents are strings chosen by the code (deterministic where it helps
+  idempotency); lines, links and events have integer ids from the database.
+"""
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+#: Database-generated integer ids: BIGINT on PostgreSQL; on SQLite only a column declared
+#: INTEGER PRIMARY KEY is the rowid that numbers itself.
+SERIAL = BigInteger().with_variant(Integer(), "sqlite")
+
+INVOICE_STATES = ("draft", "final", "void")
+CREDIT_NOTE_STATES = ("draft", "final")
+ITEM_KINDS = ("recurring", "usage", "allowance", "one_off", "discount", "tax", "late_usage")
+SERIES = ("invoice", "credit_note")
+BILL_RUN_STATES = ("running", "completed", "failed")
+BILL_RUN_KINDS = ("cycle", "off_cycle")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(value) for value in values)})"
+
+
+bill_runs = Table(
+    "bill_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    # the period as the operator named it (2026-11) and the run's instants
+    Column("period", String(32), nullable=False),
+    Column("kind", String(16), nullable=False, server_default="cycle"),
+    Column("state", String(16), nullable=False, server_default="running"),
+    Column("started_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger),
+    Column("accounts_total", BigInteger, nullable=False, server_default="0"),
+    Column("accounts_done", BigInteger, nullable=False, server_default="0"),
+    Column("invoices_created", BigInteger, nullable=False, server_default="0"),
+    Column("errors", BigInteger, nullable=False, server_default="0"),
+    CheckConstraint(_one_of("kind", BILL_RUN_KINDS), name="kind"),
+    CheckConstraint(_one_of("state", BILL_RUN_STATES), name="state"),
+    CheckConstraint("(state = 'running') = (finished_at IS NULL)", name="finished"),
+)
+
+number_sequences = Table(
+    "number_sequences",
+    metadata,
+    Column("entity", String(64), nullable=False),
+    Column("series", String(16), nullable=False),
+    # how a number is written: {seq} (with a format spec, {seq:06d}) and {entity}
+    Column("format", String(64), nullable=False),
+    Column("next_value", BigInteger, nullable=False, server_default="1"),
+    PrimaryKeyConstraint("entity", "series"),
+    CheckConstraint(_one_of("series", SERIES), name="series"),
+    CheckConstraint("next_value >= 1", name="next_value"),
+)
+
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("account", String(128), nullable=False),
+    # the seller (legal entity) that issues the invoice and numbers it
+    Column("entity", String(64), nullable=False),
+    Column("bill_run_id", String(64), ForeignKey("bill_runs.id")),
+    Column("off_cycle", Boolean, nullable=False, server_default=false()),
+    Column("period_start", BigInteger, nullable=False),
+    Column("period_end", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("minor_digits", Integer, nullable=False),
+    Column("state", String(16), nullable=False, server_default="draft"),
+    Column("number", String(64)),
+    Column("subtotal_micro", BigInteger, nullable=False, server_default="0"),
+    Column("tax_micro", BigInteger, nullable=False, server_default="0"),
+    Column("total_micro", BigInteger, nullable=False, server_default="0"),
+    Column("subtotal_minor", BigInteger, nullable=False, server_default="0"),
+    Column("tax_minor", BigInteger, nullable=False, server_default="0"),
+    Column("total_minor", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", BigInteger, nullable=False),
+    Column("finalized_at", BigInteger),
+    Column("voided_at", BigInteger),
+    Column("void_reason", Text),
+    UniqueConstraint("entity", "number"),
+    CheckConstraint(_one_of("state", INVOICE_STATES), name="state"),
+    CheckConstraint(
+        "(state = 'draft' AND number IS NULL AND finalized_at IS NULL)"
+        " OR (state <> 'draft' AND number IS NOT NULL AND finalized_at IS NOT NULL)",
+        name="numbered_when_final",
+    ),
+    CheckConstraint("(state = 'void') = (voided_at IS NOT NULL)", name="voided"),
+    CheckConstraint("period_end > period_start", name="period"),
+    CheckConstraint("length(currency) = 3", name="currency"),
+    CheckConstraint("minor_digits BETWEEN 0 AND 6", name="minor_digits"),
+    CheckConstraint("total_micro = subtotal_micro + tax_micro", name="total_micro"),
+    CheckConstraint("total_minor = subtotal_minor + tax_minor", name="total_minor"),
+)
+
+#: One live cycle invoice per account and period: a bill run that runs again (after a
+#: crash, or twice) cannot make a second one. Off-cycle invoices (account close, on
+#: demand) are outside it; a voided invoice leaves the period to its replacement.
+Index(
+    "uq_invoices_account_period",
+    invoices.c.account,
+    invoices.c.period_start,
+    unique=True,
+    sqlite_where=text("off_cycle = 0 AND state <> 'void'"),
+    postgresql_where=text("NOT off_cycle AND state <> 'void'"),
+)
+Index("ix_invoices_bill_run_id", invoices.c.bill_run_id)
+
+invoice_items = Table(
+    "invoice_items",
+    metadata,
+    Column("id", SERIAL, primary_key=True, autoincrement=True),
+    Column("invoice_id", String(64), ForeignKey("invoices.id"), nullable=False),
+    # order of the lines on the invoice
+    Column("position", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    # a line of a hierarchy's subtotal section belongs to the child account's section;
+    # a discount or tax line may point at the line it applies to
+    Column("child_account", String(128)),
+    Column("parent_item_id", BigInteger, ForeignKey("invoice_items.id")),
+    Column("subscription", String(128)),
+    Column("plan", String(128)),
+    Column("service", String(128)),
+    # usage category: destination, roaming zone, time band (national, eu, peak, ...)
+    Column("category", String(128)),
+    Column("quantity", BigInteger),
+    # octets, seconds, events, days, ...
+    Column("unit", String(16)),
+    # the span a recurring fee or a proration covers
+    Column("period_start", BigInteger),
+    Column("period_end", BigInteger),
+    Column("amount_micro", BigInteger, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("tax_category", String(64)),
+    Column("tax_rate_ppm", Integer),
+    UniqueConstraint("invoice_id", "position"),
+    CheckConstraint(_one_of("kind", ITEM_KINDS), name="kind"),
+    CheckConstraint("tax_rate_ppm BETWEEN 0 AND 1000000", name="tax_rate_ppm"),
+    CheckConstraint("quantity >= 0", name="quantity"),
+)
+
+#: The rated records a line sums. ``record_id`` is the record's deterministic id: a
+#: record is on at most one live line, enforced by the unique index below. Voiding an
+#: invoice releases its records (``released``) so that its replacement can bill them.
+invoice_item_records = Table(
+    "invoice_item_records",
+    metadata,
+    Column("item_id", BigInteger, ForeignKey("invoice_items.id"), nullable=False),
+    Column("record_id", String(512), nullable=False),
+    # denormalised from the item, so that voiding and auditing need no join
+    Column("invoice_id", String(64), ForeignKey("invoices.id"), nullable=False),
+    Column("released", Boolean, nullable=False, server_default=false()),
+    PrimaryKeyConstraint("item_id", "record_id"),
+)
+Index(
+    "uq_invoice_item_records_record_id",
+    invoice_item_records.c.record_id,
+    unique=True,
+    sqlite_where=text("released = 0"),
+    postgresql_where=text("NOT released"),
+)
+Index("ix_invoice_item_records_invoice_id", invoice_item_records.c.invoice_id)
+
+credit_notes = Table(
+    "credit_notes",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("invoice_id", String(64), ForeignKey("invoices.id"), nullable=False),
+    Column("account", String(128), nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("minor_digits", Integer, nullable=False),
+    Column("state", String(16), nullable=False, server_default="draft"),
+    Column("number", String(64)),
+    Column("reason", Text, nullable=False, server_default=""),
+    # credited to the customer: positive
+    Column("subtotal_micro", BigInteger, nullable=False, server_default="0"),
+    Column("tax_micro", BigInteger, nullable=False, server_default="0"),
+    Column("total_micro", BigInteger, nullable=False, server_default="0"),
+    Column("subtotal_minor", BigInteger, nullable=False, server_default="0"),
+    Column("tax_minor", BigInteger, nullable=False, server_default="0"),
+    Column("total_minor", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", BigInteger, nullable=False),
+    Column("finalized_at", BigInteger),
+    UniqueConstraint("entity", "number"),
+    CheckConstraint(_one_of("state", CREDIT_NOTE_STATES), name="state"),
+    CheckConstraint(
+        "(state = 'draft' AND number IS NULL AND finalized_at IS NULL)"
+        " OR (state = 'final' AND number IS NOT NULL AND finalized_at IS NOT NULL)",
+        name="numbered_when_final",
+    ),
+    CheckConstraint("length(currency) = 3", name="currency"),
+    CheckConstraint("minor_digits BETWEEN 0 AND 6", name="minor_digits"),
+    CheckConstraint("total_micro = subtotal_micro + tax_micro", name="total_micro"),
+    CheckConstraint("total_minor = subtotal_minor + tax_minor", name="total_minor"),
+)
+Index("ix_credit_notes_invoice_id", credit_notes.c.invoice_id)
+
+credit_note_items = Table(
+    "credit_note_items",
+    metadata,
+    Column("id", SERIAL, primary_key=True, autoincrement=True),
+    Column("credit_note_id", String(64), ForeignKey("credit_notes.id"), nullable=False),
+    Column("position", Integer, nullable=False),
+    # the invoice line corrected
+    Column("invoice_item_id", BigInteger, ForeignKey("invoice_items.id"), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("quantity", BigInteger),
+    Column("amount_micro", BigInteger, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("tax_micro", BigInteger, nullable=False, server_default="0"),
+    Column("tax_minor", BigInteger, nullable=False, server_default="0"),
+    UniqueConstraint("credit_note_id", "position"),
+    CheckConstraint("quantity >= 0", name="quantity"),
+)
+
+#: Append-only history: who did what to which document when (finalise, void, credit
+#: note, bill run start/end). ``details`` is a JSON object as text.
+billing_events = Table(
+    "billing_events",
+    metadata,
+    Column("id", SERIAL, primary_key=True, autoincrement=True),
+    Column("at", BigInteger, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("actor", String(128)),
+    Column("bill_run_id", String(64)),
+    Column("invoice_id", String(64)),
+    Column("credit_note_id", String(64)),
+    Column("details", Text, nullable=False, server_default="{}"),
+    ForeignKeyConstraint(["bill_run_id"], ["bill_runs.id"]),
+    ForeignKeyConstraint(["invoice_id"], ["invoices.id"]),
+    ForeignKeyConstraint(["credit_note_id"], ["credit_notes.id"]),
+)
+Index("ix_billing_events_invoice_id", billing_events.c.invoice_id)
