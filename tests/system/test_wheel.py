@@ -165,6 +165,10 @@ def test_the_venv_imports_the_installed_packages_not_the_checkout(installed):
         assert list((purelib / package).rglob("*.pyx")) == []
     help_text = run([installed.bin / "ocs", "--help"], installed.workdir)
     assert "serve" in help_text
+    # the billing migrations are package data too: the installed ocs creates the database
+    migrated = run([installed.bin / "ocs", "billing", "migrate"], installed.workdir)
+    assert "migrated from empty" in migrated
+    assert (installed.workdir / "data" / "billing.db").is_file()
 
 
 @pytest.fixture
