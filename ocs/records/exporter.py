@@ -11,7 +11,10 @@ serve`` (``records.export``). It works in rounds:
    claim that failed, Redis being away, is made again at the next round).
 2. **Read** its partitions' new entries (``XREADGROUP``), at most ``batch`` per
    partition: each partition once per ``poll_interval``, again at once when a read
-   came back full (catching up).
+   came back full (catching up). A read whose reply was lost (the connection cut after
+   Redis ran it) left its entries pending for this exporter, and ``>`` never gives them
+   again: before reading those partitions again it claims their pending entries above
+   the last one it got.
 3. **Write** them to the partitions' open segments and seal those that are full or old
    (fsync, rename, directory fsync, checkpoint), in a thread of its own, so a slow disk
    never stalls the charging loop of ``ocs serve``.
@@ -19,14 +22,16 @@ serve`` (``records.export``). It works in rounds:
 
 Exactly once in effect: an entry leaves Redis only after its segment is durable, so
 none is lost; a crash between the fsync and the acknowledgement leaves durable entries
-in Redis, and when this directory's writer gets them again (claimed on taking the
-partition) they are at or below its checkpoint's last entry id and are acknowledged
-without being written twice. Only claimed entries are judged so: an entry read as new
-is always written, even below that id (a stream that Redis lost and whose new ids start
-lower, after a fail-over to a replica with a clock behind), so a record is never dropped
-for its id. Entries exported twice all the same (a lease taken over from a stalled
-exporter, a stream given again from its start) carry the same record id, and the
-readers (:func:`ocs.records.iter_records`) keep one.
+in Redis, pending for the crashed exporter. The next owner claims them; those at or
+below its directory's checkpoint (the partition's last durable entry id) are looked for
+in the partition's latest sealed segments, and the ones found there (same id, same
+record) are acknowledged without being written twice. Every other entry is written,
+whatever its id: an entry whose read reply was lost lies below entries sealed after
+it, and a stream that Redis lost may start its ids again lower (a fail-over to a
+replica whose clock is behind), so a record is never dropped for its id. Entries
+exported twice all the same (a lease taken over from a stalled exporter, a stream
+given again from its start, a durable entry beyond the segments looked at) carry the
+same record id, and the readers (:func:`ocs.records.iter_records`) keep one.
 
 Every ``backlog_interval`` it measures what its partitions' streams still hold (the
 export lag, in entries and seconds) and reports partitions above ``stream_cap``:
@@ -55,6 +60,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ocs.logs import log_event
+from ocs.records.segment_format import parse_segment_name, read_segment
 from ocs.records.writer import SealedSegment, SegmentSettings, SegmentWriter, WriterBusy
 from quota_engine.store.record_feed import Entry, PartitionBacklog, RecordFeed, entry_order
 
@@ -69,6 +75,9 @@ __all__ = [
 logger = logging.getLogger("ocs.records.exporter")
 
 _REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError)
+_LOOKUP_SEGMENTS = 8
+"""Most sealed segments of a partition read back to find which claimed entries are
+durable already (the newest first): a crash leaves them in the last one or few."""
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
@@ -154,10 +163,16 @@ class _Partition:
     number: int
     writer: SegmentWriter
     floor: tuple[int, int] | None
-    """The checkpoint's last entry id when the partition was taken: the entries
-    claimed then at or below it are durable in this directory already."""
+    """The checkpoint's last entry id when the partition was taken: claimed entries
+    at or below it may be durable in this directory already (looked for in the
+    segments); entries above it are not."""
     claimed: bool = False
     """Whether what earlier owners left pending was claimed (and exported) yet."""
+    last_seen: str | None = None
+    """The highest entry id this exporter got for the partition (read or claimed)."""
+    lost_read: bool = False
+    """A read of the partition failed: its reply may have been lost, leaving entries
+    above :attr:`last_seen` pending for this exporter, to claim before reading again."""
     unacknowledged: list[str] = dataclasses.field(default_factory=list)
     """Durable entry ids whose acknowledgement has not reached Redis yet."""
     next_read: float = 0.0
@@ -190,8 +205,9 @@ class Exporter:
     # --- the loop ----------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Export until ``stop`` is set; then seal what is open, acknowledge it and give
-        the partitions back. Redis outages are waited out (logged, retried)."""
+        """Export until ``stop`` is set; then read the partitions once more (what was
+        charged since the last poll), seal what is open, acknowledge it and give the
+        partitions back. Redis outages are waited out (logged, retried)."""
         log_event(logger, "export_started", exporter=self.feed.consumer)
         failing = False
         try:
@@ -211,6 +227,8 @@ class Exporter:
                     wait = min(self.settings.poll_interval, 1.0)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), wait)
+            with contextlib.suppress(*_REDIS_ERRORS):
+                await self.drain()
         except BaseException:
             await self.abandon()
             raise
@@ -228,7 +246,12 @@ class Exporter:
         await self._claim_pending()
         due = [p.number for p in self._owned.values() if p.next_read <= now]
         if due:
-            batches = await self.feed.read(due, self.settings.batch)
+            try:
+                batches = await self.feed.read(due, self.settings.batch)
+            except _REDIS_ERRORS:
+                for number in due:
+                    self._owned[number].lost_read = True
+                raise
             for number in due:
                 full = len(batches.get(number, ())) >= self.settings.batch
                 self._owned[number].next_read = now if full else now + self.settings.poll_interval
@@ -242,6 +265,24 @@ class Exporter:
             [self._next_share, self._next_backlog, *(p.next_read for p in self._owned.values())]
         )
         return max(0.0, wake - time.monotonic())
+
+    async def drain(self) -> None:
+        """Read and write what the owned partitions' streams hold now (stopping: what
+        was charged since the last poll), for at most a third of the lease; sealing and
+        acknowledging is :meth:`close`'s."""
+        deadline = time.monotonic() + self.settings.lease_ttl / 3
+        await self._retry_acknowledgements()
+        await self._claim_pending()
+        due = self.owned
+        while due and time.monotonic() < deadline:
+            try:
+                batches = await self.feed.read(due, self.settings.batch)
+            except _REDIS_ERRORS:
+                for number in due:
+                    self._owned[number].lost_read = True
+                raise
+            await self._export(batches)
+            due = [n for n, b in batches.items() if len(b) >= self.settings.batch]
 
     # --- sharing the partitions ----------------------------------------------------------
 
@@ -287,15 +328,20 @@ class Exporter:
 
     async def _claim_pending(self, live: Iterable[str] | None = None) -> None:
         """Claim and export what earlier owners of the partitions taken were given and
-        never acknowledged (until it is done: a Redis error leaves it to the next round,
-        for XREADGROUP never gives those entries again)."""
-        for partition in [p for p in self._owned.values() if not p.claimed]:
-            claimed = await self.feed.claim(partition.number)
-            if live is not None:
-                await self.feed.forget_idle_consumers(partition.number, live)
+        never acknowledged, and what reads whose reply was lost left pending for this
+        exporter (until it is done: a Redis error leaves it to the next round, for
+        XREADGROUP never gives those entries again)."""
+        for partition in [p for p in self._owned.values() if not p.claimed or p.lost_read]:
+            if partition.claimed:  # only what the lost reply held: above what it got
+                claimed = await self.feed.claim(partition.number, after=partition.last_seen)
+            else:
+                claimed = await self.feed.claim(partition.number)
+                if live is not None:
+                    await self.feed.forget_idle_consumers(partition.number, live)
             if claimed:
                 await self._export({partition.number: claimed}, claimed=True)
             partition.claimed = True
+            partition.lost_read = False
 
     async def _drop(self, partitions: list[int], *, release: bool) -> None:
         """Seal and close the partitions' writers, acknowledge what they made durable,
@@ -316,20 +362,24 @@ class Exporter:
 
     async def _export(self, batches: dict[int, list[Entry]], *, claimed: bool = False) -> None:
         """Write the batches, seal what is due, acknowledge what is durable. Entries
-        ``claimed`` on taking their partition that are at or below its floor are
-        durable already: acknowledged, not written again."""
+        ``claimed`` (given before, to someone) that the partition's sealed segments in
+        this directory hold already are acknowledged, not written again."""
         skipped: dict[int, list[str]] = {}
         work: list[tuple[_Partition, list[Entry]]] = []
         for number, entries in batches.items():
             partition = self._owned.get(number)
-            if partition is None:
+            if partition is None or not entries:
                 continue
+            last = entries[-1][0]  # reads and claims give entries in id order
+            if partition.last_seen is None or entry_order(last) > entry_order(partition.last_seen):
+                partition.last_seen = last
             floor = partition.floor
-            if claimed and floor is not None:
-                old = [e[0] for e in entries if entry_order(e[0]) <= floor]
-                if old:
-                    skipped[number] = old
-                    entries = [e for e in entries if entry_order(e[0]) > floor]
+            old = [e for e in entries if entry_order(e[0]) <= floor] if claimed and floor else []
+            if old:
+                found = await self._on_disk(_durable_among, self.settings.directory, number, old)
+                if found:
+                    skipped[number] = [e[0] for e in old if e[0] in found]
+                    entries = [e for e in entries if e[0] not in found]
             work.append((partition, entries))
         partitions = list(self._owned.values())
         durable = await self._on_disk(_write_and_flush, work, partitions)
@@ -415,6 +465,30 @@ class Exporter:
                 await self.feed.leave()
         finally:
             self._disk.shutdown(wait=True)
+
+
+def _durable_among(directory: Path, partition: int, entries: list[Entry]) -> set[str]:
+    """(In the disk thread.) The ids of ``entries`` that the partition's sealed segments
+    in ``directory`` hold, with the same record, looked for in the newest
+    :data:`_LOOKUP_SEGMENTS` segments (those not found are written again: at worst a
+    duplicate the readers drop, never a record lost)."""
+    wanted = dict(entries)
+    oldest = min(entry_order(entry_id) for entry_id in wanted)
+    sealed = sorted(
+        ((name.sequence, path) for path in directory.iterdir()
+         if (name := parse_segment_name(path.name)) is not None
+         and name.sealed and name.partition == partition),
+        reverse=True,
+    )  # fmt: skip
+    found: set[str] = set()
+    for _, path in sealed[:_LOOKUP_SEGMENTS]:
+        scan = read_segment(path)
+        found.update(e.entry_id for e in scan.entries if wanted.get(e.entry_id) == e.record)
+        if len(found) == len(wanted):
+            break
+        if scan.entries and max(entry_order(e.entry_id) for e in scan.entries) < oldest:
+            break  # older segments hold older entries still
+    return found
 
 
 def _write_and_flush(

@@ -153,12 +153,16 @@ class RecordFeed:
             await self.ensure_groups(lost)
         return out
 
-    async def claim(self, partition: int) -> list[Entry]:
-        """Every entry of the partition delivered and not acknowledged, whoever it was
-        delivered to, now pending for this consumer, in id order."""
+    async def claim(self, partition: int, after: str | None = None) -> list[Entry]:
+        """Every entry of the partition delivered and not acknowledged (only those with
+        an id above ``after``, when given), whoever it was delivered to, now pending for
+        this consumer, in id order."""
         key = keys.partition_records(partition)
         out: list[Entry] = []
         start = "0-0"
+        if after is not None:
+            millis, sequence = entry_order(after)
+            start = f"{millis}-{sequence + 1}"
         while True:
             try:
                 reply = await self.client.execute_command(

@@ -18,11 +18,10 @@ bucket by bucket (``money``). Kills that leave a segment being written (a torn t
 must be reported by ``ocs records verify`` (exit 3, the offset) and recovered: the
 next writer removes the ``.seg.tmp`` and its entries come again from Redis.
 
-Three strict xfails pin what does not hold yet: entries of an XREADGROUP whose reply
-was lost (a Redis kill between its execution and the reply) stay pending for ever, or
-are acknowledged without being written by the partition's next owner (records lost;
-the Redis kill test holds back XREADGROUPs for the instant of each kill until that is
-fixed); and SIGTERM does not export what was charged since the exporter's last poll.
+Entries of an XREADGROUP whose reply was lost (a Redis kill between its execution and
+the reply) are claimed by the same exporter or written by the partition's next owner,
+and SIGTERM exports what was charged since the exporter's last poll (the Redis kill
+test still holds back XREADGROUPs for the instant of each kill).
 """
 
 from __future__ import annotations
@@ -361,13 +360,6 @@ async def test_sigterm_of_ocs_serve_seals_the_open_segments_and_acknowledges_the
     await assert_exported_exactly_once(rig, load)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Exporter.close() seals and acknowledges what it has read, but does not read "
-    "its partitions once more: records charged since its last poll stay in Redis until "
-    "the next exporter starts (not lost; but `ocs records read` after a clean stop of "
-    "`ocs serve` lacks them)",
-)
 async def test_sigterm_exports_what_was_charged_since_the_last_poll(make_rig):
     """`ocs serve` stops its Diameter side before its exporter, so on SIGTERM the
     exporter can export every record the node charged: the streams are empty after a
@@ -383,13 +375,6 @@ async def test_sigterm_exports_what_was_charged_since_the_last_poll(make_rig):
     assert await asyncio.to_thread(node.terminate) == 0, node.errors()
     state = await h.stream_state(rig.redis.url, PARTITIONS)
     assert all(s.length == 0 for s in state), state
-
-
-LOST_REPLY = (
-    "Exporter: an XREADGROUP that Redis executed but whose reply was lost (Redis "
-    "killed, connection cut) leaves its entries pending for the exporter; it reads only "
-    "new entries ('>') and claims pending ones only when it takes a partition"
-)
 
 
 async def lose_a_read_reply(rig: Rig) -> tuple[h.Traffic, h.OcsProcess]:
@@ -409,24 +394,17 @@ async def lose_a_read_reply(rig: Rig) -> tuple[h.Traffic, h.OcsProcess]:
     return load, export
 
 
-@pytest.mark.xfail(strict=True, reason=LOST_REPLY + ": they are never exported while it runs")
 async def test_a_read_whose_reply_was_lost_is_exported_by_the_same_exporter(make_rig):
     """What a Redis kill between an XREADGROUP and its reply does, made deterministic."""
     rig = await make_rig(export="off")
     load, _ = await lose_a_read_reply(rig)
-    await h.wait_drained(rig.redis.url, PARTITIONS, timeout=2)  # fails: stuck pending
+    await h.wait_drained(rig.redis.url, PARTITIONS, timeout=2)  # claimed, not stuck pending
     await assert_exported_exactly_once(rig, load)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=LOST_REPLY + ": the next owner claims them, finds them below the checkpoint's "
-    "last entry id (later entries were sealed) and acknowledges and deletes them without "
-    "writing them: records lost",
-)
 async def test_a_read_whose_reply_was_lost_is_exported_by_the_next_owner(make_rig):
     rig = await make_rig(export="off")
     load, export = await lose_a_read_reply(rig)
     assert await asyncio.to_thread(export.terminate) == 0  # a clean hand-over
     await asyncio.to_thread(export.start)
-    await assert_exported_exactly_once(rig, load)  # fails: ids missing from the segments
+    await assert_exported_exactly_once(rig, load)

@@ -17,7 +17,7 @@ import logging
 import time
 import warnings
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,18 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ocs.metrics import Metrics
-from ocs.records import RecordReader, SegmentWarning, iter_records, parse_segment_name
+from ocs.records import (
+    RecordReader,
+    SegmentWarning,
+    iter_records,
+    parse_segment_name,
+    read_checkpoint,
+)
 from ocs.records.exporter import Exporter, ExportObserver, ExportSettings
 from ocs.records.segment_format import encode_entry, encode_header, read_segment
 from ocs.records.writer import SegmentSettings, writer_is_running
 from quota_engine.store import keys
-from quota_engine.store.record_feed import GROUP, RecordFeed
+from quota_engine.store.record_feed import GROUP, Entry, RecordFeed, entry_order
 from tests.ocs.records.record_factory import record_bytes, record_id
 
 PARTITIONS = 4
@@ -362,11 +368,11 @@ class ClaimFails(RecordFeed):
 
     failed = False
 
-    async def claim(self, partition: int) -> list[tuple[str, bytes]]:
+    async def claim(self, partition: int, after: str | None = None) -> list[Entry]:
         if not self.failed:
             self.failed = True
             raise RedisConnectionError("injected: connection lost in XAUTOCLAIM")
-        return await super().claim(partition)
+        return await super().claim(partition, after)
 
 
 async def test_a_claim_that_failed_is_made_again(client, tmp_path):
@@ -542,3 +548,85 @@ async def test_a_failing_disk_abandons_the_writers_and_leaves_the_records_in_red
         await wait_until(all_exported(client, records, directory))
     assert set(raw_entries(directory).values()) == {1}
     assert temporary_segments(directory) == []
+
+
+class ReplyLost(RecordFeed):
+    """The first read that gives entries is run by Redis, then its reply is lost (the
+    connection cut): the entries are pending for this consumer, which never saw them."""
+
+    lost: dict[int, list[Entry]] | None = None
+
+    async def read(self, partitions: Sequence[int], count: int) -> dict[int, list[Entry]]:
+        batches = await super().read(partitions, count)
+        if batches and self.lost is None:
+            self.lost = batches
+            raise RedisConnectionError("injected: connection lost before the reply")
+        return batches
+
+
+async def test_entries_of_a_read_whose_reply_was_lost_are_claimed_by_the_same_exporter(
+    client, tmp_path
+):
+    directory = tmp_path / "records"
+    records = Records(client)
+    feed = ReplyLost(client, "e1")
+    async with running(client, export_settings(directory), "e1", feed=feed):
+        await records.add(3)
+        await wait_until(lambda: feed.lost is not None)
+        await records.add(2)  # read after the lost ones
+        await wait_until(all_exported(client, records, directory))
+    assert sum(map(len, (feed.lost or {}).values())) > 0
+    assert set(raw_entries(directory).values()) == {1}
+
+
+async def test_claimed_entries_below_the_checkpoint_missing_from_the_segments_are_written(
+    client, tmp_path
+):
+    """Entries pending for an exporter that never got them (a reply lost as it died),
+    below entries it sealed later: the next owner on the directory finds them at or
+    below the checkpoint's last entry id but not in the segments, and writes them."""
+    keys.set_partitions(1)
+    directory = tmp_path / "records"
+    records = Records(client)
+    async with running(client, export_settings(directory), "dying") as first:
+        await records.add(3)
+        await wait_until(all_exported(client, records, directory))
+        # what Redis gave "dying" in a reply it never received
+        await records.add(4)
+        lost = await RecordFeed(client, "dying").read([0], 2)
+        assert len(lost[0]) == 2
+        await wait_until(lambda: len(exported_ids(directory)) == records.count - 2)
+        await wait_until(lambda: _pending_is(client, {"dying": 2}))  # the rest acknowledged
+        await first.kill()
+    checkpoint = read_checkpoint(directory, 0)
+    assert checkpoint is not None and checkpoint.last_entry_id is not None
+    assert all(entry_order(e) < entry_order(checkpoint.last_entry_id) for e, _ in lost[0])
+
+    metrics = Metrics(process=False)
+    async with running(client, export_settings(directory), "next", metrics):
+        await wait_until(all_exported(client, records, directory))
+    assert metric(metrics, "ocs_records_duplicates_dropped_total") == 0
+    assert set(raw_entries(directory).values()) == {1}
+
+
+class Measured(Metrics):
+    """Metrics that count the exporter's backlog measurements (the first comes after
+    its first read)."""
+
+    measured = 0
+
+    def export_backlog(self, entries: int, lag_seconds: float, over_cap: int, written: int) -> None:
+        self.measured += 1
+        super().export_backlog(entries, lag_seconds, over_cap, written)
+
+
+async def test_stop_exports_what_was_written_since_the_last_poll(client, tmp_path):
+    directory = tmp_path / "records"
+    records, metrics = Records(client), Measured(process=False)
+    settings = export_settings(directory, poll_interval=60.0, backlog_interval=60.0)
+    async with running(client, settings, "e1", metrics) as run:
+        await wait_until(lambda: metrics.measured > 0)  # polled once: nothing there
+        await records.add(3)
+        await run.stop()
+    assert exported_ids(directory) == records.ids
+    assert await in_streams(client) == 0

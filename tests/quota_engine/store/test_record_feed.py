@@ -234,3 +234,13 @@ async def test_forget_idle_consumers_keeps_those_live_or_with_pending_entries(an
     await feed.forget_idle_consumers(0, ["live"])
     assert await consumers(any_r, 0) == {"gone-busy", "live", "me"}
     await feed.forget_idle_consumers(3, ["live"])  # no stream: nothing to do, no error
+
+
+async def test_claim_after_an_id_takes_only_the_later_entries(any_r):
+    await RecordFeed(any_r, "x").ensure_groups([0])
+    ids = await add(any_r, 0, range(6))
+    await RecordFeed(any_r, "e1").read([0], 6)
+    claimed = await RecordFeed(any_r, "e2").claim(0, after=ids[3])
+    assert claimed == [(ids[4], record_bytes(4)), (ids[5], record_bytes(5))]
+    assert await pending(any_r, 0) == {"e1": 4, "e2": 2}
+    assert await RecordFeed(any_r, "e2").claim(0, after=ids[5]) == []
