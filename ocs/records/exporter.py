@@ -301,7 +301,16 @@ class Exporter:
         elif len(self._owned) < fair:
             owners = await self.feed.owners([p for p in partitions if p not in self._owned])
             free = [p for p, owner in owners.items() if owner is None]
-            taken = await self.feed.acquire(free[: fair - len(self._owned)], ttl_ms)
+            want = fair - len(self._owned)
+            taken = await self.feed.acquire(free[:want], ttl_ms)
+            # leases under this name that it does not own: left by an exporter of this
+            # process that failed (ocs serve starts the next one under the same name),
+            # taken back at once rather than after they expire
+            left = [p for p, owner in owners.items() if owner == self.feed.consumer]
+            if left and len(taken) < want:
+                left = left[: want - len(taken)]
+                gone = set(await self.feed.renew(left, ttl_ms))
+                taken = sorted([*taken, *(p for p in left if p not in gone)])
             if taken:
                 await self._take(taken, live)
         self.observer.owned_partitions(len(self._owned))
@@ -452,13 +461,17 @@ class Exporter:
             self._disk.shutdown(wait=True)
 
     async def close(self) -> None:
-        """Seal the open segments, acknowledge them, give every lease back and leave."""
+        """Seal the open segments, acknowledge them, give every lease back and leave.
+        A writer that fails to seal (the disk) raises, after the writers not closed yet
+        are abandoned (each partition's lock released)."""
         try:
             if self._owned:
-                with contextlib.suppress(*_REDIS_ERRORS):
-                    await self._drop(self.owned, release=True)
-                for partition in list(self._owned.values()):  # Redis was down: close anyway
-                    await self._on_disk(partition.writer.close)
+                try:
+                    with contextlib.suppress(*_REDIS_ERRORS):  # closed all the same
+                        await self._drop(self.owned, release=True)
+                except BaseException:
+                    await self.abandon()
+                    raise
                 self._owned.clear()
             self.observer.owned_partitions(0)
             with contextlib.suppress(*_REDIS_ERRORS):

@@ -204,6 +204,8 @@ def record_id_of(data: bytes) -> str:
 
 
 def temporary_segments(directory: Path) -> list[str]:
+    if not directory.is_dir():
+        return []
     return sorted(p.name for p in directory.iterdir() if p.name.endswith(".seg.tmp"))
 
 
@@ -630,3 +632,41 @@ async def test_stop_exports_what_was_written_since_the_last_poll(client, tmp_pat
         await run.stop()
     assert exported_ids(directory) == records.ids
     assert await in_streams(client) == 0
+
+
+async def test_an_exporter_restarted_under_the_same_name_takes_its_leases_back_at_once(
+    client, tmp_path
+):
+    """ocs serve starts the next exporter of a process under the same name after one
+    failed: it need not wait for the leases the failed one left (a minute here)."""
+    directory = tmp_path / "records"
+    records = Records(client)
+    settings = export_settings(directory, lease_ttl=60.0)
+    async with running(client, settings, "host:42") as first:
+        await wait_until(lambda: len(first.owned) == PARTITIONS)
+        await first.kill()  # as a failure does: abandoned, leases left
+    async with running(client, settings, "host:42") as second:
+        await wait_until(lambda: len(second.owned) == PARTITIONS)
+        await records.add(2)
+        await wait_until(all_exported(client, records, directory))
+    async with running(client, settings, "host:43") as other:  # another name waits
+        await records.add(1)
+        await asyncio.sleep(0.2)
+        assert len(other.owned) == PARTITIONS  # released by the clean stop
+        await wait_until(all_exported(client, records, directory))
+
+
+async def test_a_seal_failing_on_stop_abandons_the_other_writers(client, tmp_path):
+    directory, moved = tmp_path / "records", tmp_path / "moved"
+    records = Records(client)
+    settings = export_settings(directory, segments=SegmentSettings(max_age=600))
+    async with running(client, settings, "e1") as run:
+        await records.add(2)
+        await wait_until(lambda: len(temporary_segments(directory)) == PARTITIONS)
+        directory.rename(moved)
+        directory.write_text("not a directory\n")
+        with pytest.raises(OSError):
+            await run.stop()  # the first seal fails
+    assert run.owned == []
+    assert not any(writer_is_running(moved, p) for p in range(PARTITIONS))
+    assert await in_streams(client) == 8
