@@ -559,7 +559,8 @@ class Settings:
     )
     records_export_poll_interval: float = setting(
         1.0,
-        "Seconds between two reads of a partition's stream that had nothing more to give.",
+        "Seconds between two reads of a partition's stream that had nothing more to give"
+        " (up to 8 times this while its reads come back empty).",
         _TIMEOUT,
     )
     records_export_lease: float = setting(

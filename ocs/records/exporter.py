@@ -11,7 +11,8 @@ serve`` (``records.export``). It works in rounds:
    claim that failed, Redis being away, is made again at the next round).
 2. **Read** its partitions' new entries (``XREADGROUP``), at most ``batch`` per
    partition: each partition once per ``poll_interval``, again at once when a read
-   came back full (catching up). A read whose reply was lost (the connection cut after
+   came back full (catching up), less often (down to ``IDLE_POLL_FACTOR`` times the
+   interval) while its reads come back empty. A read whose reply was lost (the connection cut after
    Redis ran it) left its entries pending for this exporter, and ``>`` never gives them
    again: before reading those partitions again it claims their pending entries above
    the last one it got.
@@ -52,7 +53,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import ParamSpec, Protocol, TypeVar
 
@@ -60,11 +61,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ocs.logs import log_event
-from ocs.records.segment_format import parse_segment_name, read_segment
-from ocs.records.writer import SealedSegment, SegmentSettings, SegmentWriter, WriterBusy
+from ocs.records.segment_format import read_segment
+from ocs.records.writer import SealedSegment, SegmentSettings, SegmentWriter
 from quota_engine.store.record_feed import Entry, PartitionBacklog, RecordFeed, entry_order
 
 __all__ = [
+    "IDLE_POLL_FACTOR",
     "NO_EXPORT_OBSERVER",
     "ExportObserver",
     "ExportSettings",
@@ -73,6 +75,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("ocs.records.exporter")
+
+IDLE_POLL_FACTOR = 8
+"""An idle partition is read at least once per this many poll intervals."""
 
 _REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError)
 _LOOKUP_SEGMENTS = 8
@@ -96,7 +101,9 @@ class ExportSettings:
     batch: int = 5000
     """Most entries read from one partition's stream per read."""
     poll_interval: float = 1.0
-    """Seconds between two reads of a partition that had nothing more to give."""
+    """Seconds between two reads of a partition that had nothing more to give; a
+    partition whose reads keep coming back empty is read less often, down to once per
+    :data:`IDLE_POLL_FACTOR` times this."""
     lease_ttl: float = 15.0
     """Seconds a partition's lease lasts unless renewed; an exporter that died leaves
     its partitions to the others after this long."""
@@ -177,6 +184,22 @@ class _Partition:
     """Durable entry ids whose acknowledgement has not reached Redis yet."""
     next_read: float = 0.0
     """Monotonic time of the next read."""
+    interval: float = 0.0
+    """Seconds from this read to the next when it gives nothing (0: the poll interval)."""
+
+    def schedule(self, now: float, entries: int, settings: ExportSettings) -> None:
+        """When to read again after a read that gave ``entries``: at once when it came
+        back full (catching up); after ``poll_interval`` when it gave some; after twice
+        the last wait when it gave none, up to :data:`IDLE_POLL_FACTOR` times the poll
+        interval (an idle partition costs Redis a command every 8 s, not every second)."""
+        if entries >= settings.batch:
+            self.interval, self.next_read = 0.0, now
+            return
+        if entries or not self.interval:
+            self.interval = settings.poll_interval
+        else:
+            self.interval = min(self.interval * 2, settings.poll_interval * IDLE_POLL_FACTOR)
+        self.next_read = now + self.interval
 
 
 class Exporter:
@@ -253,8 +276,7 @@ class Exporter:
                     self._owned[number].lost_read = True
                 raise
             for number in due:
-                full = len(batches.get(number, ())) >= self.settings.batch
-                self._owned[number].next_read = now if full else now + self.settings.poll_interval
+                self._owned[number].schedule(now, len(batches.get(number, ())), self.settings)
             await self._export(batches)
         else:
             await self._export({})
@@ -317,22 +339,20 @@ class Exporter:
 
     async def _take(self, partitions: list[int], live: Iterable[str]) -> None:
         await self.feed.ensure_groups(partitions)
-        for number in partitions:
-            try:
-                writer = await self._on_disk(
-                    SegmentWriter,
-                    self.settings.directory,
-                    number,
-                    self.settings.segments,
-                    on_seal=self.observer.segment_sealed,
-                )
-            except WriterBusy:  # another process writes it in this directory
-                await self.feed.release([number])
-                continue
+        writers, busy = await self._on_disk(
+            SegmentWriter.open_many,
+            self.settings.directory,
+            partitions,
+            self.settings.segments,
+            on_seal=self.observer.segment_sealed,
+        )
+        if busy:  # another process writes them in this directory
+            await self.feed.release(busy)
+        for number, writer in sorted(writers.items()):
             last = writer.checkpoint.last_entry_id
             floor = None if last is None else entry_order(last)
             self._owned[number] = _Partition(number, writer, floor)
-        log_event(logger, "export_partitions_taken", partitions=len(partitions))
+        log_event(logger, "export_partitions_taken", partitions=len(writers))
         await self._claim_pending(live)
 
     async def _claim_pending(self, live: Iterable[str] | None = None) -> None:
@@ -385,7 +405,7 @@ class Exporter:
             floor = partition.floor
             old = [e for e in entries if entry_order(e[0]) <= floor] if claimed and floor else []
             if old:
-                found = await self._on_disk(_durable_among, self.settings.directory, number, old)
+                found = await self._on_disk(_durable_among, partition.writer.sealed_at_open, old)
                 if found:
                     skipped[number] = [e[0] for e in old if e[0] in found]
                     entries = [e for e in entries if e[0] not in found]
@@ -480,22 +500,20 @@ class Exporter:
             self._disk.shutdown(wait=True)
 
 
-def _durable_among(directory: Path, partition: int, entries: list[Entry]) -> set[str]:
-    """(In the disk thread.) The ids of ``entries`` that the partition's sealed segments
-    in ``directory`` hold, with the same record, looked for in the newest
-    :data:`_LOOKUP_SEGMENTS` segments (those not found are written again: at worst a
-    duplicate the readers drop, never a record lost)."""
+def _durable_among(sealed: Sequence[Path], entries: list[Entry]) -> set[str]:
+    """(In the disk thread.) The ids of ``entries`` that the partition's segments
+    ``sealed`` (when its writer opened, newest first) hold with the same record,
+    looked for in the newest :data:`_LOOKUP_SEGMENTS` (those not found are written again:
+    at worst a duplicate the readers drop, never a record lost). Entries at or below
+    the checkpoint were sealed before the writer opened, so ``sealed`` has them."""
     wanted = dict(entries)
     oldest = min(entry_order(entry_id) for entry_id in wanted)
-    sealed = sorted(
-        ((name.sequence, path) for path in directory.iterdir()
-         if (name := parse_segment_name(path.name)) is not None
-         and name.sealed and name.partition == partition),
-        reverse=True,
-    )  # fmt: skip
     found: set[str] = set()
-    for _, path in sealed[:_LOOKUP_SEGMENTS]:
-        scan = read_segment(path)
+    for path in sealed[:_LOOKUP_SEGMENTS]:
+        try:
+            scan = read_segment(path)
+        except OSError:  # moved away by a consumer since: its entries are written again
+            continue
         found.update(e.entry_id for e in scan.entries if wanted.get(e.entry_id) == e.record)
         if len(found) == len(wanted):
             break

@@ -25,7 +25,7 @@ import dataclasses
 import fcntl
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -141,15 +141,22 @@ class SegmentWriter:
         settings: SegmentSettings | None = None,
         *,
         on_seal: Callable[[SealedSegment], None] | None = None,
+        _held: tuple[int, Sequence[str]] | None = None,
     ) -> None:
-        """``on_seal`` is called after each segment is sealed and checkpointed."""
+        """``on_seal`` is called after each segment is sealed and checkpointed.
+        (``_held``: the partition's lock and the names of its files, from
+        :meth:`open_many`.)"""
         self.directory = Path(directory)
         self.partition = partition
         self.settings = settings or SegmentSettings()
         self._on_seal = on_seal
         segment_name(partition, 0)  # validates the partition
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = self._lock()
+        names: Sequence[str] | None = None
+        if _held is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = _lock_partition(self.directory, partition)
+        else:
+            self._lock_fd, names = _held
         self._file: _ChunkedFile | None = None
         self._temporary: Path | None = None
         self._size = 0
@@ -157,47 +164,89 @@ class SegmentWriter:
         self._pending: list[str] = []
         self._durable: list[str] = []
         self.discarded: list[Path] = []
+        self.sealed_at_open: tuple[Path, ...] = ()
+        """The partition's sealed segments when the writer opened, newest first."""
         try:
-            self.checkpoint = self._recover()
+            self.checkpoint = self._recover(
+                names if names is not None else os.listdir(self.directory)
+            )
         except BaseException:
             self._unlock()
             raise
         self.next_sequence = self.checkpoint.sequence + 1
 
-    # --- opening: lock and recovery --------------------------------------------------
+    @classmethod
+    def open_many(
+        cls,
+        directory: str | Path,
+        partitions: Iterable[int],
+        settings: SegmentSettings | None = None,
+        *,
+        on_seal: Callable[[SealedSegment], None] | None = None,
+    ) -> tuple[dict[int, SegmentWriter], list[int]]:
+        """Writers of many partitions, and the partitions another writer holds (busy).
 
-    def _lock(self) -> int:
-        fd = os.open(lock_path(self.directory, self.partition), os.O_RDWR | os.O_CREAT, 0o644)
-        # a few tries: `ocs records verify` takes the lock shared for an instant
-        for attempt in range(_LOCK_TRIES):
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return fd
-            except BlockingIOError:
-                if attempt < _LOCK_TRIES - 1:
-                    time.sleep(0.01)
-        os.close(fd)
-        raise WriterBusy(f"partition {self.partition} in {self.directory} has a writer already")
+        The directory is listed once, after every lock is held, instead of once per
+        writer: an exporter taking a thousand partitions of a directory of many
+        segments would otherwise list it a thousand times."""
+        directory = Path(directory)
+        partitions = list(partitions)
+        for partition in partitions:
+            segment_name(partition, 0)
+        directory.mkdir(parents=True, exist_ok=True)
+        locks: dict[int, int] = {}
+        busy: list[int] = []
+        writers: dict[int, SegmentWriter] = {}
+        try:
+            for partition in partitions:
+                try:
+                    locks[partition] = _lock_partition(directory, partition)
+                except WriterBusy:
+                    busy.append(partition)
+            names: dict[int, list[str]] = {}
+            for name in os.listdir(directory):
+                parsed = parse_segment_name(name)
+                if parsed is not None and parsed.partition in locks:
+                    names.setdefault(parsed.partition, []).append(name)
+            for partition in list(locks):
+                fd = locks.pop(partition)  # the writer owns it now (and unlocks on failure)
+                writers[partition] = cls(
+                    directory, partition, settings, on_seal=on_seal,
+                    _held=(fd, names.get(partition, [])),
+                )  # fmt: skip
+        except BaseException:
+            for fd in locks.values():
+                os.close(fd)
+            for writer in writers.values():
+                writer.abandon()
+            raise
+        return writers, busy
+
+    # --- opening: lock and recovery --------------------------------------------------
 
     def _unlock(self) -> None:
         if self._lock_fd >= 0:
             os.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = -1
 
-    def _recover(self) -> Checkpoint:
+    def _recover(self, names: Iterable[str]) -> Checkpoint:
+        """Repair the partition from what a crash left (``names``: the directory's file
+        names, listed after the lock was taken)."""
         checkpoint = read_checkpoint(self.directory, self.partition) or Checkpoint(
             self.partition, 0, None
         )
         sealed: list[tuple[int, Path]] = []
-        for path in self.directory.iterdir():
-            name = parse_segment_name(path.name)
+        for file_name in names:
+            name = parse_segment_name(file_name)
             if name is None or name.partition != self.partition:
                 continue
+            path = self.directory / file_name
             if name.sealed:
                 sealed.append((name.sequence, path))
             else:  # a crashed writer's: never reported durable, so given again by Redis
                 path.unlink()
                 self.discarded.append(path)
+        self.sealed_at_open = tuple(path for _, path in sorted(sealed, reverse=True))
         newer = sorted(s for s in sealed if s[0] > checkpoint.sequence)
         if self.discarded or newer:
             fsync_directory(self.directory)
@@ -329,6 +378,21 @@ class SegmentWriter:
                 self._file = None
         finally:
             self._unlock()
+
+
+def _lock_partition(directory: Path, partition: int) -> int:
+    """The partition's lock in ``directory``, held (its file descriptor), or WriterBusy."""
+    fd = os.open(lock_path(directory, partition), os.O_RDWR | os.O_CREAT, 0o644)
+    # a few tries: `ocs records verify` takes the lock shared for an instant
+    for attempt in range(_LOCK_TRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if attempt < _LOCK_TRIES - 1:
+                time.sleep(0.01)
+    os.close(fd)
+    raise WriterBusy(f"partition {partition} in {directory} has a writer already")
 
 
 def writer_is_running(directory: Path, partition: int) -> bool:

@@ -670,3 +670,24 @@ async def test_a_seal_failing_on_stop_abandons_the_other_writers(client, tmp_pat
     assert run.owned == []
     assert not any(writer_is_running(moved, p) for p in range(PARTITIONS))
     assert await in_streams(client) == 8
+
+
+async def test_idle_partitions_are_read_less_often_and_still_exported(client, tmp_path):
+    """An idle partition costs Redis one XREADGROUP per up to IDLE_POLL_FACTOR poll
+    intervals, not one per interval; a record that arrives is still exported."""
+
+    async def reads() -> int:
+        stats = await client.info("commandstats")
+        return int(stats.get("cmdstat_xreadgroup", {}).get("calls", 0))
+
+    poll = 0.05
+    async with running(client, export_settings(tmp_path, poll_interval=poll), "idle:1") as run:
+        await wait_until(lambda: len(run.owned) == PARTITIONS)
+        before, started = await reads(), time.monotonic()
+        await asyncio.sleep(2.0)
+        idle_reads, idle_seconds = await reads() - before, time.monotonic() - started
+        # at one read per interval it would be idle_seconds / poll per partition (40)
+        assert idle_reads < PARTITIONS * idle_seconds / poll / 3
+        records = Records(client)
+        await records.add(1)
+        await wait_until(lambda: sorted(exported_ids(tmp_path)) == records.ids)

@@ -156,3 +156,49 @@ def test_settings_are_checked():
         SegmentSettings(max_bytes=0)
     with pytest.raises(ValueError):
         SegmentSettings(max_age=0)
+
+
+def test_open_many_recovers_each_partition_as_one_writer_would_and_reports_the_busy(tmp_path):
+    """An exporter taking many partitions opens them together (one directory listing):
+    each recovers as if opened alone, and a partition another writer holds is busy."""
+    # partition 1: a crashed writer's temporary segment; 2: a checkpoint one behind;
+    # 3: two sealed segments; 4: held by a running writer; 5: nothing yet
+    crashed = SegmentWriter(tmp_path, 1, BIG)
+    _fill(crashed, range(2))
+    with pytest.raises(RuntimeError), crashed:
+        raise RuntimeError
+    behind = SegmentWriter(tmp_path, 2, BIG)
+    _fill(behind, range(3))
+    behind.flush(force=True)
+    stale = (tmp_path / "p0002.checkpoint.json").read_text()
+    _fill(behind, range(3, 5))
+    behind.close()
+    (tmp_path / "p0002.checkpoint.json").write_text(stale)
+    sealed = SegmentWriter(tmp_path, 3, BIG)
+    _fill(sealed, range(2))
+    sealed.flush(force=True)
+    _fill(sealed, range(2, 4))
+    sealed.close()
+    running = SegmentWriter(tmp_path, 4, BIG)
+
+    writers, busy = SegmentWriter.open_many(tmp_path, [1, 2, 3, 4, 5], BIG)
+    try:
+        assert busy == [4] and sorted(writers) == [1, 2, 3, 5]
+        assert [p.name for p in writers[1].discarded] == [segment_name(1, 1, sealed=False)]
+        assert writers[1].next_sequence == 1
+        assert (writers[2].checkpoint.sequence, writers[2].checkpoint.last_entry_id) == (
+            2,
+            entry_id(4),
+        )
+        assert [p.name for p in writers[3].sealed_at_open] == [
+            segment_name(3, 2),
+            segment_name(3, 1),
+        ]
+        assert writers[5].next_sequence == 1 and writers[5].sealed_at_open == ()
+        with pytest.raises(WriterBusy):  # open_many holds the locks it took
+            SegmentWriter(tmp_path, 5, BIG)
+    finally:
+        for writer in writers.values():
+            writer.close()
+        running.close()
+    SegmentWriter(tmp_path, 5, BIG).close()  # released on close
