@@ -650,11 +650,7 @@ class RedisProxy:
     """A TCP proxy in front of Redis (a real socket pair per connection) that knows
     which of the commands it passed are still waiting for their reply.
 
-    - :meth:`quiesce` holds back every new ``XREADGROUP`` and returns once none is
-      waiting for its reply (:meth:`release` lets them go): a Redis kill between
-      the two never lands between Redis executing an XREADGROUP and the exporter
-      getting its reply.
-    - :meth:`cut_next_read`: the connection on which the next ``XREADGROUP`` reply
+    :meth:`cut_next_read`: the connection on which the next ``XREADGROUP`` reply
       that holds entries comes back is closed instead of passing it on (Redis
       executed it: the entries are delivered, pending for the exporter, who never
       sees them), as when Redis dies or the network breaks between the two.
@@ -665,8 +661,6 @@ class RedisProxy:
         self.port = 0
         self.cut = asyncio.Event()
         self._cut_armed = False
-        self._released = asyncio.Event()
-        self._released.set()
         self._waiting: dict[int, list[bool]] = {}
         """Per connection: its commands waiting for a reply, True for an XREADGROUP."""
         self._server: asyncio.Server | None = None
@@ -686,14 +680,6 @@ class RedisProxy:
     def cut_next_read(self) -> None:
         self._cut_armed = True
 
-    async def quiesce(self) -> None:
-        self._released.clear()
-        while any(any(waiting) for waiting in self._waiting.values()):
-            await asyncio.sleep(0.001)
-
-    def release(self) -> None:
-        self._released.set()
-
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter):
         try:
             server_r, server_w = await asyncio.open_connection("127.0.0.1", self.redis_port)
@@ -709,8 +695,6 @@ class RedisProxy:
                 buffer += data
                 commands = _values(buffer)
                 reads = [bool(v) and bytes(v[0]).upper() == b"XREADGROUP" for v, _ in commands]
-                if any(reads):
-                    await self._released.wait()
                 waiting.extend(reads)
                 server_w.write(b"".join(raw for _, raw in commands))
                 await server_w.drain()
