@@ -269,12 +269,7 @@ class Exporter:
         await self._claim_pending()
         due = [p.number for p in self._owned.values() if p.next_read <= now]
         if due:
-            try:
-                batches = await self.feed.read(due, self.settings.batch)
-            except _REDIS_ERRORS:
-                for number in due:
-                    self._owned[number].lost_read = True
-                raise
+            batches = await self._read(due)
             for number in due:
                 self._owned[number].schedule(now, len(batches.get(number, ())), self.settings)
             await self._export(batches)
@@ -297,14 +292,19 @@ class Exporter:
         await self._claim_pending()
         due = self.owned
         while due and time.monotonic() < deadline:
-            try:
-                batches = await self.feed.read(due, self.settings.batch)
-            except _REDIS_ERRORS:
-                for number in due:
-                    self._owned[number].lost_read = True
-                raise
+            batches = await self._read(due)
             await self._export(batches)
             due = [n for n, b in batches.items() if len(b) >= self.settings.batch]
+
+    async def _read(self, due: list[int]) -> dict[int, list[Entry]]:
+        """New entries of the partitions ``due``; when the read fails its reply may have
+        been lost with entries in it, so those partitions are marked to claim first."""
+        try:
+            return await self.feed.read(due, self.settings.batch)
+        except _REDIS_ERRORS:
+            for number in due:
+                self._owned[number].lost_read = True
+            raise
 
     # --- sharing the partitions ----------------------------------------------------------
 

@@ -25,7 +25,6 @@ import os
 import shutil
 from pathlib import Path
 
-import msgpack
 import pytest
 import redis.asyncio as aioredis
 
@@ -33,28 +32,9 @@ from ocs.records import SegmentSettings, iter_records
 from ocs.records.exporter import Exporter, ExportSettings
 from quota_engine.store import keys
 from quota_engine.store.record_feed import RecordFeed
+from tests.benchmarks.sample_records import sample_record
 
 RECORDS = int(os.environ.get("EXPORT_BENCH_RECORDS", "200000"))
-TARIFF = {
-    "plan": "prepaid-basic", "service": "data", "tariff_index": 0, "rate_index": 1,
-    "tier_index": -1, "rate": 2_000_000, "rate_per": 1_048_576,
-    "first_increment": 1_048_576, "next_increment": 1_048_576,
-    "first_cost": 2_000_000, "next_cost": 2_000_000,
-}  # fmt: skip
-
-
-def _record(i: int) -> bytes:
-    return msgpack.packb({
-        "id": f"pgw{i % 8}.operator.net;1764547200;{i};2;10", "account": f"acct-{i % 100_000}",
-        "identities": [f"msisdn:4917{i:08d}"], "session": f"pgw{i % 8}.operator.net;1764547200;{i}",
-        "request": 2, "peer": f"pgw{i % 8}.operator.net", "context": "32251@3gpp.org",
-        "service": "data", "rating_group": 10, "service_identifier": None, "unit": "octets",
-        "start": 1_764_547_200 + i, "end": 1_764_547_260 + i, "used": {"octets": 7_345_032},
-        "charged": 6_000_000, "allowances": {"data-1gb": 5_242_880}, "money": {"main": 6_000_000},
-        "price": "prepaid-basic:data:0:1:-1", "tariff": TARIFF, "catalog": "demo-1",
-        "zone": "eu", "destination": None, "band": "weekday", "zero_rated": False,
-        "cause": "normal", "currency": "EUR", "capped_from": None,
-    })  # fmt: skip
 
 
 class Observer:
@@ -86,7 +66,7 @@ _RECORDS: list[bytes] = []
 def all_records() -> list[bytes]:
     """The ``RECORDS`` records (distinct ids), made once."""
     if len(_RECORDS) < RECORDS:
-        _RECORDS[:] = [_record(i) for i in range(RECORDS)]
+        _RECORDS[:] = [sample_record(i) for i in range(RECORDS)]
     return _RECORDS
 
 

@@ -187,50 +187,45 @@ def private_redis(tmp_path):
     server.stop()
 
 
-def test_ocs_export_serves_metrics_and_health_and_stops_on_sigterm(tmp_path, private_redis):
-    port = get_free_port()
-    process = _start(
+def _start_export(tmp_path: Path, redis_url: str, port: int, *flags: str) -> subprocess.Popen[str]:
+    """``ocs export`` of 64 partitions into ``tmp_path/records``, metrics on ``port``."""
+    return _start(
         [
             "export",
-            f"--redis-url={private_redis}",
+            f"--redis-url={redis_url}",
             f"--records-directory={tmp_path / 'records'}",
             "--http-host=127.0.0.1",
             f"--records-export-metrics-port={port}",
             "--redis-partitions=64",
-            *FAST_EXPORT,
+            *flags,
         ],
         tmp_path,
         "exporting rated records to",
     )
+
+
+def _wait_for_partitions(port: int, count: int, seconds: float, failure: str) -> None:
+    deadline = time.monotonic() + seconds
+    while _metric(_get(port, "/metrics"), "ocs_records_export_partitions") < count:
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.05)
+
+
+def test_ocs_export_serves_metrics_and_health_and_stops_on_sigterm(tmp_path, private_redis):
+    port = get_free_port()
+    process = _start_export(tmp_path, private_redis, port, *FAST_EXPORT)
     try:
         assert json.loads(_get(port, "/health")) == {"status": "ok"}
-        deadline = time.monotonic() + 15
-        while _metric(_get(port, "/metrics"), "ocs_records_export_partitions") < 64:
-            assert time.monotonic() < deadline, "the exporter took no partitions"
-            time.sleep(0.05)
+        _wait_for_partitions(port, 64, 15, "the exporter took no partitions")
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
-    # a second exporter, started after, takes every partition at once: the first gave
-    # its leases back on stop instead of leaving them to expire
-    again = _start(
-        [
-            "export",
-            f"--redis-url={private_redis}",
-            f"--records-directory={tmp_path / 'records'}",
-            "--http-host=127.0.0.1",
-            f"--records-export-metrics-port={port}",
-            "--redis-partitions=64",
-            "--records-export-lease=600",
-        ],
-        tmp_path,
-        "exporting rated records to",
-    )
+    # a second exporter, started after, takes every partition at once (within 10 s,
+    # less than the first one's 15 s leases): the first gave its leases back and left
+    # ocs:exporters on stop instead of leaving them to expire
+    again = _start_export(tmp_path, private_redis, port, "--records-export-lease=600")
     try:
-        deadline = time.monotonic() + 10
-        while _metric(_get(port, "/metrics"), "ocs_records_export_partitions") < 64:
-            assert time.monotonic() < deadline, "the leases of the stopped exporter were kept"
-            time.sleep(0.05)
+        _wait_for_partitions(port, 64, 10, "the leases of the stopped exporter were kept")
     finally:
         stop_process(again)
 
