@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "fsync_directory",
     "read_checkpoint",
     "write_checkpoint",
+    "write_checkpoints",
 ]
 
 
@@ -73,16 +75,29 @@ def read_checkpoint(directory: Path, partition: int) -> Checkpoint | None:
 
 def write_checkpoint(directory: Path, checkpoint: Checkpoint) -> Checkpoint:
     """Replace the partition's checkpoint atomically and durably; returns it as written."""
-    written = dataclasses.replace(checkpoint, updated=int(time.time()))
-    path = checkpoint_path(directory, checkpoint.partition)
-    temporary = path.with_name(path.name + ".tmp")
-    data = json.dumps({"format": 1, **dataclasses.asdict(written)}, sort_keys=True) + "\n"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-    fsync_directory(directory)
+    return write_checkpoints(directory, [checkpoint])[0]
+
+
+def write_checkpoints(directory: Path, checkpoints: Sequence[Checkpoint]) -> list[Checkpoint]:
+    """Replace the checkpoints of several partitions of ``directory``, each atomically
+    (written and fsync'd under a temporary name, renamed), all durably (one directory
+    fsync after the renames); returns them as written."""
+    now = int(time.time())
+    written = [dataclasses.replace(checkpoint, updated=now) for checkpoint in checkpoints]
+    renames: list[tuple[Path, Path]] = []
+    for checkpoint in written:
+        path = checkpoint_path(directory, checkpoint.partition)
+        temporary = path.with_name(path.name + ".tmp")
+        data = json.dumps({"format": 1, **dataclasses.asdict(checkpoint)}, sort_keys=True)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, (data + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        renames.append((temporary, path))
+    for temporary, path in renames:
+        os.replace(temporary, path)
+    if renames:
+        fsync_directory(directory)
     return written

@@ -62,7 +62,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ocs.logs import log_event
 from ocs.records.segment_format import read_segment
-from ocs.records.writer import SealedSegment, SegmentSettings, SegmentWriter
+from ocs.records.writer import SealedSegment, SegmentSettings, SegmentWriter, flush_together
 from quota_engine.store.record_feed import Entry, PartitionBacklog, RecordFeed, entry_order
 
 __all__ = [
@@ -526,9 +526,10 @@ def _write_and_flush(
     work: list[tuple[_Partition, list[Entry]]], partitions: list[_Partition]
 ) -> list[list[str]]:
     """(In the disk thread.) Append each batch to its partition's segment, then seal the
-    segments that are due; returns the ids made durable, per partition of ``partitions``."""
+    segments that are due, together (one directory fsync for all); returns the ids
+    made durable, per partition of ``partitions``."""
     for partition, entries in work:
         append = partition.writer.append
         for entry_id, record in entries:
             append(entry_id, record)
-    return [partition.writer.flush() for partition in partitions]
+    return flush_together([partition.writer for partition in partitions])

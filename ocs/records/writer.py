@@ -29,7 +29,13 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from ocs.records.checkpoint import Checkpoint, fsync_directory, read_checkpoint, write_checkpoint
+from ocs.records.checkpoint import (
+    Checkpoint,
+    fsync_directory,
+    read_checkpoint,
+    write_checkpoint,
+    write_checkpoints,
+)
 from ocs.records.segment_format import (
     encode_entry,
     encode_header,
@@ -44,7 +50,9 @@ __all__ = [
     "SegmentSettings",
     "SegmentWriter",
     "WriterBusy",
+    "flush_together",
     "lock_path",
+    "seal_together",
     "writer_is_running",
 ]
 
@@ -291,6 +299,17 @@ class SegmentWriter:
             self._seal()
 
     def _seal(self) -> None:
+        seal_together([self])
+
+    def _due(self, force: bool) -> bool:
+        """Whether the open segment is to be sealed now (``force``: whenever it is open)."""
+        return self._file is not None and (
+            force or time.monotonic() - self._opened_at >= self.settings.max_age
+        )
+
+    def _seal_file(self) -> tuple[str | None, float]:
+        """Sealing, step 1: the trailer, fsync, the rename to the final name. Returns the
+        last entry id and the seconds fsync took; nothing is durable before step 2."""
         file, temporary = self._file, self._temporary
         assert file is not None and temporary is not None
         last = self._pending[-1] if self._pending else None
@@ -306,13 +325,13 @@ class SegmentWriter:
         if final.exists():  # cannot happen with the lock held; never overwrite one
             raise FileExistsError(f"{final} exists: refusing to overwrite a sealed segment")
         os.rename(temporary, final)
-        started = time.perf_counter()
-        fsync_directory(self.directory)
-        fsync_seconds += time.perf_counter() - started
         self._file = self._temporary = None
-        self.checkpoint = write_checkpoint(
-            self.directory, Checkpoint(self.partition, self.next_sequence, last)
-        )
+        return last, fsync_seconds
+
+    def _sealed(self, checkpoint: Checkpoint, fsync_seconds: float) -> None:
+        """Sealing, step 3 (the rename and the checkpoint durable): the appended ids are
+        durable, the next segment takes the next sequence."""
+        self.checkpoint = checkpoint
         sealed = SealedSegment(
             self.partition, self.next_sequence, len(self._pending), self._size, fsync_seconds
         )
@@ -325,10 +344,9 @@ class SegmentWriter:
     def flush(self, *, force: bool = False) -> list[str]:
         """Seal the open segment when it is older than ``max_age`` (or ``force``), and
         return the entry ids made durable since the last call, in append order."""
-        if self._file is not None and (
-            force or time.monotonic() - self._opened_at >= self.settings.max_age
-        ):
-            self._seal()
+        return flush_together([self], force=force)[0]
+
+    def _take_durable(self) -> list[str]:
         durable, self._durable = self._durable, []
         return durable
 
@@ -378,6 +396,38 @@ class SegmentWriter:
                 self._file = None
         finally:
             self._unlock()
+
+
+def seal_together(writers: Sequence[SegmentWriter]) -> None:
+    """Seal the open segments of ``writers`` (writers of one directory) at once: each
+    file fsync'd and renamed, then ONE directory fsync for all the renames, then their
+    checkpoints written with ONE directory fsync for all of them: 2 fsyncs per segment
+    and 2 per call, instead of 4 per segment (an exporter seals a round's segments of
+    a thousand partitions together). A crash in between leaves what a crash during one
+    seal leaves (sealed segments newer than their checkpoints, repaired at the next
+    start); no id is reported durable before all of it is done."""
+    if not writers:
+        return
+    directory = writers[0].directory
+    if any(writer.directory != directory for writer in writers):
+        raise ValueError("seal_together takes writers of one directory")
+    files = [(writer, *writer._seal_file()) for writer in writers]
+    started = time.perf_counter()
+    fsync_directory(directory)
+    shared = time.perf_counter() - started
+    checkpoints = write_checkpoints(
+        directory,
+        [Checkpoint(writer.partition, writer.next_sequence, last) for writer, last, _ in files],
+    )
+    for (writer, _, seconds), checkpoint in zip(files, checkpoints, strict=True):
+        writer._sealed(checkpoint, seconds + shared)
+
+
+def flush_together(writers: Sequence[SegmentWriter], *, force: bool = False) -> list[list[str]]:
+    """:meth:`SegmentWriter.flush` of each writer (of one directory), the segments due
+    sealed together (:func:`seal_together`): the ids made durable, per writer."""
+    seal_together([writer for writer in writers if writer._due(force)])
+    return [writer._take_durable() for writer in writers]
 
 
 def _lock_partition(directory: Path, partition: int) -> int:

@@ -202,3 +202,34 @@ def test_open_many_recovers_each_partition_as_one_writer_would_and_reports_the_b
             writer.close()
         running.close()
     SegmentWriter(tmp_path, 5, BIG).close()  # released on close
+
+
+def test_flush_together_seals_the_due_segments_of_many_writers_at_once(tmp_path):
+    """The exporter's round: the writers whose segment is due are sealed together (one
+    directory fsync for their renames, one for their checkpoints), the others kept."""
+    from ocs.records.writer import flush_together, seal_together
+
+    writers, _ = SegmentWriter.open_many(tmp_path, [1, 2, 3], BIG)
+    _fill(writers[1], range(3))
+    _fill(writers[2], range(3, 5))
+    # 3 has nothing open: nothing to seal
+    assert flush_together(list(writers.values())) == [[], [], []]  # none due yet
+    assert flush_together(list(writers.values()), force=True) == [
+        [entry_id(i) for i in range(3)],
+        [entry_id(i) for i in range(3, 5)],
+        [],
+    ]
+    assert _names(tmp_path) == [segment_name(1, 1), segment_name(2, 1)]
+    for partition, last in ((1, 2), (2, 4)):
+        checkpoint = read_checkpoint(tmp_path, partition)
+        assert checkpoint is not None
+        assert (checkpoint.sequence, checkpoint.last_entry_id) == (1, entry_id(last))
+        assert [e.entry_id for e in read_segment(tmp_path / segment_name(partition, 1)).entries]
+    assert writers[1].next_sequence == 2 and writers[3].next_sequence == 1
+    other = SegmentWriter(tmp_path / "elsewhere", 1, BIG)
+    _fill(other, [9])
+    _fill(writers[2], [10])
+    with pytest.raises(ValueError, match="one directory"):
+        seal_together([writers[2], other])
+    for writer in (*writers.values(), other):
+        writer.close()
