@@ -188,11 +188,13 @@ INNER_RULES: dict[str, tuple[str, ...]] = {
     "ocs/api": ("protocol", "cext", "ocs.gy", "diameter"),
     "ocs/gy": ("ocs.api", "aiohttp"),
     "ocs/records": ("protocol", "cext", "ocs.gy"),
+    "ocs/billing": ("protocol", "cext", "ocs.gy", "redis", "quota_engine.store"),
 }
 """Sub-package -> the modules it must not import (prefixes): the catalog is a pure model
 (no Redis, no charging), accounts are charged but do not charge, the HTTP API knows no
 Diameter and the Gy application no HTTP, record export works from records, not from the
-charging path."""
+charging path, and billing from the exported segment files and its own database, never
+from Redis."""
 
 
 def inner_violations(root: Path) -> list[str]:
