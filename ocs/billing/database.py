@@ -91,6 +91,8 @@ def shown_url(url: str | URL) -> str:
         parsed = make_url(url) if isinstance(url, str) else url
     except ArgumentError:
         return "<invalid URL>"
+    if "password" in parsed.query:  # libpq takes it in the query too
+        parsed = parsed.update_query_dict({"password": "***"})
     return parsed.render_as_string(hide_password=True)
 
 

@@ -230,6 +230,12 @@ def test_a_password_in_the_url_is_never_shown(free_port):
         migrate(url)
     assert "s3cret-pw" not in str(refused.value)
     assert "127.0.0.1" in str(refused.value)
+    # libpq also takes the password as a query parameter
+    in_query = f"postgresql://billing@127.0.0.1:{free_port()}/billing?password=s3cret-pw"
+    assert "s3cret-pw" not in shown_url(in_query) and "password=" in shown_url(in_query)
+    with pytest.raises(BillingDatabaseError) as refused:
+        migrate(in_query)
+    assert "s3cret-pw" not in str(refused.value)
     with pytest.raises(BillingDatabaseError) as refused:
         parse_url("mysql://u:s3cret-pw@db/billing")
     assert "s3cret-pw" not in str(refused.value)
