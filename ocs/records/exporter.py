@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import ParamSpec, Protocol, TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ocs.logs import log_event
@@ -217,6 +218,9 @@ class Exporter:
         self._owned: dict[int, _Partition] = {}
         self._disk = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ocs-export")
         self._added: dict[int, int] = {}
+        self._live: list[str] = [feed.consumer]
+        """The live exporters at the last heartbeat Redis took."""
+        self._next_sweep = 0.0
         self._next_share = 0.0
         self._next_backlog = 0.0
 
@@ -267,6 +271,9 @@ class Exporter:
             self._next_share = now + self.settings.lease_ttl / 3
         await self._retry_acknowledgements()
         await self._claim_pending()
+        if now >= self._next_sweep:
+            await self.sweep_stale()
+            self._next_sweep = now + max(self.settings.lease_ttl, self.settings.segments.max_age)
         due = [p.number for p in self._owned.values() if p.next_read <= now]
         if due:
             batches = await self._read(due)
@@ -299,19 +306,31 @@ class Exporter:
     async def _read(self, due: list[int]) -> dict[int, list[Entry]]:
         """New entries of the partitions ``due``; when the read fails its reply may have
         been lost with entries in it, so those partitions are marked to claim first."""
+        regrouped: list[int] = []
         try:
-            return await self.feed.read(due, self.settings.batch)
+            batches = await self.feed.read(due, self.settings.batch, regrouped)
         except _REDIS_ERRORS:
             for number in due:
                 self._owned[number].lost_read = True
             raise
+        for number in regrouped:  # a new stream: its ids may start below what was seen
+            self._owned[number].last_seen = None
+        return batches
 
     # --- sharing the partitions ----------------------------------------------------------
 
     async def share(self) -> None:
         """Heartbeat, renew the leases, and move towards this exporter's fair share."""
         ttl_ms = int(self.settings.lease_ttl * 1000)
-        live = await self.feed.heartbeat(int(time.time() * 1000), ttl_ms)
+        try:
+            live = self._live = await self.feed.heartbeat(int(time.time() * 1000), ttl_ms)
+            full = False
+        except OutOfMemoryError:
+            # Redis is full: keep exporting what this exporter owns (reading,
+            # acknowledging and renewing still work, and they are what frees memory),
+            # take nothing new until it has room again
+            live, full = self._live, True
+            log_event(logger, "export_redis_full", level=logging.WARNING, owned=len(self._owned))
         partitions = self.feed.partitions()
         fair = math.ceil(len(partitions) / max(1, len(live)))
         lost = await self.feed.renew(self.owned, ttl_ms)
@@ -320,7 +339,7 @@ class Exporter:
             await self._drop(lost, release=False)
         if len(self._owned) > fair:
             await self._drop(self.owned[fair:], release=True)
-        elif len(self._owned) < fair:
+        elif len(self._owned) < fair and not full:
             owners = await self.feed.owners([p for p in partitions if p not in self._owned])
             free = [p for p, owner in owners.items() if owner is None]
             want = fair - len(self._owned)
@@ -372,6 +391,26 @@ class Exporter:
             partition.claimed = True
             partition.lost_read = False
 
+    async def sweep_stale(self) -> None:
+        """Claim and export the owned partitions' entries pending for longer than any
+        entry this exporter holds can be (twice ``segment_max_age`` plus the lease),
+        whoever holds them: entries a read delivered to an exporter that lost the
+        partition meanwhile, or whose reply was lost unnoticed. Without this they
+        would wait for the partition to change owner."""
+        idle_ms = int((2 * self.settings.segments.max_age + self.settings.lease_ttl) * 1000)
+        for partition in list(self._owned.values()):
+            if not partition.claimed:
+                continue  # _claim_pending takes everything first
+            held = {*partition.unacknowledged, *partition.writer.pending_ids}
+            stale = await self.feed.claim(partition.number, min_idle_ms=idle_ms)
+            stale = [entry for entry in stale if entry[0] not in held]
+            if stale:
+                log_event(
+                    logger, "export_stale_claimed", level=logging.WARNING,
+                    partition=partition.number, entries=len(stale),
+                )  # fmt: skip
+                await self._export({partition.number: stale}, claimed=True)
+
     async def _drop(self, partitions: list[int], *, release: bool) -> None:
         """Seal and close the partitions' writers, acknowledge what they made durable,
         and (``release``) give their leases back."""
@@ -383,6 +422,7 @@ class Exporter:
             # owned until closed: a writer whose close failed is abandoned with the rest
             partition.unacknowledged += await self._on_disk(partition.writer.close)
             dropped.append(self._owned.pop(number))
+            self._added.pop(number, None)  # counted anew from the next owner's first look
         await self._acknowledge(dropped)
         if release:
             await self.feed.release([p.number for p in dropped])
@@ -423,10 +463,12 @@ class Exporter:
         pending = {p.number: p.unacknowledged for p in partitions if p.unacknowledged}
         if not pending:
             return
-        await self.feed.acknowledge(pending)
+        deleted = await self.feed.acknowledge(pending)
         for partition in partitions:
             partition.unacknowledged = []
-        self.observer.exported(sum(map(len, pending.values())))
+        # what this call removed from Redis: an acknowledgement made again after its
+        # reply was lost, or of entries another exporter removed, is not counted twice
+        self.observer.exported(deleted)
 
     async def _retry_acknowledgements(self) -> None:
         await self._acknowledge(self._owned.values())
@@ -478,7 +520,7 @@ class Exporter:
             self._owned.clear()
             self.observer.owned_partitions(0)
         finally:
-            self._disk.shutdown(wait=True)
+            await asyncio.to_thread(self._disk.shutdown, True)  # never blocks the loop
 
     async def close(self) -> None:
         """Seal the open segments, acknowledge them, give every lease back and leave.
@@ -497,7 +539,7 @@ class Exporter:
             with contextlib.suppress(*_REDIS_ERRORS):
                 await self.feed.leave()
         finally:
-            self._disk.shutdown(wait=True)
+            await asyncio.to_thread(self._disk.shutdown, True)  # never blocks the loop
 
 
 def _durable_among(sealed: Sequence[Path], entries: list[Entry]) -> set[str]:

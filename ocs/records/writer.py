@@ -355,6 +355,11 @@ class SegmentWriter:
         """Entries appended and not yet durable."""
         return len(self._pending)
 
+    @property
+    def pending_ids(self) -> tuple[str, ...]:
+        """The ids of the entries appended and not yet durable."""
+        return tuple(self._pending)
+
     def close(self) -> list[str]:
         """Seal the open segment (when it holds entries), release the partition, and
         return the entry ids made durable since the last :meth:`flush`."""

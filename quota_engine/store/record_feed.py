@@ -24,7 +24,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from quota_engine.store import keys
 from quota_engine.store.contract import (
@@ -118,15 +118,23 @@ class RecordFeed:
         for result in await pipe.execute(raise_on_error=False):
             if isinstance(result, ResponseError) and str(result).startswith("BUSYGROUP"):
                 continue
+            if isinstance(result, OutOfMemoryError):
+                # Redis is full (XGROUP CREATE ... MKSTREAM is refused even when the
+                # group exists): the export must go on, it is what frees memory; a
+                # group really missing is created by the next read (NOGROUP)
+                continue
             if isinstance(result, BaseException):
                 raise result
 
     # --- reading and acknowledging ----------------------------------------------------
 
-    async def read(self, partitions: Sequence[int], count: int) -> dict[int, list[Entry]]:
+    async def read(
+        self, partitions: Sequence[int], count: int, regrouped: list[int] | None = None
+    ) -> dict[int, list[Entry]]:
         """New entries (never delivered to anyone) of each partition, at most ``count``
         each, now pending for this consumer. A partition whose group is gone (Redis
-        lost its data) gets it back, and is read at the next call."""
+        lost its data) gets it back, is added to ``regrouped``, and is read at the next
+        call."""
         pipe = self.client.pipeline(transaction=False)
         for partition in partitions:
             pipe.execute_command(
@@ -151,12 +159,17 @@ class RecordFeed:
                 out[partition] = entries
         if lost:
             await self.ensure_groups(lost)
+            if regrouped is not None:
+                regrouped.extend(lost)
         return out
 
-    async def claim(self, partition: int, after: str | None = None) -> list[Entry]:
+    async def claim(
+        self, partition: int, after: str | None = None, min_idle_ms: int = 0
+    ) -> list[Entry]:
         """Every entry of the partition delivered and not acknowledged (only those with
-        an id above ``after``, when given), whoever it was delivered to, now pending for
-        this consumer, in id order."""
+        an id above ``after``, when given, and only those delivered at least
+        ``min_idle_ms`` ago), whoever it was delivered to, now pending for this
+        consumer, in id order."""
         key = keys.partition_records(partition)
         out: list[Entry] = []
         start = "0-0"
@@ -166,7 +179,14 @@ class RecordFeed:
         while True:
             try:
                 reply = await self.client.execute_command(
-                    "XAUTOCLAIM", key, GROUP, self.consumer, 0, start, "COUNT", _CLAIM_PAGE
+                    "XAUTOCLAIM",
+                    key,
+                    GROUP,
+                    self.consumer,
+                    min_idle_ms,
+                    start,
+                    "COUNT",
+                    _CLAIM_PAGE,
                 )
             except ResponseError as error:
                 if not str(error).startswith("NOGROUP"):

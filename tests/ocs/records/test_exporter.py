@@ -370,11 +370,13 @@ class ClaimFails(RecordFeed):
 
     failed = False
 
-    async def claim(self, partition: int, after: str | None = None) -> list[Entry]:
+    async def claim(
+        self, partition: int, after: str | None = None, min_idle_ms: int = 0
+    ) -> list[Entry]:
         if not self.failed:
             self.failed = True
             raise RedisConnectionError("injected: connection lost in XAUTOCLAIM")
-        return await super().claim(partition, after)
+        return await super().claim(partition, after, min_idle_ms)
 
 
 async def test_a_claim_that_failed_is_made_again(client, tmp_path):
@@ -558,8 +560,10 @@ class ReplyLost(RecordFeed):
 
     lost: dict[int, list[Entry]] | None = None
 
-    async def read(self, partitions: Sequence[int], count: int) -> dict[int, list[Entry]]:
-        batches = await super().read(partitions, count)
+    async def read(
+        self, partitions: Sequence[int], count: int, regrouped: list[int] | None = None
+    ) -> dict[int, list[Entry]]:
+        batches = await super().read(partitions, count, regrouped)
         if batches and self.lost is None:
             self.lost = batches
             raise RedisConnectionError("injected: connection lost before the reply")
@@ -691,3 +695,40 @@ async def test_idle_partitions_are_read_less_often_and_still_exported(client, tm
         records = Records(client)
         await records.add(1)
         await wait_until(lambda: sorted(exported_ids(tmp_path)) == records.ids)
+
+
+async def test_entries_stranded_with_another_consumer_are_swept_up(client, tmp_path):
+    """Entries a read delivered to a consumer that is not the owner (an exporter whose
+    XREADGROUP Redis ran after its lease had passed on, and that then died) are claimed
+    by the owner once idle long enough, without waiting for a change of owner."""
+    directory = tmp_path / "records"
+    settings = export_settings(directory, poll_interval=5.0)  # the owner reads rarely
+    records = Records(client)
+    async with running(client, settings, "owner:1") as owner:
+        await wait_until(lambda: len(owner.owned) == PARTITIONS)
+        await records.add(3)
+        late = RecordFeed(client, "late:2")  # reads before the owner's next poll
+        taken = await late.read(range(PARTITIONS), 100)
+        assert sum(map(len, taken.values())) == 3 * PARTITIONS
+        assert (await pending(client))["late:2"] == 3 * PARTITIONS
+        await wait_until(all_exported(client, records, directory))
+        assert (await pending(client))["late:2"] == 0
+
+
+async def test_a_full_redis_does_not_stop_the_export_that_frees_it(client, tmp_path, caplog):
+    """At maxmemory (noeviction) Redis refuses the heartbeat, new leases and XGROUP
+    CREATE ... MKSTREAM; the exporter keeps reading, writing and acknowledging what it
+    owns (those still work), which is what frees the memory."""
+    directory = tmp_path / "records"
+    records = Records(client)
+    async with running(client, export_settings(directory), "full:1") as run:
+        await wait_until(lambda: len(run.owned) == PARTITIONS)
+        await records.add(5)
+        await client.config_set("maxmemory", "1")
+        try:
+            with caplog.at_level(logging.WARNING, logger="ocs.records.exporter"):
+                await wait_until(lambda: "export_redis_full" in caplog.text)
+            assert not run.task.done() and len(run.owned) == PARTITIONS
+            await wait_until(all_exported(client, records, directory))
+        finally:
+            await client.config_set("maxmemory", "0")
