@@ -12,14 +12,19 @@ serve`` (``records.export``). It works in rounds:
 2. **Read** its partitions' new entries (``XREADGROUP``), at most ``batch`` per
    partition: each partition once per ``poll_interval``, again at once when a read
    came back full (catching up), less often (down to ``IDLE_POLL_FACTOR`` times the
-   interval) while its reads come back empty. A read whose reply was lost (the connection cut after
-   Redis ran it) left its entries pending for this exporter, and ``>`` never gives them
-   again: before reading those partitions again it claims their pending entries above
-   the last one it got.
+   interval) while its reads come back empty. A read whose reply was lost (the
+   connection cut after Redis ran it) left its entries pending for this exporter, and
+   ``>`` never gives them again: before reading those partitions again it claims their
+   pending entries above the last one it got. Now and then (:meth:`Exporter.sweep_stale`)
+   it also claims entries pending longer than any exporter holds one, whoever has them.
 3. **Write** them to the partitions' open segments and seal those that are full or old
-   (fsync, rename, directory fsync, checkpoint), in a thread of its own, so a slow disk
-   never stalls the charging loop of ``ocs serve``.
+   (fsync, rename, directory fsync, checkpoint; the segments due in a round together),
+   in a thread of its own, so a slow disk never stalls the charging loop of ``ocs serve``.
 4. **Acknowledge and delete** from Redis the entries now durable (``ack_records.lua``).
+
+A full Redis (``maxmemory``, noeviction) refuses the heartbeat and new leases: the
+exporter then keeps exporting what it owns (reads, acknowledgements and lease renewals
+still work, and they free the memory) and takes nothing new.
 
 Exactly once in effect: an entry leaves Redis only after its segment is durable, so
 none is lost; a crash between the fsync and the acknowledgement leaves durable entries
