@@ -15,10 +15,10 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import SSLConnection
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from quota_engine.store.redis_link import RedisAddress, RedisLink
 
@@ -50,7 +50,9 @@ def retry_policy() -> Retry:
     request number, balance actions by their id, provisioning by content), so a
     command resent on a new connection cannot charge twice; a timed-out one may still
     be running, and waiting seconds between retries would outlast the client's Tx
-    timer anyway."""
+    timer anyway. (redis-py's asyncio ``Retry``: its synchronous one, accepted by the
+    asyncio client all the same, never retries, as the retry loop returns the command's
+    coroutine unawaited.)"""
     return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 

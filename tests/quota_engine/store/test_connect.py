@@ -3,6 +3,8 @@ and link_to: the charging hot path's RedisLink goes where redis-py goes."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -63,6 +65,65 @@ def test_the_client_retries_once_on_a_lost_connection_only():
     policy = retry_policy()
     assert policy.get_retries() == 1
     assert redis_client("redis://127.0.0.1:6379/0").get_retry().get_retries() == 1
+
+
+class CuttingProxy:
+    """A TCP proxy in front of Redis that closes the client's connection instead of
+    passing on the next ``cuts`` replies (Redis ran the command; the reply is lost)."""
+
+    def __init__(self, redis_port: int) -> None:
+        self.redis_port = redis_port
+        self.cuts = 0
+        self.connections = 0
+
+    async def serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter):
+        self.connections += 1
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", self.redis_port)
+
+        async def upstream() -> None:
+            while data := await client_r.read(65536):
+                server_w.write(data)
+                await server_w.drain()
+
+        async def downstream() -> None:
+            while data := await server_r.read(65536):
+                if self.cuts > 0:
+                    self.cuts -= 1
+                    return
+                client_w.write(data)
+                await client_w.drain()
+
+        tasks = [asyncio.create_task(upstream()), asyncio.create_task(downstream())]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            task.cancel()
+        client_w.close()
+        server_w.close()
+
+
+@pytest.mark.parametrize("cuts, retried", [(1, True), (2, False)])
+async def test_a_command_whose_connection_is_lost_is_sent_once_more(redis_url, cuts, retried):
+    """One retry, on a new connection: a single lost reply is invisible to the caller,
+    two in a row raise (the policy must be redis-py's asyncio Retry: the synchronous
+    one is accepted by the asyncio client and never retries)."""
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    proxy = CuttingProxy(port)
+    server = await asyncio.start_server(proxy.serve, "127.0.0.1", 0)
+    address = server.sockets[0].getsockname()
+    client = redis_client(f"redis://{address[0]}:{address[1]}/0")
+    try:
+        assert await client.ping()
+        assert proxy.connections == 1
+        proxy.cuts = cuts  # the next replies are lost
+        if retried:
+            assert await client.incr("retry-test") >= 1
+        else:
+            with pytest.raises(RedisConnectionError):
+                await client.incr("retry-test")
+        assert proxy.connections == 2  # one new connection for the one retry
+    finally:
+        await client.aclose()
+        server.close()
 
 
 def test_tls_files_go_to_a_rediss_client_only():
