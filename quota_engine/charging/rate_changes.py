@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from quota_engine.catalog import Catalog, Plan, Service
 from quota_engine.catalog.timebands import BandClock
-from quota_engine.charging.rating import Rater
+from quota_engine.charging.rating import Price, Rater
 from quota_engine.charging.settings import EngineSettings
 from quota_engine.model import ServiceUsage, Unit
 from quota_engine.store.contract import RatingContext
@@ -57,15 +57,7 @@ class RateChanges:
         if not catalog.time_bands or plan is None:
             return vt, None
         start = rated_at
-        portions = rater.split_by_band(
-            plan.id,
-            service.id,
-            start,
-            start + vt,
-            context.destination,
-            context.visited_mcc_mnc,
-            period_usage.get(service.id, 0),
-        )
+        portions = _portions(rater, plan, service, start, start + vt, context, period_usage)
         if portions is not None:
             if len(portions) < 2:
                 return vt, None
@@ -155,15 +147,7 @@ class RateChanges:
         )
         # up to and including the rating time's own second, so that the last portion
         # holds the request's price (a report made right at a change is all before it)
-        portions = rater.split_by_band(
-            plan.id,
-            service.id,
-            end - lookback,
-            end + 1,
-            context.destination,
-            context.visited_mcc_mnc,
-            period_usage.get(service.id, 0),
-        )
+        portions = _portions(rater, plan, service, end - lookback, end + 1, context, period_usage)
         if portions is None or len(portions) < 2:
             return None
         return end + 1 - portions[-1][1]
@@ -175,3 +159,25 @@ class RateChanges:
             self._band_clocks = {id(catalog): (catalog, clock)}
             return clock
         return hit[1]
+
+
+def _portions(
+    rater: Rater,
+    plan: Plan,
+    service: Service,
+    start: int,
+    end: int,
+    context: RatingContext,
+    period_usage: dict[str, int],
+) -> list[tuple[Price, int]] | None:
+    """The rate portions of ``[start, end)`` for the service in the plan
+    (:meth:`Rater.split_by_band`: None when some stretch has no rate)."""
+    return rater.split_by_band(
+        plan.id,
+        service.id,
+        start,
+        end,
+        context.destination,
+        context.visited_mcc_mnc,
+        period_usage.get(service.id, 0),
+    )
