@@ -59,11 +59,31 @@ def round_to_minor_unit(micro: int, minor_digits: int) -> int:
     ``floor(a/s + 1/2) = floor((2a + s) / 2s) = round_up(max(0, 2a - s + 1), 2s)``.
     """
     _check_int("micro", micro)
-    step = _minor_step(minor_digits)
-    magnitude = -micro if micro < 0 else micro
+    return round_ratio_to_minor_unit(micro, 1, minor_digits)
+
+
+def round_ratio_to_minor_unit(numerator: int, denominator: int, minor_digits: int) -> int:
+    """Round the exact amount ``numerator / denominator`` micro-units half-up (away from
+    zero) to the currency's minor unit, in one step; the result is in micro-units.
+
+    For amounts that are a ratio (a fee prorated by days, a tax or a percentage): the
+    exact value is rounded once, never first to a micro-unit. ``denominator > 0``.
+    :func:`round_to_minor_unit` is this with ``denominator = 1``. For ``a >= 0``,
+    denominator ``d`` and step ``s``:
+    ``floor(a/(d s) + 1/2) = round_up(max(0, 2a - d s + 1), 2 d s)``.
+
+    >>> round_ratio_to_minor_unit(1_000_000 * 10, 30, 2)  # 10/30 of 1.00 = 0.333.. -> 0.33
+    330000
+    """
+    _check_int("numerator", numerator)
+    _check_int("denominator", denominator)
+    if denominator <= 0:
+        raise ValueError(f"denominator must be positive, got {denominator}")
+    step = _minor_step(minor_digits) * denominator
+    magnitude = -numerator if numerator < 0 else numerator
     minor_units = round_up(max(0, 2 * magnitude - step + 1), 2 * step)
-    rounded = minor_units * step
-    return -rounded if micro < 0 else rounded
+    rounded = minor_units * (step // denominator)
+    return -rounded if numerator < 0 else rounded
 
 
 def format_money(micro: int, currency: str, minor_digits: int = 2) -> str:

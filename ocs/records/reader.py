@@ -17,7 +17,7 @@ one partition an account's records are in).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +32,23 @@ class SegmentWarning(UserWarning):
     """A segment is damaged or incomplete; what could be read of it was read."""
 
 
-def segment_files(path: str | Path, partition: int | None = None) -> tuple[list[Path], list[Path]]:
+def segment_files(
+    path: str | Path, partition: int | Collection[int] | None = None
+) -> tuple[list[Path], list[Path]]:
     """``(sealed, unsealed)`` segment files of a directory (ordered by partition, then
-    sequence), or of one file given by name; only ``partition``'s when given."""
+    sequence), or of one file given by name; only those of ``partition`` (one, or a
+    collection of partitions) when given."""
     path = Path(path)
+    wanted = {partition} if isinstance(partition, int) else partition
     if not path.is_dir():
         name = parse_segment_name(path.name)
-        if partition is not None and (name is None or name.partition != partition):
+        if wanted is not None and (name is None or name.partition not in wanted):
             return [], []
         return ([path], []) if name is None or name.sealed else ([], [path])
     named: list[tuple[SegmentName, Path]] = []
     for child in path.iterdir():
         name = parse_segment_name(child.name)
-        if name is not None and (partition is None or name.partition == partition):
+        if name is not None and (wanted is None or name.partition in wanted):
             named.append((name, child))
     named.sort(key=lambda item: (item[0].partition, item[0].sequence, not item[0].sealed))
     return (
@@ -60,7 +64,8 @@ class RecordReader:
 
     ``start``/``end`` (Unix s): only records whose ``end`` (the rating time their
     usage ended) is at or after ``start`` and before ``end``. ``account``: only that
-    account's. ``partition``: only the files of that partition (by their names).
+    account's. ``partition``: only the files of that partition, or of those partitions
+    (by their names; a bill run reads the partitions of its share of the accounts).
     Each record is a dict as ``decode_record`` gives it, with the stream entry's id as
     ``stream_id``. ``warn=False``: damage is only kept in :attr:`warnings` (a server
     logs it), not sent through :func:`warnings.warn` (process-wide, not thread-safe
@@ -74,7 +79,7 @@ class RecordReader:
         start: int | None = None,
         end: int | None = None,
         account: str | None = None,
-        partition: int | None = None,
+        partition: int | Collection[int] | None = None,
         warn: bool = True,
     ) -> None:
         self.path = Path(path)

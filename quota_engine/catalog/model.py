@@ -21,13 +21,17 @@ __all__ = [
     "MISSING_DESTINATION",
     "Allowance",
     "BandWindow",
+    "DISCOUNT_KINDS",
+    "DISCOUNT_SCOPES",
     "Catalog",
     "CatalogError",
+    "Discount",
     "DestinationTable",
     "Plan",
     "Rate",
     "Service",
     "Tariff",
+    "TaxRate",
     "Tier",
     "TimeBand",
     "Zone",
@@ -162,6 +166,62 @@ class Plan:
         return None
 
 
+DISCOUNT_KINDS = ("percent", "fixed")
+DISCOUNT_SCOPES = ("invoice", "plan", "service")
+
+
+@dataclass(frozen=True, slots=True)
+class TaxRate:
+    """The rate of one tax category over a span of local days (docs/catalog.md, Taxes).
+
+    ``valid_from`` is the first local day the rate applies (None: always before),
+    ``valid_to`` the first day it no longer does (None: open); the rates of one category
+    never overlap. ``rate_ppm`` is parts per million (19 % = 190000)."""
+
+    category: str
+    rate_ppm: int
+    valid_from: date | None = None
+    valid_to: date | None = None
+    name: str = ""
+
+    def covers(self, day: date) -> bool:
+        return (self.valid_from is None or self.valid_from <= day) and (
+            self.valid_to is None or day < self.valid_to
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Discount:
+    """A discount or promotion applied by the bill run (docs/catalog.md, Discounts).
+
+    ``kind`` ``percent`` takes ``rate_ppm`` of its base, ``fixed`` takes ``amount``
+    micro-units (never more than the base). ``scope`` says what the base is:
+    ``service`` the usage lines of ``service``, ``plan`` the recurring fee lines,
+    ``invoice`` every charge line (recurring, usage, one-off charges). ``plans``: only for
+    invoices whose account (or, in a hierarchy, line's account) is on one of these plans
+    (empty: any plan). ``min_lines``: only when the invoice covers at least this many
+    subscriptions (lines), e.g. 3 for "10 % off from 3 lines". ``valid_from`` /
+    ``valid_to`` bound the bill periods it applies to by their last local day, as for
+    tax rates."""
+
+    id: str
+    name: str
+    kind: str
+    scope: str
+    rate_ppm: int = 0
+    amount: int = 0
+    service: str | None = None
+    plans: tuple[str, ...] = ()
+    min_lines: int = 0
+    valid_from: date | None = None
+    valid_to: date | None = None
+
+    def covers(self, day: date) -> bool:
+        return (self.valid_from is None or self.valid_from <= day) and (
+            self.valid_to is None or day < self.valid_to
+        )
+
+
 @dataclass(frozen=True)
 class Catalog:
     version: str
@@ -175,6 +235,8 @@ class Catalog:
     zones: tuple[Zone, ...]
     destinations: tuple[DestinationTable, ...]
     plans: tuple[Plan, ...]
+    taxes: tuple[TaxRate, ...] = ()
+    discounts: tuple[Discount, ...] = ()
     _services_by_id: dict[str, Service] = field(init=False, repr=False, compare=False)
     _by_rating_group: dict[tuple[str, int], Service] = field(init=False, repr=False, compare=False)
     _by_service_id: dict[tuple[str, int], Service] = field(init=False, repr=False, compare=False)
@@ -219,6 +281,13 @@ class Catalog:
 
     def plan(self, plan_id: str) -> Plan | None:
         return self._plans_by_id.get(plan_id)
+
+    def tax_rate(self, category: str, day: date) -> TaxRate | None:
+        """The rate of tax ``category`` on local ``day`` (None: the catalog has none)."""
+        for rate in self.taxes:
+            if rate.category == category and rate.covers(day):
+                return rate
+        return None
 
     def destination_table(self, table_id: str) -> DestinationTable | None:
         for table in self.destinations:

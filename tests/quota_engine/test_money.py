@@ -1,10 +1,17 @@
 """money.py: the one rounding function, minor-unit rounding for invoices, display."""
 
+from fractions import Fraction
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from quota_engine.money import format_money, round_to_minor_unit, round_up
+from quota_engine.money import (
+    format_money,
+    round_ratio_to_minor_unit,
+    round_to_minor_unit,
+    round_up,
+)
 
 
 @pytest.mark.parametrize(
@@ -80,6 +87,32 @@ def test_round_to_minor_unit_is_nearest_half_away_from_zero(micro, digits):
     if 2 * abs(rounded - micro) == step:  # a tie goes away from zero
         assert abs(rounded) > abs(micro)
     assert round_to_minor_unit(-micro, digits) == -rounded
+
+
+@given(st.integers(-(2**70), 2**70), st.integers(1, 10**6), st.integers(0, 6))
+def test_round_ratio_is_the_exact_ratio_rounded_once(numerator, denominator, digits):
+    """Against Fraction: the nearest minor unit to numerator/denominator, ties away from
+    zero (never rounded to a micro-unit first)."""
+    step = 10 ** (6 - digits)
+    exact = Fraction(numerator, denominator)
+    rounded = round_ratio_to_minor_unit(numerator, denominator, digits)
+    assert rounded % step == 0
+    assert 2 * abs(rounded - exact) <= step
+    if 2 * abs(rounded - exact) == step:
+        assert abs(rounded) > abs(exact)
+    assert round_ratio_to_minor_unit(-numerator, denominator, digits) == -rounded
+
+
+def test_round_ratio_differs_from_rounding_twice():
+    # 0.0049999.. EUR: a micro-unit first (round_up) would give 0.005000 -> 0.01
+    assert round_ratio_to_minor_unit(4_999_999, 1000, 2) == 0
+    assert round_to_minor_unit(round_up(4_999_999, 1000), 2) == 10_000
+
+
+@pytest.mark.parametrize("denominator", [0, -3])
+def test_round_ratio_rejects_a_bad_denominator(denominator):
+    with pytest.raises(ValueError, match="denominator"):
+        round_ratio_to_minor_unit(1, denominator, 2)
 
 
 @pytest.mark.parametrize("digits", [-1, 7])

@@ -1,0 +1,146 @@
+"""The billing view of an account: what a bill run needs to know of it, read once.
+
+The accounts live in Redis (the charging store), which ``ocs/billing`` never imports: the
+composition root reads them into :class:`BillingAccount` values (``ocs.billing_source``)
+and hands them to the bill run. Everything here is plain data: the bill run's result
+depends on these values, the catalog and the records only, so running it twice on the
+same inputs gives the same invoices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+__all__ = [
+    "ITEMISATIONS",
+    "Adjustment",
+    "BillingAccount",
+    "HierarchyError",
+    "PlanChange",
+    "invoice_accounts",
+]
+
+ITEMISATIONS = ("detailed", "summary")
+"""How an account's invoice documents present usage: every record, or the lines only."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlanChange:
+    """The account moved from plan ``previous`` to ``plan`` at ``at`` (Unix s)."""
+
+    at: int
+    previous: str
+    plan: str
+
+
+@dataclass(frozen=True, slots=True)
+class Adjustment:
+    """A one-off change of a money bucket made by the operator (balance history ``type``
+    ``adjustment``): ``amount`` micro-units added to the balance (positive: a credit to
+    the customer; negative: a charge). The invoice shows it with the sign flipped (what
+    the customer owes)."""
+
+    id: str
+    at: int
+    amount: int
+    bucket: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BillingAccount:
+    """One account as the bill run sees it.
+
+    ``plan`` is the plan now; ``plan_changes`` (oldest first) say which plan held when
+    (:meth:`plan_at`). ``partition`` is the record partition of the account (the segment
+    files holding its records). ``subscriptions`` are its identities (its "lines").
+    ``bill_separately``: a child account invoiced on its own rather than on its parent's
+    invoice. ``itemisation``: one of :data:`ITEMISATIONS`.
+    """
+
+    id: str
+    kind: str
+    status: str = "active"
+    currency: str
+    plan: str
+    bill_cycle_day: int = 1
+    parent: str | None = None
+    created: int | None = None
+    partition: int = 0
+    subscriptions: tuple[str, ...] = ()
+    tax_exempt: bool = False
+    bill_separately: bool = False
+    itemisation: str = "detailed"
+    plan_changes: tuple[PlanChange, ...] = ()
+    adjustments: tuple[Adjustment, ...] = ()
+
+    @property
+    def postpaid(self) -> bool:
+        return self.kind == "postpaid"
+
+    def plan_at(self, at: int) -> str:
+        """The plan the account was on at ``at`` (Unix s)."""
+        plan = self.plan_changes[0].previous if self.plan_changes else self.plan
+        for change in self.plan_changes:
+            if change.at > at:
+                break
+            plan = change.plan
+        return plan
+
+
+class HierarchyError(ValueError):
+    """An account's parent chain loops, or names an account that does not exist."""
+
+
+def invoice_accounts(accounts: Iterable[BillingAccount]) -> dict[str, list[BillingAccount]]:
+    """The postpaid accounts grouped by the account whose invoice they are on:
+    ``{invoice account id: [that account, then its members, depth first]}``.
+
+    An account is on its parent's invoice when it has a postpaid parent and is not
+    ``bill_separately``; the parent's own invoice account decides (deeper hierarchies
+    roll up to the top). A prepaid account gets no invoice, and a prepaid parent is no
+    invoice account: its postpaid children are invoiced on their own. Raises
+    :class:`HierarchyError` for a loop; a parent missing from ``accounts`` makes the
+    child its own invoice account (the parent was closed and removed)."""
+    by_id: Mapping[str, BillingAccount] = {a.id: a for a in accounts}
+    owner: dict[str, str] = {}
+
+    def invoice_owner(account: BillingAccount) -> str:
+        chain: list[str] = []
+        current = account
+        while True:
+            known = owner.get(current.id)
+            if known is not None:
+                break
+            parent = by_id.get(current.parent) if current.parent else None
+            if current.bill_separately or parent is None or not parent.postpaid:
+                known = current.id
+                break
+            if current.id in chain:
+                raise HierarchyError(f"account {account.id}: parent chain loops at {current.id}")
+            chain.append(current.id)
+            current = parent
+        for member in chain:
+            owner[member] = known
+        owner[current.id] = known
+        return known
+
+    children: dict[str, list[BillingAccount]] = {}
+    for account in by_id.values():
+        if account.postpaid and account.parent:
+            children.setdefault(account.parent, []).append(account)
+    groups: dict[str, list[BillingAccount]] = {}
+    for account in sorted(by_id.values(), key=lambda a: a.id):
+        if not account.postpaid or invoice_owner(account) != account.id:
+            continue
+        members: list[BillingAccount] = []
+        stack = [account]
+        while stack:
+            current = stack.pop()
+            members.append(current)
+            for child in sorted(children.get(current.id, ()), key=lambda a: a.id, reverse=True):
+                if invoice_owner(child) == account.id:
+                    stack.append(child)
+        groups[account.id] = members
+    return groups

@@ -1,0 +1,490 @@
+"""A bill run: one invoice per invoice account and period, from the exported records.
+
+:func:`run_bill_run` brings the invoices of a period up to date (docs/invoicing.md,
+"Bill runs"):
+
+1. the invoice accounts (:func:`~ocs.billing.accounts.invoice_accounts`) of this
+   run's share (``shard``: ``k/n`` takes the accounts whose record partition is ``k``
+   modulo ``n``, so ``n`` processes share a run), each with its period;
+2. what exists already: a final invoice is never touched (the account is done); a
+   draft is refreshed (the grace period's late records go into it); records already on
+   an invoice (an off-cycle one, an earlier period's) are not billed again;
+3. the records of the partitions of those accounts are read from the segment files and
+   summed (:class:`~ocs.billing.usage.UsageLedger`): those that ended in the account's
+   period, and those of the ``late_window`` before it that no invoice holds (late usage,
+   flagged as such);
+4. each invoice is composed (:func:`~ocs.billing.compose.compose_invoice`) and written,
+   ``batch`` invoices per transaction; a draft whose grace period is over is finalised
+   in the same transaction (its number assigned then).
+
+It is idempotent and resumable: invoice ids are derived from account and period, a
+unique index allows one live cycle invoice per account and period, and a crash loses
+at most the uncommitted batch, which the next run writes. Accounts it cannot bill (a
+missing tax rate, a loop in a hierarchy) are listed in the summary and skipped; the
+others are billed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, insert, update
+from sqlalchemy.exc import IntegrityError
+
+from ocs.billing.accounts import Adjustment, BillingAccount, invoice_accounts
+from ocs.billing.compose import ADJUSTMENT_PREFIX, ComposedInvoice, compose_invoice
+from ocs.billing.invoices import (
+    ExistingInvoice,
+    billed_records,
+    cycle_invoices,
+    invoice_id,
+    off_cycle_invoices,
+    record_event,
+    replace_draft,
+    write_invoice,
+)
+from ocs.billing.numbering import ensure_sequence, finalize_invoice
+from ocs.billing.periods import BillPeriod, PeriodError, period_ending, period_of
+from ocs.billing.schema import bill_runs
+from ocs.billing.usage import BillingError, UsageLedger
+from ocs.records.reader import RecordReader
+from quota_engine.catalog import Catalog
+
+__all__ = [
+    "BillRunOptions",
+    "BillRunSummary",
+    "Shard",
+    "parse_shard",
+    "run_bill_run",
+]
+
+DAY = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """This process's share of a bill run: partitions ``index`` modulo ``count``."""
+
+    index: int = 0
+    count: int = 1
+
+    def takes(self, partition: int) -> bool:
+        return partition % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def parse_shard(text: str) -> Shard:
+    """``"1/4"`` as :class:`Shard`; ValueError saying why otherwise."""
+    index, sep, count = text.partition("/")
+    try:
+        shard = Shard(int(index), int(count))
+    except ValueError:
+        shard = None
+    if not sep or shard is None or shard.count < 1 or not 0 <= shard.index < shard.count:
+        raise ValueError(f"shard must be K/N with 0 <= K < N, such as 0/4, got {text!r}")
+    return shard
+
+
+@dataclass(frozen=True, slots=True)
+class BillRunOptions:
+    """How invoices are made: the billing entity that issues and numbers them, its
+    number format, the grace period after a period's end during which its invoices stay
+    drafts (late records go in), how far back unbilled records are looked for, and
+    invoices per transaction."""
+
+    entity: str = "default"
+    number_format: str = "INV-{seq:06d}"
+    grace_period: int = 3 * DAY
+    late_window: int = 62 * DAY
+    batch: int = 200
+    finalize: bool | None = None
+    """True: finalise now, grace period or not; False: leave drafts; None: finalise the
+    drafts whose grace period is over."""
+
+
+@dataclass(slots=True)
+class BillRunSummary:
+    run_id: str
+    period: str
+    shard: str
+    accounts: int = 0
+    invoices_created: int = 0
+    drafts_refreshed: int = 0
+    finalized: int = 0
+    already_final: int = 0
+    records: int = 0
+    late_records: int = 0
+    totals_minor: dict[str, int] = field(default_factory=dict)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+Progress = Callable[[int, int], None]
+"""Called with (invoice accounts done, invoice accounts in all) as the run goes."""
+
+
+@dataclass(slots=True)
+class _Job:
+    owner: BillingAccount
+    members: list[BillingAccount]
+    period: BillPeriod
+    existing: ExistingInvoice | None = None
+    covered: tuple[int, int] = (0, 0)
+    adjustments: dict[str, list[Adjustment]] = field(default_factory=dict)
+
+
+def _periods(
+    owners: Iterable[BillingAccount], timezone: str, month: str | None, day: date | None
+) -> dict[str, BillPeriod]:
+    periods: dict[str, BillPeriod] = {}
+    for owner in owners:
+        if month is not None:
+            periods[owner.id] = period_of(month, owner.bill_cycle_day, timezone)
+        elif day is not None:
+            period = period_ending(day, owner.bill_cycle_day, timezone)
+            if period is not None:
+                periods[owner.id] = period
+    return periods
+
+
+def run_bill_run(
+    engine: Engine,
+    catalog: Catalog,
+    accounts: Sequence[BillingAccount],
+    records_dir: str | Path,
+    *,
+    period: str | None = None,
+    day: date | None = None,
+    shard: Shard = Shard(),
+    options: BillRunOptions = BillRunOptions(),
+    now: int | None = None,
+    progress: Progress | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> BillRunSummary:
+    """Bill ``period`` (YYYY-MM: the periods starting in that month) or the periods
+    ending on ``day`` for the accounts of ``shard``; the summary. ``now`` (Unix s) is
+    when the run happens, for the grace period (default: the clock)."""
+    if (period is None) == (day is None):
+        raise PeriodError("give a period (YYYY-MM) or a date, not both")
+    started = clock()
+    at = int(time.time()) if now is None else now
+    name = period if period is not None else f"ending {day}"
+    groups = invoice_accounts(accounts)
+    owners = [m[0] for m in groups.values() if shard.takes(m[0].partition)]
+    periods = _periods(owners, catalog.timezone, period, day)
+    run_id = f"run-{name.replace(' ', '-')}-{shard.index}of{shard.count}-{at}"
+    summary = BillRunSummary(run_id=run_id, period=name, shard=str(shard))
+    jobs = [_Job(o, groups[o.id], periods[o.id]) for o in owners if o.id in periods]
+    summary.accounts = len(jobs)
+
+    with engine.begin() as connection:
+        ensure_sequence(connection, options.entity, "invoice", options.number_format)
+        connection.execute(
+            insert(bill_runs).values(
+                id=run_id,
+                period=name,
+                kind="cycle",
+                state="running",
+                started_at=at,
+                accounts_total=len(jobs),
+            )
+        )
+        record_event(
+            connection,
+            "bill_run_started",
+            at,
+            bill_run_id=run_id,
+            details={"period": name, "shard": str(shard)},
+        )
+        pending = _plan(connection, jobs, summary)
+
+    ledger = _read_usage(
+        connection_engine=engine,
+        catalog=catalog,
+        jobs=pending,
+        records_dir=records_dir,
+        options=options,
+        summary=summary,
+    )
+    done = summary.already_final
+    if progress is not None:
+        progress(done, len(jobs))
+    for start in range(0, len(pending), max(options.batch, 1)):
+        batch = pending[start : start + options.batch]
+        _write_batch(engine, catalog, ledger, batch, run_id, at, options, summary)
+        done += len(batch)
+        with engine.begin() as connection:
+            connection.execute(
+                update(bill_runs)
+                .where(bill_runs.c.id == run_id)
+                .values(
+                    accounts_done=done,
+                    invoices_created=summary.invoices_created,
+                    errors=len(summary.errors),
+                )
+            )
+        if progress is not None:
+            progress(done, len(jobs))
+    summary.seconds = clock() - started
+    with engine.begin() as connection:
+        connection.execute(
+            update(bill_runs)
+            .where(bill_runs.c.id == run_id)
+            .values(
+                state="completed",
+                finished_at=int(time.time()) if now is None else now,
+                accounts_done=done,
+                invoices_created=summary.invoices_created,
+                errors=len(summary.errors),
+            )
+        )
+        record_event(
+            connection,
+            "bill_run_completed",
+            at,
+            bill_run_id=run_id,
+            details={
+                "invoices_created": summary.invoices_created,
+                "drafts_refreshed": summary.drafts_refreshed,
+                "finalized": summary.finalized,
+                "errors": len(summary.errors),
+            },
+        )
+    return summary
+
+
+def _plan(connection: Connection, jobs: list[_Job], summary: BillRunSummary) -> list[_Job]:
+    """Which jobs have work left (no final invoice), with their covered span."""
+    by_start: dict[int, list[_Job]] = {}
+    for job in jobs:
+        by_start.setdefault(job.period.start, []).append(job)
+    pending: list[_Job] = []
+    for start, group in sorted(by_start.items()):
+        existing = cycle_invoices(connection, [j.owner.id for j in group], start)
+        end = max(j.period.end for j in group)
+        off_cycle = off_cycle_invoices(connection, [j.owner.id for j in group], start, end)
+        for job in group:
+            job.existing = existing.get(job.owner.id)
+            if job.existing is not None and job.existing.state != "draft":
+                summary.already_final += 1
+                continue
+            covered_start = max(
+                [job.period.start]
+                + [
+                    i.period_end
+                    for i in off_cycle.get(job.owner.id, [])
+                    if i.period_end <= job.period.end
+                ]
+            )
+            job.covered = (covered_start, job.period.end)
+            pending.append(job)
+    pending.sort(key=lambda j: j.owner.id)
+    return pending
+
+
+def _read_usage(
+    *,
+    connection_engine: Engine,
+    catalog: Catalog,
+    jobs: Sequence[_Job],
+    records_dir: str | Path,
+    options: BillRunOptions,
+    summary: BillRunSummary,
+) -> UsageLedger:
+    exempt = {m.id for job in jobs if job.owner.tax_exempt for m in job.members}
+    ledger = UsageLedger(catalog, catalog.timezone, exempt)
+    if not jobs:
+        return ledger
+    member_job: dict[str, _Job] = {m.id: job for job in jobs for m in job.members}
+    members: dict[str, BillingAccount] = {m.id: m for job in jobs for m in job.members}
+    partitions = {m.partition for m in members.values()}
+    earliest = min(j.period.start for j in jobs) - options.late_window
+    latest = max(j.period.end for j in jobs)
+    late: list[dict[str, object]] = []
+    current_ids: list[str] = []
+    records = Path(records_dir)
+    reader = RecordReader(records, start=earliest, end=latest, partition=partitions, warn=False)
+    off_cycle_covered = any(j.covered[0] > j.period.start for j in jobs)
+    held: list[dict[str, object]] = []
+    if records.exists():
+        for record in reader:
+            account = record["account"]
+            job = member_job.get(account)
+            if job is None:
+                continue
+            ended = record["end"]
+            if ended >= job.period.end:
+                continue
+            if ended < job.period.start:
+                late.append(record)
+            elif off_cycle_covered and job.covered[0] > job.period.start:
+                held.append(record)
+                current_ids.append(record["id"])
+            else:
+                _add(ledger, record, members[account], summary)
+    # records another invoice holds already: an off-cycle invoice's, an earlier period's
+    with connection_engine.connect() as connection:
+        drafts = {j.existing.id for j in jobs if j.existing is not None}
+        late_ids = [str(r["id"]) for r in late]
+        billed = billed_records(connection, late_ids + current_ids, ignoring=drafts)
+        for record in held:
+            if record["id"] not in billed:
+                _add(ledger, record, members[str(record["account"])], summary)
+        for record in late:
+            if record["id"] not in billed:
+                _add(ledger, record, members[str(record["account"])], summary, late=True)
+                summary.late_records += 1
+        adjustment_ids = [
+            ADJUSTMENT_PREFIX + a.id
+            for job in jobs
+            for m in job.members
+            for a in m.adjustments
+            if a.at < job.period.end
+        ]
+        billed_adjustments = billed_records(connection, adjustment_ids, ignoring=drafts)
+    for job in jobs:
+        for member in job.members:
+            chosen = [
+                a
+                for a in member.adjustments
+                if job.period.start - options.late_window <= a.at < job.period.end
+                and ADJUSTMENT_PREFIX + a.id not in billed_adjustments
+            ]
+            if chosen:
+                job.adjustments[member.id] = chosen
+    for warning in reader.warnings:
+        summary.errors.append(("records", warning))
+    return ledger
+
+
+def _add(
+    ledger: UsageLedger,
+    record: Mapping[str, object],
+    account: BillingAccount,
+    summary: BillRunSummary,
+    *,
+    late: bool = False,
+) -> None:
+    try:
+        ledger.add(record, account.plan_at(int(record["end"])), late=late)  # type: ignore[call-overload]
+    except BillingError as error:
+        summary.errors.append((account.id, str(error)))
+    else:
+        summary.records += 1
+
+
+def _compose(catalog: Catalog, ledger: UsageLedger, job: _Job) -> ComposedInvoice:
+    return compose_invoice(
+        job.owner,
+        job.members,
+        job.period,
+        ledger,
+        catalog,
+        adjustments=job.adjustments,
+        covered=job.covered,
+    )
+
+
+def _due(job: _Job, options: BillRunOptions, now: int) -> bool:
+    if options.finalize is not None:
+        return options.finalize
+    return job.period.end + options.grace_period <= now
+
+
+def _write_batch(
+    engine: Engine,
+    catalog: Catalog,
+    ledger: UsageLedger,
+    batch: Sequence[_Job],
+    run_id: str,
+    now: int,
+    options: BillRunOptions,
+    summary: BillRunSummary,
+) -> None:
+    composed: list[tuple[_Job, ComposedInvoice]] = []
+    failed = {account for account, _ in summary.errors}
+    for job in batch:
+        if any(m.id in failed for m in job.members):
+            continue
+        try:
+            composed.append((job, _compose(catalog, ledger, job)))
+        except BillingError as error:
+            summary.errors.append((job.owner.id, str(error)))
+    try:
+        with engine.begin() as connection:
+            outcomes = [
+                _write_one(connection, job, invoice, run_id, now, options)
+                for job, invoice in composed
+            ]
+    except IntegrityError:
+        # another process wrote one of these meanwhile: one transaction each, skipping it
+        outcomes = []
+        for job, invoice in composed:
+            try:
+                with engine.begin() as connection:
+                    outcomes.append(_write_one(connection, job, invoice, run_id, now, options))
+            except IntegrityError as error:
+                summary.errors.append((job.owner.id, f"not written: {error.orig}"))
+                outcomes.append("")
+    for (_, invoice), outcome in zip(composed, outcomes, strict=True):
+        if not outcome:
+            continue
+        if outcome.startswith("created"):
+            summary.invoices_created += 1
+        elif outcome.startswith("refreshed"):
+            summary.drafts_refreshed += 1
+        elif outcome == "final":
+            summary.already_final += 1
+            continue
+        if outcome.endswith("+final"):
+            summary.finalized += 1
+        summary.totals_minor[invoice.currency] = (
+            summary.totals_minor.get(invoice.currency, 0) + invoice.total_minor
+        )
+
+
+def _write_one(
+    connection: Connection,
+    job: _Job,
+    invoice: ComposedInvoice,
+    run_id: str,
+    now: int,
+    options: BillRunOptions,
+) -> str:
+    document = job.existing.id if job.existing else invoice_id(job.owner.id, job.period.start)
+    if job.existing is None:
+        write_invoice(
+            connection,
+            invoice,
+            document=document,
+            entity=options.entity,
+            bill_run_id=run_id,
+            now=now,
+        )
+        outcome = "created"
+    elif replace_draft(connection, invoice, document=document, bill_run_id=run_id):
+        outcome = "refreshed"
+    else:
+        return "final"
+    if _due(job, options, now):
+        number = finalize_invoice(connection, document, now)
+        record_event(
+            connection,
+            "invoice_finalized",
+            now,
+            bill_run_id=run_id,
+            invoice=document,
+            details={"number": number},
+        )
+        outcome += "+final"
+    return outcome

@@ -1,0 +1,259 @@
+"""Invoices in the billing database: writing a composed invoice, refreshing a draft,
+and the questions a bill run asks (which invoices exist, which records are billed).
+
+Every function takes the caller's :class:`~sqlalchemy.Connection` and runs in its
+transaction: a bill run writes a batch of invoices in one transaction, so a crash
+leaves each invoice either whole or absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from ocs.billing.compose import ComposedInvoice, InvoiceLine
+from ocs.billing.schema import billing_events, invoice_item_records, invoice_items, invoices
+
+__all__ = [
+    "ExistingInvoice",
+    "billed_records",
+    "cycle_invoices",
+    "invoice_id",
+    "off_cycle_invoices",
+    "record_event",
+    "replace_draft",
+    "write_invoice",
+]
+
+_LOOKUP_BATCH = 500
+"""Ids per ``IN (...)`` lookup: far below SQLite's and PostgreSQL's parameter limits."""
+
+
+def invoice_id(account: str, period_start: int, *, off_cycle_end: int | None = None) -> str:
+    """The id of an account's invoice for a period: the same on every run, so a bill
+    run that runs again finds what an earlier one wrote (``in_`` and 20 hex digits)."""
+    seed = f"{account}\0{period_start}\0{'' if off_cycle_end is None else off_cycle_end}"
+    return "in_" + hashlib.blake2b(seed.encode(), digest_size=10).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ExistingInvoice:
+    id: str
+    account: str
+    state: str
+    period_start: int
+    period_end: int
+    off_cycle: bool
+
+
+def _existing(rows: Iterable[Any]) -> Iterator[ExistingInvoice]:
+    for row in rows:
+        yield ExistingInvoice(
+            row.id, row.account, row.state, row.period_start, row.period_end, bool(row.off_cycle)
+        )
+
+
+def cycle_invoices(
+    connection: Connection, accounts: Sequence[str], period_start: int
+) -> dict[str, ExistingInvoice]:
+    """The live (draft or final) cycle invoices of ``accounts`` for the period starting
+    at ``period_start``."""
+    c = invoices.c
+    found: dict[str, ExistingInvoice] = {}
+    for batch in _batches(accounts):
+        query = select(c.id, c.account, c.state, c.period_start, c.period_end, c.off_cycle).where(
+            c.account.in_(batch), c.period_start == period_start, ~c.off_cycle, c.state != "void"
+        )
+        for invoice in _existing(connection.execute(query)):
+            found[invoice.account] = invoice
+    return found
+
+
+def off_cycle_invoices(
+    connection: Connection, accounts: Sequence[str], start: int, end: int
+) -> dict[str, list[ExistingInvoice]]:
+    """The live off-cycle invoices of ``accounts`` that overlap ``[start, end)``."""
+    c = invoices.c
+    found: dict[str, list[ExistingInvoice]] = {}
+    for batch in _batches(accounts):
+        query = select(c.id, c.account, c.state, c.period_start, c.period_end, c.off_cycle).where(
+            c.account.in_(batch),
+            c.off_cycle,
+            c.state != "void",
+            c.period_start < end,
+            c.period_end > start,
+        )
+        for invoice in _existing(connection.execute(query)):
+            found.setdefault(invoice.account, []).append(invoice)
+    return found
+
+
+def billed_records(
+    connection: Connection, record_ids: Iterable[str], *, ignoring: Collection[str] = ()
+) -> set[str]:
+    """Those of ``record_ids`` that are on a live invoice line already, other than the
+    lines of the invoices ``ignoring`` (drafts about to be made again)."""
+    links = invoice_item_records.c
+    billed: set[str] = set()
+    for batch in _batches(list(record_ids)):
+        query = select(links.record_id).where(links.record_id.in_(batch), ~links.released)
+        if ignoring:
+            query = query.where(links.invoice_id.not_in(list(ignoring)))
+        billed.update(connection.execute(query).scalars())
+    return billed
+
+
+def _batches(values: Sequence[str]) -> Iterator[Sequence[str]]:
+    for i in range(0, len(values), _LOOKUP_BATCH):
+        yield values[i : i + _LOOKUP_BATCH]
+
+
+def _totals(invoice: ComposedInvoice) -> dict[str, int]:
+    return {
+        "subtotal_micro": invoice.subtotal_micro,
+        "tax_micro": invoice.tax_micro,
+        "total_micro": invoice.total_micro,
+        "subtotal_minor": invoice.subtotal_minor,
+        "tax_minor": invoice.tax_minor,
+        "total_minor": invoice.total_minor,
+    }
+
+
+def _item_row(document: str, position: int, line: InvoiceLine) -> dict[str, Any]:
+    return {
+        "invoice_id": document,
+        "position": position,
+        "kind": line.kind,
+        "description": line.description,
+        "child_account": line.child_account,
+        "parent_item_id": None,
+        "subscription": None,
+        "plan": line.plan,
+        "service": line.service,
+        "category": line.category,
+        "quantity": line.quantity,
+        "unit": line.unit,
+        "period_start": line.period_start,
+        "period_end": line.period_end,
+        "amount_micro": line.amount_micro,
+        "amount_minor": line.amount_minor,
+        "tax_category": line.tax_category,
+        "tax_rate_ppm": line.tax_rate_ppm,
+    }
+
+
+def _write_lines(connection: Connection, document: str, invoice: ComposedInvoice) -> None:
+    rows = [_item_row(document, i + 1, line) for i, line in enumerate(invoice.lines)]
+    if not rows:
+        return
+    returned = connection.execute(
+        insert(invoice_items).returning(
+            invoice_items.c.id, invoice_items.c.position, sort_by_parameter_order=True
+        ),
+        rows,
+    ).all()
+    ids = {row.position: row.id for row in returned}
+    pointers = [
+        (ids[i + 1], ids[line.applies_to + 1])
+        for i, line in enumerate(invoice.lines)
+        if line.applies_to is not None
+    ]
+    for item, target in pointers:
+        connection.execute(
+            update(invoice_items).where(invoice_items.c.id == item).values(parent_item_id=target)
+        )
+    links = [
+        {"item_id": ids[i + 1], "record_id": record, "invoice_id": document}
+        for i, line in enumerate(invoice.lines)
+        for record in line.records
+    ]
+    if links:
+        connection.execute(insert(invoice_item_records), links)
+
+
+def write_invoice(
+    connection: Connection,
+    invoice: ComposedInvoice,
+    *,
+    document: str,
+    entity: str,
+    bill_run_id: str | None,
+    now: int,
+) -> None:
+    """Insert ``invoice`` as the draft ``document`` with its lines and record links."""
+    connection.execute(
+        insert(invoices).values(
+            id=document,
+            account=invoice.account,
+            entity=entity,
+            bill_run_id=bill_run_id,
+            off_cycle=invoice.off_cycle,
+            period_start=invoice.period_start,
+            period_end=invoice.period_end,
+            currency=invoice.currency,
+            minor_digits=invoice.minor_digits,
+            state="draft",
+            created_at=now,
+            **_totals(invoice),
+        )
+    )
+    _write_lines(connection, document, invoice)
+
+
+def replace_draft(
+    connection: Connection, invoice: ComposedInvoice, *, document: str, bill_run_id: str | None
+) -> bool:
+    """Replace the lines of the draft ``document`` with ``invoice``'s (late records of
+    the grace period, a changed adjustment). False when it is no longer a draft."""
+    c = invoices.c
+    state = connection.execute(
+        select(c.state).where(c.id == document).with_for_update()
+    ).scalar_one_or_none()
+    if state != "draft":
+        return False
+    items = invoice_items.c
+    connection.execute(
+        delete(invoice_item_records).where(invoice_item_records.c.invoice_id == document)
+    )
+    # discount lines point at the lines they apply to: clear before deleting
+    connection.execute(
+        update(invoice_items).where(items.invoice_id == document).values(parent_item_id=None)
+    )
+    connection.execute(delete(invoice_items).where(items.invoice_id == document))
+    connection.execute(
+        update(invoices)
+        .where(c.id == document)
+        .values(bill_run_id=bill_run_id, period_end=invoice.period_end, **_totals(invoice))
+    )
+    _write_lines(connection, document, invoice)
+    return True
+
+
+def record_event(
+    connection: Connection,
+    kind: str,
+    at: int,
+    *,
+    actor: str | None = None,
+    bill_run_id: str | None = None,
+    invoice: str | None = None,
+    credit_note: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Append one entry to the billing history (``billing_events``)."""
+    connection.execute(
+        insert(billing_events).values(
+            at=at,
+            kind=kind,
+            actor=actor,
+            bill_run_id=bill_run_id,
+            invoice_id=invoice,
+            credit_note_id=credit_note,
+            details=json.dumps(details or {}, sort_keys=True),
+        )
+    )

@@ -1,0 +1,138 @@
+"""Bill runs end to end on a real database: records in segment files in, invoices out,
+hand-computed to the cent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from ocs.billing.bill_run import BillRunOptions, run_bill_run
+from ocs.billing.database import migrate, open_database
+from ocs.billing.schema import invoice_item_records, invoice_items, invoices
+from tests.ocs.billing.factory import account, at, catalog, record, write_records
+
+MIB = 1_048_576
+
+
+@pytest.fixture
+def engine(database_url: str):
+    migrate(database_url)
+    engine = open_database(database_url)
+    yield engine
+    engine.dispose()
+
+
+def lines_of(engine, account_id: str):
+    with engine.connect() as connection:
+        invoice = connection.execute(select(invoices).where(invoices.c.account == account_id)).one()
+        items = connection.execute(
+            select(invoice_items)
+            .where(invoice_items.c.invoice_id == invoice.id)
+            .order_by(invoice_items.c.position)
+        ).all()
+    return invoice, items
+
+
+def test_consumer_invoice_by_hand(engine, tmp_path: Path) -> None:
+    alice = account("alice", created=at("2026-01-10 12:00"))
+    records = [
+        record("s1;1;10", "alice", at("2026-11-02 10:00"), used=3 * MIB, charged=1_500_000),
+        record("s2;1;10", "alice", at("2026-11-03 10:00"), used=MIB + 5000, charged=1_000_000),
+        record(
+            "s3;1;100",
+            "alice",
+            at("2026-11-04 09:00"),
+            service="voice",
+            used=125,
+            charged=300_000,
+            destination="national",
+        ),
+        record(
+            "s4;1;100",
+            "alice",
+            at("2026-11-07 09:00"),
+            service="voice",
+            used=60,
+            charged=50_000,
+            destination="national",
+            band="weekend",
+        ),
+        record(
+            "s5;1;100",
+            "alice",
+            at("2026-11-10 09:00"),
+            service="voice",
+            used=45,
+            charged=400_000,
+            destination="international",
+        ),
+        record(
+            "s6;0;200",
+            "alice",
+            at("2026-11-11 09:00"),
+            service="sms",
+            used=1,
+            charged=90_000,
+            destination="national",
+        ),
+        record(
+            "s7;0;200",
+            "alice",
+            at("2026-11-12 09:00"),
+            service="sms",
+            used=1,
+            charged=290_000,
+            destination="international",
+        ),
+        record(
+            "s8;2;10", "alice", at("2026-11-20 09:00"), used=2 * MIB, charged=4_000_000, zone="eu"
+        ),
+        record(
+            "s9;2;999",
+            "alice",
+            at("2026-11-21 09:00"),
+            service="portal",
+            used=10 * MIB,
+            charged=0,
+            zero_rated=True,
+        ),
+        # next period: not on this invoice
+        record("s10;1;10", "alice", at("2026-12-01 00:00") + 30, charged=500_000),
+    ]
+    write_records(tmp_path, records, [alice])
+    summary = run_bill_run(
+        engine,
+        catalog(),
+        [alice],
+        tmp_path,
+        period="2026-11",
+        now=at("2026-12-10 00:00"),
+        options=BillRunOptions(entity="acme"),
+    )
+    assert summary.errors == []
+    assert (summary.invoices_created, summary.finalized, summary.records) == (1, 1, 9)
+    invoice, items = lines_of(engine, "alice")
+    assert [(i.kind, i.description, i.amount_minor) for i in items] == [
+        ("recurring", "Postpaid Standard: recurring fee", 20_000_000),
+        ("usage", "Data, roaming eu, weekday", 4_000_000),
+        ("usage", "Data, weekday", 2_500_000),
+        ("usage", "Portal, weekday (zero-rated)", 0),
+        ("usage", "Sms, international, weekday", 290_000),
+        ("usage", "Sms, national, weekday", 90_000),
+        ("usage", "Voice, international, weekday", 400_000),
+        ("usage", "Voice, national, weekday", 300_000),
+        ("usage", "Voice, national, weekend", 50_000),
+        ("tax", "VAT 19 %", 5_250_000),  # 19 % of 27.63 = 5.2497
+    ]
+    assert items[2].quantity == 4 * MIB + 5000
+    assert (invoice.subtotal_minor, invoice.tax_minor, invoice.total_minor) == (
+        27_630_000,
+        5_250_000,
+        32_880_000,
+    )
+    assert invoice.state == "final" and invoice.number == "INV-000001"
+    with engine.connect() as connection:
+        linked = set(connection.execute(select(invoice_item_records.c.record_id)).scalars())
+    assert linked == {r["id"] for r in records[:9]}
