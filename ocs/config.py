@@ -285,6 +285,29 @@ _DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgres", "pos
 _URL_SETTINGS = frozenset({"redis_url", "billing_database_url"})
 
 
+_ENTITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_SCHEDULE = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+
+
+def _accept_entity(value: str) -> str:
+    if not _ENTITY.fullmatch(value):
+        raise ValueError(value)
+    return value
+
+
+def _accept_number_format(value: str) -> str:
+    # the billing package's own check: the format the numbering code will use
+    from ocs.billing.numbering import check_format
+
+    return check_format(value)
+
+
+def _accept_schedule(value: str) -> str:
+    if value != "off" and not _SCHEDULE.fullmatch(value):
+        raise ValueError(value)
+    return value
+
+
 def _accept_database_url(value: str) -> str:
     try:
         parts = urlsplit(value)
@@ -586,6 +609,38 @@ class Settings:
             "must be a sqlite:///path or postgresql://user@host/database URL",
             _accept_database_url,
         ),
+    )
+    billing_entity: str = setting(
+        "default",
+        "Billing entity (seller) that issues and numbers the invoices.",
+        Rule("must be 1 to 64 letters, digits, '.', '_' or '-'", _accept_entity),
+    )
+    billing_invoice_number_format: str = setting(
+        "INV-{seq:06d}",
+        "How invoice numbers are written: {seq} (e.g. {seq:06d}) and optionally {entity}.",
+        Rule("must be a number format with {seq}", _accept_number_format),
+    )
+    billing_credit_note_number_format: str = setting(
+        "CN-{seq:06d}",
+        "How credit note numbers are written (their own gap-free series).",
+        Rule("must be a number format with {seq}", _accept_number_format),
+    )
+    billing_grace_period: float = setting(
+        259_200.0,
+        "Seconds after a bill period's end during which its invoices stay drafts and"
+        " late records still go into them; then the bill run finalises them.",
+        _seconds(0, inclusive=True),
+    )
+    billing_late_window: float = setting(
+        5_356_800.0,
+        "Seconds before a period's start in which a bill run looks for records no"
+        " invoice holds yet (late usage, billed on the next invoice and flagged).",
+        _seconds(0, inclusive=True),
+    )
+    billing_schedule: str = setting(
+        "off",
+        "Daily bill run inside ocs serve at this local time of the catalog (HH:MM), or off.",
+        Rule('must be a time HH:MM or "off"', _accept_schedule),
     )
     numbering_country_code: str = setting(
         "",

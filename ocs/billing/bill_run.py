@@ -41,7 +41,7 @@ from ocs.billing.invoices import (
     ExistingInvoice,
     billed_records,
     cycle_invoices,
-    invoice_id,
+    free_invoice_id,
     off_cycle_invoices,
     record_event,
     replace_draft,
@@ -461,7 +461,10 @@ def _write_one(
     now: int,
     options: BillRunOptions,
 ) -> str:
-    document = job.existing.id if job.existing else invoice_id(job.owner.id, job.period.start)
+    if job.existing is not None:
+        document = job.existing.id
+    else:
+        document = free_invoice_id(connection, job.owner.id, job.period.start)
     if job.existing is None:
         write_invoice(
             connection,

@@ -23,6 +23,7 @@ __all__ = [
     "ExistingInvoice",
     "billed_records",
     "cycle_invoices",
+    "free_invoice_id",
     "invoice_id",
     "off_cycle_invoices",
     "record_event",
@@ -34,11 +35,32 @@ _LOOKUP_BATCH = 500
 """Ids per ``IN (...)`` lookup: far below SQLite's and PostgreSQL's parameter limits."""
 
 
-def invoice_id(account: str, period_start: int, *, off_cycle_end: int | None = None) -> str:
+def invoice_id(
+    account: str, period_start: int, *, off_cycle_end: int | None = None, revision: int = 0
+) -> str:
     """The id of an account's invoice for a period: the same on every run, so a bill
-    run that runs again finds what an earlier one wrote (``in_`` and 20 hex digits)."""
+    run that runs again finds what an earlier one wrote (``in_`` and 20 hex digits).
+    ``revision`` n > 0 is the id of the n-th replacement of a voided one."""
     seed = f"{account}\0{period_start}\0{'' if off_cycle_end is None else off_cycle_end}"
+    if revision:
+        seed += f"\0{revision}"
     return "in_" + hashlib.blake2b(seed.encode(), digest_size=10).hexdigest()
+
+
+def free_invoice_id(
+    connection: Connection, account: str, period_start: int, *, off_cycle_end: int | None = None
+) -> str:
+    """The id a new invoice of ``account`` for the period gets: :func:`invoice_id`, or
+    its next revision when voided invoices hold the earlier ones."""
+    revision = 0
+    while True:
+        document = invoice_id(account, period_start, off_cycle_end=off_cycle_end, revision=revision)
+        taken = connection.execute(
+            select(invoices.c.id).where(invoices.c.id == document)
+        ).scalar_one_or_none()
+        if taken is None:
+            return document
+        revision += 1
 
 
 @dataclass(frozen=True, slots=True)

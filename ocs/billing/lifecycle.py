@@ -1,0 +1,273 @@
+"""What happens to an invoice after the bill run: finalise, void, credit notes.
+
+draft -> final -> void. A draft changes (a bill run refreshes it) until it is finalised;
+finalising assigns its gap-free number (:mod:`ocs.billing.numbering`). A final invoice
+never changes (triggers refuse it); it can only be voided, which releases its records
+so that the next bill run of the period bills them on a replacement invoice, or corrected
+by a **credit note**: a document of its own, with its own gap-free number series, whose
+lines each credit (part of) one line of the invoice, with the tax of that line's rate.
+
+Every function runs in the caller's transaction and appends to the billing history.
+Errors carry their meaning: :class:`DocumentNotFound` (HTTP 404), :class:`InvalidState`
+(409: not a draft, not final, voided), :class:`InvalidCorrection` (422: a credit beyond
+the line, an unknown line).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Row, func, insert, select, update
+
+from ocs.billing.invoices import record_event
+from ocs.billing.numbering import NotDraft, ensure_sequence, finalize_credit_note, finalize_invoice
+from ocs.billing.schema import (
+    credit_note_items,
+    credit_notes,
+    invoice_item_records,
+    invoice_items,
+    invoices,
+)
+from quota_engine.money import round_ratio_to_minor_unit, round_to_minor_unit
+
+__all__ = [
+    "CreditLine",
+    "DocumentNotFound",
+    "InvalidCorrection",
+    "InvalidState",
+    "LifecycleError",
+    "create_credit_note",
+    "finalize",
+    "void",
+]
+
+_PPM = 1_000_000
+
+
+class LifecycleError(Exception):
+    """A lifecycle action that cannot be done; ``status`` is its HTTP status."""
+
+    status = 409
+
+
+class DocumentNotFound(LifecycleError):
+    status = 404
+
+
+class InvalidState(LifecycleError):
+    status = 409
+
+
+class InvalidCorrection(LifecycleError):
+    status = 422
+
+
+def _invoice(connection: Connection, invoice_id: str, *, lock: bool = False) -> Row[Any]:
+    query = select(invoices).where(invoices.c.id == invoice_id)
+    row = connection.execute(query.with_for_update() if lock else query).one_or_none()
+    if row is None:
+        raise DocumentNotFound(f"no invoice {invoice_id!r}")
+    return row
+
+
+def finalize(connection: Connection, invoice_id: str, *, now: int, actor: str | None) -> str:
+    """Finalise the draft ``invoice_id``: its number."""
+    _invoice(connection, invoice_id)
+    try:
+        number = finalize_invoice(connection, invoice_id, now)
+    except NotDraft as error:
+        raise InvalidState(str(error)) from None
+    record_event(
+        connection,
+        "invoice_finalized",
+        now,
+        actor=actor,
+        invoice=invoice_id,
+        details={"number": number},
+    )
+    return number
+
+
+def void(
+    connection: Connection, invoice_id: str, *, reason: str, now: int, actor: str | None
+) -> None:
+    """Void the final invoice ``invoice_id``: it keeps its number (numbers are never
+    reused), and its records are released for the replacement the next bill run of the
+    period makes. A draft is not voided (it has no number; a bill run remakes it), nor
+    an invoice a credit note corrects (credit the rest instead)."""
+    row = _invoice(connection, invoice_id, lock=True)
+    state = row.state
+    if state != "final":
+        raise InvalidState(f"invoice {invoice_id!r} is {state}: only a final invoice is voided")
+    if not reason.strip():
+        raise InvalidCorrection("a reason is required to void an invoice")
+    notes = connection.execute(
+        select(func.count())
+        .select_from(credit_notes)
+        .where(credit_notes.c.invoice_id == invoice_id)
+    ).scalar_one()
+    if notes:
+        raise InvalidState(
+            f"invoice {invoice_id!r} has {notes} credit note(s): correct it with another "
+            "credit note rather than voiding it"
+        )
+    connection.execute(
+        update(invoices)
+        .where(invoices.c.id == invoice_id)
+        .values(state="void", voided_at=now, void_reason=reason)
+    )
+    connection.execute(
+        update(invoice_item_records)
+        .where(invoice_item_records.c.invoice_id == invoice_id)
+        .values(released=True)
+    )
+    record_event(
+        connection,
+        "invoice_voided",
+        now,
+        actor=actor,
+        invoice=invoice_id,
+        details={"reason": reason},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CreditLine:
+    """Credit ``amount_micro`` (before tax; None: what is left of the line) of the invoice
+    line at ``position``."""
+
+    position: int
+    amount_micro: int | None = None
+    description: str = ""
+
+
+def create_credit_note(
+    connection: Connection,
+    invoice_id: str,
+    lines: Sequence[CreditLine],
+    *,
+    reason: str,
+    now: int,
+    actor: str | None,
+    number_format: str = "CN-{seq:06d}",
+    key: str | None = None,
+) -> tuple[str, str]:
+    """A final credit note correcting the final invoice ``invoice_id``: ``(id, number)``.
+
+    Each line credits part or all of one charge line of the invoice (never more than
+    what earlier credit notes left of it); its tax is the credited amount, rounded to the
+    minor unit, at that line's tax rate, rounded once. ``key`` makes it idempotent: the
+    same key gives back the credit note it made."""
+    invoice = _invoice(connection, invoice_id, lock=True)
+    state = invoice.state
+    if state != "final":
+        raise InvalidState(f"invoice {invoice_id!r} is {state}: only a final invoice is credited")
+    if not lines:
+        raise InvalidCorrection("a credit note needs at least one line")
+    if not reason.strip():
+        raise InvalidCorrection("a reason is required for a credit note")
+    note_id = (
+        "cn_"
+        + hashlib.blake2b(
+            f"{invoice_id}\0{key}".encode() if key else f"{invoice_id}\0{now}\0{lines}".encode(),
+            digest_size=10,
+        ).hexdigest()
+    )
+    done = connection.execute(
+        select(credit_notes.c.id, credit_notes.c.number).where(credit_notes.c.id == note_id)
+    ).one_or_none()
+    if done is not None:
+        return done.id, done.number
+    minor = invoice.minor_digits
+    items = {
+        row.position: row
+        for row in connection.execute(
+            select(invoice_items).where(invoice_items.c.invoice_id == invoice_id)
+        )
+    }
+    credited = dict(
+        connection.execute(
+            select(credit_note_items.c.invoice_item_id, func.sum(credit_note_items.c.amount_minor))
+            .join(credit_notes, credit_notes.c.id == credit_note_items.c.credit_note_id)
+            .where(credit_notes.c.invoice_id == invoice_id)
+            .group_by(credit_note_items.c.invoice_item_id)
+        ).all()
+    )
+    rows = []
+    seen: set[int] = set()
+    for n, line in enumerate(lines, start=1):
+        item = items.get(line.position)
+        if item is None:
+            raise InvalidCorrection(
+                f"line {line.position}: invoice {invoice_id!r} has no such line"
+            )
+        if item.kind in ("tax", "allowance") or item.amount_minor <= 0:
+            raise InvalidCorrection(
+                f"line {line.position}: a {item.kind} line of {item.amount_minor} cannot be "
+                "credited (credit the charge lines; their tax is credited with them)"
+            )
+        if line.position in seen:
+            raise InvalidCorrection(f"line {line.position}: credited twice in one credit note")
+        seen.add(line.position)
+        left = item.amount_minor - int(credited.get(item.id, 0) or 0)
+        amount = (
+            left if line.amount_micro is None else round_to_minor_unit(line.amount_micro, minor)
+        )
+        if amount <= 0 or amount > left:
+            raise InvalidCorrection(
+                f"line {line.position}: can credit more than 0 and at most {left} micro-units "
+                f"(what is left of the line), not {amount}"
+            )
+        rate = item.tax_rate_ppm or 0
+        tax = round_ratio_to_minor_unit(amount * rate, _PPM, minor) if rate else 0
+        rows.append(
+            {
+                "credit_note_id": note_id,
+                "position": n,
+                "invoice_item_id": item.id,
+                "description": line.description or item.description,
+                "quantity": None,
+                "amount_micro": amount,
+                "amount_minor": amount,
+                "tax_micro": tax,
+                "tax_minor": tax,
+            }
+        )
+    subtotal = sum(r["amount_minor"] for r in rows)
+    tax_total = sum(r["tax_minor"] for r in rows)
+    entity = invoice.entity
+    connection.execute(
+        insert(credit_notes).values(
+            id=note_id,
+            invoice_id=invoice_id,
+            account=invoice.account,
+            entity=entity,
+            currency=invoice.currency,
+            minor_digits=minor,
+            state="draft",
+            reason=reason,
+            subtotal_micro=subtotal,
+            tax_micro=tax_total,
+            total_micro=subtotal + tax_total,
+            subtotal_minor=subtotal,
+            tax_minor=tax_total,
+            total_minor=subtotal + tax_total,
+            created_at=now,
+        )
+    )
+    connection.execute(insert(credit_note_items), rows)
+    ensure_sequence(connection, entity, "credit_note", number_format)
+    number = finalize_credit_note(connection, note_id, now)
+    record_event(
+        connection,
+        "credit_note_issued",
+        now,
+        actor=actor,
+        invoice=invoice_id,
+        credit_note=note_id,
+        details={"number": number, "reason": reason},
+    )
+    return note_id, number
