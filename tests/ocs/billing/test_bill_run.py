@@ -136,3 +136,97 @@ def test_consumer_invoice_by_hand(engine, tmp_path: Path) -> None:
     with engine.connect() as connection:
         linked = set(connection.execute(select(invoice_item_records.c.record_id)).scalars())
     assert linked == {r["id"] for r in records[:9]}
+
+
+def test_off_cycle_invoice_then_the_cycle_invoice_bills_the_rest(engine, tmp_path: Path) -> None:
+    from ocs.billing.off_cycle import run_off_cycle
+    from ocs.billing.usage import BillingError
+
+    alice = account("alice", created=at("2026-01-10 12:00"))
+    records = [
+        record("s1;1;10", "alice", at("2026-11-05 10:00"), used=3 * MIB, charged=1_500_000),
+        record("s2;1;10", "alice", at("2026-11-20 10:00"), used=MIB, charged=500_000),
+    ]
+    write_records(tmp_path, records, [alice])
+    options = BillRunOptions(entity="acme")
+    off = run_off_cycle(
+        engine,
+        catalog(),
+        [alice],
+        tmp_path,
+        "alice",
+        until=at("2026-11-11 00:00"),
+        now=at("2026-11-11 09:00"),
+        options=options,
+    )
+    # 10 of 30 days of 20.00 = 6.666.. -> 6.67; + 1.50 = 8.17; 19 % = 1.5523 -> 1.55
+    assert [(i.kind, i.amount_minor) for i in off.invoice.lines] == [
+        ("recurring", 6_670_000),
+        ("usage", 1_500_000),
+        ("tax", 1_550_000),
+    ]
+    assert off.number == "INV-000001" and off.invoice.total_minor == 9_720_000
+    with pytest.raises(BillingError, match="billed up to"):
+        run_off_cycle(
+            engine,
+            catalog(),
+            [alice],
+            tmp_path,
+            "alice",
+            until=at("2026-11-10 00:00"),
+            options=options,
+        )
+    summary = run_bill_run(
+        engine,
+        catalog(),
+        [alice],
+        tmp_path,
+        period="2026-11",
+        now=at("2026-12-10 00:00"),
+        options=options,
+    )
+    assert summary.errors == [] and summary.invoices_created == 1
+    with engine.connect() as connection:
+        cycle = connection.execute(
+            select(invoices).where(invoices.c.account == "alice", ~invoices.c.off_cycle)
+        ).one()
+        items = connection.execute(
+            select(invoice_items)
+            .where(invoice_items.c.invoice_id == cycle.id)
+            .order_by(invoice_items.c.position)
+        ).all()
+    # 20 of 30 days = 13.333.. -> 13.33; + 0.50 = 13.83; 19 % = 2.6277 -> 2.63
+    assert [(i.kind, i.quantity, i.amount_minor) for i in items] == [
+        ("recurring", 20, 13_330_000),
+        ("usage", MIB, 500_000),
+        ("tax", None, 2_630_000),
+    ]
+    assert (cycle.total_minor, cycle.number) == (16_460_000, "INV-000002")
+    with pytest.raises(BillingError, match="has its invoice already"):
+        run_off_cycle(
+            engine,
+            catalog(),
+            [alice],
+            tmp_path,
+            "alice",
+            until=at("2026-11-25 00:00"),
+            options=options,
+        )
+
+
+def test_off_cycle_refuses_accounts_without_their_own_invoice(engine, tmp_path: Path) -> None:
+    from ocs.billing.off_cycle import run_off_cycle
+    from ocs.billing.usage import BillingError
+
+    parent = account("corp")
+    child = account("line-1", parent="corp")
+    prepaid = account("pp", kind="prepaid", plan="prepaid-basic")
+    accounts = [parent, child, prepaid]
+    until = at("2026-11-11 00:00")
+    for target, message in [
+        ("line-1", "billed on the invoice of 'corp'"),
+        ("pp", "is prepaid"),
+        ("nobody", "no account"),
+    ]:
+        with pytest.raises(BillingError, match=message):
+            run_off_cycle(engine, catalog(), accounts, tmp_path, target, until=until)

@@ -1,0 +1,150 @@
+"""Off-cycle invoices: one account billed now, outside its cycle (on demand, at close).
+
+:func:`run_off_cycle` invoices an invoice account (and the accounts on its invoice) from
+the start of its current period, or the end of its last off-cycle invoice in it, up to
+``until``: the recurring fee prorated by days, the records that ended in that span and
+no invoice holds, the adjustments not billed yet. The cycle invoice of the period later
+covers only the rest (docs/invoicing.md, "Off-cycle invoices"). An off-cycle invoice is
+refused once the period has a cycle invoice (draft or final): that invoice bills the
+whole period already.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from ocs.billing.accounts import BillingAccount, invoice_accounts
+from ocs.billing.bill_run import BillRunOptions
+from ocs.billing.compose import ADJUSTMENT_PREFIX, ComposedInvoice, compose_invoice
+from ocs.billing.invoices import (
+    billed_records,
+    cycle_invoices,
+    free_invoice_id,
+    off_cycle_invoices,
+    record_event,
+    write_invoice,
+)
+from ocs.billing.numbering import ensure_sequence, finalize_invoice
+from ocs.billing.periods import BillPeriod, local_day, period_of
+from ocs.billing.usage import BillingError, UsageLedger
+from ocs.records.reader import RecordReader
+from quota_engine.catalog.model import Catalog
+
+__all__ = ["OffCycleInvoice", "current_period", "run_off_cycle"]
+
+
+@dataclass(frozen=True, slots=True)
+class OffCycleInvoice:
+    id: str
+    number: str | None
+    invoice: ComposedInvoice
+
+
+def current_period(account: BillingAccount, at: int, timezone: str) -> BillPeriod:
+    """The period of ``account``'s cycle that holds Unix second ``at``."""
+    day = local_day(at, timezone)
+    period = period_of(f"{day.year:04d}-{day.month:02d}", account.bill_cycle_day, timezone)
+    if at < period.start:
+        year, month = (day.year - 1, 12) if day.month == 1 else (day.year, day.month - 1)
+        period = period_of(f"{year:04d}-{month:02d}", account.bill_cycle_day, timezone)
+    return period
+
+
+def run_off_cycle(
+    engine: Engine,
+    catalog: Catalog,
+    accounts: Sequence[BillingAccount],
+    records_dir: str | Path,
+    account_id: str,
+    *,
+    until: int,
+    options: BillRunOptions | None = None,
+    now: int | None = None,
+    actor: str | None = None,
+) -> OffCycleInvoice:
+    """The off-cycle invoice of ``account_id`` up to ``until`` (Unix s), written and, unless
+    ``options.finalize`` is False, finalised. Raises :class:`BillingError` saying why not."""
+    options = options or BillRunOptions()
+    at = int(time.time()) if now is None else now
+    groups = invoice_accounts(accounts)
+    members = groups.get(account_id)
+    if members is None:
+        known = {a.id: a for a in accounts}
+        if account_id not in known:
+            raise BillingError(f"no account {account_id!r}")
+        if not known[account_id].postpaid:
+            raise BillingError(f"account {account_id!r} is prepaid: it gets no invoice")
+        owner = next(o for o, m in groups.items() if any(a.id == account_id for a in m))
+        raise BillingError(f"account {account_id!r} is billed on the invoice of {owner!r}")
+    owner = members[0]
+    period = current_period(owner, until - 1, catalog.timezone)
+    with engine.connect() as connection:
+        if cycle_invoices(connection, [owner.id], period.start):
+            raise BillingError(
+                f"account {owner.id!r}: the period from {period.name} has its invoice already"
+            )
+        earlier = off_cycle_invoices(connection, [owner.id], period.start, period.end)
+        start = max([period.start] + [i.period_end for i in earlier.get(owner.id, [])])
+        if until <= start:
+            raise BillingError(
+                f"account {owner.id!r} is billed up to {start} already (until must be later)"
+            )
+        ledger = UsageLedger(
+            catalog, catalog.timezone, [m.id for m in members] if owner.tax_exempt else ()
+        )
+        wanted = {m.id: m for m in members}
+        records = []
+        if Path(records_dir).exists():
+            reader = RecordReader(
+                records_dir,
+                start=period.start - options.late_window,
+                end=until,
+                partition={m.partition for m in members},
+                warn=False,
+            )
+            records = [r for r in reader if r["account"] in wanted]
+        billed = billed_records(connection, [r["id"] for r in records])
+        adjustments = {
+            m.id: [a for a in m.adjustments if period.start - options.late_window <= a.at < until]
+            for m in members
+        }
+        billed_adjustments = billed_records(
+            connection,
+            [ADJUSTMENT_PREFIX + a.id for chosen in adjustments.values() for a in chosen],
+        )
+    for record in records:
+        if record["id"] not in billed:
+            account = wanted[record["account"]]
+            ledger.add(record, account.plan_at(record["end"]), late=record["end"] < period.start)
+    chosen = {
+        account: [a for a in items if ADJUSTMENT_PREFIX + a.id not in billed_adjustments]
+        for account, items in adjustments.items()
+    }
+    invoice = compose_invoice(
+        owner, members, period, ledger, catalog,
+        adjustments=chosen, covered=(start, until), off_cycle=True,
+    )  # fmt: skip
+    number = None
+    with engine.begin() as connection:
+        document = free_invoice_id(connection, owner.id, period.start, off_cycle_end=until)
+        write_invoice(
+            connection, invoice, document=document, entity=options.entity,
+            bill_run_id=None, now=at,
+        )  # fmt: skip
+        record_event(
+            connection, "off_cycle_invoice_created", at, actor=actor, invoice=document,
+            details={"account": owner.id, "until": until},
+        )  # fmt: skip
+        if options.finalize is not False:
+            ensure_sequence(connection, options.entity, "invoice", options.number_format)
+            number = finalize_invoice(connection, document, at)
+            record_event(
+                connection, "invoice_finalized", at, actor=actor, invoice=document,
+                details={"number": number},
+            )  # fmt: skip
+    return OffCycleInvoice(document, number, invoice)
