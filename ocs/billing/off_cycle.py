@@ -79,8 +79,8 @@ def run_off_cycle(
             raise BillingError(f"no account {account_id!r}")
         if not known[account_id].postpaid:
             raise BillingError(f"account {account_id!r} is prepaid: it gets no invoice")
-        owner = next(o for o, m in groups.items() if any(a.id == account_id for a in m))
-        raise BillingError(f"account {account_id!r} is billed on the invoice of {owner!r}")
+        holder = next(o for o, m in groups.items() if any(a.id == account_id for a in m))
+        raise BillingError(f"account {account_id!r} is billed on the invoice of {holder!r}")
     owner = members[0]
     period = current_period(owner, until - 1, catalog.timezone)
     with engine.connect() as connection:
