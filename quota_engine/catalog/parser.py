@@ -10,14 +10,16 @@ prefixed with the path of the value at fault
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from quota_engine.catalog.model import (
+    DISCOUNT_KINDS,
+    DISCOUNT_SCOPES,
     HOME_ZONE,
     MAX_AMOUNT,
     MAX_INCREMENT_COST,
@@ -28,10 +30,12 @@ from quota_engine.catalog.model import (
     Catalog,
     CatalogError,
     DestinationTable,
+    Discount,
     Plan,
     Rate,
     Service,
     Tariff,
+    TaxRate,
     Tier,
     Zone,
 )
@@ -66,7 +70,12 @@ _TOP_KEYS = {
     "zones",
     "destinations",
     "plans",
+    "taxes",
+    "discounts",
 }
+
+MAX_PPM = 1_000_000
+"""``rate_ppm`` is in parts per million: 1_000_000 is 100 %."""
 
 
 class _Parser(DocumentChecker):
@@ -112,7 +121,9 @@ class _Parser(DocumentChecker):
         zones = self.zones(top, set(home))
         tables = self.destinations(top)
         refs = _Refs(services, {b.id: b for b in bands}, {z.id for z in zones}, tables)
-        plans = self.plans(top, refs)
+        taxes, categories = self.taxes(top)
+        plans = self.plans(top, refs, categories)
+        discounts = self.discounts(top, services, {p.id for p in plans})
         # a None from a typed getter always comes with a problem
         if self.problems or version is None or minor is None:
             return None
@@ -128,6 +139,8 @@ class _Parser(DocumentChecker):
             zones=tuple(zones),
             destinations=tuple(tables.values()),
             plans=tuple(plans),
+            taxes=tuple(taxes),
+            discounts=tuple(discounts),
         )
 
     def timezone(self, value: Any) -> str:
@@ -147,24 +160,43 @@ class _Parser(DocumentChecker):
         seen: dict[date, int] = {}
         for i, value in enumerate(values):
             path = f"holidays[{i}]"
-            day: date | None
-            if type(value) is date:  # TOML has a native date type
-                day = value
-            else:
-                day = None
-                if isinstance(value, str) and _DATE.fullmatch(value):
-                    try:
-                        day = date.fromisoformat(value)
-                    except ValueError:
-                        day = None
-                if day is None:
-                    self.problem(path, 'must be a date "YYYY-MM-DD"')
-                    continue
+            day = self.day(value, path)
+            if day is None:
+                continue
             if day in seen:
                 self.problem(path, f"duplicate date {day} (also holidays[{seen[day]}])")
                 continue
             seen[day] = i
         return list(seen)
+
+    def day(self, value: Any, path: str) -> date | None:
+        """A local date: ``"YYYY-MM-DD"`` or a TOML date (not a date-time)."""
+        if type(value) is date:  # TOML has a native date type
+            return value
+        if isinstance(value, str) and _DATE.fullmatch(value):
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                pass
+        self.problem(path, 'must be a date "YYYY-MM-DD"')
+        return None
+
+    def validity(self, item: Mapping[str, Any], path: str) -> tuple[bool, date | None, date | None]:
+        """``(good, valid_from, valid_to)``: optional days, ``valid_to`` (exclusive)
+        after ``valid_from``."""
+        days: dict[str, date | None] = {}
+        good = True
+        for key in ("valid_from", "valid_to"):
+            raw = item.get(key)
+            days[key] = None if raw is None else self.day(raw, f"{path}.{key}")
+            good = good and (raw is None or days[key] is not None)
+        start, end = days["valid_from"], days["valid_to"]
+        if start is not None and end is not None and end <= start:
+            self.problem(
+                f"{path}.valid_to", f"must be after valid_from ({start}; valid_to is exclusive)"
+            )
+            good = False
+        return good, start, end
 
     def home(self, top: Mapping[str, Any]) -> list[str]:
         values = self.list_(top.get("home_mcc_mnc", []), "home_mcc_mnc") or []
@@ -387,7 +419,141 @@ class _Parser(DocumentChecker):
                 tables[ident] = DestinationTable(ident, tuple(sorted(prefixes)), default, missing)
         return tables
 
-    def plans(self, top: Mapping[str, Any], refs: _Refs) -> list[Plan]:
+    def taxes(self, top: Mapping[str, Any]) -> tuple[list[TaxRate], set[str]]:
+        """The good rates, and the categories of every entry whose category is good
+        (what the plans' ``tax_category`` are checked against)."""
+        keys = {"category", "rate_ppm", "name", "valid_from", "valid_to"}
+        categories: set[str] = set()
+        placed: list[tuple[str, TaxRate]] = []  # (path, rate) of every well-formed rate
+        for path, item in self.tables(top.get("taxes"), "taxes", keys):
+            category = self.string(item.get("category", MISSING), f"{path}.category")
+            if category is not None:
+                categories.add(category)
+            rate_ppm = self.integer(
+                item.get("rate_ppm", MISSING),
+                f"{path}.rate_ppm",
+                0,
+                MAX_PPM,
+                f"an integer from 0 to {MAX_PPM} (parts per million: 19 % is 190000)",
+            )
+            name = self.optional_string(item.get("name", MISSING), f"{path}.name")
+            good, start, end = self.validity(item, path)
+            if category is None or rate_ppm is None or not good:
+                continue
+            rate = TaxRate(category, rate_ppm, start, end, name or "")
+            for other_path, other in placed:
+                days = _common_days(rate, other) if other.category == category else None
+                if days is not None:
+                    self.problem(
+                        path,
+                        f"overlaps {other_path}: two rates of tax category "
+                        f"{quoted(category)} {days}",
+                    )
+                    break
+            placed.append((path, rate))  # even when it clashes, so every overlap is named
+        return [rate for _, rate in placed], categories
+
+    def discounts(
+        self, top: Mapping[str, Any], services: dict[str, Service], plan_ids: set[str]
+    ) -> list[Discount]:
+        keys = {
+            "id",
+            "name",
+            "kind",
+            "rate_ppm",
+            "amount",
+            "scope",
+            "service",
+            "plans",
+            "min_lines",
+            "valid_from",
+            "valid_to",
+        }
+        seen: dict[str, str] = {}
+        result: list[Discount] = []
+        for path, item in self.tables(top.get("discounts"), "discounts", keys):
+            ident = self.unique_id(item, path, seen)
+            name = self.optional_string(item.get("name", MISSING), f"{path}.name")
+            kind = self.choice(item.get("kind"), f"{path}.kind", DISCOUNT_KINDS, None)
+            rate_ppm = self.kind_value(
+                item,
+                path,
+                kind,
+                "rate_ppm",
+                "percent",
+                lambda v, p: self.integer(
+                    v,
+                    p,
+                    1,
+                    MAX_PPM,
+                    f"an integer from 1 to {MAX_PPM} (parts per million: 10 % is 100000)",
+                ),
+            )
+            amount = self.kind_value(item, path, kind, "amount", "fixed", self.positive)
+            scope = self.choice(item.get("scope"), f"{path}.scope", DISCOUNT_SCOPES, None)
+            service = None
+            raw_service = item.get("service")
+            if scope == "service" and raw_service is None:
+                self.problem(f"{path}.service", 'is required when scope is "service"')
+            elif scope not in (None, "service") and raw_service is not None:
+                self.problem(f"{path}.service", 'only allowed when scope is "service"')
+            elif raw_service is not None:
+                service = self.string(raw_service, f"{path}.service")
+                if service is not None and service not in services:
+                    self.problem(f"{path}.service", f"unknown service {quoted(service)}")
+            plans: list[str] = []
+            for ppath, value in self.items(item.get("plans"), f"{path}.plans"):
+                plan_id = self.string(value, ppath)
+                if plan_id is None:
+                    continue
+                if plan_id not in plan_ids:
+                    self.problem(ppath, f"unknown plan {quoted(plan_id)}")
+                elif plan_id in plans:
+                    self.problem(ppath, f"duplicate plan {quoted(plan_id)}")
+                else:
+                    plans.append(plan_id)
+            min_lines = self.non_negative(item.get("min_lines", 0), f"{path}.min_lines", MAX_UINT32)
+            _, valid_from, valid_to = self.validity(item, path)
+            if ident is None or kind is None or scope is None or min_lines is None:
+                continue  # reported; the catalog is refused
+            result.append(
+                Discount(
+                    id=ident,
+                    name=name or ident,
+                    kind=kind,
+                    scope=scope,
+                    rate_ppm=rate_ppm,
+                    amount=amount,
+                    service=service,
+                    plans=tuple(plans),
+                    min_lines=min_lines,
+                    valid_from=valid_from,
+                    valid_to=valid_to,
+                )
+            )
+        return result
+
+    def kind_value(
+        self,
+        item: Mapping[str, Any],
+        path: str,
+        kind: str | None,
+        key: str,
+        wanted: str,
+        check: Callable[[Any, str], int | None],
+    ) -> int:
+        """``rate_ppm`` or ``amount`` of a discount: required for the ``wanted`` kind,
+        refused for the other (0 when not given or not good)."""
+        raw = item.get(key)
+        if kind is not None and kind != wanted:
+            if raw is not None:
+                self.problem(f"{path}.{key}", f"only allowed when kind is {quoted(wanted)}")
+            return 0
+        if raw is None and kind is None:
+            return 0  # the kind is at fault (reported); a value not given says nothing
+        return check(MISSING if raw is None else raw, f"{path}.{key}") or 0
+
+    def plans(self, top: Mapping[str, Any], refs: _Refs, categories: set[str]) -> list[Plan]:
         keys = {
             "id",
             "name",
@@ -401,12 +567,24 @@ class _Parser(DocumentChecker):
         }
         seen: dict[str, str] = {}
         plans: list[Plan] = []
+        # with any [[taxes]] at all, every plan's category needs a rate (an entry whose
+        # category is good counts: a bad rate of the category is reported on its own)
         for path, item in self.tables(top.get("plans"), "plans", keys):
             ident = self.unique_id(item, path, seen)
             name = self.optional_string(item.get("name", MISSING), f"{path}.name") or ident
             kind = self.choice(item.get("type"), f"{path}.type", ("prepaid", "postpaid"), "")
             fee = self.non_negative(item.get("recurring_fee", 0), f"{path}.recurring_fee")
             tax = self.optional_string(item.get("tax_category", MISSING), f"{path}.tax_category")
+            if categories and item.get("tax_category") is None and "standard" not in categories:
+                self.problem(
+                    f"{path}.tax_category",
+                    'the default tax category "standard" has no rate in taxes '
+                    "(add one or set tax_category)",
+                )
+            elif categories and tax is not None and tax not in categories:
+                self.problem(
+                    f"{path}.tax_category", f"tax category {quoted(tax)} has no rate in taxes"
+                )
             action = self.choice(
                 item.get("final_unit_action"),
                 f"{path}.final_unit_action",
@@ -665,6 +843,24 @@ class _Parser(DocumentChecker):
             if ident is not None and amount is not None and days is not None:
                 result.append(Allowance(ident, tuple(services), amount, days))
         return result
+
+
+def _common_days(a: TaxRate, b: TaxRate) -> str | None:
+    """The days two validity spans share, as a problem text shows them; None if none."""
+    starts = [d for d in (a.valid_from, b.valid_from) if d is not None]
+    ends = [d for d in (a.valid_to, b.valid_to) if d is not None]
+    first = max(starts) if starts else None
+    stop = min(ends) if ends else None
+    if first is not None and stop is not None and stop <= first:
+        return None
+    last = None if stop is None else stop - timedelta(days=1)
+    if first is not None and last is not None:
+        return f"apply on the days {first} to {last}" if first != last else f"apply on {first}"
+    if first is not None:
+        return f"apply from {first} on"
+    if last is not None:
+        return f"apply up to {last}"
+    return "apply on every day"
 
 
 @dataclass(frozen=True, slots=True)
