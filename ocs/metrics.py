@@ -61,6 +61,73 @@ def package_version() -> str:
         return "0+unknown"
 
 
+#: Outcomes of an invoice in a bill run, the label values of ``ocs_bill_run_invoices_total``.
+BILL_RUN_OUTCOMES = ("created", "refreshed", "finalized", "failed")
+#: Invoice states, the label values of ``ocs_invoices``.
+INVOICE_STATES = ("draft", "final", "void")
+
+
+class BillingMetrics:
+    """The bill run's metrics, in the registry given: ``ocs serve``'s (its scheduled bill
+    run) or a registry of its own written to a file (``ocs bill-run --metrics-file``, for
+    node_exporter's textfile collector)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.bill_run_duration = Gauge(
+            "ocs_bill_run_duration_seconds",
+            "Wall time of the last bill run.",
+            registry=registry,
+        )
+        self.bill_run_last_success = Gauge(
+            "ocs_bill_run_last_success_timestamp_seconds",
+            "Unix time the last bill run without errors ended.",
+            registry=registry,
+        )
+        self.bill_run_invoices = Counter(
+            "ocs_bill_run_invoices_total",
+            "Invoices handled by bill runs: created, drafts refreshed, finalised, and"
+            " invoice accounts that could not be billed (failed).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.bill_run_records = Counter(
+            "ocs_bill_run_records_total",
+            "Rated records put on invoices by bill runs (late ones included).",
+            registry=registry,
+        )
+        self.invoices = Gauge(
+            "ocs_invoices",
+            "Invoices in the billing database by state, as the last bill run left them.",
+            ["state"],
+            registry=registry,
+        )
+        for outcome in BILL_RUN_OUTCOMES:
+            self.bill_run_invoices.labels(outcome)
+        for state in INVOICE_STATES:
+            self.invoices.labels(state)
+
+    def bill_run(
+        self,
+        *,
+        seconds: float,
+        ended_at: float,
+        outcomes: dict[str, int],
+        records: int,
+        states: dict[str, int],
+        ok: bool,
+    ) -> None:
+        self.bill_run_duration.set(seconds)
+        if ok:
+            self.bill_run_last_success.set(ended_at)
+        for outcome, count in outcomes.items():
+            if outcome in BILL_RUN_OUTCOMES and count:
+                self.bill_run_invoices.labels(outcome).inc(count)
+        self.bill_run_records.inc(records)
+        for state in INVOICE_STATES:
+            self.invoices.labels(state).set(states.get(state, 0))
+
+
 class Metrics:
     """The OCS metrics and the registry that holds them."""
 
@@ -198,6 +265,7 @@ class Metrics:
             "Partitions this exporter owns (exports) now.",
             registry=self.registry,
         )
+        self.billing = BillingMetrics(self.registry)
 
     def observe_answer(self, command: str, result_code: int, seconds: float) -> None:
         """Count one answered request and record how long it took."""

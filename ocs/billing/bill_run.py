@@ -26,6 +26,7 @@ others are billed.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -182,7 +183,10 @@ def run_bill_run(
     groups = invoice_accounts(accounts)
     owners = [m[0] for m in groups.values() if shard.takes(m[0].partition)]
     periods = _periods(owners, catalog.timezone, period, day)
-    run_id = f"run-{name.replace(' ', '-')}-{shard.index}of{shard.count}-{at}"
+    # two runs in one second (a retry at once) are two runs: a random tail
+    run_id = (
+        f"run-{name.replace(' ', '-')}-{shard.index}of{shard.count}-{at}-{secrets.token_hex(3)}"
+    )
     summary = BillRunSummary(run_id=run_id, period=name, shard=str(shard))
     jobs = [_Job(o, groups[o.id], periods[o.id]) for o in owners if o.id in periods]
     summary.accounts = len(jobs)
