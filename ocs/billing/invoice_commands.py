@@ -1,0 +1,259 @@
+"""``ocs invoice list|show|finalize|void|credit-note``: invoices in the billing database.
+
+Offline commands on ``billing.database_url`` (no Redis, no running node). An invoice is
+named by its id (``in_...``) or its number (``INV-000042``). ``show`` prints the lines
+as a billing clerk reads them (``--json``: the TMF678 document of the API). The lifecycle
+actions are :mod:`ocs.billing.lifecycle`'s, each in one transaction.
+
+Exit codes: 0 done; 1 refused (no such invoice, not in a state that allows it, a credit
+beyond the line); 2 usage or configuration errors, database unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import Connection, Engine, or_, select
+
+from ocs.billing.database import BillingDatabaseError, open_database, shown_url
+from ocs.billing.lifecycle import CreditLine, LifecycleError, create_credit_note, finalize, void
+from ocs.billing.schema import invoice_items, invoices
+from ocs.config import CONFIG_ENV, SPECS, ConfigError, load_settings
+from quota_engine.money import MICRO, MICRO_DIGITS, format_money
+
+__all__ = ["add_invoice_commands", "invoice_command", "parse_amount"]
+
+_FLAGS = ("billing_database_url", "billing_credit_note_number_format")
+_AMOUNT = re.compile(r"([0-9]+)(?:\.([0-9]{1,6}))?")
+_ACTOR = "ocs invoice"
+
+
+class _Refused(Exception):
+    """Exit code 1 with this message."""
+
+
+class _Usage(Exception):
+    """Exit code 2 with this message."""
+
+
+def parse_amount(text: str) -> int:
+    """``"1.50"`` as 1_500_000 micro-units (exact, no float); ValueError otherwise."""
+    match = _AMOUNT.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"an amount is a decimal such as 1.50, got {text!r}")
+    fraction = (match.group(2) or "").ljust(MICRO_DIGITS, "0")
+    whole: int = int(match.group(1)) * MICRO
+    return whole + int(fraction)
+
+
+def add_invoice_commands(commands: Any) -> None:
+    """Add ``invoice list|show|finalize|void|credit-note`` to the ``ocs`` subcommands."""
+    invoice = commands.add_parser("invoice", help="show and manage invoices")
+    actions = invoice.add_subparsers(dest="invoice_command", metavar="ACTION")
+    listing = actions.add_parser("list", help="list invoices (newest periods first)")
+    listing.add_argument("--account", help="only this account's")
+    listing.add_argument("--state", choices=("draft", "final", "void"))
+    listing.add_argument("--limit", type=int, default=50)
+    show = actions.add_parser("show", help="an invoice and its lines")
+    show.add_argument("invoice", metavar="INVOICE", help="id (in_...) or number")
+    show.add_argument("--json", action="store_true", help="the TMF678 document")
+    show.add_argument("--timezone", default="UTC", help="show instants in this zone")
+    final = actions.add_parser("finalize", help="finalise a draft: its number is assigned")
+    final.add_argument("invoice", metavar="INVOICE")
+    cancel = actions.add_parser("void", help="void a final invoice (its records are released)")
+    cancel.add_argument("invoice", metavar="INVOICE")
+    cancel.add_argument("--reason", required=True)
+    note = actions.add_parser("credit-note", help="credit lines of a final invoice")
+    note.add_argument("invoice", metavar="INVOICE")
+    note.add_argument(
+        "--line", action="append", required=True, metavar="POSITION[:AMOUNT]",
+        help="a line to credit, whole or this amount before tax (1.50); repeatable",
+    )  # fmt: skip
+    note.add_argument("--reason", required=True)
+    note.add_argument("--key", help="idempotency key: the same key gives the same credit note")
+    for parser in (listing, show, final, cancel, note):
+        parser.add_argument(
+            "--config", metavar="FILE", help=f"TOML config file (default: ${CONFIG_ENV})"
+        )
+        for name in _FLAGS:
+            spec = next(s for s in SPECS if s.name == name)
+            assert spec.flag is not None
+            parser.add_argument(
+                spec.flag, dest=name, metavar=spec.key.upper(),
+                help=f"{spec.doc} [{spec.toml_name}, {spec.env}]",
+            )  # fmt: skip
+
+
+def _find(connection: Connection, reference: str) -> str:
+    c = invoices.c
+    found = (
+        connection.execute(select(c.id).where(or_(c.id == reference, c.number == reference)))
+        .scalars()
+        .all()
+    )
+    if not found:
+        raise _Refused(f"no invoice {reference!r} (give its id or its number)")
+    if len(found) > 1:
+        raise _Refused(
+            f"{reference!r} names {len(found)} invoices (of several entities): give the id"
+        )
+    return str(found[0])
+
+
+def _money(micro: int, row: Any) -> str:
+    return format_money(micro, row.currency, row.minor_digits).rsplit(" ", 1)[0]
+
+
+def _instant(at: int | None, zone: ZoneInfo) -> str:
+    if at is None:
+        return "-"
+    return datetime.fromtimestamp(at, zone).isoformat(timespec="minutes")
+
+
+def _show(connection: Connection, document: str, zone: ZoneInfo) -> list[str]:
+    invoice = connection.execute(select(invoices).where(invoices.c.id == document)).one()
+    items = connection.execute(
+        select(invoice_items)
+        .where(invoice_items.c.invoice_id == document)
+        .order_by(invoice_items.c.position)
+    ).all()
+    kind = "off-cycle invoice" if invoice.off_cycle else "invoice"
+    lines = [
+        f"{kind} {invoice.number or '(draft, no number yet)'}  id {invoice.id}  {invoice.state}",
+        f"  account {invoice.account}, entity {invoice.entity}",
+        f"  period {_instant(invoice.period_start, zone)} to {_instant(invoice.period_end, zone)}",
+    ]
+    if invoice.finalized_at:
+        lines.append(f"  finalised {_instant(invoice.finalized_at, zone)}")
+    if invoice.voided_at:
+        lines.append(f"  voided {_instant(invoice.voided_at, zone)}: {invoice.void_reason}")
+    width = max([len(i.description) for i in items] + [11])
+    lines.append(
+        f"  {'#':>3}  {'kind':<10}  {'description':<{width}}  {'quantity':>16}  {'amount':>12}"
+    )
+    section = None
+    for item in items:
+        if item.child_account != section and item.kind not in ("discount", "tax"):
+            section = item.child_account
+            if section is not None:
+                lines.append(f"  -- line {section}")
+        quantity = "" if item.quantity is None else f"{item.quantity} {item.unit or ''}".strip()
+        lines.append(
+            f"  {item.position:>3}  {item.kind:<10}  {item.description:<{width}}  "
+            f"{quantity:>16}  {_money(item.amount_minor, invoice):>12}"
+        )
+    pad = 3 + 2 + 10 + 2 + width + 2 + 16 + 2
+    lines += [
+        f"{'subtotal':>{pad}}{_money(invoice.subtotal_minor, invoice):>12}",
+        f"{'tax':>{pad}}{_money(invoice.tax_minor, invoice):>12}",
+        f"{'total ' + invoice.currency:>{pad}}{_money(invoice.total_minor, invoice):>12}",
+    ]
+    return lines
+
+
+def _list(connection: Connection, args: argparse.Namespace) -> list[str]:
+    c = invoices.c
+    query = select(invoices).order_by(c.period_start.desc(), c.account).limit(max(args.limit, 1))
+    if args.account:
+        query = query.where(c.account == args.account)
+    if args.state:
+        query = query.where(c.state == args.state)
+    return [
+        f"{row.id}  {row.number or '-':<14} {row.state:<6} {row.account:<20} "
+        f"{datetime.fromtimestamp(row.period_start, ZoneInfo('UTC')).date()}  "
+        f"{format_money(row.total_minor, row.currency, row.minor_digits)}"
+        for row in connection.execute(query)
+    ]
+
+
+def _credit_lines(specs: list[str]) -> list[CreditLine]:
+    lines = []
+    for spec in specs:
+        position, _, amount = spec.partition(":")
+        if not position.isdigit():
+            raise _Usage(f"--line: give POSITION or POSITION:AMOUNT such as 3:1.50, got {spec!r}")
+        try:
+            micro = parse_amount(amount) if amount else None
+        except ValueError as error:
+            raise _Usage(f"--line {spec}: {error}") from None
+        lines.append(CreditLine(int(position), micro))
+    return lines
+
+
+def _run(engine: Engine, args: argparse.Namespace, settings: Any) -> list[str]:
+    action = args.invoice_command
+    now = int(time.time())
+    if action == "list":
+        with engine.connect() as connection:
+            return _list(connection, args)
+    if action == "show":
+        try:
+            zone = ZoneInfo(args.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise _Usage(f"--timezone: unknown time zone {args.timezone!r}") from None
+        with engine.connect() as connection:
+            document = _find(connection, args.invoice)
+            if args.json:
+                from ocs.billing.representation import applied_rates, customer_bill
+
+                bill = customer_bill(connection, document)
+                bill["appliedCustomerBillingRate"] = applied_rates(
+                    connection, document, detail=True
+                )
+                return [json.dumps(bill, indent=2, sort_keys=True)]
+            return _show(connection, document, zone)
+    credit = _credit_lines(args.line) if action == "credit-note" else []
+    with engine.begin() as connection:
+        document = _find(connection, args.invoice)
+        if action == "finalize":
+            number = finalize(connection, document, now=now, actor=_ACTOR)
+            return [f"invoice {document}: final, number {number}"]
+        if action == "void":
+            void(connection, document, reason=args.reason, now=now, actor=_ACTOR)
+            return [f"invoice {document}: void; its records go on the period's next bill run"]
+        note, number = create_credit_note(
+            connection, document, credit, reason=args.reason, now=now, actor=_ACTOR,
+            number_format=settings.billing_credit_note_number_format, key=args.key,
+        )  # fmt: skip
+        return [f"credit note {number} (id {note}) for invoice {document}"]
+
+
+def invoice_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Run ``ocs invoice ACTION``; the exit code."""
+    if args.invoice_command is None:
+        print("ocs invoice: an action is required (list, show, finalize, void, credit-note)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    command = f"ocs invoice {args.invoice_command}"
+    config_file = args.config or env.get(CONFIG_ENV) or None
+    try:
+        settings = load_settings(config_file, env, {name: getattr(args, name) for name in _FLAGS})
+    except ConfigError as exc:
+        print(f"{command}: invalid configuration:\n  " + "\n  ".join(exc.errors), file=sys.stderr)
+        return 2
+    url = settings.billing_database_url
+    try:
+        engine = open_database(url)
+    except BillingDatabaseError as error:
+        print(f"{command}: billing database {shown_url(url)}: {error}", file=sys.stderr)
+        return 2
+    try:
+        for line in _run(engine, args, settings):
+            print(line)
+        return 0
+    except (_Refused, LifecycleError) as error:
+        print(f"{command}: {error}", file=sys.stderr)
+        return 1
+    except _Usage as error:
+        print(f"{command}: {error}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
