@@ -62,6 +62,9 @@ def _candidate(entry: dict[str, Any], currency: str) -> Account:
         plan=entry["plan"],
         bill_cycle_day=entry.get("bill_cycle_day", 1),
         parent=entry.get("parent"),
+        tax_exempt=entry.get("tax_exempt", False),
+        bill_separately=entry.get("bill_separately", False),
+        itemisation=entry.get("itemisation", "detailed"),
     )
 
 
@@ -108,7 +111,9 @@ async def get_account(request: web.Request) -> web.Response:
 
 
 async def patch_account(request: web.Request) -> web.Response:
-    """Change status, plan or credit limit. Barring publishes account_barred (ASR)."""
+    """Change status, plan, credit limit or the billing preferences (tax_exempt,
+    bill_separately, itemisation). Barring publishes account_barred (ASR); a new plan is
+    a ``plan_change`` entry of the balance history."""
     api = api_of(request)
     account_id = path_id(request)
     changes = await json_body(request, schema.ACCOUNT_PATCH)

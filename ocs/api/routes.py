@@ -127,7 +127,8 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "PATCH", "/v1/accounts/{account_id}", accounts.patch_account, "admin",
-        "Change status, plan or credit limit (barring aborts open sessions)", "accounts",
+        "Change status, plan, credit limit or billing preferences (barring aborts open "
+        "sessions)", "accounts",
         _ok("the changed account", schema.ACCOUNT),
         errors=(400, 404, 409, 413, 422), body=schema.ACCOUNT_PATCH,
     ),
@@ -191,7 +192,8 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "GET", "/v1/accounts/{account_id}/balanceActionHistory", balances.history, "viewer",
-        "TMF654 balanceActionHistory: top-ups, adjustments, refunds; newest first", "balances",
+        "TMF654 balanceActionHistory: top-ups, adjustments, refunds, credits, plan changes; "
+        "newest first", "balances",
         _ok("one page of actions", schema.array(schema.BALANCE_ACTION)),
         errors=(400, 404), paged=True,
     ),

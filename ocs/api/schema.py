@@ -33,6 +33,7 @@ from quota_engine.accounts.model import (
     ACCOUNT_KINDS,
     BUCKET_KINDS,
     BUCKET_UNITS,
+    ITEMISATIONS,
     STATUSES,
     identity_problem,
 )
@@ -100,6 +101,18 @@ IDENTITY = {
     "description": '"type:value": msisdn:491700000001, imsi:..., sip:sip:alice@example.net, nai:u@realm',
     "example": "msisdn:491700000001",
 }
+TAX_EXEMPT = {**BOOL, "default": False, "description": "invoices carry no tax"}
+BILL_SEPARATELY = {
+    **BOOL,
+    "default": False,
+    "description": "a child account invoiced on its own, not on its parent's invoice",
+}
+ITEMISATION = {
+    "type": "string",
+    "enum": list(ITEMISATIONS),
+    "default": "detailed",
+    "description": "what invoice documents show: every rated record, or the lines only",
+}
 UNIT = {
     "type": "string",
     "description": "the account currency for money, else octets, seconds or events",
@@ -137,6 +150,9 @@ ACCOUNT_IN = obj(
         "credit_limit": {"type": "integer", "minimum": 0, "maximum": MAX},
         "bill_cycle_day": {"type": "integer", "minimum": 1, "maximum": 28},
         "parent": ID,
+        "tax_exempt": TAX_EXEMPT,
+        "bill_separately": BILL_SEPARATELY,
+        "itemisation": ITEMISATION,
         "subscriptions": array(IDENTITY, maxItems=100),
         "buckets": array(BUCKET_IN, maxItems=100),
         "allowances": array(TEXT, maxItems=100),
@@ -151,6 +167,9 @@ ACCOUNT_PATCH = obj(
         "status": {"type": "string", "enum": list(STATUSES)},
         "plan": {"type": "string", "minLength": 1, "maxLength": 200},
         "credit_limit": {"type": "integer", "minimum": 0, "maximum": MAX},
+        "tax_exempt": BOOL,
+        "bill_separately": BOOL,
+        "itemisation": {"type": "string", "enum": list(ITEMISATIONS)},
     },
     additionalProperties=False,
     minProperties=1,
@@ -239,9 +258,23 @@ ACCOUNT = obj(
         "bill_cycle_day": INT,
         "parent": nullable(TEXT),
         "created": nullable(INT),
+        "tax_exempt": BOOL,
+        "bill_separately": BOOL,
+        "itemisation": {"type": "string", "enum": list(ITEMISATIONS)},
         "subscriptions": array(TEXT),
     },
-    ("id", "kind", "status", "currency", "credit_limit", "plan", "bill_cycle_day"),
+    (
+        "id",
+        "kind",
+        "status",
+        "currency",
+        "credit_limit",
+        "plan",
+        "bill_cycle_day",
+        "tax_exempt",
+        "bill_separately",
+        "itemisation",
+    ),
 )
 
 ACCOUNT_CREATED = obj(
@@ -303,6 +336,8 @@ BALANCE_ACTION = obj(
         "time": nullable(INT),
         "resulting_amount": nullable(INT),
         "created_bucket": BOOL,
+        "previous": {**TEXT, "description": "plan changes: the plan before"},
+        "plan": {**TEXT, "description": "plan changes: the plan after"},
     },
     ("id", "type", "amount", "bucket", "time"),
 )

@@ -34,7 +34,9 @@ __all__ = [
     "BUCKET_KINDS",
     "BUCKET_UNITS",
     "IDENTITY_TYPES",
+    "ITEMISATIONS",
     "MAIN_BUCKET",
+    "OPTIONAL_ACCOUNT_FIELDS",
     "STATUSES",
     "Account",
     "AccountError",
@@ -62,6 +64,13 @@ BUCKET_UNITS = ("octets", "seconds", "events")
 MAIN_BUCKET = "main"
 MAX_PRIORITY = 2**31 - 1
 IDENTITY_TYPES = ("msisdn", "imsi", "sip", "nai")
+ITEMISATIONS = ("detailed", "summary")
+"""What an account's invoice documents show: every rated record, or the lines only
+(the same tuple as ``ocs.billing.accounts.ITEMISATIONS``, which may not import this)."""
+OPTIONAL_ACCOUNT_FIELDS = ("parent", "tax_exempt", "bill_separately", "itemisation")
+"""Account hash fields written only when not the default: an update back to the default
+deletes them, and a hash written before they existed reads as the defaults."""
+_TRUE, _FALSE = "1", "0"
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _ID_TEXT = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
@@ -134,9 +143,13 @@ class Account:
     bill_cycle_day: int = 1
     parent: str | None = None
     created: int | None = None  # Unix seconds; set by the store on creation
+    tax_exempt: bool = False  # invoices carry no tax
+    bill_separately: bool = False  # a child invoiced on its own, not on its parent's
+    itemisation: str = "detailed"  # one of ITEMISATIONS
 
     def to_hash(self) -> dict[str, str]:
-        """The stored fields (``parent`` only when set, ``created`` only when known)."""
+        """The stored fields (``parent`` only when set, ``created`` only when known, the
+        billing preferences only when not the default: :data:`OPTIONAL_ACCOUNT_FIELDS`)."""
         fields = {
             "kind": self.kind,
             "status": self.status,
@@ -149,6 +162,12 @@ class Account:
             fields["parent"] = self.parent
         if self.created is not None:
             fields["created"] = str(self.created)
+        if self.tax_exempt:
+            fields["tax_exempt"] = _TRUE
+        if self.bill_separately:
+            fields["bill_separately"] = _TRUE
+        if self.itemisation != "detailed":
+            fields["itemisation"] = self.itemisation
         return fields
 
     @classmethod
@@ -164,6 +183,9 @@ class Account:
             bill_cycle_day=int(f.get("bill_cycle_day", "1")),
             parent=f.get("parent") or None,
             created=int(f["created"]) if f.get("created") else None,
+            tax_exempt=f.get("tax_exempt", _FALSE) == _TRUE,
+            bill_separately=f.get("bill_separately", _FALSE) == _TRUE,
+            itemisation=f.get("itemisation") or "detailed",
         )
 
     def differences(self, other: Account) -> list[str]:
@@ -281,6 +303,13 @@ def validate_account(account: Account) -> list[tuple[str, str]]:
             problems.append(("parent", "an account cannot be its own parent"))
     if account.created is not None:
         check(is_int(account.created, 0, MAX_AMOUNT), "created", "must be Unix seconds")
+    for name in ("tax_exempt", "bill_separately"):
+        check(type(getattr(account, name)) is bool, name, "must be true or false")
+    check(
+        isinstance(account.itemisation, str) and account.itemisation in ITEMISATIONS,
+        "itemisation",
+        "must be one of " + ", ".join(ITEMISATIONS),
+    )
     return problems
 
 

@@ -81,6 +81,9 @@ _ACCOUNT_KEYS = {
     "credit_limit",
     "bill_cycle_day",
     "parent",
+    "tax_exempt",
+    "bill_separately",
+    "itemisation",
     "replace",
     "subscriptions",
     "buckets",
@@ -292,6 +295,9 @@ class _Parser(documents.DocumentChecker):
                 bill_cycle_day=item.get("bill_cycle_day", 1),
                 parent=item.get("parent"),
                 created=self.now,
+                tax_exempt=item.get("tax_exempt", False),
+                bill_separately=item.get("bill_separately", False),
+                itemisation=item.get("itemisation", "detailed"),
             )
             if self.report(path, validate_account(account)) and catalog is not None:
                 self.report(path, account_catalog_problems(account, catalog))
@@ -512,7 +518,8 @@ async def provision(
     """Validate ``document`` whole, then apply it; returns what changed.
 
     ``base_dir`` resolves a catalog given as a path (default: the working directory);
-    ``now`` (Unix seconds) dates new accounts and allowance buckets.
+    ``now`` (Unix seconds) dates new accounts, allowance buckets and the plan changes
+    that ``replace`` makes (their balance history entries).
     """
     now = int(time.time()) if now is None else now
     parser = _Parser(now)
@@ -552,7 +559,7 @@ async def provision(
 
     async def apply(plan: _AccountPlan) -> AccountReport:
         try:
-            return await _apply(store, plan)
+            return await _apply(store, plan, now)
         except AccountError as exc:
             raise ProvisioningError(
                 [
@@ -571,13 +578,14 @@ async def provision(
     return report
 
 
-async def _apply(store: AccountStore, plan: _AccountPlan) -> AccountReport:
+async def _apply(store: AccountStore, plan: _AccountPlan, now: int) -> AccountReport:
     account = plan.account
     differences = plan.existing.differences(account) if plan.existing is not None else []
     if differences and not plan.replace:
         report = AccountReport(account.id, "kept", differences)
     else:
-        report = AccountReport(account.id, await store.create_account(account, upsert=plan.replace))
+        outcome = await store.create_account(account, upsert=plan.replace, now=now)
+        report = AccountReport(account.id, outcome)
     for _, identity in plan.identities:
         if await store.add_subscription(account.id, identity):
             report.identities_added.append(identity)

@@ -4,7 +4,12 @@ The stored format is a contract with the charging scripts (key schema:
 :mod:`quota_engine.store.keys`):
 
 * ``ocs:acct:{P}:A`` HASH of strings: kind, status, currency, credit_limit, plan,
-  bill_cycle_day, parent (only when set), created (:meth:`Account.to_hash`).
+  bill_cycle_day, parent (only when set), created, and the billing preferences
+  tax_exempt, bill_separately (``"1"``) and itemisation (only when not the default)
+  (:meth:`Account.to_hash`).
+* ``ocs:acct:{P}:A:history`` LIST (quota_engine/store/balance_actions.py): a write that
+  changes an account's plan appends ``{"type": "plan_change", "previous", "plan",
+  "time"}`` in the same MULTI as the account hash.
 * ``ocs:acct:{P}:A:buckets`` HASH bucket id -> msgpack map (:meth:`Bucket.pack`, the
   form of lua/pack_bucket.lua); ``amount`` includes ``reserved``. The charging scripts
   re-pack buckets with Lua's cmsgpack, which drops keys whose value is nil, so readers
@@ -25,11 +30,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from dataclasses import dataclass
 
 from redis.exceptions import WatchError
 
 from quota_engine.accounts.errors import AccountError, ConflictError, NotFoundError, refusal
 from quota_engine.accounts.model import (
+    OPTIONAL_ACCOUNT_FIELDS,
     STATUSES,
     Account,
     Bucket,
@@ -61,9 +68,34 @@ from quota_engine.store.limits import MAX_AMOUNT
 from quota_engine.store.scripts import CREDIT, PUT_BUCKET, RELEASE_IDENTITY, SET_STATUS
 from quota_engine.store.text import text
 
-__all__ = ["AccountStore"]
+__all__ = ["PLAN_CHANGE", "AccountSnapshot", "AccountStore", "plan_change_entry"]
 
 _WATCH_ATTEMPTS = 50
+PLAN_CHANGE = "plan_change"
+"""The history ``type`` of an account's change of plan."""
+
+
+def plan_change_entry(previous: str, plan: str, at: int) -> str:
+    """The history entry (JSON) of a change from plan ``previous`` to ``plan`` at ``at``."""
+    return json.dumps(
+        {"type": PLAN_CHANGE, "previous": previous, "plan": plan, "time": at},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSnapshot:
+    """One account as stored, read in one go (:meth:`AccountStore.snapshots`):
+    ``fields`` is the account hash (:meth:`Account.from_hash` reads it), ``identities``
+    sorted, ``history`` the raw JSON entries oldest first, ``partition`` the account's
+    record partition."""
+
+    id: str
+    fields: dict[str, str]
+    identities: tuple[str, ...]
+    history: tuple[bytes, ...]
+    partition: int
 
 
 class AccountStore:
@@ -103,13 +135,18 @@ class AccountStore:
 
     # -- accounts
 
-    async def create_account(self, account: Account, *, upsert: bool = False) -> str:
+    async def create_account(
+        self, account: Account, *, upsert: bool = False, now: int | None = None
+    ) -> str:
         """Store ``account``; returns "created", "updated" or "unchanged".
 
         The same document again is a no-op ("unchanged"; ``created`` is not compared).
         An existing account that differs raises :class:`ConflictError` naming the
         fields, unless ``upsert``: then the fields are overwritten and the original
         ``created`` is kept. Setting status barred this way publishes account_barred.
+        An update that changes the plan appends a ``plan_change`` entry dated ``now``
+        (Unix seconds; default: this server's clock) to the account's history, in the
+        same transaction as the account (the bill run prorates the fees by it).
         """
         problems = validate_account(account)
         if not problems:
@@ -118,14 +155,14 @@ class AccountStore:
         if account.parent is not None:
             await self._require_account(account.parent, "parent")
         key = keys.account(account.id)
-        outcome, previous = await self._write_account(key, account, upsert)
+        outcome, previous = await self._write_account(key, account, upsert, now)
         await self._redis.sadd(keys.ACCOUNTS, account.id)  # repairs an interrupted create
         if account.status == "barred" and previous is not None and previous.status != "barred":
             await publish_account_event(self._redis, ACCOUNT_BARRED, account.id)
         return outcome
 
     async def _write_account(
-        self, key: str, account: Account, upsert: bool
+        self, key: str, account: Account, upsert: bool, now: int | None
     ) -> tuple[str, Account | None]:
         async with self._redis.pipeline(transaction=True) as pipe:
             for _ in range(_WATCH_ATTEMPTS):
@@ -148,10 +185,16 @@ class AccountStore:
                     else:
                         new = dataclasses.replace(account, created=previous.created)
                         outcome = "updated"
+                    fields = new.to_hash()
                     pipe.multi()
-                    pipe.hset(key, mapping=new.to_hash())
-                    if new.parent is None:
-                        pipe.hdel(key, "parent")
+                    pipe.hset(key, mapping=fields)
+                    defaults = [f for f in OPTIONAL_ACCOUNT_FIELDS if f not in fields]
+                    if previous is not None and defaults:
+                        pipe.hdel(key, *defaults)
+                    if previous is not None and previous.plan != new.plan:
+                        at = int(time.time()) if now is None else now
+                        entry = plan_change_entry(previous.plan, new.plan, at)
+                        pipe.rpush(keys.history(account.id), entry)
                     await pipe.execute()
                     return outcome, previous
                 except WatchError:
@@ -182,6 +225,31 @@ class AccountStore:
             if stored:
                 account = Account.from_hash(account_id, stored)
                 found.append((account, sorted(text(m) for m in identities)))
+        return found
+
+    async def snapshots(self, account_ids: list[str]) -> list[AccountSnapshot]:
+        """Each account of ``account_ids`` that exists, in the order given, with its
+        identities, its whole history and its partition: three commands per account
+        in one pipeline (give a few hundred ids at a time)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for account_id in account_ids:
+                pipe.hgetall(keys.account(account_id))
+                pipe.smembers(keys.subscriptions(account_id))
+                pipe.lrange(keys.history(account_id), 0, -1)
+            replies = await pipe.execute()
+        found = []
+        for i, account_id in enumerate(account_ids):
+            stored, identities, history = replies[3 * i : 3 * i + 3]
+            if stored:
+                found.append(
+                    AccountSnapshot(
+                        id=account_id,
+                        fields={text(k): text(v) for k, v in stored.items()},
+                        identities=tuple(sorted(text(m) for m in identities)),
+                        history=tuple(history),
+                        partition=keys.partition_of(account_id),
+                    )
+                )
         return found
 
     async def set_status(self, account_id: str, status: str) -> str:

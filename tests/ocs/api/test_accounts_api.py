@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from ocs.api.context import API_KEY
 from quota_engine.store import keys
+from quota_engine.store.catalogs import CatalogStore, demo_catalog_document
 from tests.ocs.api.conftest import EUR, MSISDN, PREPAID, events_of, next_events
 
 # --------------------------------------------------------------------------- create
@@ -271,3 +274,119 @@ async def test_create_racing_another_create_with_other_values_is_409(http, alice
     reply = await http.post("/v1/accounts", {**PREPAID, "bill_cycle_day": 7})
     assert reply.status == 409
     assert reply.fields() == {"id": "exists"}
+
+
+# --------------------------------------------------------------------------- billing preferences
+
+
+async def with_second_prepaid_plan(redis_client) -> None:
+    """Activate a catalog with a second prepaid plan, "prepaid-plus"."""
+    document = demo_catalog_document()
+    document["version"] = "demo-plans"
+    document["plans"].append({**document["plans"][0], "id": "prepaid-plus"})
+    catalogs = CatalogStore(redis_client)
+    await catalogs.activate(await catalogs.save(document))
+
+
+async def test_billing_preferences_default_and_are_shown(http, alice):
+    account = (await http.get("/v1/accounts/alice")).body
+    assert (account["tax_exempt"], account["bill_separately"], account["itemisation"]) == (
+        False,
+        False,
+        "detailed",
+    )
+    listed = (await http.get("/v1/accounts")).body
+    assert listed[0]["itemisation"] == "detailed"
+
+
+async def test_create_with_billing_preferences_stores_and_shows_them(http, redis_client):
+    parent = {"id": "corp", "kind": "postpaid", "plan": "postpaid-standard"}
+    assert (await http.post("/v1/accounts", parent)).status == 201
+    child = {
+        "id": "line-1",
+        "kind": "postpaid",
+        "plan": "postpaid-standard",
+        "parent": "corp",
+        "tax_exempt": True,
+        "bill_separately": True,
+        "itemisation": "summary",
+    }
+    reply = await http.post("/v1/accounts", child)
+    assert reply.status == 201, reply.body
+    shown = reply.body["account"]
+    assert (shown["tax_exempt"], shown["bill_separately"], shown["itemisation"]) == (
+        True,
+        True,
+        "summary",
+    )
+    stored = await redis_client.hgetall(keys.account("line-1"))
+    assert (stored[b"tax_exempt"], stored[b"bill_separately"], stored[b"itemisation"]) == (
+        b"1",
+        b"1",
+        b"summary",
+    )
+    # the same again: unchanged; with another itemisation: 409 naming it
+    assert (await http.post("/v1/accounts", child)).status == 200
+    reply = await http.post("/v1/accounts", {**child, "itemisation": "detailed"})
+    assert reply.status == 409
+    assert reply.fields() == {"itemisation": "differs from the stored account"}
+
+
+async def test_bad_billing_preferences_are_400_naming_each_field(http, alice):
+    body = {**PREPAID, "id": "bob", "tax_exempt": "yes", "bill_separately": 1, "itemisation": "x"}
+    reply = await http.post("/v1/accounts", body)
+    assert reply.status == 400
+    assert set(reply.fields()) == {"tax_exempt", "bill_separately", "itemisation"}
+    reply = await http.patch("/v1/accounts/alice", {"itemisation": "full", "tax_exempt": None})
+    assert reply.status == 400
+    assert set(reply.fields()) == {"itemisation", "tax_exempt"}
+    assert (await http.get("/v1/accounts/bob")).status == 404
+
+
+async def test_patch_billing_preferences_and_back_to_the_defaults(http, alice, redis_client):
+    reply = await http.patch("/v1/accounts/alice", {"itemisation": "summary", "tax_exempt": True})
+    assert reply.status == 200
+    assert (reply.body["itemisation"], reply.body["tax_exempt"]) == ("summary", True)
+    assert await redis_client.hget(keys.account("alice"), "itemisation") == b"summary"
+    reply = await http.patch("/v1/accounts/alice", {"itemisation": "detailed", "tax_exempt": False})
+    assert (reply.body["itemisation"], reply.body["tax_exempt"]) == ("detailed", False)
+    stored = await redis_client.hgetall(keys.account("alice"))
+    assert b"itemisation" not in stored and b"tax_exempt" not in stored
+    history = (await http.get("/v1/accounts/alice/balanceActionHistory")).body
+    assert "plan_change" not in {e["type"] for e in history}  # the plan did not change
+
+
+async def test_patch_plan_is_a_plan_change_in_the_history(http, alice, redis_client):
+    await with_second_prepaid_plan(redis_client)
+    before = int(time.time())
+    reply = await http.patch("/v1/accounts/alice", {"plan": "prepaid-plus"})
+    assert reply.status == 200 and reply.body["plan"] == "prepaid-plus"
+    history = (await http.get("/v1/accounts/alice/balanceActionHistory")).body
+    change = history[0]  # newest first
+    assert change["type"] == "plan_change"
+    assert (change["previous"], change["plan"]) == ("prepaid-basic", "prepaid-plus")
+    assert before <= change["time"] <= int(time.time())
+    assert (change["id"], change["amount"], change["bucket"], change["unit"]) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert change["created_bucket"] is False
+    # the same plan again changes nothing and appends nothing
+    assert (await http.patch("/v1/accounts/alice", {"plan": "prepaid-plus"})).status == 200
+    assert await redis_client.llen(keys.history("alice")) == len(history)
+    reply = await http.patch("/v1/accounts/alice", {"plan": "prepaid-basic"})
+    assert reply.status == 200
+    history = (await http.get("/v1/accounts/alice/balanceActionHistory")).body
+    assert [(e["previous"], e["plan"]) for e in history if e["type"] == "plan_change"] == [
+        ("prepaid-plus", "prepaid-basic"),
+        ("prepaid-basic", "prepaid-plus"),
+    ]
+
+
+async def test_a_refused_plan_change_writes_no_history(http, alice, redis_client):
+    reply = await http.patch("/v1/accounts/alice", {"plan": "postpaid-standard"})
+    assert reply.status == 422
+    assert await redis_client.llen(keys.history("alice")) == 0
+    assert (await http.get("/v1/accounts/alice")).body["plan"] == "prepaid-basic"

@@ -1,5 +1,5 @@
-"""Balance history entries: every writer (top-up, adjustment, credit, refund) run against
-the real scripts, and every field it writes documented, in docs/api.md (the API's
+"""Balance history entries: every writer (top-up, adjustment, credit, refund, plan change)
+run against the real scripts and stores, and every field it writes documented, in docs/api.md (the API's
 entry) and docs/data-model.md (the stored entry); nothing documented that no writer
 writes."""
 
@@ -12,6 +12,7 @@ from typing import Any
 from quota_engine.model import ChargingRequest, EventAction, Outcome, RequestType, ServiceUsage
 from quota_engine.store import keys
 from quota_engine.store.accounts import AccountStore
+from quota_engine.store.catalogs import CatalogStore, demo_catalog_document
 from tests.helpers import ROOT
 from tests.ocs.api.conftest import EUR, MSISDN
 
@@ -56,13 +57,27 @@ async def run_every_writer(http, redis_client, engine) -> None:
     await AccountStore(redis_client).credit("alice", "main", 2 * EUR, reason="compensation")
     [refund] = await engine.charge([sms_refund("refund-1")])
     assert refund.outcome is Outcome.OK
+    # last: the engine rates with the demo catalog, which has no second prepaid plan
+    document = demo_catalog_document()
+    document["version"] = "demo-plans"
+    document["plans"].append({**document["plans"][0], "id": "prepaid-plus"})
+    catalogs = CatalogStore(redis_client)
+    await catalogs.activate(await catalogs.save(document))
+    change = await http.patch("/v1/accounts/alice", {"plan": "prepaid-plus"})
+    assert change.status == 200 and change.body["plan"] == "prepaid-plus"
 
 
 async def test_every_field_of_every_history_entry_is_documented(http, alice, redis_client, engine):
     await run_every_writer(http, redis_client, engine)
     reply = await http.get("/v1/accounts/alice/balanceActionHistory")
     entries: list[dict[str, Any]] = reply.body
-    assert {e["type"] for e in entries} == {"topup", "adjustment", "credit", "refund"}
+    assert {e["type"] for e in entries} == {
+        "topup",
+        "adjustment",
+        "credit",
+        "refund",
+        "plan_change",
+    }
     api_fields = documented(API_DOC, "#### History entry fields")
     written = {name for entry in entries for name in entry}
     assert written == set(api_fields), written ^ set(api_fields)

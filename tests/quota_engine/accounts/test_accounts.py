@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 
 import msgpack
 import pytest
@@ -152,6 +153,11 @@ async def test_upsert_updates_and_keeps_created(store, events):
         ({"plan": "gold"}, "plan"),  # unknown in the active catalog
         ({"plan": "postpaid-standard"}, "plan"),  # a postpaid plan
         ({"currency": "USD"}, "currency"),  # not the catalog currency
+        ({"tax_exempt": "yes"}, "tax_exempt"),
+        ({"tax_exempt": 1}, "tax_exempt"),
+        ({"bill_separately": None}, "bill_separately"),
+        ({"itemisation": "full"}, "itemisation"),
+        ({"itemisation": None}, "itemisation"),
     ],
 )
 async def test_invalid_account_names_the_field(store, change, field):
@@ -167,6 +173,139 @@ async def test_validation_lists_every_problem(store):
         await store.create_account(bad)
     assert [f for f, _ in exc.value.problems] == ["kind", "status", "bill_cycle_day"]
     assert "kind: must be one of prepaid, postpaid" in str(exc.value)
+
+
+async def test_billing_preference_problems_say_what_is_allowed(store):
+    bad = dataclasses.replace(PREPAID, tax_exempt="no", bill_separately=0, itemisation="x")
+    with pytest.raises(ValidationError) as exc:
+        await store.create_account(bad)
+    assert exc.value.problems == [
+        ("tax_exempt", "must be true or false"),
+        ("bill_separately", "must be true or false"),
+        ("itemisation", "must be one of detailed, summary"),
+    ]
+
+
+# --------------------------------------------------------------------------- billing preferences
+
+
+BILLING = dataclasses.replace(
+    POSTPAID, tax_exempt=True, bill_separately=True, itemisation="summary", created=1_700_000_000
+)
+
+
+async def test_billing_preferences_are_stored_only_when_not_the_default(store, r):
+    await store.create_account(BILLING)
+    stored = await r.hgetall(keys.account("acc-2"))
+    assert (stored[b"tax_exempt"], stored[b"bill_separately"], stored[b"itemisation"]) == (
+        b"1",
+        b"1",
+        b"summary",
+    )
+    assert await store.get_account("acc-2") == BILLING
+    back = dataclasses.replace(BILLING, tax_exempt=False, bill_separately=False)
+    back = dataclasses.replace(back, itemisation="detailed")
+    assert await store.create_account(back, upsert=True) == "updated"
+    stored = await r.hgetall(keys.account("acc-2"))
+    assert not {b"tax_exempt", b"bill_separately", b"itemisation"} & set(stored)
+    assert await store.get_account("acc-2") == back
+
+
+def test_a_hash_written_before_the_billing_preferences_reads_as_the_defaults():
+    old = {b"kind": b"prepaid", b"status": b"active", b"currency": b"EUR", b"plan": b"p"}
+    account = Account.from_hash("old", old)
+    assert (account.tax_exempt, account.bill_separately, account.itemisation) == (
+        False,
+        False,
+        "detailed",
+    )
+    assert Account.from_hash("x", {**old, b"tax_exempt": b"1"}).tax_exempt is True
+
+
+async def test_a_differing_billing_preference_is_a_conflict_naming_it(store):
+    await store.create_account(POSTPAID)
+    with pytest.raises(ConflictError) as exc:
+        await store.create_account(dataclasses.replace(POSTPAID, itemisation="summary"))
+    assert "itemisation" in exc.value.message
+
+
+# --------------------------------------------------------------------------- plan changes
+
+
+@pytest.fixture
+async def two_plans(r, store):
+    """The active catalog has a second prepaid plan, prepaid-plus."""
+    document = demo_catalog_document()
+    document["version"] = "demo-plans"
+    document["plans"].append({**document["plans"][0], "id": "prepaid-plus"})
+    catalogs = CatalogStore(r)
+    await catalogs.activate(await catalogs.save(document))
+    return store
+
+
+async def history(r, account_id: str) -> list[dict]:
+    return [json.loads(raw) for raw in await r.lrange(keys.history(account_id), 0, -1)]
+
+
+async def test_an_upsert_that_changes_the_plan_appends_a_plan_change(two_plans, r):
+    store = two_plans
+    await store.create_account(PREPAID, now=1_000)
+    assert await history(r, "acc-1") == []  # creating is no change
+    plus = dataclasses.replace(PREPAID, plan="prepaid-plus")
+    assert await store.create_account(plus, upsert=True, now=1_741_000_000) == "updated"
+    assert await history(r, "acc-1") == [
+        {
+            "type": "plan_change",
+            "previous": "prepaid-basic",
+            "plan": "prepaid-plus",
+            "time": 1_741_000_000,
+        }
+    ]
+    # unchanged, or another field changed: no entry
+    assert await store.create_account(plus, upsert=True) == "unchanged"
+    await store.create_account(dataclasses.replace(plus, bill_cycle_day=9), upsert=True)
+    assert len(await history(r, "acc-1")) == 1
+    # without now: this server's clock
+    before = int(time.time())
+    await store.create_account(PREPAID, upsert=True)
+    [_, back] = await history(r, "acc-1")
+    assert (back["previous"], back["plan"]) == ("prepaid-plus", "prepaid-basic")
+    assert before <= back["time"] <= int(time.time())
+
+
+async def test_a_refused_plan_change_appends_nothing(two_plans, r):
+    store = two_plans
+    await store.create_account(PREPAID)
+    with pytest.raises(ConflictError):  # differs, no upsert
+        await store.create_account(dataclasses.replace(PREPAID, plan="prepaid-plus"))
+    with pytest.raises(ValidationError):  # a postpaid plan
+        await store.create_account(
+            dataclasses.replace(PREPAID, plan="postpaid-standard"), upsert=True
+        )
+    assert await history(r, "acc-1") == []
+    assert (await store.get_account("acc-1")).plan == "prepaid-basic"
+
+
+async def test_concurrent_plan_changes_leave_one_consistent_chain(two_plans, r):
+    """Each entry is written in the transaction that changes the plan (WATCH on the
+    account): whatever the interleaving, the entries chain from plan to plan and end
+    at the stored plan."""
+    store = two_plans
+    await store.create_account(PREPAID)
+    plans = ["prepaid-plus", "prepaid-basic"] * 10
+    await asyncio.gather(
+        *(
+            store.create_account(dataclasses.replace(PREPAID, plan=plan), upsert=True)
+            for plan in plans
+        )
+    )
+    entries = await history(r, "acc-1")
+    assert entries
+    current = "prepaid-basic"
+    for entry in entries:
+        assert entry["previous"] == current and entry["plan"] != current
+        current = entry["plan"]
+    assert (await store.get_account("acc-1")).plan == current
 
 
 async def test_unknown_plan_names_the_catalog_plans(store):

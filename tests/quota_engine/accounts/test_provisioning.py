@@ -496,3 +496,60 @@ async def test_problems_of_a_bulk_document_come_in_document_order(r):
     paths = [problem.split(":")[0] for problem in caught.value.problems]
     assert paths == sorted(paths, key=lambda p: int(p.split("[")[1].split("]")[0]))
     assert len(paths) == count // 2
+
+
+# --------------------------------------------------------------------------- billing preferences, plan changes
+
+
+async def test_billing_preferences_are_provisioned_and_idempotent(r):
+    parent = {"id": "corp", "kind": "postpaid", "plan": "postpaid-standard"}
+    child = {
+        **parent,
+        "id": "line-1",
+        "parent": "corp",
+        "tax_exempt": True,
+        "bill_separately": True,
+        "itemisation": "summary",
+    }
+    await provision(r, document(parent, child), now=NOW)
+    got = await AccountStore(r).get_account("line-1")
+    assert (got.tax_exempt, got.bill_separately, got.itemisation) == (True, True, "summary")
+    before = await snapshot(r)
+    report = await provision(r, document(parent, child), now=NOW + 5)
+    assert not report.changed and await snapshot(r) == before
+    report = await provision(r, document(parent, {**child, "tax_exempt": False}), now=NOW)
+    assert report.accounts[1].outcome == "kept"
+    assert report.accounts[1].differences == ["tax_exempt"]
+
+
+async def test_bad_billing_preferences_are_reported_with_their_paths(r):
+    doc = document(account(1, tax_exempt="yes", bill_separately=1, itemisation="full"))
+    with pytest.raises(ProvisioningError) as exc:
+        await provision(r, doc, now=NOW)
+    assert exc.value.problems == [
+        "accounts[0].tax_exempt: must be true or false",
+        "accounts[0].bill_separately: must be true or false",
+        "accounts[0].itemisation: must be one of detailed, summary",
+    ]
+    assert await r.keys("*") == []
+
+
+async def test_replace_with_another_plan_is_a_plan_change_dated_now(r):
+    catalog = demo_catalog_document()
+    catalog["version"] = "demo-plans"
+    catalog["plans"].append({**catalog["plans"][0], "id": "prepaid-plus"})
+    await provision(r, {"catalog": catalog, "accounts": [account(1)]}, now=NOW)
+    again = {"catalog": catalog, "accounts": [account(1, plan="prepaid-plus", replace=True)]}
+    report = await provision(r, again, now=NOW + DAY)
+    assert report.accounts[0].outcome == "updated"
+    entries = [json.loads(e) for e in await r.lrange(keys.history("acc-1"), 0, -1)]
+    assert entries == [
+        {
+            "type": "plan_change",
+            "previous": "prepaid-basic",
+            "plan": "prepaid-plus",
+            "time": NOW + DAY,
+        }
+    ]
+    await provision(r, again, now=NOW + 2 * DAY)  # the same plan again: no entry
+    assert await r.llen(keys.history("acc-1")) == 1
