@@ -1,7 +1,9 @@
 """The ``ocs`` command: ``serve``, ``check-config``, ``provision``, and the client commands
 ``catalog load``, ``account create|show|bar`` and ``topup``; ``records read|verify``
 read the rated-record segment files of ``records.directory`` (``ocs.records.commands``);
-``billing migrate|status`` the billing database (``ocs.billing.commands``).
+``billing migrate|status`` the billing database (``ocs.billing.commands``); ``bill-run``
+makes invoices (``ocs.bill_run_command``), ``invoice list|show|finalize|void|credit-note``
+manages them (``ocs.billing.invoice_commands``).
 
 Exit codes: 0 success; 1 ``check-config`` found problems in the file, ``provision``
 refused the document, ``account show`` found no such account, the API refused a client
@@ -42,7 +44,9 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from ocs.api.client import ApiClient, ApiRefused, ApiUnreachable
+from ocs.bill_run_command import add_bill_run_command, bill_run_command
 from ocs.billing.commands import add_billing_commands, billing_command
+from ocs.billing.invoice_commands import add_invoice_commands, invoice_command
 from ocs.config import (
     CONFIG_ENV,
     SPECS,
@@ -211,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_api_options(topup)
     _add_records_commands(commands)
     add_billing_commands(commands)
+    add_bill_run_command(commands)
+    add_invoice_commands(commands)
     return parser
 
 
@@ -784,12 +790,17 @@ def main(
         return _migrate_command(args, env)
     if args.command == "billing":
         return billing_command(args, env)
+    if args.command == "bill-run":
+        return bill_run_command(args, env)
+    if args.command == "invoice":
+        return invoice_command(args, env)
     if args.command in ("catalog", "account", "topup"):
         return _run_api_command(args, env)
     parser.print_usage(sys.stderr)
     print(
         "ocs: error: a command is required "
-        "(serve, export, check-config, provision, catalog, account, topup, records, billing)",
+        "(serve, export, check-config, provision, catalog, account, topup, records, billing, "
+        "bill-run, invoice)",
         file=sys.stderr,
     )
     return 2

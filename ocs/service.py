@@ -23,6 +23,7 @@ from aiohttp import web
 
 from ocs.api.app import create_app
 from ocs.api.serving import runner_options
+from ocs.billing_schedule import billing_schedule
 from ocs.catalog_holder import CatalogHolder, NoActiveCatalog
 from ocs.config import Settings
 from ocs.gy.application import CreditControlApplication
@@ -163,6 +164,7 @@ async def serve(settings: Settings, stop: asyncio.Event, *, own_process: bool = 
         exporting(store, settings, metrics)
         if runs_in_serve(settings)
         else contextlib.nullcontext(),
+        billing_schedule(store, settings, metrics.billing),
     ):
 
         async def health() -> dict[str, bool]:

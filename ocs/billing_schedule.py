@@ -1,0 +1,133 @@
+"""The daily bill run inside ``ocs serve`` (``billing.schedule = "HH:MM"``).
+
+Every day at that local time of the active catalog's time zone, the node bills the
+periods that ended that day and, for each of the days of the grace period before it,
+refreshes the drafts of the periods that ended then and finalises those whose grace
+period is over (the same :func:`~ocs.billing.bill_run.run_bill_run` as ``ocs bill-run
+--date``, in a thread: charging never waits for it). Accounts and the catalog are read
+from the node's Redis, records from ``records.directory``, invoices go to
+``billing.database_url``.
+
+Run it on one node only (or on each with its own share: several processes share a run
+by ``ocs bill-run --shard``; the schedule runs the whole run). A failed run is logged
+(``bill_run_failed``) and tried again the next day; the command can be run by hand
+meanwhile. Results are the ``ocs_bill_run_*`` metrics on the node's ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ocs.bill_run_command import bill_run_options, open_billing_database, record_metrics
+from ocs.billing.bill_run import BillRunSummary, run_bill_run
+from ocs.billing_source import read_billing_accounts
+from ocs.config import Settings
+from ocs.logs import log_event
+from ocs.metrics import BillingMetrics
+from quota_engine.store.catalogs import CatalogStore
+
+__all__ = ["billing_schedule", "next_run", "scheduled_bill_run"]
+
+logger = logging.getLogger(__name__)
+
+_DAY = 86_400
+
+
+def next_run(now: float, schedule: str, timezone: str) -> float:
+    """The Unix time of the next ``HH:MM`` local time in ``timezone`` after ``now``."""
+    hour, minute = (int(part) for part in schedule.split(":"))
+    zone = ZoneInfo(timezone)
+    local = datetime.fromtimestamp(now, zone)
+    candidate = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if candidate.timestamp() <= now:
+        following = local.date() + timedelta(days=1)
+        candidate = datetime(following.year, following.month, following.day, hour, minute,
+                             tzinfo=zone)  # fmt: skip
+    return candidate.timestamp()
+
+
+async def scheduled_bill_run(
+    store: Any, settings: Settings, metrics: BillingMetrics, today: date, *, now: int
+) -> list[BillRunSummary]:
+    """One day's scheduled bill run at ``now`` (Unix s): the periods that ended ``today``
+    and on each day of the grace period before (drafts refreshed, due ones finalised)."""
+    catalog = await CatalogStore(store).active()
+    if catalog is None:
+        log_event(logger, "bill_run_skipped", level=logging.WARNING, reason="no active catalog")
+        return []
+    accounts = await read_billing_accounts(store)
+    engine = await asyncio.to_thread(open_billing_database, settings.billing_database_url)
+    summaries = []
+    try:
+        options = bill_run_options(settings)
+        days = math.ceil(settings.billing_grace_period / _DAY) + 1
+        for back in range(days + 1):
+            day = today - timedelta(days=back)
+            summary = await asyncio.to_thread(
+                run_bill_run, engine, catalog, accounts, settings.records_directory,
+                day=day, options=options, now=now,
+            )  # fmt: skip
+            await asyncio.to_thread(record_metrics, metrics, summary, engine)
+            log_event(
+                logger, "bill_run_completed", level=logging.INFO if summary.ok else logging.ERROR,
+                period=summary.period, accounts=summary.accounts,
+                created=summary.invoices_created, refreshed=summary.drafts_refreshed,
+                finalized=summary.finalized, errors=len(summary.errors),
+                seconds=round(summary.seconds, 3),
+            )  # fmt: skip
+            summaries.append(summary)
+    finally:
+        engine.dispose()
+    return summaries
+
+
+async def _run_daily(
+    store: Any, settings: Settings, metrics: BillingMetrics, stop: asyncio.Event,
+    clock: Callable[[], float],
+) -> None:  # fmt: skip
+    last = 0.0
+    while not stop.is_set():
+        catalog = await CatalogStore(store).active()
+        timezone = catalog.timezone if catalog is not None else "UTC"
+        # never the same moment twice, even when the run took no time on a coarse clock
+        due = last = next_run(max(clock(), last), settings.billing_schedule, timezone)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=max(due - clock(), 0.0))
+        if stop.is_set():
+            return
+        today = datetime.fromtimestamp(due, ZoneInfo(timezone)).date()
+        try:
+            await scheduled_bill_run(store, settings, metrics, today, now=int(clock()))
+        except Exception as error:  # logged, tried again tomorrow; the node goes on
+            log_event(logger, "bill_run_failed", level=logging.ERROR, error=repr(error))
+
+
+@contextlib.asynccontextmanager
+async def billing_schedule(
+    store: Any,
+    settings: Settings,
+    metrics: BillingMetrics,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> AsyncIterator[asyncio.Task[None] | None]:
+    """The daily bill run as a task for the lifetime of the context (None when off)."""
+    if settings.billing_schedule == "off":
+        yield None
+        return
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        _run_daily(store, settings, metrics, stop, clock), name="ocs-bill-run"
+    )
+    try:
+        yield task
+    finally:
+        stop.set()
+        await task
