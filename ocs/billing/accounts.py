@@ -93,16 +93,20 @@ class HierarchyError(ValueError):
     """An account's parent chain loops, or names an account that does not exist."""
 
 
-def invoice_accounts(accounts: Iterable[BillingAccount]) -> dict[str, list[BillingAccount]]:
+def invoice_accounts(
+    accounts: Iterable[BillingAccount], errors: list[tuple[str, str]] | None = None
+) -> dict[str, list[BillingAccount]]:
     """The postpaid accounts grouped by the account whose invoice they are on:
     ``{invoice account id: [that account, then its members, depth first]}``.
 
     An account is on its parent's invoice when it has a postpaid parent and is not
     ``bill_separately``; the parent's own invoice account decides (deeper hierarchies
     roll up to the top). A prepaid account gets no invoice, and a prepaid parent is no
-    invoice account: its postpaid children are invoiced on their own. Raises
-    :class:`HierarchyError` for a loop; a parent missing from ``accounts`` makes the
-    child its own invoice account (the parent was closed and removed)."""
+    invoice account: its postpaid children are invoiced on their own. A parent missing
+    from ``accounts`` makes the child its own invoice account (the parent was closed and
+    removed). A loop of parents raises :class:`HierarchyError`, or, given ``errors``,
+    appends ``(account, why)`` there for each account whose chain loops and leaves them
+    out (the other accounts are grouped as usual)."""
     by_id: Mapping[str, BillingAccount] = {a.id: a for a in accounts}
     owner: dict[str, str] = {}
 
@@ -126,13 +130,24 @@ def invoice_accounts(accounts: Iterable[BillingAccount]) -> dict[str, list[Billi
         owner[current.id] = known
         return known
 
+    looping: set[str] = set()
+    for account in by_id.values():
+        if not account.postpaid:
+            continue
+        try:
+            invoice_owner(account)
+        except HierarchyError as error:
+            if errors is None:
+                raise
+            looping.add(account.id)
+            errors.append((account.id, str(error)))
     children: dict[str, list[BillingAccount]] = {}
     for account in by_id.values():
-        if account.postpaid and account.parent:
+        if account.postpaid and account.parent and account.id not in looping:
             children.setdefault(account.parent, []).append(account)
     groups: dict[str, list[BillingAccount]] = {}
     for account in sorted(by_id.values(), key=lambda a: a.id):
-        if not account.postpaid or invoice_owner(account) != account.id:
+        if account.id in looping or not account.postpaid or invoice_owner(account) != account.id:
             continue
         members: list[BillingAccount] = []
         stack = [account]
