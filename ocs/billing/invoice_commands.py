@@ -62,6 +62,7 @@ def add_invoice_commands(commands: Any) -> None:
     listing.add_argument("--account", help="only this account's")
     listing.add_argument("--state", choices=("draft", "final", "void"))
     listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--timezone", default="UTC", help="show period starts in this zone")
     show = actions.add_parser("show", help="an invoice and its lines")
     show.add_argument("invoice", metavar="INVOICE", help="id (in_...) or number")
     show.add_argument("--json", action="store_true", help="the TMF678 document")
@@ -159,7 +160,7 @@ def _show(connection: Connection, document: str, zone: ZoneInfo) -> list[str]:
     return lines
 
 
-def _list(connection: Connection, args: argparse.Namespace) -> list[str]:
+def _list(connection: Connection, args: argparse.Namespace, zone: ZoneInfo) -> list[str]:
     c = invoices.c
     query = select(invoices).order_by(c.period_start.desc(), c.account).limit(max(args.limit, 1))
     if args.account:
@@ -168,7 +169,7 @@ def _list(connection: Connection, args: argparse.Namespace) -> list[str]:
         query = query.where(c.state == args.state)
     return [
         f"{row.id}  {row.number or '-':<14} {row.state:<6} {row.account:<20} "
-        f"{datetime.fromtimestamp(row.period_start, ZoneInfo('UTC')).date()}  "
+        f"{_instant(row.period_start, zone)}  "
         f"{format_money(row.total_minor, row.currency, row.minor_digits)}"
         for row in connection.execute(query)
     ]
@@ -191,14 +192,15 @@ def _credit_lines(specs: list[str]) -> list[CreditLine]:
 def _run(engine: Engine, args: argparse.Namespace, settings: Any) -> list[str]:
     action = args.invoice_command
     now = int(time.time())
-    if action == "list":
-        with engine.connect() as connection:
-            return _list(connection, args)
-    if action == "show":
+    if action in ("list", "show"):
         try:
             zone = ZoneInfo(args.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise _Usage(f"--timezone: unknown time zone {args.timezone!r}") from None
+    if action == "list":
+        with engine.connect() as connection:
+            return _list(connection, args, zone)
+    if action == "show":
         with engine.connect() as connection:
             document = _find(connection, args.invoice)
             if args.json:
