@@ -1,0 +1,661 @@
+"""Revenue assurance of a bill period: ``ocs bill-audit --period 2026-11``.
+
+:func:`audit_period` reads the billing database and the record segments (never Redis)
+and proves, for the invoices whose ``period_start`` falls in the local month ``period``
+(in ``timezone``, the catalog's), what docs/invoicing.md ("Audit: ocs bill-audit")
+lists:
+
+1. **Records.** Every rated record of a billed account whose ``end`` is in the period of
+   one of its live (draft or final) invoices is on exactly one line of a live invoice,
+   any invoice of the database (an off-cycle one, the next period's as late usage):
+   ``unbilled`` when on none, ``billed_twice`` when on more. The accounts of an invoice
+   are its account and the child accounts its lines name (a hierarchy's sections);
+   prepaid accounts, and accounts with no invoice for the period, are not billed
+   accounts. Every record id a line of an audited invoice links (adjustments,
+   ``adjustment:<id>``, aside) is in the segments: ``phantom_link`` otherwise.
+2. **Totals.** Each invoice's ``subtotal``, ``tax`` and ``total``, minor and micro, are
+   the sums of its lines (tax lines: kind ``tax``): ``invoice_total``.
+3. **Lines.** Each usage and late-usage line's ``amount_micro`` is the sum of the
+   ``charged`` of its records (``line_amount``) and its ``quantity`` the sum of their
+   used units (``line_quantity``); every line's ``amount_minor`` is its
+   ``amount_micro`` rounded to the minor unit (``line_rounding``). The rounding
+   difference of the usage lines (``amount_minor - amount_micro``) is summed per
+   currency: information, not a discrepancy.
+4. **Taxes.** The non-tax lines grouped by (tax category, rate): each group's tax is
+   recomputed from the rates stored on the lines (no catalog needed), as the bill run
+   computes it (:func:`round_ratio_to_minor_unit` of the group's rounded amounts times
+   the rate, once), and must be the amount of that group's one tax line
+   (``tax_mismatch``, ``tax_missing``); a tax line without a group, or a second one,
+   is ``tax_unexpected``. Lines of a tax-exempt invoice carry no rate: no group, no tax.
+5. **Numbers.** For each billing entity and series (invoices, credit notes), the
+   numbers of the numbered documents, read back against the sequence's format, are
+   exactly 1 .. ``next_value - 1``: ``number_gap`` (one per run of missing numbers),
+   ``number_duplicate``, ``number_beyond_sequence``, ``number_unparsable``,
+   ``number_no_sequence``. Numbers are global to a sequence, so this check covers every
+   period's documents.
+
+A segment the records cannot all be read from (damage, an unsealed leftover of a
+stopped writer) is ``segment_unreadable``: the records it holds may be billed and not
+seen here, or unbilled and not reported.
+
+The audit only reads (a read-only transaction, one snapshot on both databases); it
+changes nothing and may run beside a bill run.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from ocs.billing.compose import ADJUSTMENT_PREFIX
+from ocs.billing.database import reading, shown_url
+from ocs.billing.numbering import format_number
+from ocs.billing.periods import period_of
+from ocs.billing.schema import (
+    credit_notes,
+    invoice_item_records,
+    invoice_items,
+    invoices,
+    number_sequences,
+)
+from ocs.records.reader import RecordReader
+from quota_engine.money import round_ratio_to_minor_unit, round_to_minor_unit
+
+__all__ = ["KINDS", "AuditError", "AuditReport", "Discrepancy", "audit_period", "number_pattern"]
+
+KINDS = (
+    "unbilled",
+    "billed_twice",
+    "phantom_link",
+    "invoice_total",
+    "line_amount",
+    "line_quantity",
+    "line_rounding",
+    "tax_mismatch",
+    "tax_missing",
+    "tax_unexpected",
+    "number_gap",
+    "number_duplicate",
+    "number_beyond_sequence",
+    "number_unparsable",
+    "number_no_sequence",
+    "segment_unreadable",
+)
+"""Every kind of discrepancy, a closed set (the metric's label values)."""
+
+_PPM = 1_000_000
+_USAGE_KINDS = frozenset({"usage", "late_usage"})
+_LOOKUP_BATCH = 500
+_TOTALS = ("subtotal", "tax", "total")
+
+
+class AuditError(Exception):
+    """The audit cannot run (no records directory, a database error): exit 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class Discrepancy:
+    """One thing found wrong, with the invoice, line (position) and record it concerns."""
+
+    kind: str
+    message: str
+    invoice: str | None = None
+    line: int | None = None
+    record: str | None = None
+
+    def text(self) -> str:
+        where = []
+        if self.invoice is not None:
+            where.append(f"invoice {self.invoice}")
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.record is not None:
+            where.append(f"record {self.record}")
+        place = f" {' '.join(where)}:" if where else ""
+        return f"{self.kind}:{place} {self.message}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "invoice": self.invoice,
+            "line": self.line,
+            "record": self.record,
+            "message": self.message,
+        }
+
+
+@dataclass(slots=True)
+class AuditReport:
+    """What :func:`audit_period` checked and found."""
+
+    period: str
+    timezone: str
+    start: int
+    end: int
+    invoices: int = 0
+    lines: int = 0
+    records: int = 0
+    numbered_documents: int = 0
+    rounding_micro: dict[str, int] = field(default_factory=dict)
+    discrepancies: list[Discrepancy] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.discrepancies
+
+    def by_kind(self) -> dict[str, int]:
+        """Discrepancies per kind, every kind present (0 when none)."""
+        counts = dict.fromkeys(KINDS, 0)
+        for found in self.discrepancies:
+            counts[found.kind] += 1
+        return counts
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "period": self.period,
+            "timezone": self.timezone,
+            "from": _iso(self.start),
+            "to": _iso(self.end),
+            "clean": self.clean,
+            "invoices_checked": self.invoices,
+            "lines_checked": self.lines,
+            "records_checked": self.records,
+            "numbered_documents_checked": self.numbered_documents,
+            "rounding_difference_micro": dict(sorted(self.rounding_micro.items())),
+            "discrepancies_by_kind": self.by_kind(),
+            "discrepancies": [d.as_json() for d in self.discrepancies],
+        }
+
+
+def _iso(at: int) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    account: str
+    end: int
+    charged: int
+    quantity: int
+
+
+@dataclass(slots=True)
+class _Invoice:
+    row: Any
+    items: list[Any] = field(default_factory=list)
+    links: dict[int, list[str]] = field(default_factory=dict)
+
+
+def audit_period(
+    engine: Engine,
+    records_dir: str | Path,
+    *,
+    period: str,
+    timezone: str,
+    late_window: int,
+) -> AuditReport:
+    """Audit the invoices whose period starts in the local month ``period`` (YYYY-MM) of
+    ``timezone`` against the segments of ``records_dir`` (module doc). ``late_window``
+    (seconds) is how far before an invoice's period its late-usage records may have
+    ended (the bill run's ``billing.late_window``): the segments are read from there.
+
+    Raises :class:`~ocs.billing.periods.PeriodError` for a bad period, and
+    :class:`AuditError` when the records directory is absent or the database fails."""
+    month = period_of(period, 1, timezone)
+    report = AuditReport(period=period, timezone=timezone, start=month.start, end=month.end)
+    records_path = Path(records_dir)
+    if not records_path.exists():
+        raise AuditError(f"no such records directory: {records_path}")
+    try:
+        with reading(engine).connect() as connection:
+            if connection.dialect.name == "postgresql":
+                # one snapshot for every query of the audit, as SQLite's deferred BEGIN
+                connection.execution_options(
+                    isolation_level="REPEATABLE READ", postgresql_readonly=True
+                )
+            connection.begin()
+            documents = _invoices(connection, month.start, month.end)
+            report.invoices = len(documents)
+            report.lines = sum(len(d.items) for d in documents.values())
+            records, scope = _read_records(records_path, documents, late_window, report)
+            _check_records(connection, documents, records, scope, report)
+            for document in documents.values():
+                _check_totals(document, report)
+                _check_lines(document, records, report)
+                _check_taxes(document, report)
+            _check_numbers(connection, report)
+    except SQLAlchemyError as exc:
+        original = getattr(exc, "orig", None)
+        reason = str(original if original is not None else exc).strip().splitlines()[0]
+        raise AuditError(f"billing database {shown_url(engine.url)}: {reason}") from None
+    return report
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+def _invoices(connection: Connection, start: int, end: int) -> dict[str, _Invoice]:
+    c = invoices.c
+    in_window = (c.period_start >= start) & (c.period_start < end)
+    documents = {
+        row.id: _Invoice(row)
+        for row in connection.execute(
+            select(invoices).where(in_window).order_by(c.period_start, c.account, c.id)
+        )
+    }
+    items = invoice_items.c
+    query = (
+        select(invoice_items)
+        .join(invoices, invoices.c.id == items.invoice_id)
+        .where(in_window)
+        .order_by(items.invoice_id, items.position)
+    )
+    for item in connection.execute(query):
+        documents[item.invoice_id].items.append(item)
+    links = invoice_item_records.c
+    query = (
+        select(links.invoice_id, links.item_id, links.record_id)
+        .join(invoices, invoices.c.id == links.invoice_id)
+        .where(in_window)
+        .order_by(links.item_id, links.record_id)
+    )
+    for link in connection.execute(query):
+        documents[link.invoice_id].links.setdefault(link.item_id, []).append(link.record_id)
+    return documents
+
+
+def _members(documents: Mapping[str, _Invoice]) -> dict[str, list[tuple[int, int]]]:
+    """The billed accounts and the periods of their live invoices."""
+    spans: dict[str, set[tuple[int, int]]] = defaultdict(set)
+    for document in documents.values():
+        row = document.row
+        if row.state == "void":
+            continue
+        span = (row.period_start, row.period_end)
+        spans[row.account].add(span)
+        for item in document.items:
+            if item.child_account:
+                spans[item.child_account].add(span)
+    return {account: sorted(found) for account, found in spans.items()}
+
+
+def _used(record: Mapping[str, Any]) -> int:
+    # as the usage ledger counts them (ocs.billing.usage.UsageLedger.add)
+    unit = record.get("unit") or ""
+    used = record.get("used") or {}
+    quantity = used.get(unit, 0) if unit else sum(used.values())
+    return abs(int(quantity))
+
+
+def _read_records(
+    path: Path, documents: Mapping[str, _Invoice], late_window: int, report: AuditReport
+) -> tuple[dict[str, _Record], list[str]]:
+    """The records linked by the audited invoices and those of the billed accounts in
+    their periods (the ids of the latter: the scope of the records check)."""
+    members = _members(documents)
+    linked = {
+        record
+        for document in documents.values()
+        for ids in document.links.values()
+        for record in ids
+        if not record.startswith(ADJUSTMENT_PREFIX)
+    }
+    records: dict[str, _Record] = {}
+    scope: list[str] = []
+    if not documents:
+        return records, scope
+    earliest = min(d.row.period_start for d in documents.values()) - late_window
+    latest = max(d.row.period_end for d in documents.values())
+    reader = RecordReader(path, start=earliest, end=latest, warn=False)
+    for record in reader:
+        record_id = str(record["id"])
+        account = str(record["account"])
+        ended = int(record["end"])
+        spans = members.get(account, ())
+        in_scope = any(start <= ended < end for start, end in spans)
+        if in_scope:
+            scope.append(record_id)
+        if in_scope or record_id in linked:
+            records[record_id] = _Record(
+                account, ended, int(record.get("charged") or 0), _used(record)
+            )
+    for warning in reader.warnings:
+        report.discrepancies.append(Discrepancy("segment_unreadable", warning))
+    report.records = len(records)
+    return records, scope
+
+
+def _batches(values: Sequence[str]) -> Iterator[Sequence[str]]:
+    for i in range(0, len(values), _LOOKUP_BATCH):
+        yield values[i : i + _LOOKUP_BATCH]
+
+
+def _live_links(
+    connection: Connection, record_ids: Iterable[str]
+) -> dict[str, list[tuple[str, int]]]:
+    """Where each of ``record_ids`` is on a live invoice of the whole database:
+    (invoice, line position) pairs."""
+    links, items = invoice_item_records.c, invoice_items.c
+    found: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for batch in _batches(sorted(set(record_ids))):
+        query = (
+            select(links.record_id, links.invoice_id, items.position)
+            .join(invoice_items, items.id == links.item_id)
+            .join(invoices, invoices.c.id == links.invoice_id)
+            .where(links.record_id.in_(batch), invoices.c.state != "void")
+            .order_by(links.record_id, links.invoice_id, items.position)
+        )
+        for row in connection.execute(query):
+            found[row.record_id].append((row.invoice_id, row.position))
+    return found
+
+
+# --- the checks -----------------------------------------------------------------------
+
+
+def _check_records(
+    connection: Connection,
+    documents: Mapping[str, _Invoice],
+    records: Mapping[str, _Record],
+    scope: Sequence[str],
+    report: AuditReport,
+) -> None:
+    found = report.discrepancies
+    linked_live: set[str] = set()
+    for document in documents.values():
+        positions = {item.id: item.position for item in document.items}
+        for item_id, ids in document.links.items():
+            for record_id in ids:
+                if document.row.state != "void":
+                    linked_live.add(record_id)
+                if record_id.startswith(ADJUSTMENT_PREFIX) or record_id in records:
+                    continue
+                found.append(
+                    Discrepancy(
+                        "phantom_link",
+                        "linked to a record id that the segments do not hold (records read "
+                        f"from {_iso(report.start)} less the late window to the periods' end)",
+                        invoice=document.row.id,
+                        line=positions.get(item_id),
+                        record=record_id,
+                    )
+                )
+    checked = sorted(set(scope) | linked_live)
+    where = _live_links(connection, checked)
+    in_scope = set(scope)
+    for record_id in checked:
+        places = where.get(record_id, [])
+        if not places and record_id in in_scope:
+            record = records[record_id]
+            found.append(
+                Discrepancy(
+                    "unbilled",
+                    f"record of account {record.account} that ended {_iso(record.end)}, in "
+                    "the period of its invoice, is on no live invoice line",
+                    record=record_id,
+                )
+            )
+        elif len(places) > 1:
+            shown = ", ".join(f"invoice {i} line {p}" for i, p in places)
+            found.append(
+                Discrepancy(
+                    "billed_twice",
+                    f"on {len(places)} live invoice lines: {shown}",
+                    invoice=places[0][0],
+                    line=places[0][1],
+                    record=record_id,
+                )
+            )
+
+
+def _check_totals(document: _Invoice, report: AuditReport) -> None:
+    row = document.row
+    sums: dict[str, int] = {}
+    for unit in ("minor", "micro"):
+        tax = sum(getattr(i, f"amount_{unit}") for i in document.items if i.kind == "tax")
+        subtotal = sum(getattr(i, f"amount_{unit}") for i in document.items if i.kind != "tax")
+        sums.update({f"subtotal_{unit}": subtotal, f"tax_{unit}": tax})
+        sums[f"total_{unit}"] = subtotal + tax
+    for name in (f"{total}_{unit}" for unit in ("minor", "micro") for total in _TOTALS):
+        stored = getattr(row, name)
+        if stored != sums[name]:
+            report.discrepancies.append(
+                Discrepancy(
+                    "invoice_total",
+                    f"{name} is {stored}, its lines sum to {sums[name]}",
+                    invoice=row.id,
+                )
+            )
+
+
+def _check_lines(document: _Invoice, records: Mapping[str, _Record], report: AuditReport) -> None:
+    row = document.row
+    found = report.discrepancies
+    for item in document.items:
+        rounded = round_to_minor_unit(item.amount_micro, row.minor_digits)
+        if item.amount_minor != rounded:
+            found.append(
+                Discrepancy(
+                    "line_rounding",
+                    f"amount_minor {item.amount_minor} is not amount_micro "
+                    f"{item.amount_micro} rounded to {row.minor_digits} minor digits ({rounded})",
+                    invoice=row.id,
+                    line=item.position,
+                )
+            )
+        if item.kind not in _USAGE_KINDS:
+            continue
+        report.rounding_micro[row.currency] = (
+            report.rounding_micro.get(row.currency, 0) + item.amount_minor - item.amount_micro
+        )
+        ids = document.links.get(item.id, [])
+        summed = [records[i] for i in ids if i in records]
+        if len(summed) != len(ids):
+            continue  # a phantom link, reported as such: the sums cannot be checked
+        charged = sum(r.charged for r in summed)
+        if item.amount_micro != charged:
+            found.append(
+                Discrepancy(
+                    "line_amount",
+                    f"amount_micro {item.amount_micro}, its {len(ids)} records charged {charged}",
+                    invoice=row.id,
+                    line=item.position,
+                )
+            )
+        quantity = sum(r.quantity for r in summed)
+        if (item.quantity or 0) != quantity:
+            found.append(
+                Discrepancy(
+                    "line_quantity",
+                    f"quantity {item.quantity}, its {len(ids)} records used {quantity}",
+                    invoice=row.id,
+                    line=item.position,
+                )
+            )
+
+
+def _check_taxes(document: _Invoice, report: AuditReport) -> None:
+    row = document.row
+    found = report.discrepancies
+    bases: dict[tuple[str, int], int] = {}
+    for item in document.items:
+        if item.kind == "tax" or item.tax_category is None or item.tax_rate_ppm is None:
+            continue
+        key = (item.tax_category, item.tax_rate_ppm)
+        bases[key] = bases.get(key, 0) + item.amount_minor
+    expected = {
+        key: round_ratio_to_minor_unit(base * key[1], _PPM, row.minor_digits)
+        for key, base in bases.items()
+        if key[1] != 0 and base != 0
+    }
+    seen: set[tuple[str, int]] = set()
+    for item in document.items:
+        if item.kind != "tax":
+            continue
+        key = (item.tax_category or "", item.tax_rate_ppm if item.tax_rate_ppm is not None else -1)
+        rate = "no rate" if item.tax_rate_ppm is None else f"{item.tax_rate_ppm} ppm"
+        group = f"{item.tax_category} at {rate}"
+        if key in seen or key not in expected:
+            reason = "a second tax line" if key in seen else "no taxed line"
+            found.append(
+                Discrepancy(
+                    "tax_unexpected",
+                    f"tax line of {group} ({item.amount_minor}): {reason} of that category "
+                    "and rate",
+                    invoice=row.id,
+                    line=item.position,
+                )
+            )
+            seen.add(key)
+            continue
+        seen.add(key)
+        tax = expected[key]
+        if item.amount_minor != tax or item.amount_micro != tax:
+            found.append(
+                Discrepancy(
+                    "tax_mismatch",
+                    f"tax of {group} is {item.amount_minor} (micro {item.amount_micro}), "
+                    f"recomputed {tax} on a base of {bases[key]}",
+                    invoice=row.id,
+                    line=item.position,
+                )
+            )
+    for key in sorted(set(expected) - seen):
+        found.append(
+            Discrepancy(
+                "tax_missing",
+                f"no tax line for {key[0]} at {key[1]} ppm: {expected[key]} on a base of "
+                f"{bases[key]}",
+                invoice=row.id,
+            )
+        )
+
+
+# --- numbers --------------------------------------------------------------------------
+
+
+def number_pattern(form: str, entity: str) -> re.Pattern[str]:
+    """A regex matching the numbers ``form`` writes for ``entity``; group ``seq`` is the
+    first ``{seq}`` as written (its decimal digits, with any padding or separators).
+    Whether the rest agrees is for the caller to check, by writing the value back."""
+    parts: list[str] = []
+    named = False
+    for literal, name, _spec, _conversion in string.Formatter().parse(form):
+        parts.append(re.escape(literal))
+        if name == "entity":
+            parts.append(re.escape(entity))
+        elif name == "seq":
+            digits = r"[-+ ]?[0-9][0-9,_]*"
+            parts.append(f"(?:{digits})" if named else f"(?P<seq>{digits})")
+            named = True
+    return re.compile("".join(parts))
+
+
+def _value(form: str, entity: str, pattern: re.Pattern[str], number: str) -> int | None:
+    match = pattern.fullmatch(number)
+    if match is None:
+        return None
+    # the pattern's digits always make an int; writing it back decides
+    value = int(match.group("seq").replace(",", "").replace("_", "").strip())
+    return value if format_number(form, entity, value) == number else None
+
+
+def _check_numbers(connection: Connection, report: AuditReport) -> None:
+    sequences = {
+        (row.entity, row.series): row for row in connection.execute(select(number_sequences))
+    }
+    numbered: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    for series, table in (("invoice", invoices), ("credit_note", credit_notes)):
+        c = table.c
+        query = select(c.id, c.entity, c.number).where(c.number.is_not(None)).order_by(c.id)
+        for row in connection.execute(query):
+            numbered[row.entity, series].append((row.id, row.number))
+    found = report.discrepancies
+    for key in sorted(set(sequences) | set(numbered)):
+        entity, series = key
+        documents = numbered.get(key, [])
+        report.numbered_documents += len(documents)
+        what = series.replace("_", " ")
+        sequence = sequences.get(key)
+        if sequence is None:
+            for document, number in documents:
+                found.append(
+                    Discrepancy(
+                        "number_no_sequence",
+                        f"{what} {document} has number {number!r}, but entity {entity!r} "
+                        f"has no {what} number sequence",
+                        invoice=document if series == "invoice" else None,
+                    )
+                )
+            continue
+        pattern = number_pattern(sequence.format, entity)
+        holders: dict[int, list[str]] = defaultdict(list)
+        for document, number in documents:
+            value = _value(sequence.format, entity, pattern, number)
+            invoice = document if series == "invoice" else None
+            if value is None:
+                found.append(
+                    Discrepancy(
+                        "number_unparsable",
+                        f"{what} {document}: number {number!r} is not written in the "
+                        f"format {sequence.format!r} of entity {entity!r}",
+                        invoice=invoice,
+                    )
+                )
+            elif not 1 <= value < sequence.next_value:
+                found.append(
+                    Discrepancy(
+                        "number_beyond_sequence",
+                        f"{what} {document}: number {number!r} ({value}) is outside the values "
+                        f"the sequence of entity {entity!r} assigned (1 to "
+                        f"{sequence.next_value - 1})",
+                        invoice=invoice,
+                    )
+                )
+            else:
+                holders[value].append(document)
+        for value, owners in sorted(holders.items()):
+            if len(owners) > 1:
+                number = format_number(sequence.format, entity, value)
+                found.append(
+                    Discrepancy(
+                        "number_duplicate",
+                        f"{what} number {number!r} of entity {entity!r} is on "
+                        f"{len(owners)} documents: {', '.join(owners)}",
+                        invoice=owners[0] if series == "invoice" else None,
+                    )
+                )
+        for first, last in _missing_runs(holders, sequence.next_value - 1):
+            low = format_number(sequence.format, entity, first)
+            high = format_number(sequence.format, entity, last)
+            span = repr(low) if first == last else f"{low!r} to {high!r} ({last - first + 1})"
+            found.append(
+                Discrepancy(
+                    "number_gap",
+                    f"{what} number {span} of entity {entity!r} assigned by the sequence "
+                    f"(next value {sequence.next_value}) but on no {what}",
+                )
+            )
+
+
+def _missing_runs(present: Mapping[int, object], last: int) -> Iterator[tuple[int, int]]:
+    """The runs ``(first, last)`` of 1..``last`` that ``present`` lacks."""
+    start: int | None = None
+    for value in range(1, last + 1):
+        if value in present:
+            if start is not None:
+                yield start, value - 1
+                start = None
+        elif start is None:
+            start = value
+    if start is not None:
+        yield start, last
