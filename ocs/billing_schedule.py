@@ -26,8 +26,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ocs.bill_run_command import bill_run_options, open_billing_database, record_metrics
 from ocs.billing.bill_run import BillRunSummary, run_bill_run
+from ocs.billing_runner import bill_run_options, open_billing_database, record_metrics
 from ocs.billing_source import read_billing_accounts
 from ocs.config import Settings
 from ocs.logs import log_event

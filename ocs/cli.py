@@ -3,7 +3,8 @@
 read the rated-record segment files of ``records.directory`` (``ocs.records.commands``);
 ``billing migrate|status`` the billing database (``ocs.billing.commands``); ``bill-run``
 makes invoices (``ocs.bill_run_command``), ``invoice list|show|finalize|void|credit-note``
-manages them (``ocs.billing.invoice_commands``).
+manages them (``ocs.billing.invoice_commands``), ``bill-audit`` proves a period
+(``ocs.billing.audit_command``).
 
 Exit codes: 0 success; 1 ``check-config`` found problems in the file, ``provision``
 refused the document, ``account show`` found no such account, the API refused a client
@@ -45,8 +46,13 @@ import redis.asyncio as aioredis
 
 from ocs.api.client import ApiClient, ApiRefused, ApiUnreachable
 from ocs.bill_run_command import add_bill_run_command, bill_run_command
-from ocs.billing.commands import add_billing_commands, billing_command
-from ocs.billing.invoice_commands import add_invoice_commands, invoice_command
+from ocs.billing.audit_command import add_audit_command, audit_command
+from ocs.billing.commands import (
+    add_billing_commands,
+    add_invoice_commands,
+    billing_command,
+    invoice_command,
+)
 from ocs.config import (
     CONFIG_ENV,
     SPECS,
@@ -217,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_billing_commands(commands)
     add_bill_run_command(commands)
     add_invoice_commands(commands)
+    add_audit_command(commands)
     return parser
 
 
@@ -794,13 +801,15 @@ def main(
         return bill_run_command(args, env)
     if args.command == "invoice":
         return invoice_command(args, env)
+    if args.command == "bill-audit":
+        return audit_command(args, env)
     if args.command in ("catalog", "account", "topup"):
         return _run_api_command(args, env)
     parser.print_usage(sys.stderr)
     print(
         "ocs: error: a command is required "
         "(serve, export, check-config, provision, catalog, account, topup, records, billing, "
-        "bill-run, invoice)",
+        "bill-run, invoice, bill-audit)",
         file=sys.stderr,
     )
     return 2

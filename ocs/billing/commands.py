@@ -1,4 +1,6 @@
-"""``ocs billing migrate`` and ``ocs billing status``: the billing database's schema.
+"""``ocs billing migrate`` and ``ocs billing status``: the billing database's schema; and
+the arguments of ``ocs invoice list|show|finalize|void|credit-note``, whose work is
+:mod:`ocs.billing.invoice_commands` (imported when they run, like SQLAlchemy here).
 
 ``migrate`` creates the database of ``billing.database_url`` or brings it to this
 version's schema (idempotent; docs/invoicing.md, "Database"); ``status`` says which
@@ -111,3 +113,52 @@ def billing_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return 2
     print(f"{command}: run `ocs billing migrate`", file=sys.stderr)
     return 1
+
+
+INVOICE_FLAGS = ("billing_database_url", "billing_credit_note_number_format")
+
+
+def add_invoice_commands(commands: Any) -> None:
+    """Add ``invoice list|show|finalize|void|credit-note`` to the ``ocs`` subcommands."""
+    invoice = commands.add_parser("invoice", help="show and manage invoices")
+    actions = invoice.add_subparsers(dest="invoice_command", metavar="ACTION")
+    listing = actions.add_parser("list", help="list invoices (newest periods first)")
+    listing.add_argument("--account", help="only this account's")
+    listing.add_argument("--state", choices=("draft", "final", "void"))
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--timezone", default="UTC", help="show period starts in this zone")
+    show = actions.add_parser("show", help="an invoice and its lines")
+    show.add_argument("invoice", metavar="INVOICE", help="id (in_...) or number")
+    show.add_argument("--json", action="store_true", help="the TMF678 document")
+    show.add_argument("--timezone", default="UTC", help="show instants in this zone")
+    final = actions.add_parser("finalize", help="finalise a draft: its number is assigned")
+    final.add_argument("invoice", metavar="INVOICE")
+    cancel = actions.add_parser("void", help="void a final invoice (its records are released)")
+    cancel.add_argument("invoice", metavar="INVOICE")
+    cancel.add_argument("--reason", required=True)
+    note = actions.add_parser("credit-note", help="credit lines of a final invoice")
+    note.add_argument("invoice", metavar="INVOICE")
+    note.add_argument(
+        "--line", action="append", required=True, metavar="POSITION[:AMOUNT]",
+        help="a line to credit, whole or this amount before tax (1.50); repeatable",
+    )  # fmt: skip
+    note.add_argument("--reason", required=True)
+    note.add_argument("--key", help="idempotency key: the same key gives the same credit note")
+    for parser in (listing, show, final, cancel, note):
+        parser.add_argument(
+            "--config", metavar="FILE", help=f"TOML config file (default: ${CONFIG_ENV})"
+        )
+        for name in INVOICE_FLAGS:
+            spec = next(s for s in SPECS if s.name == name)
+            assert spec.flag is not None
+            parser.add_argument(
+                spec.flag, dest=name, metavar=spec.key.upper(),
+                help=f"{spec.doc} [{spec.toml_name}, {spec.env}]",
+            )  # fmt: skip
+
+
+def invoice_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Run ``ocs invoice ACTION`` (:mod:`ocs.billing.invoice_commands`); the exit code."""
+    from ocs.billing.invoice_commands import run_invoice_command
+
+    return run_invoice_command(args, env)

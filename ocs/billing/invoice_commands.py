@@ -1,6 +1,7 @@
 """``ocs invoice list|show|finalize|void|credit-note``: invoices in the billing database.
 
-Offline commands on ``billing.database_url`` (no Redis, no running node). An invoice is
+The work of the commands that :mod:`ocs.billing.commands` parses. Offline commands on
+``billing.database_url`` (no Redis, no running node). An invoice is
 named by its id (``in_...``) or its number (``INV-000042``). ``show`` prints the lines
 as a billing clerk reads them (``--json``: the TMF678 document of the API). The lifecycle
 actions are :mod:`ocs.billing.lifecycle`'s, each in one transaction.
@@ -23,15 +24,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, Engine, or_, select
 
+from ocs.billing.commands import INVOICE_FLAGS
 from ocs.billing.database import BillingDatabaseError, open_database, shown_url
 from ocs.billing.lifecycle import CreditLine, LifecycleError, create_credit_note, finalize, void
 from ocs.billing.schema import invoice_items, invoices
-from ocs.config import CONFIG_ENV, SPECS, ConfigError, load_settings
+from ocs.config import CONFIG_ENV, ConfigError, load_settings
 from quota_engine.money import MICRO, MICRO_DIGITS, format_money
 
-__all__ = ["add_invoice_commands", "invoice_command", "parse_amount"]
+__all__ = ["parse_amount", "run_invoice_command"]
 
-_FLAGS = ("billing_database_url", "billing_credit_note_number_format")
 _AMOUNT = re.compile(r"([0-9]+)(?:\.([0-9]{1,6}))?")
 _ACTOR = "ocs invoice"
 
@@ -52,45 +53,6 @@ def parse_amount(text: str) -> int:
     fraction = (match.group(2) or "").ljust(MICRO_DIGITS, "0")
     whole: int = int(match.group(1)) * MICRO
     return whole + int(fraction)
-
-
-def add_invoice_commands(commands: Any) -> None:
-    """Add ``invoice list|show|finalize|void|credit-note`` to the ``ocs`` subcommands."""
-    invoice = commands.add_parser("invoice", help="show and manage invoices")
-    actions = invoice.add_subparsers(dest="invoice_command", metavar="ACTION")
-    listing = actions.add_parser("list", help="list invoices (newest periods first)")
-    listing.add_argument("--account", help="only this account's")
-    listing.add_argument("--state", choices=("draft", "final", "void"))
-    listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--timezone", default="UTC", help="show period starts in this zone")
-    show = actions.add_parser("show", help="an invoice and its lines")
-    show.add_argument("invoice", metavar="INVOICE", help="id (in_...) or number")
-    show.add_argument("--json", action="store_true", help="the TMF678 document")
-    show.add_argument("--timezone", default="UTC", help="show instants in this zone")
-    final = actions.add_parser("finalize", help="finalise a draft: its number is assigned")
-    final.add_argument("invoice", metavar="INVOICE")
-    cancel = actions.add_parser("void", help="void a final invoice (its records are released)")
-    cancel.add_argument("invoice", metavar="INVOICE")
-    cancel.add_argument("--reason", required=True)
-    note = actions.add_parser("credit-note", help="credit lines of a final invoice")
-    note.add_argument("invoice", metavar="INVOICE")
-    note.add_argument(
-        "--line", action="append", required=True, metavar="POSITION[:AMOUNT]",
-        help="a line to credit, whole or this amount before tax (1.50); repeatable",
-    )  # fmt: skip
-    note.add_argument("--reason", required=True)
-    note.add_argument("--key", help="idempotency key: the same key gives the same credit note")
-    for parser in (listing, show, final, cancel, note):
-        parser.add_argument(
-            "--config", metavar="FILE", help=f"TOML config file (default: ${CONFIG_ENV})"
-        )
-        for name in _FLAGS:
-            spec = next(s for s in SPECS if s.name == name)
-            assert spec.flag is not None
-            parser.add_argument(
-                spec.flag, dest=name, metavar=spec.key.upper(),
-                help=f"{spec.doc} [{spec.toml_name}, {spec.env}]",
-            )  # fmt: skip
 
 
 def _find(connection: Connection, reference: str) -> str:
@@ -228,7 +190,7 @@ def _run(engine: Engine, args: argparse.Namespace, settings: Any) -> list[str]:
         return [f"credit note {number} (id {note}) for invoice {document}"]
 
 
-def invoice_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+def run_invoice_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Run ``ocs invoice ACTION``; the exit code."""
     if args.invoice_command is None:
         print("ocs invoice: an action is required (list, show, finalize, void, credit-note)",
@@ -237,7 +199,9 @@ def invoice_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     command = f"ocs invoice {args.invoice_command}"
     config_file = args.config or env.get(CONFIG_ENV) or None
     try:
-        settings = load_settings(config_file, env, {name: getattr(args, name) for name in _FLAGS})
+        settings = load_settings(
+            config_file, env, {name: getattr(args, name) for name in INVOICE_FLAGS}
+        )
     except ConfigError as exc:
         print(f"{command}: invalid configuration:\n  " + "\n  ".join(exc.errors), file=sys.stderr)
         return 2

@@ -59,6 +59,7 @@ ITEM_KINDS = ("recurring", "usage", "allowance", "one_off", "discount", "tax", "
 SERIES = ("invoice", "credit_note")
 BILL_RUN_STATES = ("running", "completed", "failed")
 BILL_RUN_KINDS = ("cycle", "off_cycle")
+ITEMISATIONS = ("detailed", "summary")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -122,8 +123,12 @@ invoices = Table(
     Column("finalized_at", BigInteger),
     Column("voided_at", BigInteger),
     Column("void_reason", Text),
+    # how the documents present it, as the account wanted when it was billed (0002)
+    Column("itemisation", String(16), nullable=False, server_default="detailed"),
+    Column("tax_exempt", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("entity", "number"),
     CheckConstraint(_one_of("state", INVOICE_STATES), name="state"),
+    CheckConstraint(_one_of("itemisation", ITEMISATIONS), name="itemisation"),
     CheckConstraint(
         "(state = 'draft' AND number IS NULL AND finalized_at IS NULL)"
         " OR (state <> 'draft' AND number IS NOT NULL AND finalized_at IS NOT NULL)",
