@@ -36,7 +36,7 @@ def rule_files() -> list[Path]:
 
 
 def test_prometheus_loads_the_rule_files():
-    assert [path.name for path in rule_files()] == ["ocs-records.yml"]
+    assert [path.name for path in rule_files()] == ["ocs-billing.yml", "ocs-records.yml"]
 
 
 def test_every_alert_watches_metrics_the_ocs_exposes():
