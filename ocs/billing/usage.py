@@ -123,6 +123,11 @@ class UsageLedger:
         self._days: dict[int, date] = {}
         self._taxes: dict[tuple[str, date], TaxPoint] = {}
         self._plan_tax: dict[str, str] = {p.id: p.tax_category for p in catalog.plans}
+        # memos of add(), which runs once per record: a plain tuple of the compared
+        # fields of a UsageKey finds its group without building and hashing the key
+        self._index: dict[tuple[Any, ...], UsageGroup] = {}
+        self._points: dict[tuple[str, int, bool], tuple[TaxPoint, tuple[str, int]]] = {}
+        self._categories: dict[tuple[Any, Any, Any], str] = {}
 
     def day(self, at: int) -> date:
         slot = at // _SLOT
@@ -153,41 +158,67 @@ class UsageLedger:
     def add(self, record: Mapping[str, Any], account_plan: str, *, late: bool = False) -> None:
         """Sum one record of its account. ``account_plan`` is the account's plan when the
         record's usage ended, for a record that names none (zero-rated records do)."""
+        get = record.get
         account = record["account"]
         end = record["end"]
         plan = _plan_of(record) or account_plan
-        unit = record.get("unit") or ""
-        used = record.get("used") or {}
+        unit = get("unit") or ""
+        used = get("used") or {}
         quantity = used.get(unit, 0) if unit else sum(used.values())
-        charged = record.get("charged") or 0
-        refund = record.get("cause") == "refund" or charged < 0
-        tax = self.tax_point(plan, end, account in self.tax_exempt)
-        key = UsageKey(
-            account=account,
-            plan=plan,
-            service=record.get("service") or "",
-            unit=unit,
-            category=category_of(record),
-            zero_rated=bool(record.get("zero_rated")),
-            refund=refund,
-            late=late,
-            tax=tax,
-            tax_order=(tax.category, -1 if tax.rate_ppm is None else tax.rate_ppm),
-        )
-        groups = self.groups.setdefault(account, {})
-        group = groups.get(key)
+        charged = get("charged") or 0
+        refund = get("cause") == "refund" or charged < 0
+        service = get("service") or ""
+        zero_rated = bool(get("zero_rated"))
+        exempt = account in self.tax_exempt
+        # the tax point depends on the local day only, so on the 15-minute slot of end
+        memo = (plan, end // _SLOT, exempt)
+        point = self._points.get(memo)
+        if point is None:
+            tax = self.tax_point(plan, end, exempt)
+            point = (tax, (tax.category, -1 if tax.rate_ppm is None else tax.rate_ppm))
+            self._points[memo] = point
+        tax, tax_order = point
+        category = self._category(record)
+        compared = (account, plan, service, unit, category, zero_rated, refund, late, tax_order)
+        group = self._index.get(compared)
         if group is None:
-            group = groups[key] = UsageGroup()
+            key = UsageKey(
+                account=account,
+                plan=plan,
+                service=service,
+                unit=unit,
+                category=category,
+                zero_rated=zero_rated,
+                refund=refund,
+                late=late,
+                tax=tax,
+                tax_order=tax_order,
+            )
+            groups = self.groups.setdefault(account, {})
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = UsageGroup()
+            self._index[compared] = group
         group.quantity += abs(quantity)
         group.charged += charged
         group.records.append(record["id"])
-        allowances = record.get("allowances")
+        allowances = get("allowances")
         if allowances:
             taken = self.allowances.setdefault(account, {})
-            service = record.get("service") or ""
             for bucket, units in allowances.items():
                 allowance = AllowanceKey(account, str(bucket), service, unit)
                 taken[allowance] = taken.get(allowance, 0) + units
+
+    def _category(self, record: Mapping[str, Any]) -> str:
+        """:func:`category_of`, memoised on the three fields it reads."""
+        where = (record.get("zone"), record.get("destination"), record.get("band"))
+        try:
+            category = self._categories.get(where)
+        except TypeError:  # a field of a malformed record that cannot be hashed
+            return category_of(record)
+        if category is None:
+            category = self._categories[where] = category_of(record)
+        return category
 
     def records(self, account: str) -> int:
         """How many records of ``account`` were summed."""
