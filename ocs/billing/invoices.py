@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from ocs.billing.compose import ComposedInvoice, InvoiceLine
 from ocs.billing.schema import billing_events, invoice_item_records, invoice_items, invoices
@@ -24,11 +24,13 @@ __all__ = [
     "billed_records",
     "cycle_invoices",
     "free_invoice_id",
+    "free_invoice_ids",
     "invoice_id",
     "off_cycle_invoices",
     "record_event",
     "replace_draft",
     "write_invoice",
+    "write_invoices",
 ]
 
 _LOOKUP_BATCH = 500
@@ -61,6 +63,21 @@ def free_invoice_id(
         if taken is None:
             return document
         revision += 1
+
+
+def free_invoice_ids(connection: Connection, wanted: Sequence[tuple[str, int]]) -> list[str]:
+    """:func:`free_invoice_id` of each ``(account, period_start)`` (cycle invoices),
+    with one lookup for all of them (a revision is looked for only where it is taken)."""
+    first = [invoice_id(account, start) for account, start in wanted]
+    taken: set[str] = set()
+    for batch in _batches(first):
+        taken.update(
+            connection.execute(select(invoices.c.id).where(invoices.c.id.in_(batch))).scalars()
+        )
+    return [
+        free_invoice_id(connection, account, start) if document in taken else document
+        for (account, start), document in zip(wanted, first, strict=True)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,33 +186,71 @@ def _item_row(document: str, position: int, line: InvoiceLine) -> dict[str, Any]
     }
 
 
-def _write_lines(connection: Connection, document: str, invoice: ComposedInvoice) -> None:
-    rows = [_item_row(document, i + 1, line) for i, line in enumerate(invoice.lines)]
+def _write_lines(connection: Connection, written: Sequence[tuple[str, ComposedInvoice]]) -> None:
+    """The lines and record links of the invoices ``written`` (``(document, invoice)``)
+    in a few statements for all of them: one insert of the lines (a multi-row insert
+    returning their ids), one update of the lines that point at another (a discount at
+    the line it applies to), one executemany of the record links through the driver
+    (millions of rows in a bill run: no per-row SQL expression work)."""
+    rows = [
+        _item_row(document, i + 1, line)
+        for document, invoice in written
+        for i, line in enumerate(invoice.lines)
+    ]
     if not rows:
         return
+    items = invoice_items.c
     returned = connection.execute(
-        insert(invoice_items).returning(
-            invoice_items.c.id, invoice_items.c.position, sort_by_parameter_order=True
-        ),
-        rows,
+        insert(invoice_items).returning(items.id, items.invoice_id, items.position), rows
     ).all()
-    ids = {row.position: row.id for row in returned}
+    ids = {(row.invoice_id, row.position): row.id for row in returned}
     pointers = [
-        (ids[i + 1], ids[line.applies_to + 1])
+        {"item": ids[document, i + 1], "target": ids[document, line.applies_to + 1]}
+        for document, invoice in written
         for i, line in enumerate(invoice.lines)
         if line.applies_to is not None
     ]
-    for item, target in pointers:
+    if pointers:
         connection.execute(
-            update(invoice_items).where(invoice_items.c.id == item).values(parent_item_id=target)
+            update(invoice_items)
+            .where(items.id == bindparam("item"))
+            .values(parent_item_id=bindparam("target")),
+            pointers,
         )
     links = [
-        {"item_id": ids[i + 1], "record_id": record, "invoice_id": document}
+        (ids[document, i + 1], record, document)
+        for document, invoice in written
         for i, line in enumerate(invoice.lines)
         for record in line.records
     ]
     if links:
-        connection.execute(insert(invoice_item_records), links)
+        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        connection.exec_driver_sql(_INSERT_LINKS.format(mark=mark), links)
+
+
+_INSERT_LINKS = (
+    f"INSERT INTO {invoice_item_records.name} (item_id, record_id, invoice_id)"
+    " VALUES ({mark}, {mark}, {mark})"
+)
+
+
+def _invoice_row(
+    document: str, invoice: ComposedInvoice, entity: str, bill_run_id: str | None, now: int
+) -> dict[str, Any]:
+    return {
+        "id": document,
+        "account": invoice.account,
+        "entity": entity,
+        "bill_run_id": bill_run_id,
+        "off_cycle": invoice.off_cycle,
+        "period_start": invoice.period_start,
+        "period_end": invoice.period_end,
+        "currency": invoice.currency,
+        "minor_digits": invoice.minor_digits,
+        "state": "draft",
+        "created_at": now,
+        **_totals(invoice),
+    }
 
 
 def write_invoice(
@@ -208,23 +263,27 @@ def write_invoice(
     now: int,
 ) -> None:
     """Insert ``invoice`` as the draft ``document`` with its lines and record links."""
-    connection.execute(
-        insert(invoices).values(
-            id=document,
-            account=invoice.account,
-            entity=entity,
-            bill_run_id=bill_run_id,
-            off_cycle=invoice.off_cycle,
-            period_start=invoice.period_start,
-            period_end=invoice.period_end,
-            currency=invoice.currency,
-            minor_digits=invoice.minor_digits,
-            state="draft",
-            created_at=now,
-            **_totals(invoice),
-        )
+    write_invoices(
+        connection, [(document, invoice)], entity=entity, bill_run_id=bill_run_id, now=now
     )
-    _write_lines(connection, document, invoice)
+
+
+def write_invoices(
+    connection: Connection,
+    written: Sequence[tuple[str, ComposedInvoice]],
+    *,
+    entity: str,
+    bill_run_id: str | None,
+    now: int,
+) -> None:
+    """:func:`write_invoice` of each ``(document, invoice)``, in a few statements for
+    all of them (a bill run writes its batch so)."""
+    if not written:
+        return
+    connection.execute(
+        insert(invoices), [_invoice_row(d, i, entity, bill_run_id, now) for d, i in written]
+    )
+    _write_lines(connection, written)
 
 
 def replace_draft(
@@ -252,7 +311,7 @@ def replace_draft(
         .where(c.id == document)
         .values(bill_run_id=bill_run_id, period_end=invoice.period_end, **_totals(invoice))
     )
-    _write_lines(connection, document, invoice)
+    _write_lines(connection, [(document, invoice)])
     return True
 
 
