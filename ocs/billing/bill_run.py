@@ -43,10 +43,12 @@ from ocs.billing.invoices import (
     billed_records,
     cycle_invoices,
     free_invoice_id,
+    free_invoice_ids,
     off_cycle_invoices,
     record_event,
     replace_draft,
     write_invoice,
+    write_invoices,
 )
 from ocs.billing.numbering import ensure_sequence, finalize_invoice
 from ocs.billing.periods import BillPeriod, PeriodError, period_ending, period_of
@@ -426,10 +428,7 @@ def _write_batch(
             summary.errors.append((job.owner.id, str(error)))
     try:
         with engine.begin() as connection:
-            outcomes = [
-                _write_one(connection, job, invoice, run_id, now, options)
-                for job, invoice in composed
-            ]
+            outcomes = _write_all(connection, composed, run_id, now, options)
     except IntegrityError:
         # another process wrote one of these meanwhile: one transaction each, skipping it
         outcomes = []
@@ -455,6 +454,64 @@ def _write_batch(
         summary.totals_minor[invoice.currency] = (
             summary.totals_minor.get(invoice.currency, 0) + invoice.total_minor
         )
+
+
+def _write_all(
+    connection: Connection,
+    composed: Sequence[tuple[_Job, ComposedInvoice]],
+    run_id: str,
+    now: int,
+    options: BillRunOptions,
+) -> list[str]:
+    """:func:`_write_one` of each, in one transaction and few statements: the drafts
+    refreshed first, then the new invoices written together (one id lookup, one
+    :func:`write_invoices`), then the finalisations in the batch's order."""
+    outcomes: dict[int, str] = {}
+    for index, (job, invoice) in enumerate(composed):
+        if job.existing is not None:
+            refreshed = replace_draft(
+                connection, invoice, document=job.existing.id, bill_run_id=run_id
+            )
+            outcomes[index] = "refreshed" if refreshed else "final"
+    fresh = [index for index, (job, _) in enumerate(composed) if job.existing is None]
+    documents = dict(
+        zip(
+            fresh,
+            free_invoice_ids(
+                connection,
+                [(composed[i][0].owner.id, composed[i][0].period.start) for i in fresh],
+            ),
+            strict=True,
+        )
+    )
+    write_invoices(
+        connection,
+        [(documents[i], composed[i][1]) for i in fresh],
+        entity=options.entity,
+        bill_run_id=run_id,
+        now=now,
+    )
+    result: list[str] = []
+    for index, (job, _) in enumerate(composed):
+        outcome = outcomes.get(index, "created")
+        if outcome != "final" and _due(job, options, now):
+            document = documents[index] if job.existing is None else job.existing.id
+            _finalize(connection, document, run_id, now)
+            outcome += "+final"
+        result.append(outcome)
+    return result
+
+
+def _finalize(connection: Connection, document: str, run_id: str, now: int) -> None:
+    number = finalize_invoice(connection, document, now)
+    record_event(
+        connection,
+        "invoice_finalized",
+        now,
+        bill_run_id=run_id,
+        invoice=document,
+        details={"number": number},
+    )
 
 
 def _write_one(
@@ -484,14 +541,6 @@ def _write_one(
     else:
         return "final"
     if _due(job, options, now):
-        number = finalize_invoice(connection, document, now)
-        record_event(
-            connection,
-            "invoice_finalized",
-            now,
-            bill_run_id=run_id,
-            invoice=document,
-            details={"number": number},
-        )
+        _finalize(connection, document, run_id, now)
         outcome += "+final"
     return outcome
