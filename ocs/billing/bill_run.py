@@ -332,7 +332,9 @@ def _read_usage(
             if ended >= job.period.end:
                 continue
             if ended < job.period.start:
-                late.append(record)
+                # the late window counts from this account's period, not the run's earliest
+                if ended >= job.period.start - options.late_window:
+                    late.append(record)
             elif off_cycle_covered and job.covered[0] > job.period.start:
                 held.append(record)
                 current_ids.append(record["id"])
