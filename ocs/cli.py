@@ -4,7 +4,7 @@ read the rated-record segment files of ``records.directory`` (``ocs.records.comm
 ``billing migrate|status`` the billing database (``ocs.billing.commands``); ``bill-run``
 makes invoices (``ocs.bill_run_command``), ``invoice list|show|finalize|void|credit-note``
 manages them (``ocs.billing.invoice_commands``), ``bill-audit`` proves a period
-(``ocs.billing.audit_command``).
+(``ocs.bill_audit_command``).
 
 Exit codes: 0 success; 1 ``check-config`` found problems in the file, ``provision``
 refused the document, ``account show`` found no such account, the API refused a client
@@ -45,8 +45,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from ocs.api.client import ApiClient, ApiRefused, ApiUnreachable
+from ocs.bill_audit_command import add_audit_command, audit_command
 from ocs.bill_run_command import add_bill_run_command, bill_run_command
-from ocs.billing.audit_command import add_audit_command, audit_command
 from ocs.billing.commands import (
     add_billing_commands,
     add_invoice_commands,

@@ -9,9 +9,8 @@ lists:
    one of its live (draft or final) invoices is on exactly one line of a live invoice,
    any invoice of the database (an off-cycle one, the next period's as late usage):
    ``unbilled`` when on none, ``billed_twice`` when on more. The accounts of an invoice
-   are its account and the child accounts its lines name (a hierarchy's sections);
-   prepaid accounts, and accounts with no invoice for the period, are not billed
-   accounts. Every record id a line of an audited invoice links (adjustments,
+   are its account and the child accounts its lines name (a hierarchy's sections).
+   Every record id a line of an audited invoice links (adjustments,
    ``adjustment:<id>``, aside) is in the segments: ``phantom_link`` otherwise.
 2. **Totals.** Each invoice's ``subtotal``, ``tax`` and ``total``, minor and micro, are
    the sums of its lines (tax lines: kind ``tax``): ``invoice_total``.
@@ -33,6 +32,21 @@ lists:
    ``number_duplicate``, ``number_beyond_sequence``, ``number_unparsable``,
    ``number_no_sequence``. Numbers are global to a sequence, so this check covers every
    period's documents.
+
+Given the accounts (``accounts``: what the bill run was given, read from Redis by the
+caller, as ``ocs bill-audit`` does), the audit no longer depends on the invoices to know
+who should have been billed:
+
+6. **Accounts.** Each postpaid invoice account
+   (:func:`~ocs.billing.accounts.invoice_accounts`) whose period (its cycle day) starts
+   in the month has a live invoice overlapping that period (``missing_invoice``: the
+   bill run skipped it or never reached it), unless none of its members existed before
+   the period ended and none has a record in it; every record of a member that ended in
+   that period is in the records check (``unbilled`` when on no live invoice, invoice
+   or not); a record of a prepaid account on a line of a live audited invoice is
+   ``prepaid_billed``; an account whose parent chain loops (the bill run skips it) is
+   ``hierarchy_loop``. Without the accounts a postpaid account with no invoice at all
+   goes unseen, and so do its records.
 
 A segment the records cannot all be read from (damage, an unsealed leftover of a
 stopped writer) is ``segment_unreadable``: the records it holds may be billed and not
@@ -56,10 +70,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from ocs.billing.accounts import BillingAccount, invoice_accounts
 from ocs.billing.compose import ADJUSTMENT_PREFIX
 from ocs.billing.database import reading, shown_url
 from ocs.billing.numbering import format_number
-from ocs.billing.periods import period_of
+from ocs.billing.periods import BillPeriod, PeriodError, period_of
 from ocs.billing.schema import (
     credit_notes,
     invoice_item_records,
@@ -76,6 +91,9 @@ KINDS = (
     "unbilled",
     "billed_twice",
     "phantom_link",
+    "missing_invoice",
+    "prepaid_billed",
+    "hierarchy_loop",
     "invoice_total",
     "line_amount",
     "line_quantity",
@@ -104,16 +122,20 @@ class AuditError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Discrepancy:
-    """One thing found wrong, with the invoice, line (position) and record it concerns."""
+    """One thing found wrong, with the account, invoice, line (position) and record it
+    concerns."""
 
     kind: str
     message: str
     invoice: str | None = None
     line: int | None = None
     record: str | None = None
+    account: str | None = None
 
     def text(self) -> str:
         where = []
+        if self.account is not None:
+            where.append(f"account {self.account}")
         if self.invoice is not None:
             where.append(f"invoice {self.invoice}")
         if self.line is not None:
@@ -126,6 +148,7 @@ class Discrepancy:
     def as_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
+            "account": self.account,
             "invoice": self.invoice,
             "line": self.line,
             "record": self.record,
@@ -145,6 +168,8 @@ class AuditReport:
     lines: int = 0
     records: int = 0
     numbered_documents: int = 0
+    accounts: int | None = None
+    """Postpaid invoice accounts checked; None when the audit had no accounts."""
     rounding_micro: dict[str, int] = field(default_factory=dict)
     discrepancies: list[Discrepancy] = field(default_factory=list)
 
@@ -170,6 +195,7 @@ class AuditReport:
             "lines_checked": self.lines,
             "records_checked": self.records,
             "numbered_documents_checked": self.numbered_documents,
+            "invoice_accounts_checked": self.accounts,
             "rounding_difference_micro": dict(sorted(self.rounding_micro.items())),
             "discrepancies_by_kind": self.by_kind(),
             "discrepancies": [d.as_json() for d in self.discrepancies],
@@ -195,6 +221,21 @@ class _Invoice:
     links: dict[int, list[str]] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _Expected:
+    """What the accounts say should have been billed."""
+
+    periods: dict[str, BillPeriod]
+    """Invoice account -> its period starting in the month."""
+    members: dict[str, list[BillingAccount]]
+    """Invoice account -> its members (itself first)."""
+    owner_of: dict[str, str]
+    """Member -> its invoice account (of those with a period)."""
+    prepaid: frozenset[str]
+    with_records: set[str] = field(default_factory=set)
+    """Invoice accounts with a member's record in their period."""
+
+
 def audit_period(
     engine: Engine,
     records_dir: str | Path,
@@ -202,11 +243,14 @@ def audit_period(
     period: str,
     timezone: str,
     late_window: int,
+    accounts: Sequence[BillingAccount] | None = None,
 ) -> AuditReport:
     """Audit the invoices whose period starts in the local month ``period`` (YYYY-MM) of
     ``timezone`` against the segments of ``records_dir`` (module doc). ``late_window``
     (seconds) is how far before an invoice's period its late-usage records may have
     ended (the bill run's ``billing.late_window``): the segments are read from there.
+    ``accounts`` (every account, as the bill run is given them) adds the accounts'
+    checks (module doc, 6.); without them an account with no invoice goes unseen.
 
     Raises :class:`~ocs.billing.periods.PeriodError` for a bad period, and
     :class:`AuditError` when the records directory is absent or the database fails."""
@@ -215,6 +259,7 @@ def audit_period(
     records_path = Path(records_dir)
     if not records_path.exists():
         raise AuditError(f"no such records directory: {records_path}")
+    expected = None if accounts is None else _expected(accounts, period, timezone, report)
     try:
         with reading(engine).connect() as connection:
             if connection.dialect.name == "postgresql":
@@ -226,8 +271,10 @@ def audit_period(
             documents = _invoices(connection, month.start, month.end)
             report.invoices = len(documents)
             report.lines = sum(len(d.items) for d in documents.values())
-            records, scope = _read_records(records_path, documents, late_window, report)
-            _check_records(connection, documents, records, scope, report)
+            records, scope = _read_records(records_path, documents, expected, late_window, report)
+            if expected is not None:
+                _check_invoice_accounts(connection, expected, report)
+            _check_records(connection, documents, records, scope, expected, report)
             for document in documents.values():
                 _check_totals(document, report)
                 _check_lines(document, records, report)
@@ -297,10 +344,16 @@ def _used(record: Mapping[str, Any]) -> int:
 
 
 def _read_records(
-    path: Path, documents: Mapping[str, _Invoice], late_window: int, report: AuditReport
-) -> tuple[dict[str, _Record], list[str]]:
+    path: Path,
+    documents: Mapping[str, _Invoice],
+    expected: _Expected | None,
+    late_window: int,
+    report: AuditReport,
+) -> tuple[dict[str, _Record], dict[str, str | None]]:
     """The records linked by the audited invoices and those of the billed accounts in
-    their periods (the ids of the latter: the scope of the records check)."""
+    their periods. The latter are the scope of the records check: record id -> None when
+    in the period of one of its account's invoices, else the invoice account in whose
+    period (from the accounts) it ended."""
     members = _members(documents)
     linked = {
         record
@@ -310,21 +363,34 @@ def _read_records(
         if not record.startswith(ADJUSTMENT_PREFIX)
     }
     records: dict[str, _Record] = {}
-    scope: list[str] = []
-    if not documents:
+    scope: dict[str, str | None] = {}
+    starts = [d.row.period_start - late_window for d in documents.values()]
+    ends = [d.row.period_end for d in documents.values()]
+    periods = expected.periods if expected is not None else {}
+    owner_of = expected.owner_of if expected is not None else {}
+    starts.extend(p.start for p in periods.values())
+    ends.extend(p.end for p in periods.values())
+    if not starts:
         return records, scope
-    earliest = min(d.row.period_start for d in documents.values()) - late_window
-    latest = max(d.row.period_end for d in documents.values())
-    reader = RecordReader(path, start=earliest, end=latest, warn=False)
+    reader = RecordReader(path, start=min(starts), end=max(ends), warn=False)
     for record in reader:
         record_id = str(record["id"])
         account = str(record["account"])
         ended = int(record["end"])
         spans = members.get(account, ())
-        in_scope = any(start <= ended < end for start, end in spans)
-        if in_scope:
-            scope.append(record_id)
-        if in_scope or record_id in linked:
+        owner = owner_of.get(account)
+        in_owner = False
+        if owner is not None:
+            owner_period = periods[owner]
+            in_owner = owner_period.start <= ended < owner_period.end
+            if in_owner:
+                assert expected is not None
+                expected.with_records.add(owner)
+        if any(start <= ended < end for start, end in spans):
+            scope[record_id] = None
+        elif in_owner:
+            scope[record_id] = owner
+        if record_id in scope or record_id in linked:
             records[record_id] = _Record(
                 account, ended, int(record.get("charged") or 0), _used(record)
             )
@@ -359,6 +425,77 @@ def _live_links(
     return found
 
 
+def _expected(
+    accounts: Sequence[BillingAccount], month: str, timezone: str, report: AuditReport
+) -> _Expected:
+    """The invoice accounts and their periods starting in ``month``; the loops of parents
+    (and cycle days no period can be made of) reported on the way."""
+    errors: list[tuple[str, str]] = []
+    groups = invoice_accounts(accounts, errors)
+    for account_id, why in sorted(errors):
+        report.discrepancies.append(
+            Discrepancy(
+                "hierarchy_loop",
+                f"{why.removeprefix(f'account {account_id}: ')}: the account is on no "
+                "invoice account's invoice, so the bill run never bills it",
+                account=account_id,
+            )
+        )
+    periods: dict[str, BillPeriod] = {}
+    for owner_id, members in groups.items():
+        try:
+            periods[owner_id] = period_of(month, members[0].bill_cycle_day, timezone)
+        except PeriodError as error:
+            report.discrepancies.append(
+                Discrepancy(
+                    "missing_invoice",
+                    f"no bill period can be made of it ({error}): the bill run cannot invoice it",
+                    account=owner_id,
+                )
+            )
+    report.accounts = len(groups)
+    return _Expected(
+        periods=periods,
+        members={owner: groups[owner] for owner in periods},
+        owner_of={m.id: owner for owner in periods for m in groups[owner]},
+        prepaid=frozenset(a.id for a in accounts if not a.postpaid),
+    )
+
+
+def _check_invoice_accounts(
+    connection: Connection, expected: _Expected, report: AuditReport
+) -> None:
+    """``missing_invoice``: an invoice account that existed in its period (or has
+    records in it) with no live invoice overlapping the period."""
+    if not expected.periods:
+        return
+    c = invoices.c
+    start = min(p.start for p in expected.periods.values())
+    end = max(p.end for p in expected.periods.values())
+    query = select(c.account, c.period_start, c.period_end).where(
+        c.state != "void", c.period_start < end, c.period_end > start
+    )
+    spans: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for row in connection.execute(query):
+        spans[row.account].append((row.period_start, row.period_end))
+    for owner, period in sorted(expected.periods.items()):
+        existed = any(m.created is None or m.created < period.end for m in expected.members[owner])
+        if not existed and owner not in expected.with_records:
+            continue  # opened after the period, nothing to bill in it
+        if any(s < period.end and e > period.start for s, e in spans.get(owner, ())):
+            continue
+        count = len(expected.members[owner])
+        members = f" ({count} accounts on its invoice)" if count > 1 else ""
+        report.discrepancies.append(
+            Discrepancy(
+                "missing_invoice",
+                f"postpaid invoice account{members} has no live invoice for its period "
+                f"{period.first_day} to {period.last_day}",
+                account=owner,
+            )
+        )
+
+
 # --- the checks -----------------------------------------------------------------------
 
 
@@ -366,18 +503,37 @@ def _check_records(
     connection: Connection,
     documents: Mapping[str, _Invoice],
     records: Mapping[str, _Record],
-    scope: Sequence[str],
+    scope: Mapping[str, str | None],
+    expected: _Expected | None,
     report: AuditReport,
 ) -> None:
     found = report.discrepancies
     linked_live: set[str] = set()
+    prepaid = expected.prepaid if expected is not None else frozenset()
     for document in documents.values():
         positions = {item.id: item.position for item in document.items}
+        live = document.row.state != "void"
         for item_id, ids in document.links.items():
             for record_id in ids:
-                if document.row.state != "void":
+                if live:
                     linked_live.add(record_id)
-                if record_id.startswith(ADJUSTMENT_PREFIX) or record_id in records:
+                if record_id.startswith(ADJUSTMENT_PREFIX):
+                    continue
+                if record_id in records:
+                    account = records[record_id].account
+                    if live and account in prepaid:
+                        found.append(
+                            Discrepancy(
+                                "prepaid_billed",
+                                f"record of prepaid account {account} is on a line of this "
+                                "live invoice: a prepaid account is billed by its balance, "
+                                "never invoiced",
+                                invoice=document.row.id,
+                                line=positions.get(item_id),
+                                record=record_id,
+                                account=account,
+                            )
+                        )
                     continue
                 found.append(
                     Discrepancy(
@@ -391,16 +547,25 @@ def _check_records(
                 )
     checked = sorted(set(scope) | linked_live)
     where = _live_links(connection, checked)
-    in_scope = set(scope)
     for record_id in checked:
         places = where.get(record_id, [])
-        if not places and record_id in in_scope:
+        if not places and record_id in scope:
             record = records[record_id]
+            owner = scope[record_id]
+            if owner is None:
+                within = "in the period of its invoice"
+            else:
+                assert expected is not None
+                period = expected.periods[owner]
+                within = (
+                    f"in the period {period.first_day} to {period.last_day} of invoice "
+                    f"account {owner}"
+                )
             found.append(
                 Discrepancy(
                     "unbilled",
-                    f"record of account {record.account} that ended {_iso(record.end)}, in "
-                    "the period of its invoice, is on no live invoice line",
+                    f"record of account {record.account} that ended {_iso(record.end)}, "
+                    f"{within}, is on no live invoice line",
                     record=record_id,
                 )
             )

@@ -1,23 +1,33 @@
 """``ocs bill-audit --period 2026-11``: the revenue-assurance audit of a bill period.
 
 Runs :func:`ocs.billing.audit.audit_period` against the billing database
-(``billing.database_url``) and the record segments (``records.directory``), prints each
-discrepancy on a line of its own and then a summary (``--json``: one JSON document
-instead), and optionally writes the audit's metrics for node_exporter's textfile
-collector (``--metrics-file``). docs/invoicing.md, "Audit: ocs bill-audit".
+(``billing.database_url``), the record segments (``records.directory``) and the
+accounts, read from Redis as ``ocs bill-run`` reads them (``redis.url``, or the private
+Redis of ``redis.data_dir``: the one a running ``ocs serve`` holds, else one started for
+the command), so that a postpaid account the bill run skipped or never reached is
+found too; ``--no-accounts`` audits from the database and the segments only, a weaker
+proof (such an account goes unseen). It prints each discrepancy on a line of its own
+and then a summary (``--json``: one JSON document instead), and optionally writes the
+audit's metrics for node_exporter's textfile collector (``--metrics-file``).
+docs/invoicing.md, "Audit: ocs bill-audit".
 
-The periods are chosen in the catalog's time zone: that of ``--catalog FILE``, else of
-the demo catalog that ``ocs serve`` starts with; ``--timezone`` names one directly. The
-taxes are recomputed from the rates stored on the invoice lines, so no catalog is
-needed for them.
+This module lives at the top of ``ocs`` (the composition root), not in ``ocs.billing``,
+which never touches Redis. Its heavy imports (SQLAlchemy, redis, the catalog parser)
+are made when the command runs: ``import ocs.cli`` stays light.
 
-Exit codes: 0 clean, 1 discrepancies found, 2 usage, configuration, records directory
-or database errors.
+The periods are chosen in the catalog's time zone: ``--timezone`` names one, else that
+of ``--catalog FILE``, else the active catalog's in Redis, else (``--no-accounts``) the
+demo catalog's that ``ocs serve`` starts with. The taxes are recomputed from the rates
+stored on the invoice lines, so no catalog is needed for them.
+
+Exit codes: 0 clean, 1 discrepancies found, 2 usage, configuration, Redis, records
+directory or database errors.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -25,14 +35,20 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ocs.config import CONFIG_ENV, SPECS, ConfigError, load_settings
+from ocs.config import CONFIG_ENV, SPECS, ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from ocs.billing.accounts import BillingAccount
 
 __all__ = ["add_audit_command", "audit_command", "write_metrics"]
 
 _URL_SETTING = next(spec for spec in SPECS if spec.name == "billing_database_url")
+_REDIS_SETTINGS = tuple(
+    next(spec for spec in SPECS if spec.name == name) for name in ("redis_url", "redis_data_dir")
+)
 _COMMAND = "ocs bill-audit"
 
 
@@ -42,11 +58,14 @@ def add_audit_command(commands: Any) -> None:
         "bill-audit",
         help="audit a bill period: records billed once, totals, taxes, numbers "
         "(exit 0 clean, 1 discrepancies)",
-        description="Prove for the invoices whose period starts in the month PERIOD that "
-        "every rated record of a billed account is on exactly one invoice, each total is "
-        "the sum of its lines, each usage line the sum of its records, taxes recompute and "
-        "numbers are gap-free. Prints each discrepancy, then a summary. Exit status: 0 "
-        "clean, 1 discrepancies, 2 usage, configuration or database errors.",
+        description="Prove for the periods starting in the month PERIOD that every "
+        "postpaid invoice account has an invoice, every rated record of a postpaid account "
+        "is on exactly one invoice and no prepaid one on any, each total is the sum of its "
+        "lines, each usage line the sum of its records, taxes recompute and numbers are "
+        "gap-free. The accounts are read from Redis as ocs bill-run reads them "
+        "(--no-accounts: from the database and the segments only, a weaker proof). Prints "
+        "each discrepancy, then a summary. Exit status: 0 clean, 1 discrepancies, 2 usage, "
+        "configuration, Redis or database errors.",
     )
     audit.add_argument(
         "--period", required=True, metavar="YYYY-MM", help="the month the periods start in"
@@ -68,10 +87,26 @@ def add_audit_command(commands: Any) -> None:
         metavar="DIR",
         help="segment directory (default: records.directory, ./data/records)",
     )
+    for spec in _REDIS_SETTINGS:
+        assert spec.flag is not None
+        audit.add_argument(
+            spec.flag,
+            dest=spec.name,
+            metavar=spec.key.upper(),
+            help=f"{spec.doc} [{spec.toml_name}, {spec.env}]",
+        )
+    audit.add_argument(
+        "--no-accounts",
+        dest="no_accounts",
+        action="store_true",
+        help="do not read the accounts from Redis: audit the invoices from the database "
+        "and the segments only (a postpaid account with no invoice goes unseen)",
+    )
     audit.add_argument(
         "--catalog",
         metavar="FILE",
-        help="catalog file whose time zone the periods are in (default: the demo catalog's)",
+        help="catalog file whose time zone the periods are in (default: the active "
+        "catalog's in Redis; with --no-accounts the demo catalog's)",
     )
     audit.add_argument(
         "--timezone", metavar="TZ", help="time zone of the periods, such as Europe/Berlin"
@@ -91,11 +126,12 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _timezone(args: argparse.Namespace) -> str:
-    """The periods' time zone; ValueError saying why it cannot be had."""
+def _given_timezone(args: argparse.Namespace) -> str | None:
+    """The time zone of ``--timezone`` or ``--catalog``, None when neither is given;
+    ValueError saying why it cannot be had."""
     # imported here: the catalog parser is not needed by the other commands
     from quota_engine.catalog import CatalogError
-    from quota_engine.catalog.parser import catalog_from_file, load_demo_catalog
+    from quota_engine.catalog.parser import catalog_from_file
 
     if args.timezone is not None:
         try:
@@ -103,11 +139,42 @@ def _timezone(args: argparse.Namespace) -> str:
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"--timezone: unknown time zone {args.timezone!r}") from None
         return str(args.timezone)
+    if args.catalog is None:
+        return None
     try:
-        catalog = catalog_from_file(args.catalog) if args.catalog else load_demo_catalog()
+        return catalog_from_file(args.catalog).timezone
     except CatalogError as exc:
         raise ValueError("--catalog: " + "; ".join(exc.problems)) from None
-    return catalog.timezone
+
+
+def _demo_timezone() -> str:
+    from quota_engine.catalog.parser import load_demo_catalog
+
+    return load_demo_catalog().timezone
+
+
+async def _read_accounts(settings: Settings) -> tuple[list[BillingAccount], str | None]:
+    """Every account as the bill run sees it, and the active catalog's time zone (None
+    without an active catalog), from the Redis of ``settings``; ValueError saying why
+    Redis cannot be used."""
+    from redis.exceptions import RedisError
+
+    from ocs.billing_source import read_billing_accounts
+    from ocs.redis_store import StoreUnavailable, open_store
+    from quota_engine.store.catalogs import CatalogStore
+
+    try:
+        async with open_store(settings, share_running=True) as client:
+            catalog = await CatalogStore(client).active()
+            accounts = await read_billing_accounts(client)
+    except (StoreUnavailable, RedisError) as error:
+        raise ValueError(
+            f"cannot read the accounts: {error}\n"
+            "Give the Redis with --redis-url (or OCS_REDIS_URL, redis.url), or audit from "
+            "the billing database and the segments only with --no-accounts (a postpaid "
+            "account with no invoice then goes unseen)."
+        ) from None
+    return accounts, None if catalog is None else catalog.timezone
 
 
 def audit_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -120,15 +187,13 @@ def audit_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             {
                 "billing_database_url": args.billing_database_url,
                 "records_directory": args.records_dir,
+                "redis_url": args.redis_url,
+                "redis_data_dir": args.redis_data_dir,
             },
         )
     except ConfigError as exc:
         print(f"{_COMMAND}: invalid configuration:\n  " + "\n  ".join(exc.errors), file=sys.stderr)
         return 2
-    try:
-        timezone = _timezone(args)
-    except ValueError as exc:
-        return _fail(str(exc))
     # imported here: SQLAlchemy is not needed by the other commands
     from ocs.billing.audit import AuditError, audit_period
     from ocs.billing.database import BillingDatabaseError, open_database
@@ -138,6 +203,21 @@ def audit_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         parse_month(args.period)
     except PeriodError as exc:
         return _fail(f"--period: {exc}")
+    accounts: list[BillingAccount] | None = None
+    try:
+        timezone = _given_timezone(args)
+        if not args.no_accounts:
+            accounts, active = asyncio.run(_read_accounts(settings))
+            if timezone is None and active is None:
+                raise ValueError(
+                    "no active catalog in Redis to take the periods' time zone from: give "
+                    "--timezone or --catalog (or load one: ocs catalog load, ocs provision)"
+                )
+            timezone = timezone or active
+    except ValueError as exc:
+        return _fail(str(exc))
+    if timezone is None:
+        timezone = _demo_timezone()
     try:
         engine = open_database(settings.billing_database_url)
     except BillingDatabaseError as exc:
@@ -149,6 +229,7 @@ def audit_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             period=args.period,
             timezone=timezone,
             late_window=int(settings.billing_late_window),
+            accounts=accounts,
         )
     except AuditError as exc:
         return _fail(str(exc))
@@ -175,6 +256,12 @@ def audit_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             f"{report.numbered_documents} numbered documents checked"
         )
         print(f"rounding difference of the usage lines: {rounding or 'none'}")
+        if report.accounts is None:
+            print(
+                "accounts: not read (--no-accounts): a postpaid account with no invoice goes unseen"
+            )
+        else:
+            print(f"accounts: {report.accounts} postpaid invoice accounts checked")
         count = len(report.discrepancies)
         print(f"discrepancies: {count}" + (f" ({kinds})" if kinds else ""))
     return 0 if report.clean else 1
