@@ -163,47 +163,87 @@ def _totals(invoice: ComposedInvoice) -> dict[str, int]:
     }
 
 
-def _item_row(document: str, position: int, line: InvoiceLine) -> dict[str, Any]:
-    return {
-        "invoice_id": document,
-        "position": position,
-        "kind": line.kind,
-        "description": line.description,
-        "child_account": line.child_account,
-        "parent_item_id": None,
-        "subscription": None,
-        "plan": line.plan,
-        "service": line.service,
-        "category": line.category,
-        "quantity": line.quantity,
-        "unit": line.unit,
-        "period_start": line.period_start,
-        "period_end": line.period_end,
-        "amount_micro": line.amount_micro,
-        "amount_minor": line.amount_minor,
-        "tax_category": line.tax_category,
-        "tax_rate_ppm": line.tax_rate_ppm,
-    }
+_ITEM_COLUMNS = (
+    "invoice_id",
+    "position",
+    "kind",
+    "description",
+    "child_account",
+    "plan",
+    "service",
+    "category",
+    "quantity",
+    "unit",
+    "period_start",
+    "period_end",
+    "amount_micro",
+    "amount_minor",
+    "tax_category",
+    "tax_rate_ppm",
+)
+"""The columns of ``invoice_items`` a line sets (``parent_item_id`` is set after, by
+id; ``subscription`` stays NULL)."""
+_ITEMS_PER_INSERT = 500
+"""Lines per multi-row insert: 8,000 parameters, within SQLite's 32,766 and
+PostgreSQL's 65,535."""
+
+
+def _item_values(document: str, position: int, line: InvoiceLine) -> tuple[Any, ...]:
+    return (
+        document,
+        position,
+        line.kind,
+        line.description,
+        line.child_account,
+        line.plan,
+        line.service,
+        line.category,
+        line.quantity,
+        line.unit,
+        line.period_start,
+        line.period_end,
+        line.amount_micro,
+        line.amount_minor,
+        line.tax_category,
+        line.tax_rate_ppm,
+    )
+
+
+def _mark(connection: Connection) -> str:
+    """The driver's parameter placeholder (SQLite ``?``, psycopg ``%s``)."""
+    return "?" if connection.dialect.paramstyle == "qmark" else "%s"
+
+
+def _insert_items(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> dict[Any, int]:
+    """Insert lines (:func:`_item_values`) with multi-row inserts through the driver;
+    their ids by ``(invoice_id, position)`` (RETURNING does not promise the rows' order)."""
+    mark = _mark(connection)
+    one = "(" + ", ".join([mark] * len(_ITEM_COLUMNS)) + ")"
+    head = f"INSERT INTO {invoice_items.name} ({', '.join(_ITEM_COLUMNS)}) VALUES "
+    ids: dict[Any, int] = {}
+    for start in range(0, len(rows), _ITEMS_PER_INSERT):
+        chunk = rows[start : start + _ITEMS_PER_INSERT]
+        statement = head + ", ".join([one] * len(chunk)) + " RETURNING id, invoice_id, position"
+        parameters = tuple(value for row in chunk for value in row)
+        for item, document, position in connection.exec_driver_sql(statement, parameters):
+            ids[document, position] = item
+    return ids
 
 
 def _write_lines(connection: Connection, written: Sequence[tuple[str, ComposedInvoice]]) -> None:
     """The lines and record links of the invoices ``written`` (``(document, invoice)``)
-    in a few statements for all of them: one insert of the lines (a multi-row insert
-    returning their ids), one update of the lines that point at another (a discount at
-    the line it applies to), one executemany of the record links through the driver
-    (millions of rows in a bill run: no per-row SQL expression work)."""
+    in a few statements for all of them: multi-row inserts of the lines returning their
+    ids, one update of the lines that point at another (a discount at the line it
+    applies to), one executemany of the record links. The lines and links go through
+    the driver (a bill run writes millions of them: no per-row SQL expression work)."""
     rows = [
-        _item_row(document, i + 1, line)
+        _item_values(document, i + 1, line)
         for document, invoice in written
         for i, line in enumerate(invoice.lines)
     ]
     if not rows:
         return
-    items = invoice_items.c
-    returned = connection.execute(
-        insert(invoice_items).returning(items.id, items.invoice_id, items.position), rows
-    ).all()
-    ids = {(row.invoice_id, row.position): row.id for row in returned}
+    ids = _insert_items(connection, rows)
     pointers = [
         {"item": ids[document, i + 1], "target": ids[document, line.applies_to + 1]}
         for document, invoice in written
@@ -213,19 +253,18 @@ def _write_lines(connection: Connection, written: Sequence[tuple[str, ComposedIn
     if pointers:
         connection.execute(
             update(invoice_items)
-            .where(items.id == bindparam("item"))
+            .where(invoice_items.c.id == bindparam("item"))
             .values(parent_item_id=bindparam("target")),
             pointers,
         )
-    links = [
-        (ids[document, i + 1], record, document)
-        for document, invoice in written
-        for i, line in enumerate(invoice.lines)
-        for record in line.records
-    ]
+    links: list[tuple[int, str, str]] = []
+    for document, invoice in written:
+        for i, line in enumerate(invoice.lines):
+            if line.records:
+                item = ids[document, i + 1]
+                links.extend([(item, record, document) for record in line.records])
     if links:
-        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-        connection.exec_driver_sql(_INSERT_LINKS.format(mark=mark), links)
+        connection.exec_driver_sql(_INSERT_LINKS.format(mark=_mark(connection)), links)
 
 
 _INSERT_LINKS = (
