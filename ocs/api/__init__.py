@@ -10,9 +10,11 @@ Served by ``ocs serve`` on the HTTP port next to ``/healthz`` and ``/metrics``
 * :mod:`~ocs.api.errors`: the one mapping from exceptions to HTTP statuses;
 * :mod:`~ocs.api.pagination`: ``offset``/``limit`` and ``X-Total-Count``;
 * handlers per resource: :mod:`~ocs.api.catalog`, :mod:`~ocs.api.accounts`,
-  :mod:`~ocs.api.balances`, :mod:`~ocs.api.activity`, :mod:`~ocs.api.bulk`.
+  :mod:`~ocs.api.balances`, :mod:`~ocs.api.activity`, :mod:`~ocs.api.bulk`,
+  :mod:`~ocs.api.bills` (TMF678 customer bills, from the billing database).
 
 The handlers only translate HTTP: validation and writes are the quota engine's
 (``AccountStore``, ``CatalogStore``, ``provision``, ``BalanceActions``), the same
-code ``ocs provision`` runs.
+code ``ocs provision`` runs; the bills' are ``ocs.billing``'s (the same functions as
+``ocs invoice``).
 """

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from ocs.api.auth import TOKENS_KEY, auth_middleware
-from ocs.api.context import API_KEY, MAX_BODY, Api, Sessions
+from ocs.api.context import API_KEY, MAX_BODY, Api, Sessions, billing_context
 from ocs.api.errors import describe, error_body
 from ocs.api.routes import add_routes
 from ocs.api.serving import MAX_URL
@@ -181,7 +181,10 @@ def create_app(
 
     With ``store`` (a bytes-mode Redis client) the management API is served under /v1;
     ``sessions`` (the charging engine) lists open sessions and forgets identities
-    detached through the API. Without it, /v1 answers 401 or 404.
+    detached through the API. Without it, /v1 answers 401 or 404. With it, the billing
+    database of ``settings.billing_database_url`` serves the customer bill routes
+    (:class:`ocs.api.context.BillingDatabase`: opened on first use, closed with the
+    application).
     """
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY)
     app[SETTINGS_KEY] = settings
@@ -193,5 +196,6 @@ def create_app(
     app.router.add_get("/metrics", metrics_handler)
     if store is not None:
         app[API_KEY] = Api(store, sessions, Path(settings.records_directory))
+        app.cleanup_ctx.append(billing_context(settings))
         add_routes(app)
     return app

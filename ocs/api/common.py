@@ -29,6 +29,8 @@ __all__ = [
 PATH_PARAMETERS: dict[str, schema.Schema] = {
     "account_id": {**schema.ID, "example": "demo-prepaid"},
     "bucket_id": {**schema.ID, "example": "main"},
+    "bill_id": {**schema.ID, "example": "in_3f2a9c0d1e4b5a6f7081"},
+    "credit_note_id": {**schema.ID, "example": "cn_0a1b2c3d4e5f60718293"},
     "identity": schema.IDENTITY,
     "version": {"type": "string", "minLength": 1, "maxLength": 200, "example": "demo-1"},
 }

@@ -15,8 +15,14 @@ aiohttp ``HTTPException`` (404, 405, 413, ...)         its own
 ``ConflictError``, ``KeyReusedError``,
 ``CatalogStoreError`` (a version saved differently)    409
 ``ActionRefusedError`` (closed account, ...)           422
+billing lifecycle errors (``ocs.billing.lifecycle``):
+``DocumentNotFound`` / ``InvalidState`` /
+``InvalidCorrection``                                  404 / 409 / 422 (their ``status``)
+``BillingError`` (an off-cycle bill refused)           422
 Redis unreachable, loading, read-only, out of memory,
 busy or resharding (:func:`store_unavailable`)          503
+the billing database not migrated, migrated by a
+newer ocs, unreachable or locked (:func:`billing_unavailable`)  503
 a Redis command error (the command was wrong: a bug)   500, logged with its trace
 anything else                                          500, logged with its trace
 =====================================================  ======
@@ -50,7 +56,11 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
+from ocs.billing.database import BillingDatabaseError, NotMigrated, UnknownRevision
+from ocs.billing.lifecycle import DocumentNotFound, InvalidCorrection, LifecycleError
+from ocs.billing.usage import BillingError
 from quota_engine.accounts.balance_actions import ActionRefusedError, KeyReusedError
 from quota_engine.accounts.model import AccountError, ConflictError, NotFoundError, ValidationError
 from quota_engine.accounts.provisioning import ProvisioningError
@@ -60,6 +70,7 @@ from quota_engine.store.catalogs import CatalogStoreError
 __all__ = [
     "ApiError",
     "Problem",
+    "billing_unavailable",
     "describe",
     "error_body",
     "split_problem",
@@ -146,6 +157,36 @@ def store_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError)
 
 
+def billing_unavailable(exc: BaseException) -> str | None:
+    """What to tell the client when ``exc`` says the billing database cannot serve (503),
+    else None. The database's URL and the driver's text stay in the log
+    (``billing_database_unavailable``), not in the answer."""
+    if isinstance(exc, NotMigrated):
+        return "the billing database is not at this version's schema: run `ocs billing migrate`"
+    if isinstance(exc, UnknownRevision):
+        return "the billing database was migrated by a newer version of ocs"
+    if isinstance(
+        exc, BillingDatabaseError | OperationalError | InterfaceError | DisconnectionError
+    ):
+        return "the billing database is unavailable; try again"
+    return None
+
+
+def _lifecycle_fields(exc: LifecycleError) -> list[Problem]:
+    """The field a lifecycle error is about: the document (404), its state (409), the
+    credit note's lines or reason (422)."""
+    message = str(exc)
+    field = getattr(exc, "field", None)
+    if field is None:
+        if isinstance(exc, DocumentNotFound):
+            field = "id"
+        elif isinstance(exc, InvalidCorrection):
+            field = "reason" if "reason" in message and "line" not in message else "lines"
+        else:
+            field = "state"
+    return [(field, message)]
+
+
 def describe(exc: BaseException) -> tuple[int, str, list[Problem], dict[str, str]]:
     """``(status, message, fields, headers)`` for any exception (see the module table)."""
     if isinstance(exc, ApiError):
@@ -173,6 +214,12 @@ def describe(exc: BaseException) -> tuple[int, str, list[Problem], dict[str, str
         return 422, REFUSED, [split_problem(p) for p in exc.problems], {}
     if isinstance(exc, CatalogStoreError):
         return 409, str(exc), [], {}
+    if isinstance(exc, LifecycleError):
+        return exc.status, str(exc), _lifecycle_fields(exc), {}
+    if isinstance(exc, BillingError):
+        return 422, str(exc), [("billingAccount.id", str(exc))], {}
+    if (unavailable := billing_unavailable(exc)) is not None:
+        return 503, unavailable, [], {"Retry-After": "1"}
     if store_unavailable(exc):
         return 503, "the balance store is unavailable; try again", [], {"Retry-After": "1"}
     return 500, "internal server error", [], {}

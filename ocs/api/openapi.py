@@ -43,7 +43,7 @@ _STATUS_TEXT = {
     422: "The document allows the request, but its meaning is refused (an unknown plan, "
     "service or parent, a rule across fields) or the current state forbids it (a closed "
     "account); `fields` names each",
-    503: "Redis is unavailable; retry",
+    503: "Redis (or, for bills, the billing database) is unavailable; retry",
 }
 _PARAM = re.compile(r"{(\w+)}")
 

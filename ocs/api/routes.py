@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import accounts, activity, balances, bulk, catalog, openapi, schema
+from . import accounts, activity, balances, bills, bulk, catalog, openapi, schema
 from .auth import ROLE_LOOKUP_KEY
 
 __all__ = ["ROUTES", "Route", "add_routes"]
@@ -216,6 +216,69 @@ ROUTES: tuple[Route, ...] = (
                 "start after the record with this stream_id",
             ),
         ),
+    ),
+    # --- customer bills
+    Route(
+        "GET", "/v1/customerBill", bills.list_customer_bills, "viewer",
+        "TMF678 customer bills (invoices), newest period first", "bills",
+        _ok("one page of bills", schema.array(bills.CUSTOMER_BILL)),
+        errors=(400, 503), paged=True,
+        query=(
+            (bills.ACCOUNT_FILTER, schema.ID, "only the bills of this billing account"),
+            ("state", bills.STATE_QUERY,
+             "only bills in this state: TMF678's (new, validated, cancelled) or ours "
+             "(draft, final, void)"),
+        ),
+    ),
+    Route(
+        "GET", "/v1/customerBill/{bill_id}", bills.get_customer_bill, "viewer",
+        "One customer bill", "bills",
+        _ok("the bill", bills.CUSTOMER_BILL), errors=(400, 404, 503),
+    ),
+    Route(
+        "GET", "/v1/customerBill/{bill_id}/appliedCustomerBillingRate",
+        bills.list_applied_rates, "viewer",
+        "The bill's lines (TMF678 appliedCustomerBillingRate), in invoice order", "bills",
+        _ok("one page of lines", schema.array(bills.APPLIED_RATE)),
+        errors=(400, 404, 503), paged=True,
+        query=(("detail", bills.DETAIL_QUERY, "true: each line lists its rated record ids"),),
+    ),
+    Route(
+        "POST", "/v1/customerBill/{bill_id}/finalize", bills.finalize_customer_bill, "admin",
+        "Finalise a draft bill: its gap-free number is assigned; it never changes again",
+        "bills",
+        _ok("the final bill", bills.CUSTOMER_BILL), errors=(400, 404, 409, 503),
+    ),
+    Route(
+        "POST", "/v1/customerBill/{bill_id}/void", bills.void_customer_bill, "admin",
+        "Void a final bill (its number stays used; the next bill run replaces it)", "bills",
+        _ok("the void bill", bills.CUSTOMER_BILL),
+        errors=(400, 404, 409, 413, 422, 503), body=bills.VOID_IN,
+    ),
+    Route(
+        "POST", "/v1/customerBill/{bill_id}/creditNote", bills.issue_credit_note, "admin",
+        "Correct a final bill with a credit note, once per Idempotency-Key", "bills",
+        {201: ("issued (or the first result of this key)", bills.CREDIT_NOTE)},
+        errors=(400, 404, 409, 413, 422, 503), body=bills.CREDIT_NOTE_IN,
+        headers=_KEY_HEADER, response_headers={**_ACTION_HEADERS, **_CREATED},
+    ),
+    Route(
+        "GET", "/v1/customerBill/{bill_id}/creditNote", bills.list_bill_credit_notes, "viewer",
+        "The credit notes of a bill, oldest first", "bills",
+        _ok("one page of credit notes", schema.array(bills.CREDIT_NOTE)),
+        errors=(400, 404, 503), paged=True,
+    ),
+    Route(
+        "GET", "/v1/creditNote/{credit_note_id}", bills.get_credit_note, "viewer",
+        "One credit note", "bills",
+        _ok("the credit note", bills.CREDIT_NOTE), errors=(400, 404, 503),
+    ),
+    Route(
+        "POST", "/v1/customerBillOnDemand", bills.customer_bill_on_demand, "admin",
+        "TMF678 customerBillOnDemand: an off-cycle bill of one account now, finalised",
+        "bills",
+        {201: ("the bill made", bills.ON_DEMAND)},
+        errors=(400, 413, 422, 503), body=bills.ON_DEMAND_IN, response_headers=_CREATED,
     ),
 )  # fmt: skip
 

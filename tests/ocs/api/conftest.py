@@ -39,11 +39,15 @@ def digest(token: str) -> str:
 
 TOKENS = (ApiToken(digest(ADMIN_TOKEN), "admin"), ApiToken(digest(VIEWER_TOKEN), "viewer"))
 # records.directory: one that no exporter writes, so the usage tests see only the
-# records they make (the default ./data/records is relative to where pytest runs)
+# records they make (the default ./data/records is relative to where pytest runs); the
+# billing database likewise (the bill routes create it on first use)
 SETTINGS = dataclasses.replace(
     Settings(),
     http_tokens=TOKENS,
     records_directory=tempfile.mkdtemp(prefix="ocs-api-test-records-"),
+    billing_database_url="sqlite:///"
+    + tempfile.mkdtemp(prefix="ocs-api-test-billing-")
+    + "/billing.db",
 )
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import time
+import uuid
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -13,11 +15,17 @@ from aiohttp.test_utils import TestClient, TestServer
 from ocs.api.app import create_app
 from ocs.api.auth import role_of_token
 from ocs.api.routes import ROUTES
+from ocs.billing.compose import ComposedInvoice, InvoiceLine
+from ocs.billing.database import migrate, open_database
+from ocs.billing.invoices import write_invoice
+from ocs.billing.lifecycle import CreditLine, create_credit_note, finalize
+from ocs.billing.numbering import ensure_sequence
 from ocs.config import ApiToken, Settings, load_settings
 from ocs.metrics import Metrics
 from tests.ocs.api.conftest import (
     ADMIN_TOKEN,
     PREPAID,
+    SETTINGS,
     TOKENS,
     VIEWER_TOKEN,
     Http,
@@ -30,6 +38,8 @@ SAMPLE = {
     "bucket_id": "main",
     "identity": "msisdn:491700000001",
     "version": "demo-1",
+    "bill_id": "in_00000000000000000000",
+    "credit_note_id": "cn_00000000000000000000",
 }
 BODIES = {
     "/v1/catalog/active": {"version": "demo-1"},
@@ -38,14 +48,55 @@ BODIES = {
     "/v1/accounts/{account_id}/subscriptions": {"identity": "msisdn:491700000009"},
     "/v1/accounts/{account_id}/topupBalance": {"amount": 1},
     "/v1/accounts/{account_id}/adjustBalance": {"amount": 1, "reason": "x"},
+    "/v1/customerBill/{bill_id}/void": {"reason": "x"},
+    "/v1/customerBill/{bill_id}/creditNote": {"reason": "x", "lines": [{"position": 1}]},
+    "/v1/customerBillOnDemand": {"billingAccount": {"id": "dora"}},
 }
 
 
-def concrete(path: str) -> str:
-    return re.sub(r"{(\w+)}", lambda m: SAMPLE[m.group(1)], path)
+def concrete(path: str, sample: dict[str, str] = SAMPLE) -> str:
+    return re.sub(r"{(\w+)}", lambda m: {**SAMPLE, **sample}[m.group(1)], path)
 
 
-async def call(http: Http, route, document=None):
+def seed_bills() -> dict[str, dict[str, str]]:
+    """Bills in the API's billing database for the admin to act on, per route: a draft to
+    finalise, a final bill to void, a final bill with a credit note for the rest."""
+    url = SETTINGS.billing_database_url
+    migrate(url)
+    engine = open_database(url)
+    tag, now = uuid.uuid4().hex[:10], int(time.time())
+    lines = (
+        InvoiceLine("recurring", "Fee", 20_000_000, 20_000_000, tax_category="standard",
+                    tax_rate_ppm=190_000),
+        InvoiceLine("tax", "VAT", 3_800_000, 3_800_000, tax_category="standard",
+                    tax_rate_ppm=190_000),
+    )  # fmt: skip
+    ids = [f"in_{tag}_{n}" for n in range(3)]
+    try:
+        with engine.begin() as connection:
+            ensure_sequence(connection, "default", "invoice", "INV-{seq:06d}")
+            for n, document in enumerate(ids):
+                invoice = ComposedInvoice(f"auth-{tag}-{n}", "EUR", 2, now - 86_400, now, lines)
+                write_invoice(
+                    connection, invoice, document=document, entity="default", bill_run_id=None,
+                    now=now,
+                )  # fmt: skip
+            for document in ids[1:]:
+                finalize(connection, document, now=now, actor="test")
+            note, _ = create_credit_note(
+                connection, ids[2], [CreditLine(1, 1_000_000)], reason="x", now=now, actor="test"
+            )
+    finally:
+        engine.dispose()
+    rest = {"bill_id": ids[2], "credit_note_id": note}
+    return {
+        "finalize_customer_bill": {"bill_id": ids[0]},
+        "void_customer_bill": {"bill_id": ids[1]},
+        "": rest,
+    }
+
+
+async def call(http: Http, route, document=None, sample: dict[str, str] = SAMPLE):
     body = BODIES.get(route.path)
     if route.path.startswith("/v1/catalog/v") and route.method == "POST":
         body = document
@@ -54,7 +105,7 @@ async def call(http: Http, route, document=None):
         return await http.call(route.method, concrete(route.path), data=data)
     return await http.call(
         route.method,
-        concrete(route.path),
+        concrete(route.path, sample),
         body,
         headers={"Idempotency-Key": f"auth-{route.operation_id}"},
     )
@@ -113,9 +164,13 @@ async def test_viewer_reads_but_gets_403_on_every_write_and_changes_nothing(
 
 async def test_admin_may_do_every_route(http, alice, catalog_active):
     document = (await http.get("/v1/catalog/active")).body["document"]
+    samples = seed_bills()
+    dora = {"id": "dora", "kind": "postpaid", "plan": "postpaid-standard"}
+    assert (await http.post("/v1/accounts", dora)).status == 201  # billed on demand
     deleting_last = sorted(ROUTES, key=lambda r: (r.method == "DELETE", r.path.count("/") < 4))
     for route in deleting_last:
-        reply = await call(http, route, document)
+        sample = samples.get(route.operation_id, samples[""])
+        reply = await call(http, route, document, sample)
         assert reply.status < 400, (route.method, route.path, reply.body)
 
 
