@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, insert, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ocs.billing.accounts import Adjustment, BillingAccount, invoice_accounts
@@ -52,7 +52,7 @@ from ocs.billing.invoices import (
 )
 from ocs.billing.numbering import ensure_sequence, finalize_invoice
 from ocs.billing.periods import BillPeriod, PeriodError, period_ending, period_of
-from ocs.billing.schema import bill_runs
+from ocs.billing.schema import bill_runs, invoices
 from ocs.billing.usage import BillingError, UsageLedger
 from ocs.records.reader import RecordReader
 from quota_engine.catalog import Catalog
@@ -321,6 +321,7 @@ def _read_usage(
     records = Path(records_dir)
     reader = RecordReader(records, start=earliest, end=latest, partition=partitions, warn=False)
     off_cycle_covered = any(j.covered[0] > j.period.start for j in jobs)
+    later = _with_later_invoices(connection_engine, jobs)
     held: list[dict[str, object]] = []
     if records.exists():
         for record in reader:
@@ -335,7 +336,9 @@ def _read_usage(
                 # the late window counts from this account's period, not the run's earliest
                 if ended >= job.period.start - options.late_window:
                     late.append(record)
-            elif off_cycle_covered and job.covered[0] > job.period.start:
+            elif (off_cycle_covered and job.covered[0] > job.period.start) or (
+                job.owner.id in later
+            ):
                 held.append(record)
                 current_ids.append(record["id"])
             else:
@@ -373,6 +376,25 @@ def _read_usage(
     for warning in reader.warnings:
         summary.errors.append(("records", warning))
     return ledger
+
+
+def _with_later_invoices(engine: Engine, jobs: Sequence[_Job]) -> set[str]:
+    """The invoice accounts of ``jobs`` with a live invoice of a later period: it may
+    hold records of this one as late usage (the next period was billed while this
+    one's draft was open), so this period's records are checked as well."""
+    by_end: dict[int, list[str]] = {}
+    for job in jobs:
+        by_end.setdefault(job.period.end, []).append(job.owner.id)
+    found: set[str] = set()
+    c = invoices.c
+    with engine.connect() as connection:
+        for end, owners in by_end.items():
+            for i in range(0, len(owners), 500):
+                query = select(c.account).where(
+                    c.account.in_(owners[i : i + 500]), c.period_start >= end, c.state != "void"
+                )
+                found.update(connection.execute(query).scalars())
+    return found
 
 
 def _add(

@@ -838,24 +838,52 @@ def test_late_window_is_each_accounts_own(engine, tmp_path: Path) -> None:
     assert totals(invoice) == (22_000_000, 4_180_000, 26_180_000)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug (reported): a period's records are not checked against later invoices, "
-    "so a draft of P whose late record went on P+1 can no longer be refreshed or finalised",
-)
 def test_draft_left_open_while_the_next_period_takes_its_late_record(engine, tmp_path) -> None:
+    """A draft of November is still open when December is billed: December takes the
+    November record no invoice holds as late usage, and November, run again, leaves it
+    there (before the fix it tried to link it a second time and could never be
+    written again)."""
     cat = catalog(taxes=[VAT])
     alice = account("alice")
-    write_records(tmp_path, [record("n1;1;10", "alice", at("2026-11-05 10:00"))], [alice])
+    write_records(
+        tmp_path, [record("n1;1;10", "alice", at("2026-11-05 10:00"), charged=1_000_000)], [alice]
+    )
     bill(engine, cat, [alice], tmp_path, now=at("2026-12-02 00:00"))  # November: a draft
     # a November record arrives; December is billed before November is run again
-    write_records(tmp_path, [record("n2;1;10", "alice", at("2026-11-25 10:00"))], [alice])
+    write_records(
+        tmp_path, [record("n2;1;10", "alice", at("2026-11-25 10:00"), charged=2_000_000)], [alice]
+    )
     bill(engine, cat, [alice], tmp_path, period="2026-12", now=DECEMBER_DONE)
-    december = [i for i in invoices_of(engine, "alice") if i.state == "final"][0]
+    (december,) = [i for i in invoices_of(engine, "alice") if i.state == "final"]
     assert links_of(engine, december.id) == {"n2;1;10": "late_usage"}
+    # 20.00 + 2.00 = 22.00; 19 % = 4.18
+    assert totals(december) == (22_000_000, 4_180_000, 26_180_000)
     # November's run finalises its draft without the record December holds
-    summary = run_bill_run(engine, cat, [alice], tmp_path, period="2026-11", now=DECEMBER_DONE + 60)
-    assert summary.errors == []
-    november = [i for i in invoices_of(engine, "alice") if i.id != december.id][0]
-    assert november.state == "final"
+    summary = bill(engine, cat, [alice], tmp_path, now=DECEMBER_DONE + 60)
+    assert (summary.drafts_refreshed, summary.finalized, summary.records) == (1, 1, 1)
+    (november,) = [i for i in invoices_of(engine, "alice") if i.id != december.id]
+    assert (november.state, november.number) == ("final", "INV-000002")
     assert links_of(engine, november.id) == {"n1;1;10": "usage"}
+    # 20.00 + 1.00 = 21.00; 19 % = 3.99
+    assert totals(november) == (21_000_000, 3_990_000, 24_990_000)
+
+
+def test_period_billed_after_the_next_one_keeps_its_fee_only(engine, tmp_path) -> None:
+    """November never billed, December billed first: November's records are December's
+    late usage; November's own run then bills its fee, not the records again."""
+    cat = catalog(taxes=[VAT])
+    bob = account("bob")
+    write_records(
+        tmp_path, [record("n1;1;10", "bob", at("2026-11-05 10:00"), charged=1_000_000)], [bob]
+    )
+    bill(engine, cat, [bob], tmp_path, period="2026-12", now=DECEMBER_DONE)
+    (december,) = invoices_of(engine, "bob")
+    assert links_of(engine, december.id) == {"n1;1;10": "late_usage"}
+    summary = bill(engine, cat, [bob], tmp_path, now=DECEMBER_DONE + 60)
+    assert (summary.invoices_created, summary.records) == (1, 0)
+    (november,) = [i for i in invoices_of(engine, "bob") if i.id != december.id]
+    assert shown(items_of(engine, november.id)) == [
+        ("recurring", "Postpaid Standard: recurring fee", None, 20_000_000),
+        ("tax", "VAT 19 %", None, 3_800_000),  # 19 % of 20.00
+    ]
+    assert links_of(engine, december.id) == {"n1;1;10": "late_usage"}
