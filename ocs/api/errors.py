@@ -173,18 +173,17 @@ def billing_unavailable(exc: BaseException) -> str | None:
 
 
 def _lifecycle_fields(exc: LifecycleError) -> list[Problem]:
-    """The field a lifecycle error is about: the document (404), its state (409), the
-    credit note's lines or reason (422)."""
-    message = str(exc)
-    field = getattr(exc, "field", None)
+    """The field a lifecycle error is about: its own ``field`` (a credit note's
+    ``lines[1].amount``, ``reason``), else the document (404) or its state (409)."""
+    field = exc.field
     if field is None:
         if isinstance(exc, DocumentNotFound):
             field = "id"
         elif isinstance(exc, InvalidCorrection):
-            field = "reason" if "reason" in message and "line" not in message else "lines"
+            field = "lines"
         else:
             field = "state"
-    return [(field, message)]
+    return [(field, str(exc))]
 
 
 def describe(exc: BaseException) -> tuple[int, str, list[Problem], dict[str, str]]:

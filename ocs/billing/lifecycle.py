@@ -48,9 +48,14 @@ _PPM = 1_000_000
 
 
 class LifecycleError(Exception):
-    """A lifecycle action that cannot be done; ``status`` is its HTTP status."""
+    """A lifecycle action that cannot be done; ``status`` is its HTTP status, ``field``
+    the part of the request it is about (None: the document itself or its state)."""
 
     status = 409
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class DocumentNotFound(LifecycleError):
@@ -103,7 +108,7 @@ def void(
     if state != "final":
         raise InvalidState(f"invoice {invoice_id!r} is {state}: only a final invoice is voided")
     if not reason.strip():
-        raise InvalidCorrection("a reason is required to void an invoice")
+        raise InvalidCorrection("a reason is required to void an invoice", field="reason")
     notes = connection.execute(
         select(func.count())
         .select_from(credit_notes)
@@ -166,9 +171,9 @@ def create_credit_note(
     if state != "final":
         raise InvalidState(f"invoice {invoice_id!r} is {state}: only a final invoice is credited")
     if not lines:
-        raise InvalidCorrection("a credit note needs at least one line")
+        raise InvalidCorrection("a credit note needs at least one line", field="lines")
     if not reason.strip():
-        raise InvalidCorrection("a reason is required for a credit note")
+        raise InvalidCorrection("a reason is required for a credit note", field="reason")
     note_id = (
         "cn_"
         + hashlib.blake2b(
@@ -202,15 +207,20 @@ def create_credit_note(
         item = items.get(line.position)
         if item is None:
             raise InvalidCorrection(
-                f"line {line.position}: invoice {invoice_id!r} has no such line"
+                f"line {line.position}: invoice {invoice_id!r} has no such line",
+                field=f"lines[{n - 1}]",
             )
         if item.kind in ("tax", "allowance") or item.amount_minor <= 0:
             raise InvalidCorrection(
                 f"line {line.position}: a {item.kind} line of {item.amount_minor} cannot be "
-                "credited (credit the charge lines; their tax is credited with them)"
+                "credited (credit the charge lines; their tax is credited with them)",
+                field=f"lines[{n - 1}]",
             )
         if line.position in seen:
-            raise InvalidCorrection(f"line {line.position}: credited twice in one credit note")
+            raise InvalidCorrection(
+                f"line {line.position}: credited twice in one credit note",
+                field=f"lines[{n - 1}]",
+            )
         seen.add(line.position)
         left = item.amount_minor - int(credited.get(item.id, 0) or 0)
         amount = (
@@ -219,7 +229,8 @@ def create_credit_note(
         if amount <= 0 or amount > left:
             raise InvalidCorrection(
                 f"line {line.position}: can credit more than 0 and at most {left} micro-units "
-                f"(what is left of the line), not {amount}"
+                f"(what is left of the line), not {amount}",
+                field=f"lines[{n - 1}].amount",
             )
         rate = item.tax_rate_ppm or 0
         tax = round_ratio_to_minor_unit(amount * rate, _PPM, minor) if rate else 0

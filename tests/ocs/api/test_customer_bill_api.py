@@ -225,11 +225,11 @@ async def test_finalize_then_credit_then_no_void(http):
 @pytest.mark.parametrize(
     ("lines", "field", "why"),
     [
-        ([{"position": 3, "amount": "0.31"}], "lines", "at most 300000"),
-        ([{"position": 4}], "lines", "a tax line"),
-        ([{"position": 9}], "lines", "no such line"),
-        ([{"position": 2}, {"position": 2, "amount": "0.01"}], "lines", "credited twice"),
-        ([{"position": 2, "amount": "0"}], "lines", "more than 0"),
+        ([{"position": 3, "amount": "0.31"}], "lines[0].amount", "at most 300000"),
+        ([{"position": 4}], "lines[0]", "a tax line"),
+        ([{"position": 9}], "lines[0]", "no such line"),
+        ([{"position": 2}, {"position": 2, "amount": "0.01"}], "lines[1]", "credited twice"),
+        ([{"position": 2, "amount": "0"}], "lines[0].amount", "more than 0"),
         ([{"position": 2, "amount": "1.001"}], "lines[0].amount", "more than the currency's 2"),
     ],
 )
