@@ -87,6 +87,9 @@ class ComposedInvoice:
     period_end: int
     lines: tuple[InvoiceLine, ...]
     off_cycle: bool = False
+    itemisation: str = "detailed"
+    """The invoice account's presentation preference, kept for the documents."""
+    tax_exempt: bool = False
 
     @property
     def subtotal_micro(self) -> int:
@@ -431,4 +434,6 @@ def compose_invoice(
         period_end=span[1] if off_cycle else period.end,
         lines=tuple(composer.lines),
         off_cycle=off_cycle,
+        itemisation=owner.itemisation,
+        tax_exempt=owner.tax_exempt,
     )

@@ -288,6 +288,8 @@ def _invoice_row(
         "minor_digits": invoice.minor_digits,
         "state": "draft",
         "created_at": now,
+        "itemisation": invoice.itemisation,
+        "tax_exempt": invoice.tax_exempt,
         **_totals(invoice),
     }
 
@@ -348,7 +350,13 @@ def replace_draft(
     connection.execute(
         update(invoices)
         .where(c.id == document)
-        .values(bill_run_id=bill_run_id, period_end=invoice.period_end, **_totals(invoice))
+        .values(
+            bill_run_id=bill_run_id,
+            period_end=invoice.period_end,
+            itemisation=invoice.itemisation,
+            tax_exempt=invoice.tax_exempt,
+            **_totals(invoice),
+        )
     )
     _write_lines(connection, [(document, invoice)])
     return True

@@ -23,7 +23,8 @@ void       ``cancelled``   not one of TMF678's values (it has none for a bill
 Names that are ours, not TMF678's: ``lifecycleState``, ``position`` (a line's place on
 the invoice: what a credit note names), ``ratedRecords`` (the record ids a line sums),
 ``appliesTo`` (the position of the line a discount applies to), ``voidReason``,
-``creditNoteItem``. Every function reads in the caller's connection; an unknown id
+``creditNoteItem``, ``itemisation`` (``detailed``: the documents list the records;
+``summary``: the lines only) and ``taxExempt``, as the account wanted when billed. Every function reads in the caller's connection; an unknown id
 raises :class:`~ocs.billing.lifecycle.DocumentNotFound`.
 """
 
@@ -188,6 +189,8 @@ def _bill(row: Row[Any], taxes: Iterable[Row[Any]], credited: int) -> dict[str, 
         "lifecycleState": row.state,
         "category": "offCycle" if row.off_cycle else "normal",
         "runType": "offCycle" if row.off_cycle else "onCycle",
+        "itemisation": row.itemisation,
+        "taxExempt": bool(row.tax_exempt),
         "billingAccount": _account_ref(row.account),
         "billingPeriod": _period(row.period_start, row.period_end),
         "billDate": timestamp(row.finalized_at),

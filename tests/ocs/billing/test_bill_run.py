@@ -230,3 +230,22 @@ def test_off_cycle_refuses_accounts_without_their_own_invoice(engine, tmp_path: 
     ]:
         with pytest.raises(BillingError, match=message):
             run_off_cycle(engine, catalog(), accounts, tmp_path, target, until=until)
+
+
+def test_the_invoice_keeps_the_accounts_presentation(engine, tmp_path: Path) -> None:
+    from ocs.billing.representation import customer_bill
+
+    quiet = account("quiet", itemisation="summary", tax_exempt=True)
+    loud = account("loud")
+    write_records(tmp_path, [record("q;1;10", "quiet", at("2026-11-02 10:00"))], [quiet, loud])
+    run_bill_run(engine, catalog(), [quiet, loud], tmp_path, period="2026-11",
+                 now=at("2026-11-20 00:00"))  # fmt: skip
+    with engine.connect() as connection:
+        rows = {
+            r.account: (r.itemisation, r.tax_exempt, r.tax_minor, r.id)
+            for r in connection.execute(select(invoices))
+        }
+        assert rows["quiet"][:3] == ("summary", True, 0)
+        assert rows["loud"][:2] == ("detailed", False) and rows["loud"][2] > 0
+        bill = customer_bill(connection, rows["quiet"][3])
+    assert (bill["itemisation"], bill["taxExempt"]) == ("summary", True)

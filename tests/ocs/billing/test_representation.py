@@ -173,6 +173,8 @@ def test_a_draft_customer_bill(engine):
         "lifecycleState": "draft",
         "category": "normal",
         "runType": "onCycle",
+        "itemisation": "detailed",
+        "taxExempt": False,
         "billingAccount": {"id": "alice", "href": "/v1/accounts/alice"},
         "billingPeriod": {
             "startDateTime": "2026-10-31T23:00:00Z",
