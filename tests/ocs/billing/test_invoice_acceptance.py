@@ -654,7 +654,8 @@ def test_adjustments_are_billed_exactly_once(engine, tmp_path: Path) -> None:
 
 def test_void_then_rerun_makes_a_replacement_with_a_new_number(engine, tmp_path: Path) -> None:
     cat = catalog(taxes=[VAT])
-    alice, bob = account("alice"), account("bob")
+    credit = Adjustment("h1", at("2026-11-08 09:00"), 1_000_000, "main", "Goodwill credit")
+    alice, bob = account("alice", adjustments=(credit,)), account("bob")
     records = [
         record("a1;1;10", "alice", at("2026-11-03 10:00"), charged=1_234_567),
         record("b1;1;10", "bob", at("2026-11-04 10:00"), charged=700_000),
@@ -664,8 +665,9 @@ def test_void_then_rerun_makes_a_replacement_with_a_new_number(engine, tmp_path:
     first = the_invoice(engine, "alice")
     first_items = items_of(engine, first.id)
     assert (first.number, the_invoice(engine, "bob").number) == ("INV-000001", "INV-000002")
-    # 20.00 + 1.23 = 21.23; 19 % = 4.0337 -> 4.03
-    assert totals(first) == (21_230_000, 4_030_000, 25_260_000)
+    # 20.00 + 1.23 - 1.00 = 20.23; 19 % = 3.8437 -> 3.84
+    assert totals(first) == (20_230_000, 3_840_000, 24_070_000)
+    assert links_of(engine, first.id) == {"a1;1;10": "usage", "adjustment:h1": "one_off"}
 
     with engine.begin() as connection, pytest.raises(InvalidCorrection):
         void(connection, first.id, reason="  ", now=NOVEMBER_DONE + 10, actor="ops")
@@ -695,7 +697,8 @@ def test_void_then_rerun_makes_a_replacement_with_a_new_number(engine, tmp_path:
         tuple(getattr(i, f) for f in fields) for i in first_items
     ]
     assert totals(replacement) == totals(first)
-    assert links_of(engine, replacement.id) == {"a1;1;10": "usage"}
+    # the records and the adjustment the void released are on the replacement, once
+    assert links_of(engine, replacement.id) == {"a1;1;10": "usage", "adjustment:h1": "one_off"}
     voided = the_invoice(engine, "alice", "void")
     assert (voided.id, voided.number, voided.void_reason) == (
         first.id,
