@@ -13,16 +13,15 @@ from typing import Any
 
 from aiohttp import web
 
-from quota_engine.accounts.balance_actions import ActionResult, key_problem
+from quota_engine.accounts.balance_actions import ActionResult
 from quota_engine.accounts.model import MAIN_BUCKET, Bucket
 
 from . import schema
-from .common import json_body, path_id, require_account
+from .common import key_and_body, path_id, require_account
 from .context import api_of
 from .errors import ApiError
 from .pagination import page, paged, window
 
-KEY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 _DAY = 86_400
 
@@ -82,25 +81,6 @@ async def get_balances(request: web.Request) -> web.Response:
     )
 
 
-async def _key_and_body(request: web.Request, spec: schema.Schema) -> tuple[str, dict[str, Any]]:
-    """The Idempotency-Key and the checked body; 400 naming every problem of both."""
-    key = request.headers.get(KEY_HEADER)
-    problems = []
-    if key is None:
-        problems.append((KEY_HEADER, "is required: a unique key per top-up or adjustment"))
-    elif (problem := key_problem(key)) is not None:
-        problems.append((KEY_HEADER, problem))
-    try:
-        body = await json_body(request, spec)
-    except ApiError as exc:
-        if exc.status != 400:
-            raise
-        raise ApiError.invalid(problems + exc.fields) from None
-    if problems or key is None:
-        raise ApiError.invalid(problems)
-    return key, body
-
-
 def _template(bucket_id: str, create: dict[str, Any] | None, now: int) -> Bucket | None:
     if create is None:
         return None
@@ -133,7 +113,7 @@ async def topup(request: web.Request) -> web.Response:
     """TMF654 topupBalance: credit money or units, once per Idempotency-Key."""
     api = api_of(request)
     account_id = path_id(request)
-    key, body = await _key_and_body(request, schema.TOPUP_IN)
+    key, body = await key_and_body(request, schema.TOPUP_IN, per="top-up or adjustment")
     now = int(time.time())
     bucket_id = body.get("bucket", MAIN_BUCKET)
     result = await api.actions.topup(
@@ -153,7 +133,7 @@ async def adjust(request: web.Request) -> web.Response:
     """TMF654 adjustBalance: move a bucket up or down with a reason, once per key."""
     api = api_of(request)
     account_id = path_id(request)
-    key, body = await _key_and_body(request, schema.ADJUST_IN)
+    key, body = await key_and_body(request, schema.ADJUST_IN, per="top-up or adjustment")
     result = await api.actions.adjust(
         account_id,
         body["amount"],

@@ -41,12 +41,12 @@ from ocs.billing.representation import (
 )
 from ocs.billing.schema import credit_note_items, credit_notes, invoice_items, invoices
 from ocs.billing_source import read_billing_accounts
-from quota_engine.accounts.balance_actions import MAX_REASON, key_problem
+from quota_engine.accounts.balance_actions import MAX_REASON
 
 from . import schema
 from .auth import TOKENS_KEY, role_of_token
-from .common import check_body, json_body, path_id
-from .context import api_of, billing_of, read_json
+from .common import KEY_HEADER, json_body, key_and_body, path_id
+from .context import api_of, billing_of
 from .errors import ApiError
 from .pagination import page, paged, window
 from .schema import BOOL, ID, INT, TEXT, array, nullable, obj
@@ -63,7 +63,6 @@ __all__ = [
     "void_customer_bill",
 ]
 
-KEY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 BILL_ID = "bill_id"
 CREDIT_NOTE_ID = "credit_note_id"
@@ -357,25 +356,6 @@ async def void_customer_bill(request: web.Request) -> web.Response:
     return web.json_response(await billing_of(request).write(work))
 
 
-async def _key_and_body(request: web.Request) -> tuple[str, dict[str, Any]]:
-    """The Idempotency-Key and the checked body; 400 naming every problem of both."""
-    key = request.headers.get(KEY_HEADER)
-    problems = []
-    if key is None:
-        problems.append((KEY_HEADER, "is required: a unique key per credit note"))
-    elif (problem := key_problem(key)) is not None:
-        problems.append((KEY_HEADER, problem))
-    try:
-        body = check_body(CREDIT_NOTE_IN, await read_json(request))
-    except ApiError as exc:
-        if exc.status != 400:
-            raise
-        raise ApiError.invalid(problems + exc.fields) from None
-    if problems or key is None:
-        raise ApiError.invalid(problems)
-    return key, body
-
-
 def _credit_lines(body: dict[str, Any], minor_digits: int) -> list[CreditLine]:
     lines, problems = [], []
     for i, line in enumerate(body["lines"]):
@@ -415,7 +395,7 @@ def _same_request(
 async def issue_credit_note(request: web.Request) -> web.Response:
     """A credit note on a final bill, once per Idempotency-Key: 201 with the note."""
     bill_id = _bill_id(request)
-    key, body = await _key_and_body(request)
+    key, body = await key_and_body(request, CREDIT_NOTE_IN, per="credit note")
     settings = billing_of(request).settings
     actor, now = _actor(request), int(time.time())
 

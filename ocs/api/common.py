@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from quota_engine.accounts.balance_actions import CLOSED
+from quota_engine.accounts.balance_actions import CLOSED, key_problem
 from quota_engine.accounts.model import Account, identity_problem
 
 from . import schema
@@ -112,6 +112,32 @@ def check_body(spec: schema.Schema, body: Any) -> Any:
 async def json_body(request: web.Request, spec: schema.Schema) -> Any:
     """The JSON body, checked against ``spec``."""
     return check_body(spec, await read_json(request))
+
+
+KEY_HEADER = "Idempotency-Key"
+"""The header that makes a write happen once (top-ups, adjustments, credit notes)."""
+
+
+async def key_and_body(
+    request: web.Request, spec: schema.Schema, *, per: str
+) -> tuple[str, dict[str, Any]]:
+    """The Idempotency-Key and the JSON body checked against ``spec``; one 400 naming
+    every problem of both. ``per`` completes "a unique key per ..." in the message."""
+    key = request.headers.get(KEY_HEADER)
+    problems = []
+    if key is None:
+        problems.append((KEY_HEADER, f"is required: a unique key per {per}"))
+    elif (problem := key_problem(key)) is not None:
+        problems.append((KEY_HEADER, problem))
+    try:
+        body = await json_body(request, spec)
+    except ApiError as exc:
+        if exc.status != 400:
+            raise
+        raise ApiError.invalid(problems + exc.fields) from None
+    if problems or key is None:
+        raise ApiError.invalid(problems)
+    return key, body
 
 
 async def require_account(api: Api, account_id: str) -> Account:

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import accounts, activity, balances, bills, bulk, catalog, openapi, schema
+from . import accounts, activity, balances, bills, bulk, catalog, common, openapi, schema
 from .auth import ROLE_LOOKUP_KEY
 
 __all__ = ["ROUTES", "Route", "add_routes"]
@@ -54,7 +54,7 @@ def _ok(description: str, body: dict[str, Any] | None, status: int = 200) -> dic
 
 _KEY_HEADER = (
     (
-        balances.KEY_HEADER,
+        common.KEY_HEADER,
         {"type": "string", "pattern": schema.KEY_PATTERN, "example": "order-4711"},
         "Unique per operation: the same key again returns the first result, crediting once.",
         True,
