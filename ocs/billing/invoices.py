@@ -153,13 +153,22 @@ def _batches(values: Sequence[str]) -> Iterator[Sequence[str]]:
 
 
 def _totals(invoice: ComposedInvoice) -> dict[str, int]:
+    """The invoice's totals (as its properties define them), in one pass over its lines."""
+    subtotal_micro = subtotal_minor = tax_micro = tax_minor = 0
+    for line in invoice.lines:
+        if line.kind == "tax":
+            tax_micro += line.amount_micro
+            tax_minor += line.amount_minor
+        else:
+            subtotal_micro += line.amount_micro
+            subtotal_minor += line.amount_minor
     return {
-        "subtotal_micro": invoice.subtotal_micro,
-        "tax_micro": invoice.tax_micro,
-        "total_micro": invoice.total_micro,
-        "subtotal_minor": invoice.subtotal_minor,
-        "tax_minor": invoice.tax_minor,
-        "total_minor": invoice.total_minor,
+        "subtotal_micro": subtotal_micro,
+        "tax_micro": tax_micro,
+        "total_micro": subtotal_micro + tax_micro,
+        "subtotal_minor": subtotal_minor,
+        "tax_minor": tax_minor,
+        "total_minor": subtotal_minor + tax_minor,
     }
 
 
