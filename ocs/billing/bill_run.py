@@ -14,8 +14,8 @@
    period, and those of the ``late_window`` before it that no invoice holds (late usage,
    flagged as such);
 4. each invoice is composed (:func:`~ocs.billing.compose.compose_invoice`) and written,
-   ``batch`` invoices per transaction; a draft whose grace period is over is finalised
-   in the same transaction (its number assigned then).
+   ``batch`` invoices per transaction (with the run's progress row); a draft whose
+   grace period is over is finalised in the same transaction (its number assigned then).
 
 It is idempotent and resumable: invoice ids are derived from account and period, a
 unique index allows one live cycle invoice per account and period, and a crash loses
@@ -182,7 +182,8 @@ def run_bill_run(
     started = clock()
     at = int(time.time()) if now is None else now
     name = period if period is not None else f"ending {day}"
-    groups = invoice_accounts(accounts)
+    loops: list[tuple[str, str]] = []
+    groups = invoice_accounts(accounts, loops)
     owners = [m[0] for m in groups.values() if shard.takes(m[0].partition)]
     periods = _periods(owners, catalog.timezone, period, day)
     # two runs in one second (a retry at once) are two runs: a random tail
@@ -190,6 +191,9 @@ def run_bill_run(
         f"run-{name.replace(' ', '-')}-{shard.index}of{shard.count}-{at}-{secrets.token_hex(3)}"
     )
     summary = BillRunSummary(run_id=run_id, period=name, shard=str(shard))
+    partition_of = {a.id: a.partition for a in accounts}
+    # a loop of parents: those accounts are listed and skipped, the others billed
+    summary.errors.extend(e for e in loops if shard.takes(partition_of[e[0]]))
     jobs = [_Job(o, groups[o.id], periods[o.id]) for o in owners if o.id in periods]
     summary.accounts = len(jobs)
 
@@ -227,18 +231,8 @@ def run_bill_run(
         progress(done, len(jobs))
     for start in range(0, len(pending), max(options.batch, 1)):
         batch = pending[start : start + options.batch]
-        _write_batch(engine, catalog, ledger, batch, run_id, at, options, summary)
         done += len(batch)
-        with engine.begin() as connection:
-            connection.execute(
-                update(bill_runs)
-                .where(bill_runs.c.id == run_id)
-                .values(
-                    accounts_done=done,
-                    invoices_created=summary.invoices_created,
-                    errors=len(summary.errors),
-                )
-            )
+        _write_batch(engine, catalog, ledger, batch, run_id, at, options, summary, done)
         if progress is not None:
             progress(done, len(jobs))
     summary.seconds = clock() - started
@@ -440,7 +434,10 @@ def _write_batch(
     now: int,
     options: BillRunOptions,
     summary: BillRunSummary,
+    done: int,
 ) -> None:
+    """Compose and write ``batch``, and record the run's progress (``done`` accounts)
+    in the same transaction."""
     composed: list[tuple[_Job, ComposedInvoice]] = []
     failed = {account for account, _ in summary.errors}
     for job in batch:
@@ -453,7 +450,11 @@ def _write_batch(
     try:
         with engine.begin() as connection:
             outcomes = _write_all(connection, composed, run_id, now, options)
+            created = sum(1 for outcome in outcomes if outcome.startswith("created"))
+            _record_progress(connection, run_id, done, summary, created)
+        recorded = True
     except IntegrityError:
+        recorded = False
         # another process wrote one of these meanwhile: one transaction each, skipping it
         outcomes = []
         for job, invoice in composed:
@@ -478,6 +479,25 @@ def _write_batch(
         summary.totals_minor[invoice.currency] = (
             summary.totals_minor.get(invoice.currency, 0) + invoice.total_minor
         )
+    if not recorded:
+        with engine.begin() as connection:
+            _record_progress(connection, run_id, done, summary)
+
+
+def _record_progress(
+    connection: Connection, run_id: str, done: int, summary: BillRunSummary, created: int = 0
+) -> None:
+    """The run's row: ``done`` accounts, the invoices created (``created`` more than the
+    summary counts yet), the errors."""
+    connection.execute(
+        update(bill_runs)
+        .where(bill_runs.c.id == run_id)
+        .values(
+            accounts_done=done,
+            invoices_created=summary.invoices_created + created,
+            errors=len(summary.errors),
+        )
+    )
 
 
 def _write_all(
