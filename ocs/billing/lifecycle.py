@@ -78,6 +78,10 @@ def _invoice(connection: Connection, invoice_id: str, *, lock: bool = False) -> 
     return row
 
 
+def _tax_group(item: Row[Any]) -> tuple[str | None, int]:
+    return item.tax_category, item.tax_rate_ppm or 0
+
+
 def finalize(connection: Connection, invoice_id: str, *, now: int, actor: str | None) -> str:
     """Finalise the draft ``invoice_id``: its number."""
     _invoice(connection, invoice_id)
@@ -163,8 +167,12 @@ def create_credit_note(
     """A final credit note correcting the final invoice ``invoice_id``: ``(id, number)``.
 
     Each line credits part or all of one charge line of the invoice (never more than
-    what earlier credit notes left of it); its tax is the credited amount, rounded to the
-    minor unit, at that line's tax rate, rounded once. ``key`` makes it idempotent: the
+    what earlier credit notes left of it). Tax is credited as the invoice charged it,
+    per tax category and rate: the rate of everything credited so far at that rate,
+    rounded once, less the tax earlier credits of that rate took (never more than the
+    invoice's tax line); each credited line carries the part its amount adds. All the
+    credits of an invoice at one tax rate never exceed what it charged at that rate
+    after its discounts (a discounted line is credited at most its discounted part). ``key`` makes it idempotent: the
     same key gives back the credit note it made."""
     invoice = _invoice(connection, invoice_id, lock=True)
     state = invoice.state
@@ -193,14 +201,39 @@ def create_credit_note(
             select(invoice_items).where(invoice_items.c.invoice_id == invoice_id)
         )
     }
-    credited = dict(
-        connection.execute(
-            select(credit_note_items.c.invoice_item_id, func.sum(credit_note_items.c.amount_minor))
-            .join(credit_notes, credit_notes.c.id == credit_note_items.c.credit_note_id)
-            .where(credit_notes.c.invoice_id == invoice_id)
-            .group_by(credit_note_items.c.invoice_item_id)
-        ).all()
-    )
+    earlier = connection.execute(
+        select(
+            credit_note_items.c.invoice_item_id,
+            func.sum(credit_note_items.c.amount_minor),
+            func.sum(credit_note_items.c.tax_minor),
+        )
+        .join(credit_notes, credit_notes.c.id == credit_note_items.c.credit_note_id)
+        .where(credit_notes.c.invoice_id == invoice_id)
+        .group_by(credit_note_items.c.invoice_item_id)
+    ).all()
+    credited = {item: int(amount or 0) for item, amount, _ in earlier}
+    by_id = {row.id: row for row in items.values()}
+    # per tax group (category, rate): what earlier credit notes credited, and the tax
+    # the invoice charged; a credit's tax is the group's cumulative tax minus what was
+    # credited before, so all credit notes together never credit more tax than charged
+    group_base: dict[tuple[str | None, int], int] = {}
+    group_tax: dict[tuple[str | None, int], int] = {}
+    for item_id, amount, tax in earlier:
+        group = _tax_group(by_id[item_id])
+        group_base[group] = group_base.get(group, 0) + int(amount or 0)
+        group_tax[group] = group_tax.get(group, 0) + int(tax or 0)
+    # what the invoice charged per group, discounts included: the most all its credit
+    # notes together may give back
+    net_base: dict[tuple[str | None, int], int] = {}
+    for row in items.values():
+        if row.kind != "tax":
+            group = _tax_group(row)
+            net_base[group] = net_base.get(group, 0) + row.amount_minor
+    charged_tax = {
+        (row.tax_category, row.tax_rate_ppm or 0): row.amount_minor
+        for row in items.values()
+        if row.kind == "tax"
+    }
     rows = []
     seen: set[int] = set()
     for n, line in enumerate(lines, start=1):
@@ -232,8 +265,21 @@ def create_credit_note(
                 f"(what is left of the line), not {amount}",
                 field=f"lines[{n - 1}].amount",
             )
-        rate = item.tax_rate_ppm or 0
-        tax = round_ratio_to_minor_unit(amount * rate, _PPM, minor) if rate else 0
+        group = _tax_group(item)
+        base = group_base[group] = group_base.get(group, 0) + amount
+        if base > net_base.get(group, 0):
+            raise InvalidCorrection(
+                f"line {line.position}: the credit notes of this invoice would credit "
+                f"{base} micro-units at its tax rate, more than the {net_base.get(group, 0)} "
+                "the invoice charged at that rate after its discounts",
+                field=f"lines[{n - 1}].amount",
+            )
+        tax = 0
+        if group[1]:
+            due = round_ratio_to_minor_unit(base * group[1], _PPM, minor)
+            due = min(due, charged_tax.get(group, 0))
+            tax = max(due - group_tax.get(group, 0), 0)
+            group_tax[group] = group_tax.get(group, 0) + tax
         rows.append(
             {
                 "credit_note_id": note_id,

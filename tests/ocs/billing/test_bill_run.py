@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from ocs.billing.bill_run import BillRunOptions, run_bill_run
 from ocs.billing.database import migrate, open_database
-from ocs.billing.schema import invoice_item_records, invoice_items, invoices
+from ocs.billing.schema import credit_notes, invoice_item_records, invoice_items, invoices
 from tests.ocs.billing.factory import account, at, catalog, record, write_records
 
 MIB = 1_048_576
@@ -249,3 +249,58 @@ def test_the_invoice_keeps_the_accounts_presentation(engine, tmp_path: Path) -> 
         assert rows["loud"][:2] == ("detailed", False) and rows["loud"][2] > 0
         bill = customer_bill(connection, rows["quiet"][3])
     assert (bill["itemisation"], bill["taxExempt"]) == ("summary", True)
+
+
+def test_a_loop_of_parents_is_listed_and_the_others_are_billed(engine, tmp_path: Path) -> None:
+    accounts = [account("a", parent="b"), account("b", parent="a"), account("c")]
+    summary = run_bill_run(engine, catalog(), accounts, tmp_path, period="2026-11",
+                           now=at("2026-12-20 00:00"))  # fmt: skip
+    assert sorted(who for who, _ in summary.errors) == ["a", "b"]
+    assert all("loops" in why for _, why in summary.errors)
+    assert summary.invoices_created == 1 and not summary.ok
+    with engine.connect() as connection:
+        assert connection.execute(select(invoices.c.account)).scalars().all() == ["c"]
+
+
+def test_credit_notes_give_back_at_most_what_the_invoice_charged(engine, tmp_path: Path) -> None:
+    from ocs.billing.lifecycle import CreditLine, InvalidCorrection, create_credit_note
+    from quota_engine.catalog.model import Discount
+
+    ten = Discount("ten", "10 % off", "percent", "invoice", rate_ppm=100_000)
+    alice = account("alice", created=at("2026-01-10 12:00"))
+    run_bill_run(engine, catalog(discounts=[ten]), [alice], tmp_path, period="2026-11",
+                 now=at("2026-12-20 00:00"))  # fmt: skip
+    invoice, items = lines_of(engine, "alice")
+    # 20.00, -2.00, 19 % of 18.00 = 3.42: 21.42
+    assert [(i.kind, i.amount_minor) for i in items] == [
+        ("recurring", 20_000_000), ("discount", -2_000_000), ("tax", 3_420_000),
+    ]  # fmt: skip
+    with engine.begin() as connection, pytest.raises(InvalidCorrection) as refused:
+        create_credit_note(connection, invoice.id, [CreditLine(1)], reason="r", now=1, actor=None)
+    assert refused.value.field == "lines[0].amount" and "after its discounts" in str(refused.value)
+    notes = []
+    with engine.begin() as connection:
+        for part, key in ((10_000_000, "a"), (8_000_000, "b")):
+            notes.append(
+                create_credit_note(
+                    connection,
+                    invoice.id,
+                    [CreditLine(1, part)],
+                    reason="r",
+                    now=1,
+                    actor=None,
+                    key=key,
+                )  # fmt: skip
+            )
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(credit_notes.c.subtotal_minor, credit_notes.c.tax_minor)
+            .order_by(credit_notes.c.number)
+        ).all()  # fmt: skip
+    # 10.00 -> 1.90 of tax; then 18.00 in all -> 3.42, less 1.90: 1.52; together 21.42
+    assert [tuple(r) for r in rows] == [(10_000_000, 1_900_000), (8_000_000, 1_520_000)]
+    # 2.00 of the line is left, but nothing of what the invoice charged
+    with engine.begin() as connection, pytest.raises(InvalidCorrection, match="discounts"):
+        create_credit_note(
+            connection, invoice.id, [CreditLine(1, 10_000)], reason="r", now=1, actor=None
+        )

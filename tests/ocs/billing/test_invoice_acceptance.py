@@ -892,11 +892,6 @@ def test_period_billed_after_the_next_one_keeps_its_fee_only(engine, tmp_path) -
     assert links_of(engine, december.id) == {"n1;1;10": "late_usage"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug (reported): a credit note rounds the tax of each line on its own, so "
-    "crediting every line of an invoice can credit more tax than the invoice charged",
-)
 def test_crediting_every_line_credits_the_invoice_total(engine, tmp_path: Path) -> None:
     base = catalog(taxes=[VAT])
     free = dataclasses.replace(standard_plan(base), id="usage-only", name="Usage", recurring_fee=0)
