@@ -37,7 +37,12 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ocs.billing.accounts import Adjustment, BillingAccount, invoice_accounts
-from ocs.billing.compose import ADJUSTMENT_PREFIX, ComposedInvoice, compose_invoice
+from ocs.billing.compose import (
+    ADJUSTMENT_PREFIX,
+    ComposedInvoice,
+    compose_invoice,
+    postpaid_since,
+)
 from ocs.billing.invoices import (
     ExistingInvoice,
     billed_records,
@@ -52,7 +57,7 @@ from ocs.billing.invoices import (
 )
 from ocs.billing.numbering import ensure_sequence, finalize_invoice
 from ocs.billing.periods import BillPeriod, PeriodError, period_ending, period_of
-from ocs.billing.schema import bill_runs, invoices
+from ocs.billing.schema import bill_runs, invoice_items, invoices
 from ocs.billing.usage import BillingError, UsageLedger
 from ocs.records.reader import RecordReader
 from quota_engine.catalog import Catalog
@@ -144,6 +149,11 @@ class _Job:
     existing: ExistingInvoice | None = None
     covered: tuple[int, int] = (0, 0)
     adjustments: dict[str, list[Adjustment]] = field(default_factory=dict)
+    billed_elsewhere: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    """Per member, the spans whose fee another live invoice charged (module doc)."""
+    check_records: bool = False
+    """A member is on another live invoice overlapping the period: its records are
+    checked against the billed ones before they are summed."""
 
 
 def _periods(
@@ -289,7 +299,65 @@ def _plan(connection: Connection, jobs: list[_Job], summary: BillRunSummary) -> 
             job.covered = (covered_start, job.period.end)
             pending.append(job)
     pending.sort(key=lambda j: j.owner.id)
+    _find_overlaps(connection, pending)
     return pending
+
+
+def _find_overlaps(connection: Connection, jobs: Sequence[_Job]) -> None:
+    """Other live invoices that overlap a job's period and hold one of its members: the
+    member moved (to another parent, to its own invoice), its cycle day changed, or an
+    off-cycle invoice billed part of the period. Their fee spans are not charged again
+    and their records are not billed again."""
+    if not jobs:
+        return
+    member_job = {m.id: job for job in jobs for m in job.members}
+    own = {job.existing.id for job in jobs if job.existing is not None}
+    c, items = invoices.c, invoice_items.c
+    start = min(j.period.start for j in jobs)
+    end = max(j.period.end for j in jobs)
+    overlapping = {
+        row.id: row
+        for row in connection.execute(
+            select(c.id, c.account, c.period_start, c.period_end).where(
+                c.state != "void", c.period_start < end, c.period_end > start
+            )
+        )
+        if row.id not in own
+    }
+    ids = list(overlapping)
+    for i in range(0, len(ids), 500):
+        lines = connection.execute(
+            select(
+                items.invoice_id,
+                items.child_account,
+                items.kind,
+                items.period_start,
+                items.period_end,
+            )  # fmt: skip
+            .where(items.invoice_id.in_(ids[i : i + 500]))
+            .distinct()
+        )
+        seen: set[tuple[str, str]] = set()
+        for line in lines:
+            invoice = overlapping[line.invoice_id]
+            member = line.child_account or invoice.account
+            job = member_job.get(member)
+            if job is None or invoice.period_end <= job.period.start:
+                continue
+            if invoice.period_start >= job.period.end:
+                continue
+            if (line.invoice_id, member) not in seen:
+                seen.add((line.invoice_id, member))
+                job.check_records = True
+            if line.kind == "recurring" and line.period_start is not None:
+                job.billed_elsewhere.setdefault(member, []).append(
+                    (line.period_start, line.period_end)
+                )
+        # an invoice with no line of a member (nothing billed): still its owner's
+        for document in ids[i : i + 500]:
+            job = member_job.get(overlapping[document].account)
+            if job is not None and overlapping[document].period_end > job.period.start:
+                job.check_records = True
 
 
 def _read_usage(
@@ -307,6 +375,8 @@ def _read_usage(
         return ledger
     member_job: dict[str, _Job] = {m.id: job for job in jobs for m in job.members}
     members: dict[str, BillingAccount] = {m.id: m for job in jobs for m in job.members}
+    # an account converted from prepaid: its usage before was paid from its balance
+    prepaid_until = {m.id: since for m in members.values() if (since := postpaid_since(m, catalog))}
     partitions = {m.partition for m in members.values()}
     earliest = min(j.period.start for j in jobs) - options.late_window
     latest = max(j.period.end for j in jobs)
@@ -324,14 +394,16 @@ def _read_usage(
             if job is None:
                 continue
             ended = record["end"]
-            if ended >= job.period.end:
+            if ended >= job.period.end or ended < prepaid_until.get(account, 0):
                 continue
             if ended < job.period.start:
                 # the late window counts from this account's period, not the run's earliest
                 if ended >= job.period.start - options.late_window:
                     late.append(record)
-            elif (off_cycle_covered and job.covered[0] > job.period.start) or (
-                job.owner.id in later
+            elif (
+                (off_cycle_covered and job.covered[0] > job.period.start)
+                or job.owner.id in later
+                or job.check_records
             ):
                 held.append(record)
                 current_ids.append(record["id"])
@@ -416,6 +488,7 @@ def _compose(catalog: Catalog, ledger: UsageLedger, job: _Job) -> ComposedInvoic
         catalog,
         adjustments=job.adjustments,
         covered=job.covered,
+        billed_elsewhere=job.billed_elsewhere,
     )
 
 
@@ -449,6 +522,7 @@ def _write_batch(
             summary.errors.append((job.owner.id, str(error)))
     try:
         with engine.begin() as connection:
+            _bulk_settings(connection)
             outcomes = _write_all(connection, composed, run_id, now, options)
             created = sum(1 for outcome in outcomes if outcome.startswith("created"))
             _record_progress(connection, run_id, done, summary, created)
@@ -482,6 +556,22 @@ def _write_batch(
     if not recorded:
         with engine.begin() as connection:
             _record_progress(connection, run_id, done, summary)
+
+
+SQLITE_WAL_CHECKPOINT_PAGES = 16_384
+"""WAL pages (64 MiB) after which a bill run's SQLite connection checkpoints (copies
+the WAL into the database file and fsyncs it); SQLite's default of 1,000 made every
+batch's commit a checkpoint of the index pages the batch touched, most of which the
+next batch touches again."""
+
+
+def _bulk_settings(connection: Connection) -> None:
+    """On SQLite, checkpoint the WAL less often (:data:`SQLITE_WAL_CHECKPOINT_PAGES`):
+    each commit is still fsync'd (``synchronous=FULL``), so nothing about durability
+    changes; the WAL file grows to about 64 MiB before it is copied back. The setting
+    stays with the pooled connection."""
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql(f"PRAGMA wal_autocheckpoint = {SQLITE_WAL_CHECKPOINT_PAGES}")
 
 
 def _record_progress(

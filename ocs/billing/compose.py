@@ -45,6 +45,7 @@ __all__ = [
     "InvoiceLine",
     "compose_invoice",
     "percent_text",
+    "postpaid_since",
 ]
 
 ADJUSTMENT_PREFIX = "adjustment:"
@@ -166,9 +167,10 @@ class _Composer:
         account: BillingAccount,
         adjustments: Sequence[Adjustment],
         covered: tuple[int, int],
+        billed_elsewhere: Sequence[tuple[int, int]] = (),
     ) -> None:
         child = None if account.id == self.owner.id else account.id
-        self.recurring(account, child, covered)
+        self.recurring(account, child, covered, billed_elsewhere)
         ledger = self.ledger
         for key, group in sorted(ledger.groups.get(account.id, {}).items()):
             description = _describe_usage(
@@ -230,10 +232,14 @@ class _Composer:
             )
 
     def recurring(
-        self, account: BillingAccount, child: str | None, covered: tuple[int, int]
+        self,
+        account: BillingAccount,
+        child: str | None,
+        covered: tuple[int, int],
+        billed_elsewhere: Sequence[tuple[int, int]] = (),
     ) -> None:
         period = self.period
-        start = max(covered[0], account.created or 0)
+        start = max(covered[0], account.created or 0, postpaid_since(account, self.catalog))
         end = covered[1]
         if start >= end:
             return
@@ -250,6 +256,10 @@ class _Composer:
         last = period.day_index(end) if end < period.end else period.days
         if last > first:
             spans.append((first, last, current))
+        # days another live invoice charged already (the account's section on another
+        # invoice account's invoice, its earlier cycle, an off-cycle invoice): not again
+        taken = [(period.day_index(a), period.day_index(b)) for a, b in billed_elsewhere]
+        spans = [piece for span in spans for piece in _without(span, taken)]
         merged: list[tuple[int, int, str]] = []
         for span in spans:
             if merged and merged[-1][2] == span[2] and merged[-1][1] == span[0]:
@@ -273,9 +283,12 @@ class _Composer:
                 minor = self.round(micro)
                 description = f"{plan.name}: recurring fee"
             else:
+                # cumulative: the parts of a period (off-cycle, plan changes) add up to
+                # the rounded monthly fee exactly
+                fee, whole = plan.recurring_fee, period.days
                 micro = minor = round_ratio_to_minor_unit(
-                    plan.recurring_fee * days, period.days, self.minor
-                )
+                    fee * finish, whole, self.minor
+                ) - round_ratio_to_minor_unit(fee * begin, whole, self.minor)
                 description = f"{plan.name}: recurring fee, {days} of {period.days} days"
             tax = self.tax(plan.id, span_start)
             self.lines.append(
@@ -381,6 +394,36 @@ class _Composer:
             )
 
 
+def postpaid_since(account: BillingAccount, catalog: Catalog) -> int:
+    """When ``account`` last became postpaid (Unix s; 0: always was): the last change
+    away from a prepaid plan. Its usage before then was paid from its balance."""
+    since = 0
+    for change in account.plan_changes:
+        plan = catalog.plan(change.previous)
+        if plan is not None and plan.type == "prepaid":
+            since = change.at
+    return since
+
+
+def _without(
+    span: tuple[int, int, str], taken: Sequence[tuple[int, int]]
+) -> list[tuple[int, int, str]]:
+    """The parts of the day span ``[begin, finish)`` of a plan outside ``taken``."""
+    pieces = [span]
+    for low, high in taken:
+        kept = []
+        for begin, finish, plan in pieces:
+            if high <= begin or low >= finish:
+                kept.append((begin, finish, plan))
+                continue
+            if begin < low:
+                kept.append((begin, low, plan))
+            if high < finish:
+                kept.append((high, finish, plan))
+        pieces = kept
+    return pieces
+
+
 def _tax_order(key: tuple[str, int | None]) -> tuple[str, int]:
     return key[0], -1 if key[1] is None else key[1]
 
@@ -408,12 +451,15 @@ def compose_invoice(
     *,
     adjustments: Mapping[str, Iterable[Adjustment]] | None = None,
     covered: tuple[int, int] | None = None,
+    billed_elsewhere: Mapping[str, Sequence[tuple[int, int]]] | None = None,
     off_cycle: bool = False,
 ) -> ComposedInvoice:
     """The invoice of ``owner`` for ``period``: ``members`` are the accounts on it (the
     owner first, see :func:`ocs.billing.accounts.invoice_accounts`), ``ledger`` their
     summed usage, ``adjustments`` the balance adjustments to bill per account.
-    ``covered`` is the span the recurring fees are for (the period unless an off-cycle
+    ``billed_elsewhere`` lists, per account, the spans (Unix s) whose recurring fee
+    another live invoice charged already. ``covered`` is the span the recurring fees are
+    for (the period unless an off-cycle
     invoice took part of it). Raises :class:`BillingError` when it cannot be made."""
     for member in members:
         if member.currency != catalog.currency:
@@ -423,7 +469,12 @@ def compose_invoice(
     composer = _Composer(owner, period, ledger, catalog, exempt=owner.tax_exempt)
     span = covered or (period.start, period.end)
     for member in members:
-        composer.section(member, list((adjustments or {}).get(member.id, ())), span)
+        composer.section(
+            member,
+            list((adjustments or {}).get(member.id, ())),
+            span,
+            (billed_elsewhere or {}).get(member.id, ()),
+        )
     composer.discounts(members)
     composer.taxes()
     return ComposedInvoice(

@@ -3,11 +3,13 @@ hand-computed to the cent."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from ocs.billing.accounts import PlanChange
 from ocs.billing.bill_run import BillRunOptions, run_bill_run
 from ocs.billing.database import migrate, open_database
 from ocs.billing.schema import credit_notes, invoice_item_records, invoice_items, invoices
@@ -304,3 +306,66 @@ def test_credit_notes_give_back_at_most_what_the_invoice_charged(engine, tmp_pat
         create_credit_note(
             connection, invoice.id, [CreditLine(1, 10_000)], reason="r", now=1, actor=None
         )
+
+
+def test_a_child_moved_after_its_period_was_billed_is_not_billed_again(
+    engine, tmp_path: Path
+) -> None:
+    """C's November was on P's final invoice; then C became an invoice of its own."""
+    p = account("P", created=at("2026-01-01 00:00"))
+    c = account("C", parent="P", created=at("2026-01-01 00:00"))
+    write_records(tmp_path, [record("c;1;10", "C", at("2026-11-05 10:00"))], [p, c])
+    done = at("2026-12-20 00:00")
+    run_bill_run(engine, catalog(), [p, c], tmp_path, period="2026-11", now=done)
+    moved = dataclasses.replace(c, bill_separately=True)
+    summary = run_bill_run(engine, catalog(), [p, moved], tmp_path, period="2026-11", now=done)
+    assert summary.errors == [] and summary.invoices_created == 1
+    invoice, items = lines_of(engine, "C")
+    # its fee and its record are on P's invoice already: nothing to bill twice
+    assert (items, invoice.total_minor) == ([], 0)
+    with engine.connect() as connection:
+        linked = connection.execute(select(invoice_item_records.c.record_id)).scalars().all()
+    assert linked == ["c;1;10"]
+
+
+def test_a_new_cycle_day_charges_only_the_days_not_billed(engine, tmp_path: Path) -> None:
+    a = account("A", created=at("2026-01-01 00:00"))
+    done = at("2026-12-20 00:00")
+    run_bill_run(engine, catalog(), [a], tmp_path, period="2026-11", now=done)
+    moved = dataclasses.replace(a, bill_cycle_day=15)
+    run_bill_run(engine, catalog(), [moved], tmp_path, period="2026-11", now=at("2026-12-30 00:00"))
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(invoices.c.number, invoices.c.subtotal_minor).order_by(invoices.c.number)
+        ).all()
+    # 15 Nov - 15 Dec (30 days), 1 Dec - 15 Dec not billed yet: 20.00 - 16/30 of it
+    # cumulatively: round(20.00 * 30/30) - round(20.00 * 16/30) = 20.00 - 10.67 = 9.33
+    assert [tuple(r) for r in rows] == [("INV-000001", 20_000_000), ("INV-000002", 9_330_000)]
+
+
+def test_usage_from_before_a_conversion_to_postpaid_is_not_billed(engine, tmp_path: Path) -> None:
+    converted = at("2026-11-10 12:00")
+    a = account(
+        "A",
+        created=at("2026-09-01 00:00"),
+        plan_changes=(PlanChange(converted, "prepaid-basic", "postpaid-standard"),),
+    )
+    write_records(
+        tmp_path,
+        [
+            record("old;1;10", "A", at("2026-10-10 10:00"), plan="prepaid-basic"),
+            record("early;1;10", "A", at("2026-11-09 10:00"), plan="prepaid-basic"),
+            record("new;1;10", "A", at("2026-11-12 10:00"), charged=500_000),
+        ],
+        [a],
+    )
+    run_bill_run(engine, catalog(), [a], tmp_path, period="2026-11", now=at("2026-12-20 00:00"))
+    invoice, items = lines_of(engine, "A")
+    # the fee from the day of the conversion: 21 of 30 days, cumulatively
+    # round(20.00 * 30/30) - round(20.00 * 9/30) = 20.00 - 6.00 = 14.00; + 0.50 of usage
+    assert [(i.kind, i.quantity, i.amount_minor) for i in items[:2]] == [
+        ("recurring", 21, 14_000_000), ("usage", MIB, 500_000),
+    ]  # fmt: skip
+    with engine.connect() as connection:
+        linked = connection.execute(select(invoice_item_records.c.record_id)).scalars().all()
+    assert linked == ["new;1;10"]
