@@ -190,6 +190,7 @@ def _off_cycle(
         print(f"ocs bill-run: {error}", file=sys.stderr)
         return 1
     invoice = made.invoice
+    assert invoice is not None  # made now: no idempotency key
     state = f"final {made.number}" if made.number else "draft"
     shown_until = datetime.fromtimestamp(until, ZoneInfo(loaded.catalog.timezone))
     print(

@@ -41,7 +41,7 @@ from ocs.billing.representation import (
 )
 from ocs.billing.schema import credit_note_items, credit_notes, invoice_items, invoices
 from ocs.billing_source import read_billing_accounts
-from quota_engine.accounts.balance_actions import MAX_REASON
+from quota_engine.accounts.balance_actions import MAX_REASON, key_problem
 
 from . import schema
 from .auth import TOKENS_KEY, role_of_token
@@ -446,6 +446,9 @@ async def customer_bill_on_demand(request: web.Request) -> web.Response:
     """An off-cycle bill of one account now (account close, on demand): from the start
     of its period (or the end of its last off-cycle bill) up to now, finalised."""
     body = await json_body(request, ON_DEMAND_IN)
+    key = request.headers.get(KEY_HEADER)
+    if key is not None and (problem := key_problem(key)) is not None:
+        raise ApiError.invalid([(KEY_HEADER, problem)])
     api = api_of(request)
     database = billing_of(request)
     settings = database.settings
@@ -460,15 +463,15 @@ async def customer_bill_on_demand(request: web.Request) -> web.Response:
     )
     actor, now = _actor(request), int(time.time())
 
-    def work(engine: Engine) -> dict[str, Any]:
+    def work(engine: Engine) -> tuple[bool, dict[str, Any]]:
         made = run_off_cycle(
             engine, catalog, accounts, records, account_id,
-            until=now, options=options, now=now, actor=actor,
+            until=now, options=options, now=now, actor=actor, key=key,
         )  # fmt: skip
         with engine.connect() as connection:
-            return customer_bill(connection, made.id)
+            return made.invoice is None, customer_bill(connection, made.id)
 
-    bill = await database.call(work)
+    replay, bill = await database.call(work)
     result = {
         "id": bill["id"],
         "@type": "CustomerBillOnDemand",
@@ -477,4 +480,8 @@ async def customer_bill_on_demand(request: web.Request) -> web.Response:
         "description": body.get("description"),
         "customerBill": bill,
     }
-    return web.json_response(result, status=201, headers={"Location": bill["href"]})
+    return web.json_response(
+        result,
+        status=201,
+        headers={"Location": bill["href"], REPLAYED_HEADER: "true" if replay else "false"},
+    )

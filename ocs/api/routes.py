@@ -60,6 +60,14 @@ _KEY_HEADER = (
         True,
     ),
 )
+_OPTIONAL_KEY_HEADER = (
+    (
+        common.KEY_HEADER,
+        {"type": "string", "pattern": schema.KEY_PATTERN, "example": "close-acct-42"},
+        "Optional: the same key again returns the bill it made, billing nothing more.",
+        False,
+    ),
+)
 _ACTION_HEADERS = {balances.REPLAYED_HEADER: "true when this answer is the stored first result"}
 _CREATED = {"Location": "the URL of the resource"}
 
@@ -278,7 +286,8 @@ ROUTES: tuple[Route, ...] = (
         "TMF678 customerBillOnDemand: an off-cycle bill of one account now, finalised",
         "bills",
         {201: ("the bill made", bills.ON_DEMAND)},
-        errors=(400, 413, 422, 503), body=bills.ON_DEMAND_IN, response_headers=_CREATED,
+        errors=(400, 413, 422, 503), body=bills.ON_DEMAND_IN, headers=_OPTIONAL_KEY_HEADER,
+        response_headers={**_ACTION_HEADERS, **_CREATED},
     ),
 )  # fmt: skip
 

@@ -38,14 +38,22 @@ _LOOKUP_BATCH = 500
 
 
 def invoice_id(
-    account: str, period_start: int, *, off_cycle_end: int | None = None, revision: int = 0
+    account: str,
+    period_start: int,
+    *,
+    off_cycle_end: int | None = None,
+    revision: int = 0,
+    key: str | None = None,
 ) -> str:
     """The id of an account's invoice for a period: the same on every run, so a bill
     run that runs again finds what an earlier one wrote (``in_`` and 20 hex digits).
-    ``revision`` n > 0 is the id of the n-th replacement of a voided one."""
+    ``revision`` n > 0 is the id of the n-th replacement of a voided one; ``key`` the
+    id of an on-demand invoice made under that idempotency key."""
     seed = f"{account}\0{period_start}\0{'' if off_cycle_end is None else off_cycle_end}"
     if revision:
         seed += f"\0{revision}"
+    if key is not None:
+        seed = f"{account}\0key\0{key}"
     return "in_" + hashlib.blake2b(seed.encode(), digest_size=10).hexdigest()
 
 

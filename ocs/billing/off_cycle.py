@@ -16,21 +16,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, select, text
 
 from ocs.billing.accounts import BillingAccount, invoice_accounts
 from ocs.billing.bill_run import BillRunOptions
-from ocs.billing.compose import ADJUSTMENT_PREFIX, ComposedInvoice, compose_invoice
+from ocs.billing.compose import (
+    ADJUSTMENT_PREFIX,
+    ComposedInvoice,
+    compose_invoice,
+    postpaid_since,
+)
 from ocs.billing.invoices import (
     billed_records,
     cycle_invoices,
     free_invoice_id,
+    invoice_id,
     off_cycle_invoices,
     record_event,
     write_invoice,
 )
 from ocs.billing.numbering import ensure_sequence, finalize_invoice
 from ocs.billing.periods import BillPeriod, local_day, period_of
+from ocs.billing.schema import invoices
 from ocs.billing.usage import BillingError, UsageLedger
 from ocs.records.reader import RecordReader
 from quota_engine.catalog.model import Catalog
@@ -42,7 +49,8 @@ __all__ = ["OffCycleInvoice", "current_period", "run_off_cycle"]
 class OffCycleInvoice:
     id: str
     number: str | None
-    invoice: ComposedInvoice
+    invoice: ComposedInvoice | None
+    """None when ``key`` found the invoice made before."""
 
 
 def current_period(account: BillingAccount, at: int, timezone: str) -> BillPeriod:
@@ -66,9 +74,12 @@ def run_off_cycle(
     options: BillRunOptions | None = None,
     now: int | None = None,
     actor: str | None = None,
+    key: str | None = None,
 ) -> OffCycleInvoice:
     """The off-cycle invoice of ``account_id`` up to ``until`` (Unix s), written and, unless
-    ``options.finalize`` is False, finalised. Raises :class:`BillingError` saying why not."""
+    ``options.finalize`` is False, finalised. Raises :class:`BillingError` saying why not
+    (nothing left to bill included). ``key`` (an idempotency key): the same key again
+    answers the invoice it made (``invoice`` None), billing nothing more."""
     options = options or BillRunOptions()
     at = int(time.time()) if now is None else now
     groups = invoice_accounts(accounts)
@@ -83,62 +94,32 @@ def run_off_cycle(
         raise BillingError(f"account {account_id!r} is billed on the invoice of {holder!r}")
     owner = members[0]
     period = current_period(owner, until - 1, catalog.timezone)
-    with engine.connect() as connection:
-        if cycle_invoices(connection, [owner.id], period.start):
-            raise BillingError(
-                f"account {owner.id!r}: the period from {period.name} has its invoice already"
-            )
-        earlier = off_cycle_invoices(connection, [owner.id], period.start, period.end)
-        start = max([period.start] + [i.period_end for i in earlier.get(owner.id, [])])
-        if until <= start:
-            raise BillingError(
-                f"account {owner.id!r} is billed up to {start} already (until must be later)"
-            )
-        ledger = UsageLedger(
-            catalog, catalog.timezone, [m.id for m in members] if owner.tax_exempt else ()
-        )
-        wanted = {m.id: m for m in members}
-        records = []
-        if Path(records_dir).exists():
-            reader = RecordReader(
-                records_dir,
-                start=period.start - options.late_window,
-                end=until,
-                partition={m.partition for m in members},
-                warn=False,
-            )
-            records = [r for r in reader if r["account"] in wanted]
-        billed = billed_records(connection, [r["id"] for r in records])
-        adjustments = {
-            m.id: [a for a in m.adjustments if period.start - options.late_window <= a.at < until]
-            for m in members
-        }
-        billed_adjustments = billed_records(
-            connection,
-            [ADJUSTMENT_PREFIX + a.id for chosen in adjustments.values() for a in chosen],
-        )
-    for record in records:
-        if record["id"] not in billed:
-            account = wanted[record["account"]]
-            ledger.add(record, account.plan_at(record["end"]), late=record["end"] < period.start)
-    chosen = {
-        account: [a for a in items if ADJUSTMENT_PREFIX + a.id not in billed_adjustments]
-        for account, items in adjustments.items()
-    }
-    invoice = compose_invoice(
-        owner, members, period, ledger, catalog,
-        adjustments=chosen, covered=(start, until), off_cycle=True,
-    )  # fmt: skip
-    number = None
+    # one transaction from the checks to the write: two requests for one account queue
+    # (SQLite's write lock at BEGIN, PostgreSQL's advisory lock on the account), so the
+    # second sees the first's invoice and bills from its end
     with engine.begin() as connection:
-        document = free_invoice_id(connection, owner.id, period.start, off_cycle_end=until)
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:account))"), {"account": owner.id}
+            )
+        if key is not None:
+            document = invoice_id(owner.id, period.start, key=key)
+            done = connection.execute(
+                select(invoices.c.id, invoices.c.number).where(invoices.c.id == document)
+            ).one_or_none()
+            if done is not None:
+                return OffCycleInvoice(done.id, done.number, None)
+        invoice = _compose(connection, catalog, members, period, records_dir, until, options)
+        if key is None:
+            document = free_invoice_id(connection, owner.id, period.start, off_cycle_end=until)
+        number = None
         write_invoice(
             connection, invoice, document=document, entity=options.entity,
             bill_run_id=None, now=at,
         )  # fmt: skip
         record_event(
             connection, "off_cycle_invoice_created", at, actor=actor, invoice=document,
-            details={"account": owner.id, "until": until},
+            details={"account": owner.id, "until": until, "key": key},
         )  # fmt: skip
         if options.finalize is not False:
             ensure_sequence(connection, options.entity, "invoice", options.number_format)
@@ -148,3 +129,65 @@ def run_off_cycle(
                 details={"number": number},
             )  # fmt: skip
     return OffCycleInvoice(document, number, invoice)
+
+
+def _compose(
+    connection: Connection,
+    catalog: Catalog,
+    members: Sequence[BillingAccount],
+    period: BillPeriod,
+    records_dir: str | Path,
+    until: int,
+    options: BillRunOptions,
+) -> ComposedInvoice:
+    owner = members[0]
+    if cycle_invoices(connection, [owner.id], period.start):
+        raise BillingError(
+            f"account {owner.id!r}: the period from {period.name} has its invoice already"
+        )
+    earlier = off_cycle_invoices(connection, [owner.id], period.start, period.end)
+    start = max([period.start] + [i.period_end for i in earlier.get(owner.id, [])])
+    if until <= start:
+        raise BillingError(
+            f"account {owner.id!r} is billed up to {start} already (until must be later)"
+        )
+    ledger = UsageLedger(
+        catalog, catalog.timezone, [m.id for m in members] if owner.tax_exempt else ()
+    )
+    wanted = {m.id: m for m in members}
+    records = []
+    if Path(records_dir).exists():
+        reader = RecordReader(
+            records_dir,
+            start=period.start - options.late_window,
+            end=until,
+            partition={m.partition for m in members},
+            warn=False,
+        )
+        records = [r for r in reader if r["account"] in wanted]
+    billed = billed_records(connection, [r["id"] for r in records])
+    adjustments = {
+        m.id: [a for a in m.adjustments if period.start - options.late_window <= a.at < until]
+        for m in members
+    }
+    billed_adjustments = billed_records(
+        connection,
+        [ADJUSTMENT_PREFIX + a.id for chosen in adjustments.values() for a in chosen],
+    )
+    for record in records:
+        account = wanted[record["account"]]
+        if record["id"] not in billed and record["end"] >= postpaid_since(account, catalog):
+            ledger.add(record, account.plan_at(record["end"]), late=record["end"] < period.start)
+    chosen = {
+        account: [a for a in items if ADJUSTMENT_PREFIX + a.id not in billed_adjustments]
+        for account, items in adjustments.items()
+    }
+    invoice = compose_invoice(
+        owner, list(members), period, ledger, catalog,
+        adjustments=chosen, covered=(start, until), off_cycle=True,
+    )  # fmt: skip
+    if not invoice.lines:
+        raise BillingError(
+            f"account {owner.id!r}: nothing to bill from {start} to {until} (no fee, no usage)"
+        )
+    return invoice

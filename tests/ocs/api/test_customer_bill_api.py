@@ -5,6 +5,7 @@ voided and credited through /v1, with every error answer."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,6 +26,7 @@ from ocs.billing.database import (
 from ocs.billing.invoices import invoice_id
 from ocs.billing.representation import parse_decimal
 from ocs.metrics import Metrics
+from quota_engine.store import keys
 from tests.ocs.api.conftest import SETTINGS, VIEWER_TOKEN, Http, healthy
 from tests.ocs.billing.conftest import (  # noqa: F401 (fixtures of the billing tests)
     database_url,
@@ -413,15 +415,30 @@ def _total(bill) -> int:
     return parse_decimal(bill["taxIncludedAmount"]["value"], 2)
 
 
-async def test_an_off_cycle_bill_on_demand(http):
+async def test_an_off_cycle_bill_on_demand(http, redis_client):
     created = await http.post(
         "/v1/accounts", {"id": "carol", "kind": "postpaid", "plan": "postpaid-standard"}
     )
     assert created.status == 201, created.body
+    # created just now: nothing to bill yet (its first day is billed from that day on)
+    early = await http.post("/v1/customerBillOnDemand", {"billingAccount": {"id": "carol"}})
+    assert early.status == 422 and "nothing to bill" in early.fields()["billingAccount.id"]
+    # a customer for a while: the days of this period so far
+    await redis_client.hset(keys.account("carol"), "created", int(time.time()) - 40 * 86_400)
     reply = await http.post(
-        "/v1/customerBillOnDemand", {"billingAccount": {"id": "carol"}, "description": "close"}
+        "/v1/customerBillOnDemand",
+        {"billingAccount": {"id": "carol"}, "description": "close"},
+        headers={"Idempotency-Key": "close-carol"},
     )
     assert reply.status == 201, reply.body
+    again = await http.post(
+        "/v1/customerBillOnDemand",
+        {"billingAccount": {"id": "carol"}, "description": "close"},
+        headers={"Idempotency-Key": "close-carol"},
+    )
+    assert reply.headers["Idempotent-Replayed"] == "false"
+    assert again.status == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.body["customerBill"] == reply.body["customerBill"]
     assert (reply.body["@type"], reply.body["state"]) == ("CustomerBillOnDemand", "done")
     assert reply.body["description"] == "close"
     bill = reply.body["customerBill"]

@@ -369,3 +369,24 @@ def test_usage_from_before_a_conversion_to_postpaid_is_not_billed(engine, tmp_pa
     with engine.connect() as connection:
         linked = connection.execute(select(invoice_item_records.c.record_id)).scalars().all()
     assert linked == ["new;1;10"]
+
+
+def test_off_cycle_with_a_key_is_made_once_and_an_empty_one_is_refused(
+    engine, tmp_path: Path
+) -> None:
+    from ocs.billing.off_cycle import run_off_cycle
+    from ocs.billing.usage import BillingError
+
+    alice = account("alice", created=at("2026-01-10 12:00"))
+    until = at("2026-11-11 00:00")
+    first = run_off_cycle(engine, catalog(), [alice], tmp_path, "alice", until=until, key="k1")
+    again = run_off_cycle(
+        engine, catalog(), [alice], tmp_path, "alice", until=until + 3600, key="k1"
+    )
+    assert first.invoice is not None and again.invoice is None
+    assert (again.id, again.number) == (first.id, first.number)
+    # an hour later, same day: no fee day, no usage
+    with pytest.raises(BillingError, match="nothing to bill"):
+        run_off_cycle(engine, catalog(), [alice], tmp_path, "alice", until=until + 3600)
+    with engine.connect() as connection:
+        assert len(connection.execute(select(invoices.c.id)).all()) == 1
