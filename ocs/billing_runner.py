@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry, write_to_textfile
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from ocs.bill_run_command import FLAGS
 from ocs.billing.accounts import BillingAccount
@@ -239,7 +240,14 @@ def run_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             record_metrics(metrics, summary, engine)
             write_to_textfile(args.metrics_file, metrics.registry)
         return 0 if summary.ok else 1
-    except (_Failed, PeriodError) as error:
+    except (_Failed, PeriodError, BillingDatabaseError) as error:
+        print(f"ocs bill-run: {error}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as error:  # an off-cycle invoice's transaction, a metrics read
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        print(f"ocs bill-run: billing database error: {reason}", file=sys.stderr)
+        return 2
+    except OSError as error:  # --metrics-file
         print(f"ocs bill-run: {error}", file=sys.stderr)
         return 2
     finally:

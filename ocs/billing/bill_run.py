@@ -34,7 +34,7 @@ from datetime import date
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ocs.billing.accounts import Adjustment, BillingAccount, invoice_accounts
 from ocs.billing.compose import (
@@ -43,6 +43,7 @@ from ocs.billing.compose import (
     compose_invoice,
     postpaid_since,
 )
+from ocs.billing.database import BillingDatabaseError
 from ocs.billing.invoices import (
     ExistingInvoice,
     billed_records,
@@ -58,7 +59,7 @@ from ocs.billing.invoices import (
 from ocs.billing.numbering import ensure_sequence, finalize_invoice
 from ocs.billing.periods import BillPeriod, PeriodError, period_ending, period_of
 from ocs.billing.schema import bill_runs, invoice_items, invoices
-from ocs.billing.usage import BillingError, UsageLedger
+from ocs.billing.usage import BillingError, UnbillableRecord, UsageLedger
 from ocs.records.reader import RecordReader
 from quota_engine.catalog import Catalog
 
@@ -228,49 +229,76 @@ def run_bill_run(
         )
         pending = _plan(connection, jobs, summary)
 
-    ledger = _read_usage(
-        connection_engine=engine,
-        catalog=catalog,
-        jobs=pending,
-        records_dir=records_dir,
-        options=options,
-        summary=summary,
-    )
-    done = summary.already_final
-    if progress is not None:
-        progress(done, len(jobs))
-    for start in range(0, len(pending), max(options.batch, 1)):
-        batch = pending[start : start + options.batch]
-        done += len(batch)
-        _write_batch(engine, catalog, ledger, batch, run_id, at, options, summary, done)
+    try:
+        ledger = _read_usage(
+            connection_engine=engine,
+            catalog=catalog,
+            jobs=pending,
+            records_dir=records_dir,
+            options=options,
+            summary=summary,
+        )
+        done = summary.already_final
         if progress is not None:
             progress(done, len(jobs))
-    summary.seconds = clock() - started
-    with engine.begin() as connection:
-        connection.execute(
-            update(bill_runs)
-            .where(bill_runs.c.id == run_id)
-            .values(
-                state="completed",
-                finished_at=int(time.time()) if now is None else now,
-                accounts_done=done,
-                invoices_created=summary.invoices_created,
-                errors=len(summary.errors),
+        for start in range(0, len(pending), max(options.batch, 1)):
+            batch = pending[start : start + options.batch]
+            done += len(batch)
+            _write_batch(engine, catalog, ledger, batch, run_id, at, options, summary, done)
+            if progress is not None:
+                progress(done, len(jobs))
+        summary.seconds = clock() - started
+        with engine.begin() as connection:
+            connection.execute(
+                update(bill_runs)
+                .where(bill_runs.c.id == run_id)
+                .values(
+                    state="completed",
+                    finished_at=int(time.time()) if now is None else now,
+                    accounts_done=done,
+                    invoices_created=summary.invoices_created,
+                    errors=len(summary.errors),
+                )
             )
-        )
-        record_event(
-            connection,
-            "bill_run_completed",
-            at,
-            bill_run_id=run_id,
-            details={
-                "invoices_created": summary.invoices_created,
-                "drafts_refreshed": summary.drafts_refreshed,
-                "finalized": summary.finalized,
-                "errors": len(summary.errors),
-            },
-        )
+            record_event(
+                connection,
+                "bill_run_completed",
+                at,
+                bill_run_id=run_id,
+                details={
+                    "invoices_created": summary.invoices_created,
+                    "drafts_refreshed": summary.drafts_refreshed,
+                    "finalized": summary.finalized,
+                    "errors": len(summary.errors),
+                },
+            )
+    except SQLAlchemyError as error:
+        # a database that fails mid-run (a lock timeout, a lost connection, a value it
+        # refuses): what was committed stays, the run is marked failed, and running it
+        # again writes the rest
+        _mark_failed(engine, run_id, at, error)
+        raise BillingDatabaseError(f"bill run {run_id} failed: {_reason(error)}") from error
     return summary
+
+
+def _reason(error: SQLAlchemyError) -> str:
+    return str(getattr(error, "orig", None) or error).splitlines()[0]
+
+
+def _mark_failed(engine: Engine, run_id: str, at: int, error: SQLAlchemyError) -> None:
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                update(bill_runs)
+                .where(bill_runs.c.id == run_id)
+                .values(state="failed", finished_at=int(time.time()))
+            )
+            record_event(
+                connection, "bill_run_failed", at, bill_run_id=run_id,
+                details={"error": _reason(error)},
+            )  # fmt: skip
+    except SQLAlchemyError:
+        pass  # the database is gone: the row stays "running", the error is raised anyway
 
 
 def _plan(connection: Connection, jobs: list[_Job], summary: BillRunSummary) -> list[_Job]:
@@ -473,6 +501,8 @@ def _add(
 ) -> None:
     try:
         ledger.add(record, account.plan_at(int(record["end"])), late=late)  # type: ignore[call-overload]
+    except UnbillableRecord as error:
+        summary.errors.append(("records", str(error)))
     except BillingError as error:
         summary.errors.append((account.id, str(error)))
     else:
@@ -536,8 +566,15 @@ def _write_batch(
                 with engine.begin() as connection:
                     outcomes.append(_write_one(connection, job, invoice, run_id, now, options))
             except IntegrityError as error:
-                summary.errors.append((job.owner.id, f"not written: {error.orig}"))
-                outcomes.append("")
+                with engine.connect() as connection:
+                    now_there = cycle_invoices(connection, [job.owner.id], job.period.start)
+                if job.owner.id in now_there:
+                    # another run (a shard started twice, the daily run and a manual
+                    # one) made this invoice meanwhile: done, not an error
+                    outcomes.append("final")
+                else:
+                    summary.errors.append((job.owner.id, f"not written: {error.orig}"))
+                    outcomes.append("")
     for (_, invoice), outcome in zip(composed, outcomes, strict=True):
         if not outcome:
             continue

@@ -123,6 +123,24 @@ def void(
             f"invoice {invoice_id!r} has {notes} credit note(s): correct it with another "
             "credit note rather than voiding it"
         )
+    if row.off_cycle:
+        # an off-cycle invoice's span is billed by nothing else once the period's cycle
+        # invoice or a later off-cycle invoice exists: voiding it would lose that span
+        c = invoices.c
+        later = connection.execute(
+            select(c.id).where(
+                c.account == row.account,
+                c.state != "void",
+                c.id != invoice_id,
+                c.period_end > row.period_start,
+                c.period_start >= row.period_start,
+            )
+        ).first()
+        if later is not None:
+            raise InvalidState(
+                f"invoice {invoice_id!r} is off-cycle and invoice {later.id!r} bills on from "
+                "its end: credit it instead of voiding it"
+            )
     connection.execute(
         update(invoices)
         .where(invoices.c.id == invoice_id)

@@ -27,12 +27,17 @@ from quota_engine.catalog import Catalog
 __all__ = [
     "AllowanceKey",
     "BillingError",
+    "MAX_RECORD_ID",
     "TaxPoint",
+    "UnbillableRecord",
     "UsageGroup",
     "UsageKey",
     "UsageLedger",
     "category_of",
 ]
+
+MAX_RECORD_ID = 512
+"""Longest record id an invoice line can hold (``invoice_item_records.record_id``)."""
 
 _SLOT = 900
 """Seconds of one memo slot of local days: every real UTC offset is a multiple of 15 min."""
@@ -41,6 +46,11 @@ _SLOT = 900
 class BillingError(Exception):
     """An invoice that cannot be made as the catalog and accounts stand (no tax rate for
     a category on a day, an unknown plan): the account is reported and skipped."""
+
+
+class UnbillableRecord(BillingError):
+    """One record no invoice line can hold (an id longer than :data:`MAX_RECORD_ID`):
+    the record is reported and left out, its account billed without it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +170,11 @@ class UsageLedger:
         record's usage ended, for a record that names none (zero-rated records do)."""
         get = record.get
         account = record["account"]
+        if len(record["id"]) > MAX_RECORD_ID:
+            raise UnbillableRecord(
+                f"record {record['id'][:60]}...: its id is longer than {MAX_RECORD_ID} "
+                "characters (a Session-Id that long): not billable, see ocs bill-audit"
+            )
         end = record["end"]
         plan = _plan_of(record) or account_plan
         unit = get("unit") or ""

@@ -12,7 +12,13 @@ from sqlalchemy import select
 from ocs.billing.accounts import PlanChange
 from ocs.billing.bill_run import BillRunOptions, run_bill_run
 from ocs.billing.database import migrate, open_database
-from ocs.billing.schema import credit_notes, invoice_item_records, invoice_items, invoices
+from ocs.billing.schema import (
+    bill_runs,
+    credit_notes,
+    invoice_item_records,
+    invoice_items,
+    invoices,
+)
 from tests.ocs.billing.factory import account, at, catalog, record, write_records
 
 MIB = 1_048_576
@@ -390,3 +396,75 @@ def test_off_cycle_with_a_key_is_made_once_and_an_empty_one_is_refused(
         run_off_cycle(engine, catalog(), [alice], tmp_path, "alice", until=until + 3600)
     with engine.connect() as connection:
         assert len(connection.execute(select(invoices.c.id)).all()) == 1
+
+
+def test_an_off_cycle_invoice_with_a_later_invoice_is_not_voided(engine, tmp_path: Path) -> None:
+    from ocs.billing.lifecycle import InvalidState, void
+    from ocs.billing.off_cycle import run_off_cycle
+
+    alice = account("alice", created=at("2026-01-10 12:00"))
+    off = run_off_cycle(engine, catalog(), [alice], tmp_path, "alice", until=at("2026-11-16 00:00"))
+    run_bill_run(engine, catalog(), [alice], tmp_path, period="2026-11",
+                 now=at("2026-12-20 00:00"))  # fmt: skip
+    with engine.begin() as connection, pytest.raises(InvalidState, match="credit it instead"):
+        void(connection, off.id, reason="wrong", now=1, actor=None)
+
+
+def test_a_record_with_an_overlong_id_is_reported_and_the_rest_billed(
+    engine, tmp_path: Path
+) -> None:
+    alice = account("alice", created=at("2026-01-10 12:00"))
+    long_id = "pgw;" + "x" * 600 + ";1;10"
+    write_records(
+        tmp_path,
+        [
+            record(long_id, "alice", at("2026-11-02 10:00")),
+            record("s;1;10", "alice", at("2026-11-03 10:00")),
+        ],  # fmt: skip
+        [alice],
+    )
+    summary = run_bill_run(engine, catalog(), [alice], tmp_path, period="2026-11",
+                           now=at("2026-12-20 00:00"))  # fmt: skip
+    assert [who for who, _ in summary.errors] == ["records"]
+    assert "longer than 512" in summary.errors[0][1]
+    assert summary.invoices_created == 1 and summary.records == 1
+
+
+def test_a_database_failing_mid_run_marks_the_run_failed_and_a_rerun_finishes(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL refuses a write as a full disk would (SQLSTATE 53100) for one account:
+    the batches before it stay, the run is 'failed', and once the disk is back a second
+    run writes the rest."""
+    import sqlalchemy as sa
+
+    from ocs.billing.database import BillingDatabaseError
+
+    migrate(postgres_url)
+    engine = open_database(postgres_url)
+    accounts = [account(f"a{i:02d}", created=at("2026-01-01 00:00")) for i in range(6)]
+    with engine.begin() as connection:
+        connection.execute(sa.text(
+            "CREATE FUNCTION full_disk() RETURNS trigger AS $$ BEGIN IF NEW.account = 'a04' "
+            "THEN RAISE EXCEPTION 'no space left' USING ERRCODE = '53100'; END IF; "
+            "RETURN NEW; END $$ LANGUAGE plpgsql"
+        ))  # fmt: skip
+        connection.execute(sa.text(
+            "CREATE TRIGGER full_disk BEFORE INSERT ON invoices FOR EACH ROW "
+            "EXECUTE FUNCTION full_disk()"
+        ))  # fmt: skip
+    options = BillRunOptions(batch=2)
+    done = at("2026-12-20 00:00")
+    with pytest.raises(BillingDatabaseError, match="no space left"):
+        run_bill_run(engine, catalog(), accounts, tmp_path, period="2026-11", now=done,
+                     options=options)  # fmt: skip
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(bill_runs.c.state)).scalars().all() == ["failed"]
+        written = connection.execute(select(invoices.c.account)).scalars().all()
+    assert sorted(written) == ["a00", "a01", "a02", "a03"]
+    with engine.begin() as connection:
+        connection.execute(sa.text("DROP TRIGGER full_disk ON invoices"))
+    summary = run_bill_run(engine, catalog(), accounts, tmp_path, period="2026-11", now=done,
+                           options=options)  # fmt: skip
+    assert (summary.invoices_created, summary.already_final) == (2, 4)
+    engine.dispose()
