@@ -115,7 +115,11 @@ def billing_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 1
 
 
-INVOICE_FLAGS = ("billing_database_url", "billing_credit_note_number_format")
+INVOICE_FLAGS = (
+    "billing_database_url",
+    "billing_invoice_number_format",
+    "billing_credit_note_number_format",
+)
 
 
 def add_invoice_commands(commands: Any) -> None:

@@ -178,7 +178,10 @@ def _run(engine: Engine, args: argparse.Namespace, settings: Any) -> list[str]:
     with engine.begin() as connection:
         document = _find(connection, args.invoice)
         if action == "finalize":
-            number = finalize(connection, document, now=now, actor=_ACTOR)
+            number = finalize(
+                connection, document, now=now, actor=_ACTOR,
+                number_format=settings.billing_invoice_number_format,
+            )  # fmt: skip
             return [f"invoice {document}: final, number {number}"]
         if action == "void":
             void(connection, document, reason=args.reason, now=now, actor=_ACTOR)

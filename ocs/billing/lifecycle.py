@@ -16,6 +16,7 @@ the line, an unknown line).
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -82,9 +83,19 @@ def _tax_group(item: Row[Any]) -> tuple[str | None, int]:
     return item.tax_category, item.tax_rate_ppm or 0
 
 
-def finalize(connection: Connection, invoice_id: str, *, now: int, actor: str | None) -> str:
-    """Finalise the draft ``invoice_id``: its number."""
-    _invoice(connection, invoice_id)
+def finalize(
+    connection: Connection,
+    invoice_id: str,
+    *,
+    now: int,
+    actor: str | None,
+    number_format: str | None = None,
+) -> str:
+    """Finalise the draft ``invoice_id``: its number. ``number_format``: create the
+    entity's invoice series in that format if it has none yet."""
+    row = _invoice(connection, invoice_id)
+    if number_format is not None:
+        ensure_sequence(connection, row.entity, "invoice", number_format)
     try:
         number = finalize_invoice(connection, invoice_id, now)
     except NotDraft as error:
@@ -200,12 +211,12 @@ def create_credit_note(
         raise InvalidCorrection("a credit note needs at least one line", field="lines")
     if not reason.strip():
         raise InvalidCorrection("a reason is required for a credit note", field="reason")
-    note_id = (
-        "cn_"
-        + hashlib.blake2b(
-            f"{invoice_id}\0{key}".encode() if key else f"{invoice_id}\0{now}\0{lines}".encode(),
-            digest_size=10,
-        ).hexdigest()
+    # under a key the id is the key's (a replay finds it); without one, every call is a
+    # credit note of its own
+    note_id = "cn_" + (
+        hashlib.blake2b(f"{invoice_id}\0{key}".encode(), digest_size=10).hexdigest()
+        if key
+        else secrets.token_hex(10)
     )
     done = connection.execute(
         select(credit_notes.c.id, credit_notes.c.number).where(credit_notes.c.id == note_id)
@@ -273,6 +284,13 @@ def create_credit_note(
                 field=f"lines[{n - 1}]",
             )
         seen.add(line.position)
+        step = 10 ** (6 - minor)
+        if line.amount_micro is not None and line.amount_micro % step:
+            raise InvalidCorrection(
+                f"line {line.position}: {line.amount_micro} micro-units has more decimals "
+                f"than the currency's {minor}",
+                field=f"lines[{n - 1}].amount",
+            )
         left = item.amount_minor - int(credited.get(item.id, 0) or 0)
         amount = (
             left if line.amount_micro is None else round_to_minor_unit(line.amount_micro, minor)

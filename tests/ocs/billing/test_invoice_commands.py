@@ -108,6 +108,7 @@ def test_void_releases_the_invoice(billed, capsys) -> None:
         (["credit-note", "INV-1", "--line", "x", "--reason", "r"], 2, "--line: give POSITION"),
         (["credit-note", "INV-1", "--line", "1:1,5", "--reason", "r"], 2, "a decimal such as"),
         (["show", "INV-1", "--timezone", "Mars/Base"], 2, "unknown time zone"),
+        (["credit-note", "DRAFT", "--line", "2:0.005", "--reason", "r"], 1, "more decimals"),
         (["list", "--billing-database-url", "EMPTY"], 2, "run `ocs billing migrate`"),
     ],
 )
@@ -115,6 +116,9 @@ def test_errors(billed, capsys, tmp_path, argv, code, message) -> None:
     url, _, _ = billed
     # EMPTY: a database never migrated: refused (ocs invoice never migrates)
     argv = [f"sqlite:///{tmp_path / 'empty.db'}" if a == "EMPTY" else a for a in argv]
+    if "DRAFT" in argv:  # a final invoice to credit
+        assert run(capsys, "invoice", "finalize", billed[2], "--billing-database-url", url)[0] == 0
+        argv = [billed[2] if a == "DRAFT" else a for a in argv]
     extra = [] if "--billing-database-url" in argv else ["--billing-database-url", url]
     got, out, err = run(capsys, "invoice", *argv, *extra)
     assert (got, out) == (code, "")
