@@ -5,7 +5,8 @@ periods that ended that day and, for each of the days of the grace period before
 refreshes the drafts of the periods that ended then and finalises those whose grace
 period is over (the same :func:`~ocs.billing.bill_run.run_bill_run` as ``ocs bill-run
 --date``, in a thread: charging never waits for it). Accounts and the catalog are read
-from the node's Redis, records from ``records.directory``, invoices go to
+from the node's Redis (on its event loop, 100 accounts per step, so a request waits
+a few milliseconds at most), records from ``records.directory``, invoices go to
 ``billing.database_url``.
 
 Run it on one node only (or on each with its own share: several processes share a run
@@ -63,7 +64,9 @@ async def scheduled_bill_run(
     if catalog is None:
         log_event(logger, "bill_run_skipped", level=logging.WARNING, reason="no active catalog")
         return []
-    accounts = await read_billing_accounts(store)
+    # small batches: the accounts are decoded on the node's event loop, between
+    # Diameter requests, a few milliseconds at a time (about 12 s in all for 100,000)
+    accounts = await read_billing_accounts(store, batch=100)
     engine = await asyncio.to_thread(open_billing_database, settings.billing_database_url)
     summaries = []
     try:

@@ -7,18 +7,20 @@ The rules (docs/invoicing.md, "Invoice content"):
   account on the invoice (its lines carry ``child_account``), then the invoice's
   discounts, then its taxes.
 * **Recurring fee** of each plan held in the period, prorated by local days: a plan
-  held ``d`` of the period's ``D`` days costs ``fee * d / D``. A change (account
-  created, plan changed, off-cycle invoice ended) at any time of a day counts from that
-  day: the new plan pays that whole day, the old one stops the day before.
+  held from day ``a`` to day ``b`` of ``D`` costs ``round(fee * b / D) - round(fee *
+  a / D)`` (cumulative: the parts of a period add up to the rounded fee exactly). A
+  change (account created, plan changed, off-cycle invoice ended) at any time of a day
+  counts from that day: the new plan pays that whole day, the old one stops the day
+  before. Days another live invoice charged are left out (``billed_elsewhere``).
 * **Usage** per service and category, **allowances** (units, amount 0), **one-off**
   charges and credits from the balance history (an adjustment adding money to the
   balance is a credit on the invoice).
 * **Rounding.** A line's ``amount_micro`` is exact where it is a sum of micro-units
   (usage, full fees, adjustments) and its ``amount_minor`` that amount rounded half away
   from zero to the currency's minor unit, once (:func:`round_to_minor_unit`). A line
-  that is a ratio (a prorated fee, a percentage discount, a tax) is rounded once from
-  the exact ratio (:func:`round_ratio_to_minor_unit`) and its micro amount is that
-  rounded amount. Discounts and taxes are computed on the rounded amounts of the lines
+  that is a ratio (a percentage discount, a tax) is rounded once from the exact ratio
+  (:func:`round_ratio_to_minor_unit`), a prorated fee is the difference of two such
+  cumulative roundings, and the micro amount of either is that rounded amount. Discounts and taxes are computed on the rounded amounts of the lines
   they apply to, so the invoice shows a base and its tax that agree to the cent; the
   total is the sum of the rounded lines, exactly.
 * **Discounts** from the catalog, computed per tax category and rate of their base (a
