@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from ocs.billing.compose import ComposedInvoice, InvoiceLine
 from ocs.billing.schema import billing_events, invoice_item_records, invoice_items, invoices
@@ -281,7 +282,27 @@ def _write_lines(connection: Connection, written: Sequence[tuple[str, ComposedIn
                 item = ids[document, i + 1]
                 links.extend([(item, record, document) for record in line.records])
     if links:
+        _insert_links(connection, links)
+
+
+def _insert_links(connection: Connection, links: Sequence[tuple[int, str, str]]) -> None:
+    """Record links ``(item_id, record_id, invoice_id)``: PostgreSQL's COPY (one stream
+    instead of a statement per row; the triggers and indexes check each row the same),
+    elsewhere the driver's executemany. A driver error is raised as SQLAlchemy's (an
+    :class:`~sqlalchemy.exc.IntegrityError` for a record already on a live line)."""
+    if connection.dialect.name != "postgresql":
         connection.exec_driver_sql(_INSERT_LINKS.format(mark=_mark(connection)), links)
+        return
+    statement = f"COPY {invoice_item_records.name} (item_id, record_id, invoice_id) FROM STDIN"
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    dbapi = connection.dialect.loaded_dbapi
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for link in links:
+                copy.write_row(link)
+    except dbapi.Error as error:
+        raise DBAPIError.instance(statement, None, error, dbapi.Error) from error
 
 
 _INSERT_LINKS = (
