@@ -26,6 +26,7 @@ others are billed.
 
 from __future__ import annotations
 
+import gc
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -241,12 +242,19 @@ def run_bill_run(
         done = summary.already_final
         if progress is not None:
             progress(done, len(jobs))
-        for start in range(0, len(pending), max(options.batch, 1)):
-            batch = pending[start : start + options.batch]
-            done += len(batch)
-            _write_batch(engine, catalog, ledger, batch, run_id, at, options, summary, done)
-            if progress is not None:
-                progress(done, len(jobs))
+        # the ledger is millions of long-lived objects (a group, its key and its list of
+        # record ids per usage line): frozen, the cyclic garbage collector stops walking
+        # them again and again while the batches' short-lived objects are collected
+        gc.freeze()
+        try:
+            for start in range(0, len(pending), max(options.batch, 1)):
+                batch = pending[start : start + options.batch]
+                done += len(batch)
+                _write_batch(engine, catalog, ledger, batch, run_id, at, options, summary, done)
+                if progress is not None:
+                    progress(done, len(jobs))
+        finally:
+            gc.unfreeze()
         summary.seconds = clock() - started
         with engine.begin() as connection:
             connection.execute(
