@@ -48,6 +48,14 @@ who should have been billed:
    ``hierarchy_loop``. Without the accounts a postpaid account with no invoice at all
    goes unseen, and so do its records.
 
+7. **Fees.** For each account (a line's ``child_account``, else its invoice's
+   ``account``), the spans ``[period_start, period_end)`` of its ``recurring`` lines on
+   the live audited invoices and on any other live invoice overlapping their periods
+   never overlap: ``fee_overlap``, once per pair of lines, with both invoices and lines
+   and the days charged twice (at least one of the two lines is on an audited invoice).
+   Spans that meet (two plans in sequence, an off-cycle invoice and the cycle invoice
+   after it) are no overlap. One query reads the other invoices' lines.
+
 A segment the records cannot all be read from (damage, an unsealed leftover of a
 stopped writer) is ``segment_unreadable``: the records it holds may be billed and not
 seen here, or unbilled and not reported.
@@ -74,7 +82,7 @@ from ocs.billing.accounts import BillingAccount, invoice_accounts
 from ocs.billing.compose import ADJUSTMENT_PREFIX
 from ocs.billing.database import reading, shown_url
 from ocs.billing.numbering import format_number
-from ocs.billing.periods import BillPeriod, PeriodError, period_of
+from ocs.billing.periods import BillPeriod, PeriodError, local_day, period_of
 from ocs.billing.schema import (
     credit_notes,
     invoice_item_records,
@@ -101,6 +109,7 @@ KINDS = (
     "tax_mismatch",
     "tax_missing",
     "tax_unexpected",
+    "fee_overlap",
     "number_gap",
     "number_duplicate",
     "number_beyond_sequence",
@@ -279,6 +288,7 @@ def audit_period(
                 _check_totals(document, report)
                 _check_lines(document, records, report)
                 _check_taxes(document, report)
+            _check_fee_overlaps(connection, documents, month.start, month.end, timezone, report)
             _check_numbers(connection, report)
     except SQLAlchemyError as exc:
         original = getattr(exc, "orig", None)
@@ -703,6 +713,112 @@ def _check_taxes(document: _Invoice, report: AuditReport) -> None:
                 invoice=row.id,
             )
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Fee:
+    """A recurring line's span, for the overlap check."""
+
+    start: int
+    end: int
+    invoice: str
+    position: int
+    plan: str | None
+    audited: bool
+
+
+def _fee_spans(
+    connection: Connection, documents: Mapping[str, _Invoice], start: int, end: int
+) -> dict[str, list[_Fee]]:
+    """Account -> the spans of its recurring lines on the live audited invoices and on
+    every other live invoice overlapping them (one query for the latter)."""
+    spans: dict[str, list[_Fee]] = defaultdict(list)
+
+    def add(account: str, item: Any, invoice: str, audited: bool) -> None:
+        if item.period_start is None or item.period_end is None:
+            return  # no span to compare
+        if item.period_end <= item.period_start:
+            return
+        fee = _Fee(item.period_start, item.period_end, invoice, item.position, item.plan, audited)
+        spans[item.child_account or account].append(fee)
+
+    live = [d for d in documents.values() if d.row.state != "void"]
+    for document in live:
+        for item in document.items:
+            if item.kind == "recurring":
+                add(document.row.account, item, document.row.id, True)
+    if not live:
+        return spans
+    low = min(d.row.period_start for d in live)
+    high = max(d.row.period_end for d in live)
+    c, items = invoices.c, invoice_items.c
+    query = (
+        select(
+            c.id.label("invoice"),
+            c.account.label("account"),
+            items.child_account,
+            items.position,
+            items.plan,
+            items.period_start,
+            items.period_end,
+        )
+        .join(invoices, c.id == items.invoice_id)
+        .where(
+            items.kind == "recurring",
+            c.state != "void",
+            c.period_start < high,
+            c.period_end > low,
+            # not audited: those are read already
+            (c.period_start < start) | (c.period_start >= end),
+        )
+        .order_by(c.id, items.position)
+    )
+    for row in connection.execute(query):
+        add(row.account, row, row.invoice, False)
+    return spans
+
+
+def _check_fee_overlaps(
+    connection: Connection,
+    documents: Mapping[str, _Invoice],
+    start: int,
+    end: int,
+    timezone: str,
+    report: AuditReport,
+) -> None:
+    """``fee_overlap``: two recurring lines of one account charging one day."""
+
+    def days(first: int, after: int) -> str:
+        return f"{local_day(first, timezone)} to {local_day(after - 1, timezone)}"
+
+    def described(fee: _Fee) -> str:
+        plan = f"plan {fee.plan}, " if fee.plan else ""
+        return f"invoice {fee.invoice} line {fee.position} ({plan}{days(fee.start, fee.end)})"
+
+    for account, fees in sorted(_fee_spans(connection, documents, start, end).items()):
+        fees.sort(key=lambda f: (f.start, f.end, f.invoice, f.position))
+        active: list[_Fee] = []
+        for fee in fees:
+            active = [a for a in active if a.end > fee.start]
+            for earlier in active:
+                if not (earlier.audited or fee.audited):
+                    continue  # another period's audit reports it
+                shown = earlier if earlier.audited else fee
+                until = min(earlier.end, fee.end)
+                first, last = local_day(fee.start, timezone), local_day(until - 1, timezone)
+                count = (last - first).days + 1
+                report.discrepancies.append(
+                    Discrepancy(
+                        "fee_overlap",
+                        f"recurring fee charged twice for {days(fee.start, until)} "
+                        f"({count} day{'s' if count != 1 else ''}): {described(earlier)} "
+                        f"and {described(fee)}",
+                        invoice=shown.invoice,
+                        line=shown.position,
+                        account=account,
+                    )
+                )
+            active.append(fee)
 
 
 # --- numbers --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from a real Redis provisioned with ``ocs provision``."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -20,10 +21,12 @@ import sqlalchemy as sa
 from sqlalchemy import Engine, delete, insert, select, update
 
 from ocs.bill_audit_command import add_audit_command, audit_command
-from ocs.billing.accounts import BillingAccount
+from ocs.billing.accounts import BillingAccount, PlanChange
 from ocs.billing.audit import KINDS, AuditError, AuditReport, audit_period, number_pattern
 from ocs.billing.bill_run import BillRunOptions, run_bill_run
+from ocs.billing.compose import ComposedInvoice, InvoiceLine
 from ocs.billing.database import migrate, open_database
+from ocs.billing.invoices import write_invoice
 from ocs.billing.lifecycle import CreditLine, create_credit_note
 from ocs.billing.off_cycle import run_off_cycle
 from ocs.billing.periods import PeriodError
@@ -900,6 +903,279 @@ def test_accounts_and_no_invoices_at_all(engine, tmp_path: Path) -> None:
         "l1;0;200",
     ]
     assert (report.invoices, report.records) == (0, 5)
+
+
+# --- recurring fees charged twice ---------------------------------------------------------
+
+
+def overlaps(report: AuditReport) -> list[tuple[str | None, str | None, int | None]]:
+    return [(d.account, d.invoice, d.line) for d in report.discrepancies if d.kind == "fee_overlap"]
+
+
+def recurring_spans(engine: Engine) -> list[tuple[str, str | None, int, int]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(
+                invoices.c.account,
+                invoice_items.c.child_account,
+                invoice_items.c.plan,
+                invoice_items.c.period_start,
+                invoice_items.c.period_end,
+            )
+            .join(invoices, invoices.c.id == invoice_items.c.invoice_id)
+            .where(invoice_items.c.kind == "recurring")
+            .order_by(invoice_items.c.period_start, invoices.c.account)
+        ).all()
+    return [(r.child_account or r.account, r.plan, r.period_start, r.period_end) for r in rows]
+
+
+def fee_line(account_id: str | None, start: str, end: str) -> InvoiceLine:
+    return InvoiceLine(
+        kind="recurring",
+        description="Postpaid Standard: recurring fee, again",
+        amount_micro=5_000_000,
+        amount_minor=5_000_000,
+        child_account=account_id,
+        plan="postpaid-standard",
+        quantity=10,
+        unit="days",
+        period_start=at(start),
+        period_end=at(end),
+    )
+
+
+def second_invoice(
+    engine: Engine, document: str, owner: str, start: str, end: str, *lines: InvoiceLine
+) -> None:
+    composed = ComposedInvoice(
+        account=owner,
+        currency="EUR",
+        minor_digits=2,
+        period_start=at(start),
+        period_end=at(end),
+        lines=lines,
+        off_cycle=True,
+    )
+    with engine.begin() as connection:
+        write_invoice(
+            connection, composed, document=document, entity="acme", bill_run_id=None,
+            now=at("2026-12-11 00:00"),
+        )  # fmt: skip
+
+
+def test_a_bill_run_charges_no_fee_twice(engine, tmp_path: Path) -> None:
+    bill(engine, tmp_path)
+    # the check had fees to compare: alice's, corp's, line1's section, exempt's
+    month = (at("2026-11-01 00:00"), at("2026-12-01 00:00"))
+    assert sorted(recurring_spans(engine)) == [
+        (a, "postpaid-standard", *month) for a in ("alice", "corp", "exempt", "line1")
+    ]
+    report = audit(engine, tmp_path, accounts=ACCOUNTS)
+    assert overlaps(report) == [] and report.clean
+    assert report.by_kind()["fee_overlap"] == 0
+
+
+def test_an_off_cycle_invoice_and_the_cycle_invoice_meet(engine, tmp_path: Path) -> None:
+    write_records(tmp_path, records(), ACCOUNTS)
+    off = run_off_cycle(
+        engine,
+        catalog(),
+        ACCOUNTS,
+        tmp_path,
+        "alice",
+        until=at("2026-11-11 00:00"),
+        options=BillRunOptions(entity="acme"),
+        now=at("2026-11-11 00:00"),
+    )
+    summary = run_bill_run(
+        engine,
+        catalog(),
+        ACCOUNTS,
+        tmp_path,
+        period="2026-11",
+        now=at("2026-12-10 00:00"),
+        options=BillRunOptions(entity="acme"),
+    )
+    assert summary.errors == []
+    ten = at("2026-11-11 00:00")
+    alice = [(s, e) for a, _, s, e in recurring_spans(engine) if a == "alice"]
+    # Nov 1..10 on the off-cycle invoice, Nov 11..30 on the cycle invoice: they meet
+    assert alice == [(at("2026-11-01 00:00"), ten), (ten, at("2026-12-01 00:00"))]
+    report = audit(engine, tmp_path, accounts=ACCOUNTS)
+    assert overlaps(report) == [] and report.clean
+    assert report.invoices == 4  # the off-cycle invoice is audited too
+    assert off.number is not None  # final, so live
+
+
+def test_a_plan_change_mid_period_charges_no_fee_twice(engine, tmp_path: Path) -> None:
+    base = catalog()
+    standard = base.plan("postpaid-standard")
+    assert standard is not None
+    plus = dataclasses.replace(standard, id="postpaid-plus", name="Postpaid Plus")
+    cat = dataclasses.replace(base, plans=(*base.plans, plus))
+    changed = account(
+        "alice",
+        created=at("2026-01-10 12:00"),
+        plan="postpaid-plus",
+        plan_changes=(PlanChange(at("2026-11-11 08:00"), "postpaid-standard", "postpaid-plus"),),
+    )
+    write_records(tmp_path, records()[:3], [changed])
+    summary = run_bill_run(
+        engine,
+        cat,
+        [changed],
+        tmp_path,
+        period="2026-11",
+        now=at("2026-12-10 00:00"),
+        options=BillRunOptions(entity="acme"),
+    )
+    assert summary.errors == []
+    ten = at("2026-11-11 00:00")
+    # two plans in sequence on one invoice: they meet
+    assert recurring_spans(engine) == [
+        ("alice", "postpaid-standard", at("2026-11-01 00:00"), ten),
+        ("alice", "postpaid-plus", ten, at("2026-12-01 00:00")),
+    ]
+    report = audit(engine, tmp_path, accounts=[changed])
+    assert overlaps(report) == [] and report.clean
+
+
+def test_a_second_invoice_charging_a_fee_again(engine, tmp_path: Path) -> None:
+    bill(engine, tmp_path, finalize=False)
+    alice = invoice_of(engine, "alice").id
+    corp = invoice_of(engine, "corp").id
+    # alice's Nov 10..19 again; line1 (a child on corp's invoice) billed on its own for
+    # Nov 25 .. Dec 4; and a fee that meets alice's (from Dec 1): no overlap
+    second_invoice(
+        engine,
+        "twice-alice",
+        "alice",
+        "2026-11-10 00:00",
+        "2026-11-20 00:00",
+        fee_line(None, "2026-11-10 00:00", "2026-11-20 00:00"),
+    )
+    second_invoice(
+        engine,
+        "twice-line1",
+        "line1",
+        "2026-11-25 00:00",
+        "2026-12-05 00:00",
+        fee_line(None, "2026-11-25 00:00", "2026-12-05 00:00"),
+    )
+    second_invoice(
+        engine,
+        "next-alice",
+        "alice",
+        "2026-12-01 00:00",
+        "2026-12-11 00:00",
+        fee_line(None, "2026-12-01 00:00", "2026-12-11 00:00"),
+    )
+    report = audit(engine, tmp_path)
+    assert overlaps(report) == [
+        ("alice", alice, 1),
+        ("line1", corp, _position(engine, corp, "line1")),
+    ]
+    shown = [d.text() for d in report.discrepancies if d.kind == "fee_overlap"]
+    assert shown[0] == (
+        f"fee_overlap: account alice invoice {alice} line 1: recurring fee charged twice for "
+        f"2026-11-10 to 2026-11-19 (10 days): invoice {alice} line 1 (plan postpaid-standard, "
+        "2026-11-01 to 2026-11-30) and invoice twice-alice line 1 (plan "
+        "postpaid-standard, 2026-11-10 to 2026-11-19)"
+    )
+    assert "for 2026-11-25 to 2026-11-30 (6 days)" in shown[1]
+    assert "and invoice twice-line1 line 1 " in shown[1]
+    # once each, though both invoices of a pair are audited
+    assert report.by_kind()["fee_overlap"] == 2
+    # December's audit: next-alice only meets November's; twice-line1 overlaps its
+    # period but both its line and corp's are November's invoices, that audit's business
+    december = audit(engine, tmp_path, "2026-12")
+    assert december.invoices == 1 and overlaps(december) == []
+    # a void invoice charges nothing
+    _void(engine, "twice-alice")
+    assert overlaps(audit(engine, tmp_path)) == [
+        ("line1", corp, _position(engine, corp, "line1")),
+    ]
+
+
+def test_an_earlier_months_invoice_overlapping_the_period(engine, tmp_path: Path) -> None:
+    bill(engine, tmp_path)
+    alice = invoice_of(engine, "alice").id
+    # an off-cycle invoice that starts in October and charges Nov 1..5 again
+    second_invoice(
+        engine,
+        "october-alice",
+        "alice",
+        "2026-10-20 00:00",
+        "2026-11-06 00:00",
+        fee_line(None, "2026-10-20 00:00", "2026-11-06 00:00"),
+    )
+    # November's audit reads it as an overlapping invoice of another month
+    report = audit(engine, tmp_path)
+    assert overlaps(report) == [("alice", alice, 1)]
+    assert "charged twice for 2026-11-01 to 2026-11-05 (5 days)" in report.discrepancies[0].message
+    # October's audits it and reads November's as the overlapping one
+    october = audit(engine, tmp_path, "2026-10")
+    assert overlaps(october) == [("alice", "october-alice", 1)]
+
+
+def test_two_overlapping_fees_on_one_draft(engine, tmp_path: Path) -> None:
+    bill(engine, tmp_path, finalize=False)
+    document = invoice_of(engine, "exempt")
+    with engine.begin() as connection:
+        connection.execute(
+            insert(invoice_items).values(
+                invoice_id=document.id,
+                position=99,
+                kind="recurring",
+                description="again",
+                plan="postpaid-standard",
+                period_start=at("2026-11-30 00:00"),
+                period_end=at("2026-12-01 00:00"),
+                amount_micro=0,
+                amount_minor=0,
+            )
+        )
+        # a recurring line without a span is not compared
+        connection.execute(
+            insert(invoice_items).values(
+                invoice_id=document.id,
+                position=100,
+                kind="recurring",
+                description="no span",
+                amount_micro=0,
+                amount_minor=0,
+            )
+        )
+    report = audit(engine, tmp_path)
+    assert found(report) == [("fee_overlap", document.id, 1, None)]
+    assert report.discrepancies[0].account == "exempt"
+    assert "2026-11-30 to 2026-11-30 (1 day)" in report.discrepancies[0].message
+    assert f"and invoice {document.id} line 99 " in report.discrepancies[0].message
+
+
+def _position(engine: Engine, document: str, child: str) -> int:
+    with engine.connect() as connection:
+        return connection.execute(
+            select(invoice_items.c.position).where(
+                invoice_items.c.invoice_id == document,
+                invoice_items.c.child_account == child,
+                invoice_items.c.kind == "recurring",
+            )
+        ).scalar_one()
+
+
+def _void(engine: Engine, document: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            update(invoices)
+            .where(invoices.c.id == document)
+            .values(
+                state="void",
+                number=f"VOID-{document}",
+                finalized_at=at("2026-12-11 00:00"),
+                voided_at=at("2026-12-11 00:00"),
+            )
+        )
 
 
 # --- the command -------------------------------------------------------------------------
