@@ -231,20 +231,29 @@ def run_bill_run(
         pending = _plan(connection, jobs, summary)
 
     try:
-        ledger = _read_usage(
-            connection_engine=engine,
-            catalog=catalog,
-            jobs=pending,
-            records_dir=records_dir,
-            options=options,
-            summary=summary,
-        )
+        # reading makes no reference cycles (records are dicts freed as they are summed)
+        # while the ledger grows by millions of objects the cyclic collector would walk
+        # again and again: it is paused, then the ledger is frozen (see below)
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            ledger = _read_usage(
+                connection_engine=engine,
+                catalog=catalog,
+                jobs=pending,
+                records_dir=records_dir,
+                options=options,
+                summary=summary,
+            )
+        finally:
+            if collecting:
+                gc.enable()
         done = summary.already_final
         if progress is not None:
             progress(done, len(jobs))
         # the ledger is millions of long-lived objects (a group, its key and its list of
-        # record ids per usage line): frozen, the cyclic garbage collector stops walking
-        # them again and again while the batches' short-lived objects are collected
+        # record ids per usage line): frozen, the cyclic garbage collector does not walk
+        # them while the batches' short-lived objects are collected
         gc.freeze()
         try:
             for start in range(0, len(pending), max(options.batch, 1)):
