@@ -22,6 +22,7 @@ from ocs.billing.lifecycle import CreditLine, create_credit_note, finalize
 from ocs.billing.numbering import ensure_sequence
 from ocs.config import ApiToken, Settings, load_settings
 from ocs.metrics import Metrics
+from quota_engine.store import keys
 from tests.ocs.api.conftest import (
     ADMIN_TOKEN,
     PREPAID,
@@ -162,11 +163,13 @@ async def test_viewer_reads_but_gets_403_on_every_write_and_changes_nothing(
     assert after == before
 
 
-async def test_admin_may_do_every_route(http, alice, catalog_active):
+async def test_admin_may_do_every_route(http, alice, catalog_active, redis_client):
     document = (await http.get("/v1/catalog/active")).body["document"]
     samples = seed_bills()
     dora = {"id": "dora", "kind": "postpaid", "plan": "postpaid-standard"}
     assert (await http.post("/v1/accounts", dora)).status == 201  # billed on demand
+    # a customer for 40 days: its on-demand bill has fee days (one created today has none)
+    await redis_client.hset(keys.account("dora"), "created", int(time.time()) - 40 * 86_400)
     deleting_last = sorted(ROUTES, key=lambda r: (r.method == "DELETE", r.path.count("/") < 4))
     for route in deleting_last:
         sample = samples.get(route.operation_id, samples[""])
