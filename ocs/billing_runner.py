@@ -85,13 +85,16 @@ def open_billing_database(url: str) -> Engine:
         raise _Failed(f"billing database {shown_url(url)}: {error}") from None
 
 
-def bill_run_options(settings: Settings, finalize: bool | None = None) -> BillRunOptions:
+def bill_run_options(
+    settings: Settings, finalize: bool | None = None, *, own_process: bool = False
+) -> BillRunOptions:
     return BillRunOptions(
         entity=settings.billing_entity,
         number_format=settings.billing_invoice_number_format,
         grace_period=int(settings.billing_grace_period),
         late_window=int(settings.billing_late_window),
         finalize=finalize,
+        own_process=own_process,
     )
 
 
@@ -224,7 +227,7 @@ def run_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"ocs bill-run: {error}", file=sys.stderr)
         return 2
     try:
-        options = bill_run_options(settings, args.finalize)
+        options = bill_run_options(settings, args.finalize, own_process=True)
         records = Path(settings.records_directory)
         if args.account is not None:
             return _off_cycle(args, engine, loaded, records, options)

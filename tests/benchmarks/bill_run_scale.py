@@ -353,7 +353,7 @@ def _worker(
     results: Any,
 ) -> None:
     engine = open_database(url)
-    options = BillRunOptions(finalize=True if args.finalize else None)
+    options = BillRunOptions(finalize=True if args.finalize else None, own_process=True)
     ready.release()
     go.wait()
     gc_time = [0.0, 0.0]  # spent in the cyclic garbage collector, when it started
