@@ -88,6 +88,13 @@ def record_id(session_id: str, request_number: int, key: str) -> str:
     return f"{session_id};{request_number};{key}"
 
 
+_EMPTY_RECORD: dict[str, Any] = dict.fromkeys(FIELDS)
+
+
+def _only_text_keys(mapping: dict[Any, Any]) -> bool:
+    return all(type(key) is str for key in mapping)
+
+
 def decode_record(data: bytes) -> dict[str, Any]:
     """One record (the stream field ``r``) as a dict with every field of :data:`FIELDS`.
 
@@ -98,11 +105,20 @@ def decode_record(data: bytes) -> dict[str, Any]:
     raw = msgpack.unpackb(data, raw=False, strict_map_key=False)
     if not isinstance(raw, dict):
         raise ValueError("a rated record must be a msgpack map")
-    record: dict[str, Any] = {name: None for name in FIELDS}
-    record.update({lossy_text(k): v for k, v in raw.items()})
+    record: dict[str, Any] = _EMPTY_RECORD.copy()
+    # the scripts write text keys: taken as they are (a bill run decodes millions of
+    # records); a key of another type (bytes from a foreign writer) goes through
+    # lossy_text like before
+    if _only_text_keys(raw):
+        record.update(raw)
+    else:
+        record.update({lossy_text(k): v for k, v in raw.items()})
     for name in _MAPS:
         value = record[name]
-        record[name] = {} if not value else {lossy_text(k): v for k, v in dict(value).items()}
+        if not value:
+            record[name] = {}
+        elif not (type(value) is dict and _only_text_keys(value)):
+            record[name] = {lossy_text(k): v for k, v in dict(value).items()}
     if isinstance(record["tariff"], list):
         record["tariff"] = {} if not record["tariff"] else record["tariff"]
     record["identities"] = list(record["identities"] or [])

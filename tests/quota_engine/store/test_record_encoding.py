@@ -57,3 +57,23 @@ async def test_empty_maps_are_maps_and_zero_rated_tariff_is_null(engine, r):
     assert (paid["allowances"], paid["money"]) == ({}, {"main": 1 * EUR})
     assert (expired["cause"], expired["allowances"], expired["money"]) == ("expired", {}, {})
     assert expired["used"] == {"octets": 0}
+
+
+def test_decode_record_takes_text_keys_and_mends_foreign_ones():
+    """The scripts write text keys (decoded as they are); a foreign writer's binary or
+    non-UTF-8 keys go through the lossy decoding, in the record and in its maps."""
+    from quota_engine.store.records import FIELDS, decode_record
+
+    plain = decode_record(msgpack.packb({"id": "s;1;10", "used": {"octets": 5}, "x": 1}))
+    assert set(plain) == set(FIELDS) | {"x"}
+    assert (plain["id"], plain["used"], plain["x"], plain["money"]) == (
+        "s;1;10", {"octets": 5}, 1, {},
+    )  # fmt: skip
+    foreign = msgpack.packb(
+        {b"id": "s;2;10", b"used": {b"octets": 7}, "money": {b"m\xff": 3}, "allowances": []},
+        use_bin_type=True,
+    )
+    decoded = decode_record(foreign)
+    assert (decoded["id"], decoded["used"], decoded["money"], decoded["allowances"]) == (
+        "s;2;10", {"octets": 7}, {"m\ufffd": 3}, {},
+    )  # fmt: skip
