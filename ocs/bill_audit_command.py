@@ -38,17 +38,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ocs.config import CONFIG_ENV, SPECS, ConfigError, Settings, load_settings
+from ocs.config import CONFIG_ENV, ConfigError, Settings, add_setting_flags, load_settings
 
 if TYPE_CHECKING:
     from ocs.billing.accounts import BillingAccount
 
 __all__ = ["add_audit_command", "audit_command", "write_metrics"]
 
-_URL_SETTING = next(spec for spec in SPECS if spec.name == "billing_database_url")
-_REDIS_SETTINGS = tuple(
-    next(spec for spec in SPECS if spec.name == name) for name in ("redis_url", "redis_data_dir")
-)
 _COMMAND = "ocs bill-audit"
 
 
@@ -70,31 +66,13 @@ def add_audit_command(commands: Any) -> None:
     audit.add_argument(
         "--period", required=True, metavar="YYYY-MM", help="the month the periods start in"
     )
-    audit.add_argument(
-        "--config", metavar="FILE", help=f"TOML config file (default: ${CONFIG_ENV}, else none)"
-    )
-    assert _URL_SETTING.flag is not None
-    audit.add_argument(
-        _URL_SETTING.flag,
-        dest="billing_database_url",
-        metavar="URL",
-        help=f"{_URL_SETTING.doc} [{_URL_SETTING.toml_name}, {_URL_SETTING.env}; "
-        f"default: {_URL_SETTING.default}]",
-    )
+    add_setting_flags(audit, ["billing_database_url", "redis_url", "redis_data_dir"])
     audit.add_argument(
         "--records-dir",
         dest="records_dir",
         metavar="DIR",
         help="segment directory (default: records.directory, ./data/records)",
     )
-    for spec in _REDIS_SETTINGS:
-        assert spec.flag is not None
-        audit.add_argument(
-            spec.flag,
-            dest=spec.name,
-            metavar=spec.key.upper(),
-            help=f"{spec.doc} [{spec.toml_name}, {spec.env}]",
-        )
     audit.add_argument(
         "--no-accounts",
         dest="no_accounts",

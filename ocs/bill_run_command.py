@@ -13,7 +13,7 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
-from ocs.config import CONFIG_ENV, SPECS
+from ocs.config import add_setting_flags
 
 __all__ = ["FLAGS", "add_bill_run_command", "bill_run_command"]
 
@@ -69,16 +69,7 @@ def add_bill_run_command(commands: Any) -> None:
         "--metrics-file", metavar="FILE",
         help="write the run's metrics there (Prometheus text, node_exporter textfile)",
     )  # fmt: skip
-    parser.add_argument(
-        "--config", metavar="FILE", help=f"TOML config file (default: ${CONFIG_ENV})"
-    )
-    for name in FLAGS:
-        spec = next(s for s in SPECS if s.name == name)
-        assert spec.flag is not None
-        parser.add_argument(
-            spec.flag, dest=name, metavar=spec.key.upper(),
-            help=f"{spec.doc} [{spec.toml_name}, {spec.env}]",
-        )  # fmt: skip
+    add_setting_flags(parser, FLAGS)
 
 
 def bill_run_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:

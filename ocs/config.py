@@ -29,6 +29,7 @@ Constructing :class:`Settings` directly (tests, embedding) skips validation;
 :func:`load_settings` is the checked path.
 """
 
+import argparse
 import dataclasses
 import difflib
 import ipaddress
@@ -1052,6 +1053,29 @@ def load_settings(
     layers.append(_env_layer(os.environ if env is None else env, errors))
     layers.append(_override_layer(overrides or {}, errors))
     return _merge(layers, errors)
+
+
+def add_setting_flags(
+    parser: argparse.ArgumentParser, names: typing.Iterable[str], *, config: bool = True
+) -> None:
+    """Add ``--config`` (unless ``config`` is False) and the flag of each named setting
+    to a command's parser; each flag's help names its TOML key and environment
+    variable. The value lands in the namespace under the setting's name, for
+    :func:`load_settings`'s ``overrides``."""
+    if config:
+        parser.add_argument(
+            "--config", metavar="FILE", help=f"TOML config file (default: ${CONFIG_ENV})"
+        )
+    for name in names:
+        spec = next(s for s in SPECS if s.name == name)
+        if spec.flag is None:
+            raise ValueError(f"setting {name} has no flag (a secret)")
+        parser.add_argument(
+            spec.flag,
+            dest=spec.name,
+            metavar=spec.key.upper(),
+            help=f"{spec.doc} [{spec.toml_name}, {spec.env}; default: {spec.default}]",
+        )
 
 
 def check_config(path: str | Path) -> list[str]:

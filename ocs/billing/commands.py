@@ -20,9 +20,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from ocs.config import CONFIG_ENV, SPECS, ConfigError, load_settings
-
-_URL_SETTING = next(spec for spec in SPECS if spec.name == "billing_database_url")
+from ocs.config import CONFIG_ENV, ConfigError, add_setting_flags, load_settings
 
 
 def add_billing_commands(commands: Any) -> None:
@@ -42,17 +40,7 @@ def add_billing_commands(commands: Any) -> None:
         description="Print the revision of the billing database and this version's newest.",
     )
     for parser in (migrate, status):
-        parser.add_argument(
-            "--config", metavar="FILE", help=f"TOML config file (default: ${CONFIG_ENV})"
-        )
-        assert _URL_SETTING.flag is not None
-        parser.add_argument(
-            _URL_SETTING.flag,
-            dest="billing_database_url",
-            metavar="URL",
-            help=f"{_URL_SETTING.doc} [{_URL_SETTING.toml_name}, {_URL_SETTING.env}; "
-            f"default: {_URL_SETTING.default}]",
-        )
+        add_setting_flags(parser, ["billing_database_url"])
 
 
 def billing_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -149,16 +137,7 @@ def add_invoice_commands(commands: Any) -> None:
     note.add_argument("--reason", required=True)
     note.add_argument("--key", help="idempotency key: the same key gives the same credit note")
     for parser in (listing, show, final, cancel, note):
-        parser.add_argument(
-            "--config", metavar="FILE", help=f"TOML config file (default: ${CONFIG_ENV})"
-        )
-        for name in INVOICE_FLAGS:
-            spec = next(s for s in SPECS if s.name == name)
-            assert spec.flag is not None
-            parser.add_argument(
-                spec.flag, dest=name, metavar=spec.key.upper(),
-                help=f"{spec.doc} [{spec.toml_name}, {spec.env}]",
-            )  # fmt: skip
+        add_setting_flags(parser, INVOICE_FLAGS)
 
 
 def invoice_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
