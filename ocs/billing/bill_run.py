@@ -112,7 +112,7 @@ class BillRunOptions:
     number_format: str = "INV-{seq:06d}"
     grace_period: int = 3 * DAY
     late_window: int = 62 * DAY
-    batch: int = 200
+    batch: int = 1000
     finalize: bool | None = None
     """True: finalise now, grace period or not; False: leave drafts; None: finalise the
     drafts whose grace period is over."""
