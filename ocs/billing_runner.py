@@ -30,7 +30,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from ocs.bill_run_command import FLAGS
 from ocs.billing.accounts import BillingAccount
 from ocs.billing.bill_run import BillRunOptions, BillRunSummary, parse_shard, run_bill_run
-from ocs.billing.database import BillingDatabaseError, open_database, shown_url
+from ocs.billing.database import (
+    BillingDatabaseError,
+    error_reason,
+    open_database,
+    shown_url,
+)
 from ocs.billing.off_cycle import run_off_cycle
 from ocs.billing.periods import PeriodError, parse_month
 from ocs.billing.schema import invoices
@@ -247,8 +252,7 @@ def run_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"ocs bill-run: {error}", file=sys.stderr)
         return 2
     except SQLAlchemyError as error:  # an off-cycle invoice's transaction, a metrics read
-        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
-        print(f"ocs bill-run: billing database error: {reason}", file=sys.stderr)
+        print(f"ocs bill-run: billing database error: {error_reason(error)}", file=sys.stderr)
         return 2
     except OSError as error:  # --metrics-file
         print(f"ocs bill-run: {error}", file=sys.stderr)

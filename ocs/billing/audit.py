@@ -81,6 +81,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ocs.billing.accounts import BillingAccount, invoice_accounts
 from ocs.billing.compose import ADJUSTMENT_PREFIX
 from ocs.billing.database import reading, shown_url
+from ocs.billing.invoices import in_batches
 from ocs.billing.numbering import format_number
 from ocs.billing.periods import BillPeriod, PeriodError, local_day, period_of
 from ocs.billing.schema import (
@@ -121,7 +122,6 @@ KINDS = (
 
 _PPM = 1_000_000
 _USAGE_KINDS = frozenset({"usage", "late_usage"})
-_LOOKUP_BATCH = 500
 _TOTALS = ("subtotal", "tax", "total")
 
 
@@ -410,11 +410,6 @@ def _read_records(
     return records, scope
 
 
-def _batches(values: Sequence[str]) -> Iterator[Sequence[str]]:
-    for i in range(0, len(values), _LOOKUP_BATCH):
-        yield values[i : i + _LOOKUP_BATCH]
-
-
 def _live_links(
     connection: Connection, record_ids: Iterable[str]
 ) -> dict[str, list[tuple[str, int]]]:
@@ -422,7 +417,7 @@ def _live_links(
     (invoice, line position) pairs."""
     links, items = invoice_item_records.c, invoice_items.c
     found: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for batch in _batches(sorted(set(record_ids))):
+    for batch in in_batches(sorted(set(record_ids))):
         query = (
             select(links.record_id, links.invoice_id, items.position)
             .join(invoice_items, items.id == links.item_id)

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -44,13 +45,14 @@ from ocs.billing.compose import (
     compose_invoice,
     postpaid_since,
 )
-from ocs.billing.database import BillingDatabaseError
+from ocs.billing.database import BillingDatabaseError, error_reason
 from ocs.billing.invoices import (
     ExistingInvoice,
     billed_records,
     cycle_invoices,
     free_invoice_id,
     free_invoice_ids,
+    in_batches,
     off_cycle_invoices,
     record_event,
     replace_draft,
@@ -301,12 +303,8 @@ def run_bill_run(
         # refuses): what was committed stays, the run is marked failed, and running it
         # again writes the rest
         _mark_failed(engine, run_id, at, error)
-        raise BillingDatabaseError(f"bill run {run_id} failed: {_reason(error)}") from error
+        raise BillingDatabaseError(f"bill run {run_id} failed: {error_reason(error)}") from error
     return summary
-
-
-def _reason(error: SQLAlchemyError) -> str:
-    return str(getattr(error, "orig", None) or error).splitlines()[0]
 
 
 def _mark_failed(engine: Engine, run_id: str, at: int, error: SQLAlchemyError) -> None:
@@ -319,7 +317,7 @@ def _mark_failed(engine: Engine, run_id: str, at: int, error: SQLAlchemyError) -
             )
             record_event(
                 connection, "bill_run_failed", at, bill_run_id=run_id,
-                details={"error": _reason(error)},
+                details={"error": error_reason(error)},
             )  # fmt: skip
     except SQLAlchemyError:
         pass  # the database is gone: the row stays "running", the error is raised anyway
@@ -376,8 +374,12 @@ def _find_overlaps(connection: Connection, jobs: Sequence[_Job]) -> None:
         )
         if row.id not in own
     }
-    ids = list(overlapping)
-    for i in range(0, len(ids), 500):
+    for batch in in_batches(list(overlapping)):
+        # an overlapping invoice of a member holds, or may hold, its records
+        for document in batch:
+            job = member_job.get(overlapping[document].account)
+            if job is not None and _overlap(overlapping[document], job):
+                job.check_records = True
         lines = connection.execute(
             select(
                 items.invoice_id,
@@ -386,30 +388,24 @@ def _find_overlaps(connection: Connection, jobs: Sequence[_Job]) -> None:
                 items.period_start,
                 items.period_end,
             )  # fmt: skip
-            .where(items.invoice_id.in_(ids[i : i + 500]))
+            .where(items.invoice_id.in_(batch))
             .distinct()
         )
-        seen: set[tuple[str, str]] = set()
         for line in lines:
             invoice = overlapping[line.invoice_id]
             member = line.child_account or invoice.account
             job = member_job.get(member)
-            if job is None or invoice.period_end <= job.period.start:
+            if job is None or not _overlap(invoice, job):
                 continue
-            if invoice.period_start >= job.period.end:
-                continue
-            if (line.invoice_id, member) not in seen:
-                seen.add((line.invoice_id, member))
-                job.check_records = True
+            job.check_records = True
             if line.kind == "recurring" and line.period_start is not None:
                 job.billed_elsewhere.setdefault(member, []).append(
                     (line.period_start, line.period_end)
                 )
-        # an invoice with no line of a member (nothing billed): still its owner's
-        for document in ids[i : i + 500]:
-            job = member_job.get(overlapping[document].account)
-            if job is not None and overlapping[document].period_end > job.period.start:
-                job.check_records = True
+
+
+def _overlap(invoice: Any, job: _Job) -> bool:
+    return bool(invoice.period_start < job.period.end and invoice.period_end > job.period.start)
 
 
 def _read_usage(
@@ -507,9 +503,9 @@ def _with_later_invoices(engine: Engine, jobs: Sequence[_Job]) -> set[str]:
     c = invoices.c
     with engine.connect() as connection:
         for end, owners in by_end.items():
-            for i in range(0, len(owners), 500):
+            for batch in in_batches(owners):
                 query = select(c.account).where(
-                    c.account.in_(owners[i : i + 500]), c.period_start >= end, c.state != "void"
+                    c.account.in_(batch), c.period_start >= end, c.state != "void"
                 )
                 found.update(connection.execute(query).scalars())
     return found

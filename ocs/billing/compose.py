@@ -46,6 +46,7 @@ __all__ = [
     "ComposedInvoice",
     "InvoiceLine",
     "compose_invoice",
+    "percent",
     "percent_text",
     "postpaid_since",
 ]
@@ -123,11 +124,17 @@ class ComposedInvoice:
         return sum(len(line.records) for line in self.lines)
 
 
-def percent_text(rate_ppm: int) -> str:
-    """``190000`` as ``19 %``, ``75000`` as ``7.5 %`` (exact, no float)."""
+def percent(rate_ppm: int) -> str:
+    """A rate in parts per million as a percent number: ``190000`` -> ``"19"``,
+    ``55000`` -> ``"5.5"`` (exact, no float)."""
     whole, rest = divmod(rate_ppm, 10_000)
     decimals = f"{rest:04d}".rstrip("0")
-    return f"{whole}.{decimals} %" if decimals else f"{whole} %"
+    return f"{whole}.{decimals}" if decimals else str(whole)
+
+
+def percent_text(rate_ppm: int) -> str:
+    """``190000`` as ``19 %``, ``75000`` as ``7.5 %``."""
+    return f"{percent(rate_ppm)} %"
 
 
 def _describe_usage(service: str, category: str, *, zero_rated: bool, refund: bool) -> str:

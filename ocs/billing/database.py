@@ -244,12 +244,12 @@ def _migrate(engine: Engine) -> Migration:
                 environment.run_migrations()
             after = current_revision(connection)
     except SQLAlchemyError as exc:
-        raise BillingDatabaseError(f"billing database {shown}: {_reason(exc)}") from None
+        raise BillingDatabaseError(f"billing database {shown}: {error_reason(exc)}") from None
     assert after == head, (after, head)
     return Migration(before, after)
 
 
-def _reason(exc: SQLAlchemyError) -> str:
+def error_reason(exc: SQLAlchemyError) -> str:
     """The driver's message without the statement and parameters SQLAlchemy appends."""
     original = getattr(exc, "orig", None)
     return str(original if original is not None else exc).strip().splitlines()[0]
@@ -294,7 +294,7 @@ def revision_status(engine: Engine) -> RevisionStatus:
             revision = current_revision(connection)
     except SQLAlchemyError as exc:
         raise BillingDatabaseError(
-            f"billing database {shown_url(engine.url)}: {_reason(exc)}"
+            f"billing database {shown_url(engine.url)}: {error_reason(exc)}"
         ) from None
     try:
         known = revision is None or _scripts().get_revision(revision) is not None

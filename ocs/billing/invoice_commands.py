@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Engine, or_, select
 from ocs.billing.commands import INVOICE_FLAGS
 from ocs.billing.database import BillingDatabaseError, open_database, shown_url
 from ocs.billing.lifecycle import CreditLine, LifecycleError, create_credit_note, finalize, void
+from ocs.billing.representation import applied_rates, customer_bill, decimal_text
 from ocs.billing.schema import invoice_items, invoices
 from ocs.config import CONFIG_ENV, ConfigError, load_settings
 from quota_engine.money import MICRO, MICRO_DIGITS, format_money
@@ -72,7 +73,7 @@ def _find(connection: Connection, reference: str) -> str:
 
 
 def _money(micro: int, row: Any) -> str:
-    return format_money(micro, row.currency, row.minor_digits).rsplit(" ", 1)[0]
+    return decimal_text(micro, row.minor_digits)
 
 
 def _instant(at: int | None, zone: ZoneInfo) -> str:
@@ -166,7 +167,6 @@ def _run(engine: Engine, args: argparse.Namespace, settings: Any) -> list[str]:
         with engine.connect() as connection:
             document = _find(connection, args.invoice)
             if args.json:
-                from ocs.billing.representation import applied_rates, customer_bill
 
                 bill = customer_bill(connection, document)
                 bill["appliedCustomerBillingRate"] = applied_rates(

@@ -25,6 +25,7 @@ __all__ = [
     "billed_records",
     "cycle_invoices",
     "free_invoice_id",
+    "in_batches",
     "free_invoice_ids",
     "invoice_id",
     "off_cycle_invoices",
@@ -79,7 +80,7 @@ def free_invoice_ids(connection: Connection, wanted: Sequence[tuple[str, int]]) 
     with one lookup for all of them (a revision is looked for only where it is taken)."""
     first = [invoice_id(account, start) for account, start in wanted]
     taken: set[str] = set()
-    for batch in _batches(first):
+    for batch in in_batches(first):
         taken.update(
             connection.execute(select(invoices.c.id).where(invoices.c.id.in_(batch))).scalars()
         )
@@ -113,7 +114,7 @@ def cycle_invoices(
     at ``period_start``."""
     c = invoices.c
     found: dict[str, ExistingInvoice] = {}
-    for batch in _batches(accounts):
+    for batch in in_batches(accounts):
         query = select(c.id, c.account, c.state, c.period_start, c.period_end, c.off_cycle).where(
             c.account.in_(batch), c.period_start == period_start, ~c.off_cycle, c.state != "void"
         )
@@ -128,7 +129,7 @@ def off_cycle_invoices(
     """The live off-cycle invoices of ``accounts`` that overlap ``[start, end)``."""
     c = invoices.c
     found: dict[str, list[ExistingInvoice]] = {}
-    for batch in _batches(accounts):
+    for batch in in_batches(accounts):
         query = select(c.id, c.account, c.state, c.period_start, c.period_end, c.off_cycle).where(
             c.account.in_(batch),
             c.off_cycle,
@@ -148,7 +149,7 @@ def billed_records(
     lines of the invoices ``ignoring`` (drafts about to be made again)."""
     links = invoice_item_records.c
     billed: set[str] = set()
-    for batch in _batches(list(record_ids)):
+    for batch in in_batches(list(record_ids)):
         query = select(links.record_id).where(links.record_id.in_(batch), ~links.released)
         if ignoring:
             query = query.where(links.invoice_id.not_in(list(ignoring)))
@@ -156,7 +157,8 @@ def billed_records(
     return billed
 
 
-def _batches(values: Sequence[str]) -> Iterator[Sequence[str]]:
+def in_batches(values: Sequence[str]) -> Iterator[Sequence[str]]:
+    """``values`` in slices small enough for one ``IN (...)`` (:data:`_LOOKUP_BATCH`)."""
     for i in range(0, len(values), _LOOKUP_BATCH):
         yield values[i : i + _LOOKUP_BATCH]
 

@@ -36,13 +36,13 @@ from ocs.billing.invoices import (
     write_invoice,
 )
 from ocs.billing.numbering import ensure_sequence, finalize_invoice
-from ocs.billing.periods import BillPeriod, local_day, period_of
+from ocs.billing.periods import BillPeriod, period_holding
 from ocs.billing.schema import invoices
 from ocs.billing.usage import BillingError, UsageLedger
 from ocs.records.reader import RecordReader
 from quota_engine.catalog.model import Catalog
 
-__all__ = ["OffCycleInvoice", "current_period", "run_off_cycle"]
+__all__ = ["OffCycleInvoice", "run_off_cycle"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,16 +51,6 @@ class OffCycleInvoice:
     number: str | None
     invoice: ComposedInvoice | None
     """None when ``key`` found the invoice made before."""
-
-
-def current_period(account: BillingAccount, at: int, timezone: str) -> BillPeriod:
-    """The period of ``account``'s cycle that holds Unix second ``at``."""
-    day = local_day(at, timezone)
-    period = period_of(f"{day.year:04d}-{day.month:02d}", account.bill_cycle_day, timezone)
-    if at < period.start:
-        year, month = (day.year - 1, 12) if day.month == 1 else (day.year, day.month - 1)
-        period = period_of(f"{year:04d}-{month:02d}", account.bill_cycle_day, timezone)
-    return period
 
 
 def run_off_cycle(
@@ -93,7 +83,7 @@ def run_off_cycle(
         holder = next(o for o, m in groups.items() if any(a.id == account_id for a in m))
         raise BillingError(f"account {account_id!r} is billed on the invoice of {holder!r}")
     owner = members[0]
-    period = current_period(owner, until - 1, catalog.timezone)
+    period = period_holding(until - 1, owner.bill_cycle_day, catalog.timezone)
     # one transaction from the checks to the write: two requests for one account queue
     # (SQLite's write lock at BEGIN, PostgreSQL's advisory lock on the account), so the
     # second sees the first's invoice and bills from its end

@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-__all__ = ["BillPeriod", "PeriodError", "local_day", "parse_month", "period_ending", "period_of"]
+__all__ = [
+    "BillPeriod",
+    "PeriodError",
+    "local_day",
+    "parse_month",
+    "period_ending",
+    "period_holding",
+    "period_of",
+]
 
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 
@@ -113,3 +121,13 @@ def period_ending(day: date, cycle_day: int, timezone: str) -> BillPeriod | None
     year, month = (day.year - 1, 12) if day.month == 1 else (day.year, day.month - 1)
     period = _period(year, month, cycle_day, timezone)
     return period if period.end_day == day else None
+
+
+def period_holding(at: int, cycle_day: int, timezone: str) -> BillPeriod:
+    """The period of an account with ``cycle_day`` that holds Unix second ``at``."""
+    day = local_day(at, timezone)
+    period = _period(day.year, day.month, cycle_day, timezone)
+    if at < period.start:
+        year, month = (day.year - 1, 12) if day.month == 1 else (day.year, day.month - 1)
+        period = _period(year, month, cycle_day, timezone)
+    return period

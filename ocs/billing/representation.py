@@ -36,6 +36,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, func, select
 
+from ocs.billing.compose import percent
 from ocs.billing.lifecycle import DocumentNotFound
 from ocs.billing.schema import (
     credit_note_items,
@@ -112,14 +113,6 @@ def parse_decimal(text: str, minor_digits: int) -> int:
 def money(micro: int, currency: str, minor_digits: int) -> dict[str, str]:
     """TMF ``Money``: ``{"unit": "EUR", "value": "32.88"}``."""
     return {"unit": currency, "value": decimal_text(micro, minor_digits)}
-
-
-def percent(rate_ppm: int) -> str:
-    """A rate in parts per million as a percent string: ``190000`` -> ``"19"``,
-    ``55000`` -> ``"5.5"`` (exact)."""
-    whole, rest = divmod(rate_ppm, 10_000)
-    decimals = f"{rest:04d}".rstrip("0")
-    return f"{whole}.{decimals}" if decimals else str(whole)
 
 
 def timestamp(seconds: int | None) -> str | None:

@@ -166,6 +166,11 @@ class Plan:
         return None
 
 
+def _within(day: date, first: date | None, after: date | None) -> bool:
+    """``day`` is in ``[first, after)`` (None: unbounded on that side)."""
+    return (first is None or first <= day) and (after is None or day < after)
+
+
 DISCOUNT_KINDS = ("percent", "fixed")
 DISCOUNT_SCOPES = ("invoice", "plan", "service")
 
@@ -185,9 +190,7 @@ class TaxRate:
     name: str = ""
 
     def covers(self, day: date) -> bool:
-        return (self.valid_from is None or self.valid_from <= day) and (
-            self.valid_to is None or day < self.valid_to
-        )
+        return _within(day, self.valid_from, self.valid_to)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,9 +220,7 @@ class Discount:
     valid_to: date | None = None
 
     def covers(self, day: date) -> bool:
-        return (self.valid_from is None or self.valid_from <= day) and (
-            self.valid_to is None or day < self.valid_to
-        )
+        return _within(day, self.valid_from, self.valid_to)
 
 
 @dataclass(frozen=True)
