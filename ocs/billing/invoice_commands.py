@@ -167,7 +167,6 @@ def _run(engine: Engine, args: argparse.Namespace, settings: Any) -> list[str]:
         with engine.connect() as connection:
             document = _find(connection, args.invoice)
             if args.json:
-
                 bill = customer_bill(connection, document)
                 bill["appliedCustomerBillingRate"] = applied_rates(
                     connection, document, detail=True
