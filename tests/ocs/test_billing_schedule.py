@@ -129,3 +129,28 @@ async def test_the_schedule_task_runs_when_due_and_stops(redis_url: str, tmp_pat
     async with billing_schedule(client, off, metrics) as nothing:
         assert nothing is None
     await client.aclose()
+
+
+async def test_a_failed_daily_run_is_logged_and_the_schedule_goes_on(
+    redis_url: str, tmp_path: Path, caplog
+):
+    client = aioredis.Redis.from_url(redis_url)
+    catalogs = CatalogStore(client)
+    await catalogs.save(json_ready(read_document(DEMO_CATALOG_PATH)))
+    await catalogs.activate(load_demo_catalog().version)
+    settings = load_settings(None, {}, {
+        "billing_schedule": "02:00", "records_directory": str(tmp_path / "records"),
+        # a database that refuses every connection
+        "billing_database_url": "postgresql://nobody@127.0.0.1:1/billing",
+    })  # fmt: skip
+    due = local("2026-12-01 02:00")
+    clock_now = [due - 0.2]
+    async with billing_schedule(
+        client, settings, BillingMetrics(CollectorRegistry()), clock=lambda: clock_now[0]
+    ) as task:
+        with caplog.at_level("ERROR", logger="ocs.billing_schedule"):
+            await asyncio.sleep(1.5)
+        assert any("bill_run_failed" in r.getMessage() for r in caplog.records)
+        assert task is not None and not task.done()  # tried again tomorrow
+    assert task.done() and task.exception() is None
+    await client.aclose()

@@ -142,3 +142,14 @@ def test_bill_run_without_an_active_catalog_exits_2(capsys, redis_url, tmp_path)
     )  # fmt: skip
     assert (code, out) == (2, "")
     assert "no active catalog" in err
+
+
+def test_an_unwritable_metrics_file_exits_2_after_billing(setup, capsys, tmp_path) -> None:
+    argv, database = setup
+    missing = tmp_path / "no-such-dir" / "bill-run.prom"
+    code, out, err = run(
+        capsys, "bill-run", "--period", "2026-10", *argv, "--metrics-file", str(missing)
+    )
+    assert code == 2 and err.startswith("ocs bill-run: ")
+    assert "1 invoices created" in out  # billed first; only the metrics are missing
+    assert not missing.exists()
