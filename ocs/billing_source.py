@@ -5,7 +5,8 @@ plain values), so the composition root reads the accounts here into
 :class:`~ocs.billing.accounts.BillingAccount` values and hands them over:
 
 * the account hash (kind, status, currency, plan, bill cycle day, parent, created, and
-  the billing preferences ``tax_exempt``, ``bill_separately``, ``itemisation``);
+  the billing preferences ``tax_exempt``, ``bill_separately``, ``itemisation``, and the
+  customer contact for the documents: name, address, locale, e-mail, delivery);
 * its identities (its lines) and its record partition;
 * from its balance history (docs/data-model.md, "Balance history"): the
   ``plan_change`` entries, oldest first, as :class:`~ocs.billing.accounts.PlanChange`,
@@ -36,7 +37,7 @@ import json
 import logging
 from typing import Any
 
-from ocs.billing.accounts import Adjustment, BillingAccount, PlanChange
+from ocs.billing.accounts import Adjustment, BillingAccount, Contact, PlanChange
 from ocs.logs import log_event
 from quota_engine.accounts.model import BUCKET_UNITS, Account, require_id
 from quota_engine.store.accounts import PLAN_CHANGE, AccountSnapshot, AccountStore
@@ -140,6 +141,13 @@ def billing_account(snapshot: AccountSnapshot) -> BillingAccount | None:
         itemisation=account.itemisation,
         plan_changes=tuple(plan_changes),
         adjustments=tuple(adjustments),
+        contact=Contact(
+            name=account.name,
+            address=account.address,
+            locale=account.locale,
+            email=account.email,
+            delivery=account.delivery,
+        ),
     )
 
 

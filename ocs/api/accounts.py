@@ -65,6 +65,11 @@ def _candidate(entry: dict[str, Any], currency: str) -> Account:
         tax_exempt=entry.get("tax_exempt", False),
         bill_separately=entry.get("bill_separately", False),
         itemisation=entry.get("itemisation", "detailed"),
+        name=entry.get("name"),
+        address=entry.get("address"),
+        locale=entry.get("locale"),
+        email=entry.get("email"),
+        delivery=entry.get("delivery", "email"),
     )
 
 
@@ -111,8 +116,9 @@ async def get_account(request: web.Request) -> web.Response:
 
 
 async def patch_account(request: web.Request) -> web.Response:
-    """Change status, plan, credit limit or the billing preferences (tax_exempt,
-    bill_separately, itemisation). Barring publishes account_barred (ASR); a new plan is
+    """Change status, plan, credit limit, the billing preferences (tax_exempt,
+    bill_separately, itemisation) or the customer contact (name, address, locale, email,
+    delivery; null unsets a contact field). Barring publishes account_barred (ASR); a new plan is
     a ``plan_change`` entry of the balance history."""
     api = api_of(request)
     account_id = path_id(request)

@@ -33,7 +33,12 @@ from quota_engine.accounts.model import (
     ACCOUNT_KINDS,
     BUCKET_KINDS,
     BUCKET_UNITS,
+    DELIVERIES,
     ITEMISATIONS,
+    MAX_ADDRESS_LINE,
+    MAX_ADDRESS_LINES,
+    MAX_EMAIL,
+    MAX_NAME,
     STATUSES,
     identity_problem,
 )
@@ -113,6 +118,48 @@ ITEMISATION = {
     "default": "detailed",
     "description": "what invoice documents show: every rated record, or the lines only",
 }
+CONTACT_NAME = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_NAME,
+    "description": "the customer's name as the invoice documents address it",
+    "example": "Alice Example",
+}
+CONTACT_ADDRESS = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_ADDRESS_LINES * (MAX_ADDRESS_LINE + 1),
+    "description": f"postal address, at most {MAX_ADDRESS_LINES} lines separated by \\n",
+    "example": "Musterstraße 1\n10115 Berlin\nGermany",
+}
+CONTACT_LOCALE = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 32,
+    "description": "language_TERRITORY known to CLDR (de_DE, en_GB): how the documents "
+    "write amounts and dates; unset: the operator's documents.locale",
+    "example": "de_DE",
+}
+CONTACT_EMAIL = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_EMAIL,
+    "description": "where final invoices are e-mailed",
+    "example": "alice@example.net",
+}
+DELIVERY = {
+    "type": "string",
+    "enum": list(DELIVERIES),
+    "default": "email",
+    "description": "how final invoices reach the customer: e-mailed, or printed and posted",
+}
+CONTACT_IN: dict[str, Schema] = {
+    "name": CONTACT_NAME,
+    "address": CONTACT_ADDRESS,
+    "locale": CONTACT_LOCALE,
+    "email": CONTACT_EMAIL,
+    "delivery": DELIVERY,
+}
 UNIT = {
     "type": "string",
     "description": "the account currency for money, else octets, seconds or events",
@@ -153,6 +200,7 @@ ACCOUNT_IN = obj(
         "tax_exempt": TAX_EXEMPT,
         "bill_separately": BILL_SEPARATELY,
         "itemisation": ITEMISATION,
+        **CONTACT_IN,
         "subscriptions": array(IDENTITY, maxItems=100),
         "buckets": array(BUCKET_IN, maxItems=100),
         "allowances": array(TEXT, maxItems=100),
@@ -170,6 +218,11 @@ ACCOUNT_PATCH = obj(
         "tax_exempt": BOOL,
         "bill_separately": BOOL,
         "itemisation": {"type": "string", "enum": list(ITEMISATIONS)},
+        "name": nullable(CONTACT_NAME),
+        "address": nullable(CONTACT_ADDRESS),
+        "locale": nullable(CONTACT_LOCALE),
+        "email": nullable(CONTACT_EMAIL),
+        "delivery": {"type": "string", "enum": list(DELIVERIES)},
     },
     additionalProperties=False,
     minProperties=1,
@@ -261,6 +314,11 @@ ACCOUNT = obj(
         "tax_exempt": BOOL,
         "bill_separately": BOOL,
         "itemisation": {"type": "string", "enum": list(ITEMISATIONS)},
+        "name": nullable(TEXT),
+        "address": nullable(TEXT),
+        "locale": nullable(TEXT),
+        "email": nullable(TEXT),
+        "delivery": {"type": "string", "enum": list(DELIVERIES)},
         "subscriptions": array(TEXT),
     },
     (
@@ -274,6 +332,7 @@ ACCOUNT = obj(
         "tax_exempt",
         "bill_separately",
         "itemisation",
+        "delivery",
     ),
 )
 

@@ -16,6 +16,7 @@ __all__ = [
     "ITEMISATIONS",
     "Adjustment",
     "BillingAccount",
+    "Contact",
     "HierarchyError",
     "PlanChange",
     "invoice_accounts",
@@ -49,6 +50,20 @@ class Adjustment:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Contact:
+    """Who an invoice is addressed to, as the account holds it (each part optional):
+    ``address`` lines are separated by ``"\\n"``; ``locale`` (``de_DE``) says how the
+    documents write amounts and dates (None: the operator's default); ``delivery`` is
+    ``email`` or ``paper``."""
+
+    name: str | None = None
+    address: str | None = None
+    locale: str | None = None
+    email: str | None = None
+    delivery: str = "email"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class BillingAccount:
     """One account as the bill run sees it.
 
@@ -56,7 +71,9 @@ class BillingAccount:
     (:meth:`plan_at`). ``partition`` is the record partition of the account (the segment
     files holding its records). ``subscriptions`` are its identities (its "lines").
     ``bill_separately``: a child account invoiced on its own rather than on its parent's
-    invoice. ``itemisation``: one of :data:`ITEMISATIONS`.
+    invoice. ``itemisation``: one of :data:`ITEMISATIONS`. ``contact``: the customer's
+    name, address, locale and e-mail for the invoice documents, and how they are
+    delivered (:class:`Contact`).
     """
 
     id: str
@@ -74,6 +91,7 @@ class BillingAccount:
     itemisation: str = "detailed"
     plan_changes: tuple[PlanChange, ...] = ()
     adjustments: tuple[Adjustment, ...] = ()
+    contact: Contact = Contact()
 
     @property
     def postpaid(self) -> bool:

@@ -33,6 +33,8 @@ __all__ = [
     "ACCOUNT_KINDS",
     "BUCKET_KINDS",
     "BUCKET_UNITS",
+    "CONTACT_FIELDS",
+    "DELIVERIES",
     "IDENTITY_TYPES",
     "ITEMISATIONS",
     "MAIN_BUCKET",
@@ -46,10 +48,12 @@ __all__ = [
     "ValidationError",
     "account_catalog_problems",
     "bucket_catalog_problems",
+    "contact_problems",
     "id_problem",
     "identity",
     "identity_problem",
     "is_int",
+    "locale_problem",
     "parse_identity",
     "raise_problems",
     "require_id",
@@ -67,9 +71,25 @@ IDENTITY_TYPES = ("msisdn", "imsi", "sip", "nai")
 ITEMISATIONS = ("detailed", "summary")
 """What an account's invoice documents show: every rated record, or the lines only
 (the same tuple as ``ocs.billing.accounts.ITEMISATIONS``, which may not import this)."""
-OPTIONAL_ACCOUNT_FIELDS = ("parent", "tax_exempt", "bill_separately", "itemisation")
+DELIVERIES = ("email", "paper")
+"""How an account's final invoices reach the customer: e-mailed (the PDF attached) or
+printed and posted (a print batch for the print house)."""
+CONTACT_FIELDS = ("name", "address", "locale", "email")
+"""The customer's contact on the invoice documents: optional text, None when unset."""
+OPTIONAL_ACCOUNT_FIELDS = (
+    "parent",
+    "tax_exempt",
+    "bill_separately",
+    "itemisation",
+    *CONTACT_FIELDS,
+    "delivery",
+)
 """Account hash fields written only when not the default: an update back to the default
 deletes them, and a hash written before they existed reads as the defaults."""
+MAX_NAME = 200
+MAX_ADDRESS_LINES = 6
+MAX_ADDRESS_LINE = 100
+MAX_EMAIL = 254  # RFC 5321's limit of a forward path, less the angle brackets
 _TRUE, _FALSE = "1", "0"
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -86,6 +106,10 @@ _IDENTITY_RULES: dict[str, tuple[re.Pattern[str], str]] = {
     "nai": (re.compile(rf"[^\s@]+@{_HOST}"), "must be a NAI user@realm"),
 }
 _MAX_IDENTITY = 255
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_EMAIL = re.compile(
+    r"[^\s@\"(),:;<>\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+"
+)
 
 
 # --------------------------------------------------------------------------- values
@@ -146,6 +170,12 @@ class Account:
     tax_exempt: bool = False  # invoices carry no tax
     bill_separately: bool = False  # a child invoiced on its own, not on its parent's
     itemisation: str = "detailed"  # one of ITEMISATIONS
+    # the customer's contact, for the invoice documents (CONTACT_FIELDS)
+    name: str | None = None
+    address: str | None = None  # lines separated by "\n"
+    locale: str | None = None  # language and territory, de_DE; None: the documents' default
+    email: str | None = None
+    delivery: str = "email"  # one of DELIVERIES
 
     def to_hash(self) -> dict[str, str]:
         """The stored fields (``parent`` only when set, ``created`` only when known, the
@@ -168,6 +198,12 @@ class Account:
             fields["bill_separately"] = _TRUE
         if self.itemisation != "detailed":
             fields["itemisation"] = self.itemisation
+        for name in CONTACT_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                fields[name] = value
+        if self.delivery != "email":
+            fields["delivery"] = self.delivery
         return fields
 
     @classmethod
@@ -186,6 +222,11 @@ class Account:
             tax_exempt=f.get("tax_exempt", _FALSE) == _TRUE,
             bill_separately=f.get("bill_separately", _FALSE) == _TRUE,
             itemisation=f.get("itemisation") or "detailed",
+            name=f.get("name") or None,
+            address=f.get("address") or None,
+            locale=f.get("locale") or None,
+            email=f.get("email") or None,
+            delivery=f.get("delivery") or "email",
         )
 
     def differences(self, other: Account) -> list[str]:
@@ -310,7 +351,65 @@ def validate_account(account: Account) -> list[tuple[str, str]]:
         "itemisation",
         "must be one of " + ", ".join(ITEMISATIONS),
     )
+    problems.extend(contact_problems(account))
     return problems
+
+
+def contact_problems(account: Account) -> list[tuple[str, str]]:
+    """Problems of the customer contact fields (each optional: None is unset)."""
+    problems: list[tuple[str, str]] = []
+    given: dict[str, str] = {}
+    for field in CONTACT_FIELDS:
+        value = getattr(account, field)
+        if isinstance(value, str) and value.strip():
+            given[field] = value
+        elif value is not None:
+            problems.append((field, "must be a non-empty string, or null (unset)"))
+    name = given.get("name")
+    if name is not None and (len(name) > MAX_NAME or _CONTROL.search(name)):
+        problems.append(("name", f"must be one line of at most {MAX_NAME} characters"))
+    address = given.get("address")
+    if address is not None:
+        lines = address.split("\n")
+        if len(lines) > MAX_ADDRESS_LINES or any(
+            len(line) > MAX_ADDRESS_LINE or _CONTROL.search(line) for line in lines
+        ):
+            problems.append(
+                (
+                    "address",
+                    f"must be at most {MAX_ADDRESS_LINES} lines separated by \\n, each of at "
+                    f"most {MAX_ADDRESS_LINE} characters without control characters",
+                )
+            )
+    locale = given.get("locale")
+    if locale is not None and (problem := locale_problem(locale)) is not None:
+        problems.append(("locale", problem))
+    email = given.get("email")
+    if email is not None and (len(email) > MAX_EMAIL or not _EMAIL.fullmatch(email)):
+        problems.append(("email", "must be an e-mail address such as alice@example.net"))
+    if not isinstance(account.delivery, str) or account.delivery not in DELIVERIES:
+        problems.append(("delivery", "must be one of " + ", ".join(DELIVERIES)))
+    return problems
+
+
+_LOCALE = re.compile(r"[a-z]{2,3}(?:_[A-Z][a-z]{3})?_(?:[A-Z]{2}|[0-9]{3})")
+
+
+def locale_problem(value: str) -> str | None:
+    """Why ``value`` is not a locale the documents can format for, or None: a language
+    and a territory as Babel (CLDR) knows them, written ``de_DE`` (``sr_Latn_RS`` with
+    a script)."""
+    # imported here: Babel's locale data is needed only when a locale is given
+    from babel import Locale, UnknownLocaleError
+
+    message = "must be a locale such as de_DE or en_GB (language_TERRITORY, known to CLDR)"
+    if not _LOCALE.fullmatch(value):
+        return message
+    try:
+        Locale.parse(value)
+    except (UnknownLocaleError, ValueError):
+        return f"{message}: {value!r} is unknown"
+    return None
 
 
 def validate_bucket(bucket: Bucket) -> list[tuple[str, str]]:

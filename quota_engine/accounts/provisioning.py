@@ -84,6 +84,11 @@ _ACCOUNT_KEYS = {
     "tax_exempt",
     "bill_separately",
     "itemisation",
+    "name",
+    "address",
+    "locale",
+    "email",
+    "delivery",
     "replace",
     "subscriptions",
     "buckets",
@@ -298,6 +303,11 @@ class _Parser(documents.DocumentChecker):
                 tax_exempt=item.get("tax_exempt", False),
                 bill_separately=item.get("bill_separately", False),
                 itemisation=item.get("itemisation", "detailed"),
+                name=item.get("name"),
+                address=item.get("address"),
+                locale=item.get("locale"),
+                email=item.get("email"),
+                delivery=item.get("delivery", "email"),
             )
             if self.report(path, validate_account(account)) and catalog is not None:
                 self.report(path, account_catalog_problems(account, catalog))
