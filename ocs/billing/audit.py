@@ -81,7 +81,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ocs.billing.accounts import BillingAccount, invoice_accounts
 from ocs.billing.compose import ADJUSTMENT_PREFIX
 from ocs.billing.database import reading, shown_url
-from ocs.billing.invoices import in_batches
+from ocs.billing.invoices import in_batches, live_links_of
 from ocs.billing.numbering import format_number
 from ocs.billing.periods import BillPeriod, PeriodError, local_day, period_of
 from ocs.billing.schema import (
@@ -100,6 +100,7 @@ KINDS = (
     "unbilled",
     "billed_twice",
     "phantom_link",
+    "link_account",
     "missing_invoice",
     "prepaid_billed",
     "hierarchy_loop",
@@ -228,6 +229,8 @@ class _Invoice:
     row: Any
     items: list[Any] = field(default_factory=list)
     links: dict[int, list[str]] = field(default_factory=dict)
+    accounts: dict[str, str] = field(default_factory=dict)
+    """The account each linked record id is linked under (the link's ``account``)."""
 
 
 @dataclass(slots=True)
@@ -320,13 +323,16 @@ def _invoices(connection: Connection, start: int, end: int) -> dict[str, _Invoic
         documents[item.invoice_id].items.append(item)
     links = invoice_item_records.c
     query = (
-        select(links.invoice_id, links.item_id, links.record_id)
-        .join(invoices, invoices.c.id == links.invoice_id)
+        select(items.invoice_id, links.item_id, links.account, links.record_id)
+        .join(invoice_items, items.id == links.item_id)
+        .join(invoices, invoices.c.id == items.invoice_id)
         .where(in_window)
         .order_by(links.item_id, links.record_id)
     )
     for link in connection.execute(query):
-        documents[link.invoice_id].links.setdefault(link.item_id, []).append(link.record_id)
+        document = documents[link.invoice_id]
+        document.links.setdefault(link.item_id, []).append(link.record_id)
+        document.accounts[link.record_id] = link.account
     return documents
 
 
@@ -411,22 +417,24 @@ def _read_records(
 
 
 def _live_links(
-    connection: Connection, record_ids: Iterable[str]
+    connection: Connection, records: Iterable[tuple[str, str]]
 ) -> dict[str, list[tuple[str, int]]]:
-    """Where each of ``record_ids`` is on a live invoice of the whole database:
-    (invoice, line position) pairs."""
+    """Where each of ``records`` (``(account, record id)``, the key of the one-live-link
+    index) is on a live invoice of the whole database: (invoice, line position) pairs by
+    record id, sorted."""
     links, items = invoice_item_records.c, invoice_items.c
     found: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for batch in in_batches(sorted(set(record_ids))):
+    for batch in in_batches(sorted(set(records))):
         query = (
-            select(links.record_id, links.invoice_id, items.position)
+            live_links_of(batch, links.record_id, items.invoice_id, items.position)
             .join(invoice_items, items.id == links.item_id)
-            .join(invoices, invoices.c.id == links.invoice_id)
-            .where(links.record_id.in_(batch), invoices.c.state != "void")
-            .order_by(links.record_id, links.invoice_id, items.position)
+            .join(invoices, invoices.c.id == items.invoice_id)
+            .where(invoices.c.state != "void")
         )
         for row in connection.execute(query):
             found[row.record_id].append((row.invoice_id, row.position))
+    for places in found.values():
+        places.sort()
     return found
 
 
@@ -514,18 +522,35 @@ def _check_records(
 ) -> None:
     found = report.discrepancies
     linked_live: set[str] = set()
+    # (account, record id) of every record to look up: as the records and the links say
+    checked_keys: set[tuple[str, str]] = set()
     prepaid = expected.prepaid if expected is not None else frozenset()
     for document in documents.values():
         positions = {item.id: item.position for item in document.items}
         live = document.row.state != "void"
         for item_id, ids in document.links.items():
             for record_id in ids:
+                linked_under = document.accounts[record_id]
                 if live:
                     linked_live.add(record_id)
+                    checked_keys.add((linked_under, record_id))
                 if record_id.startswith(ADJUSTMENT_PREFIX):
                     continue
                 if record_id in records:
                     account = records[record_id].account
+                    if linked_under != account:
+                        found.append(
+                            Discrepancy(
+                                "link_account",
+                                f"linked under account {linked_under}, but the record "
+                                f"charged account {account}: the rule of one live line "
+                                "per record is kept per account, so it cannot see this link",
+                                invoice=document.row.id,
+                                line=positions.get(item_id),
+                                record=record_id,
+                                account=account,
+                            )
+                        )
                     if live and account in prepaid:
                         found.append(
                             Discrepancy(
@@ -551,7 +576,8 @@ def _check_records(
                     )
                 )
     checked = sorted(set(scope) | linked_live)
-    where = _live_links(connection, checked)
+    checked_keys.update((records[record_id].account, record_id) for record_id in scope)
+    where = _live_links(connection, checked_keys)
     for record_id in checked:
         places = where.get(record_id, [])
         if not places and record_id in scope:

@@ -429,7 +429,7 @@ def _read_usage(
     earliest = min(j.period.start for j in jobs) - options.late_window
     latest = max(j.period.end for j in jobs)
     late: list[dict[str, object]] = []
-    current_ids: list[str] = []
+    current_ids: list[tuple[str, str]] = []
     records = Path(records_dir)
     reader = RecordReader(records, start=earliest, end=latest, partition=partitions, warn=False)
     off_cycle_covered = any(j.covered[0] > j.period.start for j in jobs)
@@ -454,14 +454,14 @@ def _read_usage(
                 or job.check_records
             ):
                 held.append(record)
-                current_ids.append(record["id"])
+                current_ids.append((account, record["id"]))
             else:
                 _add(ledger, record, members[account], summary)
     # records another invoice holds already: an off-cycle invoice's, an earlier period's
     with connection_engine.connect() as connection:
         drafts = {j.existing.id for j in jobs if j.existing is not None}
-        late_ids = [str(r["id"]) for r in late]
-        billed = billed_records(connection, late_ids + current_ids, ignoring=drafts)
+        looked_up = [(str(r["account"]), str(r["id"])) for r in late] + current_ids
+        billed = billed_records(connection, looked_up, ignoring=drafts)
         for record in held:
             if record["id"] not in billed:
                 _add(ledger, record, members[str(record["account"])], summary)
@@ -470,7 +470,7 @@ def _read_usage(
                 _add(ledger, record, members[str(record["account"])], summary, late=True)
                 summary.late_records += 1
         adjustment_ids = [
-            ADJUSTMENT_PREFIX + a.id
+            (m.id, ADJUSTMENT_PREFIX + a.id)
             for job in jobs
             for m in job.members
             for a in m.adjustments

@@ -203,22 +203,22 @@ def _check_known(revision: str | None, url: str) -> None:
         )
 
 
-def migrate(url: str | URL | Engine) -> Migration:
-    """Bring the database to :func:`head_revision`, in one transaction; running it again
-    does nothing. Concurrent runs are serialised (SQLite's write lock, a PostgreSQL
-    advisory lock), so two processes starting at once are safe."""
+def migrate(url: str | URL | Engine, *, to: str | None = None) -> Migration:
+    """Bring the database to :func:`head_revision` (or the earlier revision ``to``: the
+    tests of a migration start from the one before it), in one transaction; running it
+    again does nothing. Concurrent runs are serialised (SQLite's write lock, a
+    PostgreSQL advisory lock), so two processes starting at once are safe."""
     engine = url if isinstance(url, Engine) else create_billing_engine(url)
     try:
-        return _migrate(engine)
+        return _migrate(engine, head_revision() if to is None else to)
     finally:
         if not isinstance(url, Engine):
             engine.dispose()
 
 
-def _migrate(engine: Engine) -> Migration:
+def _migrate(engine: Engine, head: str) -> Migration:
     shown = shown_url(engine.url)
     scripts = _scripts()
-    head = head_revision()
     try:
         with engine.begin() as connection:
             if connection.dialect.name == "postgresql":
@@ -265,7 +265,7 @@ def open_database(url: str | URL, *, upgrade: bool = False) -> Engine:
     engine = create_billing_engine(url)
     try:
         if upgrade:
-            _migrate(engine)
+            _migrate(engine, head_revision())
         check_revision(engine)
     except BaseException:
         engine.dispose()

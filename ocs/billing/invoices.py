@@ -12,9 +12,21 @@ import hashlib
 import json
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    String,
+    bindparam,
+    column,
+    delete,
+    insert,
+    select,
+    update,
+    values,
+)
 from sqlalchemy.exc import DBAPIError
 
 from ocs.billing.compose import ComposedInvoice, InvoiceLine
@@ -28,12 +40,16 @@ __all__ = [
     "in_batches",
     "free_invoice_ids",
     "invoice_id",
+    "links_of",
+    "live_links_of",
     "off_cycle_invoices",
     "record_event",
     "replace_draft",
     "write_invoice",
     "write_invoices",
 ]
+
+T = TypeVar("T")
 
 _LOOKUP_BATCH = 500
 """Ids per ``IN (...)`` lookup: far below SQLite's and PostgreSQL's parameter limits."""
@@ -143,21 +159,55 @@ def off_cycle_invoices(
 
 
 def billed_records(
-    connection: Connection, record_ids: Iterable[str], *, ignoring: Collection[str] = ()
+    connection: Connection,
+    records: Iterable[tuple[str, str]],
+    *,
+    ignoring: Collection[str] = (),
 ) -> set[str]:
-    """Those of ``record_ids`` that are on a live invoice line already, other than the
-    lines of the invoices ``ignoring`` (drafts about to be made again)."""
-    links = invoice_item_records.c
+    """The ids of those ``records`` (``(account, record id)`` pairs: the record's own
+    account, the key of the one-live-link index) that are on a live invoice line
+    already, other than the lines of the invoices ``ignoring`` (drafts about to be made
+    again)."""
+    links, items = invoice_item_records.c, invoice_items.c
     billed: set[str] = set()
-    for batch in in_batches(list(record_ids)):
-        query = select(links.record_id).where(links.record_id.in_(batch), ~links.released)
+    for batch in in_batches(list(records)):
+        query = live_links_of(batch, links.record_id)
         if ignoring:
-            query = query.where(links.invoice_id.not_in(list(ignoring)))
+            query = query.join(invoice_items, items.id == links.item_id).where(
+                items.invoice_id.not_in(list(ignoring))
+            )
         billed.update(connection.execute(query).scalars())
     return billed
 
 
-def in_batches(values: Sequence[str]) -> Iterator[Sequence[str]]:
+def live_links_of(records: Sequence[tuple[str, str]], *columns: ColumnElement[Any]) -> Select[Any]:
+    """``columns`` of the live links of ``records`` (``(account, record id)``): a join
+    with the pairs as a VALUES list, which looks each up in the unique index (SQLite
+    scans the whole index for ``(account, record_id) IN (...)``)."""
+    links = invoice_item_records.c
+    wanted = (
+        values(column("account", String), column("record_id", String), name="wanted")
+        .data(list(records))
+        .cte("wanted")
+    )
+    return (
+        select(*columns)
+        .select_from(wanted)
+        .join(
+            invoice_item_records,
+            (links.account == wanted.c.account) & (links.record_id == wanted.c.record_id),
+        )
+        .where(~links.released)
+    )
+
+
+def links_of(invoice_id: str) -> ColumnElement[bool]:
+    """The condition on ``invoice_item_records`` of the links of an invoice's lines."""
+    lines = select(invoice_items.c.id).where(invoice_items.c.invoice_id == invoice_id)
+    return invoice_item_records.c.item_id.in_(lines.scalar_subquery())
+
+
+def in_batches(values: Sequence[T]) -> Iterator[Sequence[T]]:
     """``values`` in slices small enough for one ``IN (...)`` (:data:`_LOOKUP_BATCH`)."""
     for i in range(0, len(values), _LOOKUP_BATCH):
         yield values[i : i + _LOOKUP_BATCH]
@@ -277,25 +327,28 @@ def _write_lines(connection: Connection, written: Sequence[tuple[str, ComposedIn
             .values(parent_item_id=bindparam("target")),
             pointers,
         )
+    # each link carries the account whose records its line sums: a child's section on a
+    # parent's invoice, else the invoice's account
     links: list[tuple[int, str, str]] = []
     for document, invoice in written:
         for i, line in enumerate(invoice.lines):
             if line.records:
                 item = ids[document, i + 1]
-                links.extend([(item, record, document) for record in line.records])
+                account = line.child_account or invoice.account
+                links.extend([(item, account, record) for record in line.records])
     if links:
         _insert_links(connection, links)
 
 
 def _insert_links(connection: Connection, links: Sequence[tuple[int, str, str]]) -> None:
-    """Record links ``(item_id, record_id, invoice_id)``: PostgreSQL's COPY (one stream
+    """Record links ``(item_id, account, record_id)``: PostgreSQL's COPY (one stream
     instead of a statement per row; the triggers and indexes check each row the same),
     elsewhere the driver's executemany. A driver error is raised as SQLAlchemy's (an
     :class:`~sqlalchemy.exc.IntegrityError` for a record already on a live line)."""
     if connection.dialect.name != "postgresql":
         connection.exec_driver_sql(_INSERT_LINKS.format(mark=_mark(connection)), links)
         return
-    statement = f"COPY {invoice_item_records.name} (item_id, record_id, invoice_id) FROM STDIN"
+    statement = f"COPY {invoice_item_records.name} (item_id, account, record_id) FROM STDIN"
     driver = connection.connection.driver_connection
     assert driver is not None
     dbapi = connection.dialect.loaded_dbapi
@@ -308,7 +361,7 @@ def _insert_links(connection: Connection, links: Sequence[tuple[int, str, str]])
 
 
 _INSERT_LINKS = (
-    f"INSERT INTO {invoice_item_records.name} (item_id, record_id, invoice_id)"
+    f"INSERT INTO {invoice_item_records.name} (item_id, account, record_id)"
     " VALUES ({mark}, {mark}, {mark})"
 )
 
@@ -379,9 +432,7 @@ def replace_draft(
     if state != "draft":
         return False
     items = invoice_items.c
-    connection.execute(
-        delete(invoice_item_records).where(invoice_item_records.c.invoice_id == document)
-    )
+    connection.execute(delete(invoice_item_records).where(links_of(document)))
     # discount lines point at the lines they apply to: clear before deleting
     connection.execute(
         update(invoice_items).where(items.invoice_id == document).values(parent_item_id=None)

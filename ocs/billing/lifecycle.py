@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, func, insert, select, update
 
-from ocs.billing.invoices import record_event
+from ocs.billing.invoices import links_of, record_event
 from ocs.billing.numbering import NotDraft, ensure_sequence, finalize_credit_note, finalize_invoice
 from ocs.billing.schema import (
     credit_note_items,
@@ -158,9 +158,7 @@ def void(
         .values(state="void", voided_at=now, void_reason=reason)
     )
     connection.execute(
-        update(invoice_item_records)
-        .where(invoice_item_records.c.invoice_id == invoice_id)
-        .values(released=True)
+        update(invoice_item_records).where(links_of(invoice_id)).values(released=True)
     )
     record_event(
         connection,

@@ -155,14 +155,14 @@ def _compose(
             warn=False,
         )
         records = [r for r in reader if r["account"] in wanted]
-    billed = billed_records(connection, [r["id"] for r in records])
+    billed = billed_records(connection, [(r["account"], r["id"]) for r in records])
     adjustments = {
         m.id: [a for a in m.adjustments if period.start - options.late_window <= a.at < until]
         for m in members
     }
     billed_adjustments = billed_records(
         connection,
-        [ADJUSTMENT_PREFIX + a.id for chosen in adjustments.values() for a in chosen],
+        [(m, ADJUSTMENT_PREFIX + a.id) for m, chosen in adjustments.items() for a in chosen],
     )
     for record in records:
         account = wanted[record["account"]]

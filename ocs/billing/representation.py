@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, func, select
 
 from ocs.billing.compose import percent
+from ocs.billing.invoices import links_of
 from ocs.billing.lifecycle import DocumentNotFound
 from ocs.billing.schema import (
     credit_note_items,
@@ -266,7 +267,7 @@ def applied_rates(
         links = invoice_item_records.c
         for item_id, record_id in connection.execute(
             select(links.item_id, links.record_id)
-            .where(links.invoice_id == invoice_id)
+            .where(links_of(invoice_id))
             .order_by(links.item_id, links.record_id)
         ):
             records.setdefault(item_id, []).append(record_id)

@@ -575,7 +575,7 @@ def test_a_phantom_link(engine, tmp_path: Path) -> None:
     with engine.begin() as connection:
         connection.execute(
             insert(invoice_item_records).values(
-                item_id=data.id, record_id="ghost;1;10", invoice_id=document
+                item_id=data.id, account="alice", record_id="ghost;1;10"
             )
         )
     report = audit(engine, tmp_path)
@@ -590,10 +590,10 @@ def test_a_record_on_two_invoices(engine, tmp_path: Path) -> None:
     alice = invoice_of(engine, "alice").id
     exempt = invoice_of(engine, "exempt").id
     with engine.begin() as connection:
-        connection.execute(sa.text("DROP INDEX uq_invoice_item_records_record_id"))
+        connection.execute(sa.text("DROP INDEX uq_invoice_item_records_account_record_id"))
         connection.execute(
             insert(invoice_item_records).values(
-                item_id=data.id, record_id="a1;1;10", invoice_id=exempt
+                item_id=data.id, account="alice", record_id="a1;1;10"
             )
         )
     report = audit(engine, tmp_path)
@@ -607,6 +607,34 @@ def test_a_record_on_two_invoices(engine, tmp_path: Path) -> None:
     assert report.discrepancies[0].message == (
         f"on 2 live invoice lines: invoice {first[0]} line {first[1]}, "
         f"invoice {second[0]} line {second[1]}"
+    )
+
+
+def test_a_record_linked_under_another_account(engine, tmp_path: Path) -> None:
+    # the unique index holds per (account, record id): a link of alice's record under
+    # the account of exempt's line passes it, and only the audit can see it
+    bill(engine, tmp_path, finalize=False)
+    data = line(engine, "exempt", "Data, weekday")
+    alice = invoice_of(engine, "alice").id
+    exempt = invoice_of(engine, "exempt").id
+    with engine.begin() as connection:
+        connection.execute(
+            insert(invoice_item_records).values(
+                item_id=data.id, account="exempt", record_id="a1;1;10"
+            )
+        )
+    report = audit(engine, tmp_path)
+    alice_data = line(engine, "alice", "Data, weekday")
+    first, second = sorted([(alice, alice_data.position), (exempt, data.position)])
+    assert found(report) == [
+        ("link_account", exempt, data.position, "a1;1;10"),
+        ("billed_twice", first[0], first[1], "a1;1;10"),
+        ("line_amount", exempt, data.position, None),
+        ("line_quantity", exempt, data.position, None),
+    ]
+    assert report.discrepancies[0].account == "alice"
+    assert report.discrepancies[0].message.startswith(
+        "linked under account exempt, but the record charged account alice"
     )
 
 
@@ -834,9 +862,7 @@ def test_a_prepaid_record_on_an_invoice(engine, tmp_path: Path) -> None:
     document = invoice_of(engine, "alice").id
     with engine.begin() as connection:
         connection.execute(
-            insert(invoice_item_records).values(
-                item_id=data.id, record_id="p1;1;10", invoice_id=document
-            )
+            insert(invoice_item_records).values(item_id=data.id, account="pre", record_id="p1;1;10")
         )
     # the line's sums are wrong either way; only the accounts tell whose record it is
     without = audit(engine, tmp_path)

@@ -62,10 +62,11 @@ def add_item(connection, invoice_id, position, *, amount=1_230_000, kind="usage"
     return result.inserted_primary_key[0]
 
 
-def bill(connection, item_id, invoice_id, *record_ids):
+def bill(connection, item_id, account, *record_ids):
+    """Link records of ``account`` (the account they charged) to the line ``item_id``."""
     connection.execute(
         invoice_item_records.insert(),
-        [{"item_id": item_id, "invoice_id": invoice_id, "record_id": r} for r in record_ids],
+        [{"item_id": item_id, "account": account, "record_id": r} for r in record_ids],
     )
 
 
@@ -257,10 +258,11 @@ def test_a_rated_record_cannot_be_billed_twice(engine):
         first = add_item(connection, "inv-1", 1)
         second = add_item(connection, "inv-1", 2)
         other = add_item(connection, "inv-2", 1)
-        bill(connection, first, "inv-1", "s1;1;10", "s1;2;10")
-    for item, invoice in ((second, "inv-1"), (other, "inv-2"), (first, "inv-1")):
+        bill(connection, first, "acct-1", "s1;1;10", "s1;2;10")
+    # on another line of the invoice, on another account's invoice, on the same line
+    for item in (second, other, first):
         with pytest.raises(IntegrityError), engine.begin() as connection:
-            bill(connection, item, invoice, "s1;2;10")
+            bill(connection, item, "acct-1", "s1;2;10")
     with engine.connect() as connection:
         assert (
             connection.execute(
@@ -287,7 +289,7 @@ def test_voiding_frees_the_period_and_the_records_for_the_replacement(engine):
         ensure_sequence(connection, "ocs-de", "invoice", "INV-{seq:06d}")
         add_invoice(connection, "inv-1", "acct-1")
         item = add_item(connection, "inv-1", 1)
-        bill(connection, item, "inv-1", "s1;1;10")
+        bill(connection, item, "acct-1", "s1;1;10")
         finalize_invoice(connection, "inv-1", PERIOD + 100)
     with engine.begin() as connection:
         connection.execute(
@@ -297,12 +299,12 @@ def test_voiding_frees_the_period_and_the_records_for_the_replacement(engine):
         )
         connection.execute(
             invoice_item_records.update()
-            .where(invoice_item_records.c.invoice_id == "inv-1")
+            .where(invoice_item_records.c.item_id == item)
             .values(released=True)
         )
         add_invoice(connection, "inv-1b", "acct-1")
         replacement = add_item(connection, "inv-1b", 1)
-        bill(connection, replacement, "inv-1b", "s1;1;10")
+        bill(connection, replacement, "acct-1", "s1;1;10")
     with pytest.raises(IntegrityError), engine.begin() as connection:
         add_invoice(connection, "inv-1c", "acct-1")  # the replacement is live
 
@@ -337,7 +339,7 @@ def test_a_final_invoice_never_changes_but_can_be_voided_once(engine):
         ensure_sequence(connection, "ocs-de", "invoice", "INV-{seq:06d}")
         add_invoice(connection, "inv-1")
         item = add_item(connection, "inv-1", 1)
-        bill(connection, item, "inv-1", "s1;1;10")
+        bill(connection, item, "acct-1", "s1;1;10")
         finalize_invoice(connection, "inv-1", PERIOD + 100)
     where = invoices.c.id == "inv-1"
     refused = [
@@ -352,7 +354,7 @@ def test_a_final_invoice_never_changes_but_can_be_voided_once(engine):
         invoice_items.insert().values(
             invoice_id="inv-1", position=2, kind="one_off", amount_micro=1, amount_minor=0
         ),
-        invoice_item_records.insert().values(item_id=item, invoice_id="inv-1", record_id="s2"),
+        invoice_item_records.insert().values(item_id=item, account="acct-1", record_id="s2"),
         invoice_item_records.delete(),
         invoice_item_records.update().values(released=True),  # only a void invoice's
     ]
@@ -392,9 +394,112 @@ def test_a_draft_can_be_rebuilt_and_deleted(engine):
     with engine.begin() as connection:
         add_invoice(connection, "inv-1")
         item = add_item(connection, "inv-1", 1)
-        bill(connection, item, "inv-1", "s1;1;10")
+        bill(connection, item, "acct-1", "s1;1;10")
     with engine.begin() as connection:
         connection.execute(invoice_item_records.delete())
         connection.execute(invoice_items.update().values(amount_micro=7, amount_minor=0))
         connection.execute(invoice_items.delete())
         connection.execute(invoices.delete())
+
+
+def test_migration_0003_keys_the_existing_links_by_the_account_of_their_section(database_url):
+    # a database billed under 0002: links carried the invoice id, not the account
+    migrate(database_url, to="0002")
+    engine = create_billing_engine(database_url)  # open_database refuses a database behind
+    try:
+        with engine.begin() as connection:
+            add_invoice(connection, "inv-1", "corp")
+            own = add_item(connection, "inv-1", 1)
+            child_line = add_item(connection, "inv-1", 2)
+            connection.execute(
+                invoice_items.update()
+                .where(invoice_items.c.id == child_line)
+                .values(child_account="line-2")
+            )
+            add_invoice(connection, "inv-0", "corp", start=PERIOD - 30 * 86400)
+            voided = add_item(connection, "inv-0", 1)
+            connection.execute(
+                sa.text(
+                    "INSERT INTO invoice_item_records (item_id, record_id, invoice_id, released)"
+                    " VALUES (:item, :record, :invoice, :released)"
+                ),
+                [
+                    {"item": own, "record": "c;1;10", "invoice": "inv-1", "released": False},
+                    {
+                        "item": child_line,
+                        "record": "l2;1;10",
+                        "invoice": "inv-1",
+                        "released": False,
+                    },
+                    {"item": voided, "record": "c;0;10", "invoice": "inv-0", "released": True},
+                ],
+            )
+    finally:
+        engine.dispose()
+    assert migrate(database_url) == Migration("0002", head_revision())
+    engine = open_database(database_url)
+    try:
+        with engine.begin() as connection:
+            links = connection.execute(
+                sa.select(
+                    invoice_item_records.c.item_id,
+                    invoice_item_records.c.account,
+                    invoice_item_records.c.record_id,
+                    invoice_item_records.c.released,
+                ).order_by(invoice_item_records.c.record_id)
+            ).all()
+            assert [tuple(link) for link in links] == [
+                (voided, "corp", "c;0;10", True),
+                (own, "corp", "c;1;10", False),
+                (child_line, "line-2", "l2;1;10", False),
+            ]
+            # the rules hold on the copied links: a live one is unique per account
+            bill(connection, own, "corp", "c;0;10")  # released: billable again
+        with pytest.raises(IntegrityError, match="account"), engine.begin() as connection:
+            bill(connection, voided, "line-2", "l2;1;10")
+    finally:
+        engine.dispose()
+
+
+def test_links_to_a_final_invoice_are_refused_however_many_are_inserted(engine):
+    """One row, many rows, and (PostgreSQL) COPY, whose check runs once per statement."""
+    with engine.begin() as connection:
+        ensure_sequence(connection, "ocs-de", "invoice", "INV-{seq:06d}")
+        add_invoice(connection, "inv-1")
+        add_invoice(connection, "inv-2", "acct-2")
+        item = add_item(connection, "inv-1", 1)
+        draft_item = add_item(connection, "inv-2", 1)
+        finalize_invoice(connection, "inv-1", PERIOD + 100)
+    rows = [(draft_item, "acct-2", f"d;{n};10") for n in range(3)] + [(item, "acct-1", "s;1;10")]
+    for insert in ("one", "many", "copy"):
+        with pytest.raises(IntegrityError, match="ocs_billing_immutable"), engine.begin() as c:
+            if insert == "one":
+                bill(c, item, "acct-1", "s;1;10")
+            elif insert == "many" or c.dialect.name != "postgresql":
+                c.execute(
+                    invoice_item_records.insert(),
+                    [{"item_id": i, "account": a, "record_id": r} for i, a, r in rows],
+                )
+            else:
+                _copy_links(c, rows)
+    with engine.connect() as connection:
+        count = sa.select(sa.func.count()).select_from(invoice_item_records)
+        assert connection.execute(count).scalar() == 0
+    with engine.begin() as connection:  # the draft's links alone go in
+        if connection.dialect.name == "postgresql":
+            _copy_links(connection, rows[:-1])
+        else:
+            bill(connection, draft_item, "acct-2", "d;0;10", "d;1;10", "d;2;10")
+    with engine.connect() as connection:
+        assert connection.execute(count).scalar() == 3
+
+
+def _copy_links(connection, rows):
+    statement = "COPY invoice_item_records (item_id, account, record_id) FROM STDIN"
+    driver = connection.connection.driver_connection
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise IntegrityError(statement, None, error) from error

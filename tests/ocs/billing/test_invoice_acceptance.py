@@ -129,10 +129,7 @@ def links_of(engine: Engine, invoice_id: str) -> dict[str, str]:
         rows = connection.execute(
             select(invoice_item_records.c.record_id, invoice_items.c.kind)
             .join(invoice_items, invoice_items.c.id == invoice_item_records.c.item_id)
-            .where(
-                invoice_item_records.c.invoice_id == invoice_id,
-                ~invoice_item_records.c.released,
-            )
+            .where(invoice_items.c.invoice_id == invoice_id, ~invoice_item_records.c.released)
         ).all()
     return {row.record_id: row.kind for row in rows}
 
