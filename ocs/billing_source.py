@@ -43,7 +43,7 @@ from quota_engine.accounts.model import BUCKET_UNITS, Account, require_id
 from quota_engine.store.accounts import PLAN_CHANGE, AccountSnapshot, AccountStore
 from quota_engine.store.clients import StoreClient
 
-__all__ = ["ADJUSTMENT", "read_billing_account", "read_billing_accounts"]
+__all__ = ["ADJUSTMENT", "read_billing_account", "read_billing_accounts", "read_document_accounts"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,23 @@ async def read_billing_account(redis: StoreClient, account_id: str) -> BillingAc
     require_id(account_id)
     snapshots = await AccountStore(redis).snapshots([account_id])
     return billing_account(snapshots[0]) if snapshots else None
+
+
+async def read_document_accounts(
+    redis: StoreClient, account_ids: list[str]
+) -> tuple[dict[str, Contact], dict[str, int]]:
+    """The contact and the record partition of each of ``account_ids`` (an invoice's
+    accounts, for its document), in one pipeline; an account that no longer exists or
+    cannot be read is left out (its document shows its id, no address, no records)."""
+    snapshots = await AccountStore(redis).snapshots(account_ids)
+    contacts: dict[str, Contact] = {}
+    partitions: dict[str, int] = {}
+    for snapshot in snapshots:
+        account = billing_account(snapshot)
+        if account is not None:
+            contacts[account.id] = account.contact
+            partitions[account.id] = account.partition
+    return contacts, partitions
 
 
 def billing_account(snapshot: AccountSnapshot) -> BillingAccount | None:

@@ -309,6 +309,32 @@ def _accept_schedule(value: str) -> str:
     return value
 
 
+#: Image files the documents can show as the operator's logo (what both renderers read).
+LOGO_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg")
+
+
+def _accept_logo(value: str) -> str:
+    path = Path(value)
+    if path.suffix.lower() not in LOGO_SUFFIXES or not path.is_file():
+        raise ValueError(value)
+    return value
+
+
+def _accept_locale(value: str) -> str:
+    # the accounts' own check (language_TERRITORY known to CLDR), so both agree
+    from quota_engine.accounts.model import locale_problem
+
+    if locale_problem(value) is not None:
+        raise ValueError(value)
+    return value
+
+
+def _accept_one_line(value: str) -> str:
+    if "\n" in value or len(value) > 200:
+        raise ValueError(value)
+    return value
+
+
 def _accept_database_url(value: str) -> str:
     try:
         parts = urlsplit(value)
@@ -642,6 +668,41 @@ class Settings:
         "off",
         "Daily bill run inside ocs serve at this local time of the catalog (HH:MM), or off.",
         Rule('must be a time HH:MM or "off"', _accept_schedule),
+    )
+    documents_operator_name: str = setting(
+        "OCS Telecom",
+        "The operator's legal name in the header of the invoice documents.",
+        Rule("must be one line of 1 to 200 characters", _accept_one_line),
+    )
+    documents_operator_address: str = setting(
+        "",
+        "The operator's postal address on the documents, lines separated by newlines.",
+        Rule("must be text", _accept_any),
+    )
+    documents_vat_id: str = setting(
+        "",
+        "The operator's VAT or company registration id on the documents; empty = none.",
+        Rule("must be one line of at most 200 characters", _accept_one_line),
+    )
+    documents_support: str = setting(
+        "",
+        "Support contact printed on the documents (phone, e-mail, web); empty = none.",
+        Rule("must be one line of at most 200 characters", _accept_one_line),
+    )
+    documents_logo: str | None = setting(
+        None,
+        "Logo file (PNG, JPEG or SVG) in the documents' header; unset = the shipped logo.",
+        Rule("must be an existing .png, .jpg, .jpeg or .svg file", _accept_logo),
+    )
+    documents_payment_terms: int = setting(
+        14,
+        "Days from an invoice's issue date to its due date.",
+        _int_range(0, 365),
+    )
+    documents_locale: str = setting(
+        "en_GB",
+        "Locale of the documents of an account without one (language_TERRITORY, CLDR).",
+        Rule("must be a locale such as de_DE or en_GB known to CLDR", _accept_locale),
     )
     numbering_country_code: str = setting(
         "",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from sqlalchemy import Connection, Engine, func, select
@@ -40,7 +41,7 @@ from ocs.billing.representation import (
     parse_decimal,
 )
 from ocs.billing.schema import credit_note_items, credit_notes, invoice_items, invoices
-from ocs.billing_source import read_billing_accounts
+from ocs.billing_source import read_billing_accounts, read_document_accounts
 from quota_engine.accounts.balance_actions import MAX_REASON, key_problem
 
 from . import schema
@@ -56,6 +57,8 @@ __all__ = [
     "finalize_customer_bill",
     "get_credit_note",
     "get_customer_bill",
+    "get_customer_bill_html",
+    "get_customer_bill_pdf",
     "issue_credit_note",
     "list_applied_rates",
     "list_bill_credit_notes",
@@ -250,6 +253,7 @@ ON_DEMAND_IN = obj(
     ("billingAccount",),
     additionalProperties=False,
 )
+DOCUMENT_BODY = {"type": "string", "format": "binary", "description": "the document"}
 STATE_QUERY = {"type": "string", "enum": list(STATE_FILTERS)}
 DETAIL_QUERY = {"type": "string", "enum": ["true", "false"], "default": "false"}
 
@@ -317,6 +321,56 @@ async def list_bill_credit_notes(request: web.Request) -> web.Response:
 async def get_credit_note(request: web.Request) -> web.Response:
     note_id = path_id(request, CREDIT_NOTE_ID)
     return web.json_response(await billing_of(request).read(lambda c: credit_note(c, note_id)))
+
+
+async def _document(request: web.Request, fmt: str) -> web.Response:
+    """The bill's document (docs/invoicing.md, "Documents"): its accounts' contacts and
+    partitions from Redis, the invoice from the database, the records from the segment
+    files, rendered in a thread (never on the event loop)."""
+    # imported here: the renderers (Typst, Jinja2) are loaded by the first download
+    from ocs.billing.documents import (
+        MEDIA_TYPES,
+        document_accounts,
+        load_document,
+        operator_of,
+        render,
+    )
+
+    bill_id = _bill_id(request)
+    api = api_of(request)
+    database = billing_of(request)
+    settings = database.settings
+    accounts = await database.read(lambda c: document_accounts(c, bill_id))
+    contacts, partitions = await read_document_accounts(api.redis, accounts)
+    catalog = await api.catalogs.active()  # its time zone: the bill periods' local days
+    zone = ZoneInfo(catalog.timezone if catalog is not None else "UTC")
+    operator = operator_of(settings)
+    records = api.records_directory or settings.records_directory
+    now = int(time.time())
+
+    def work(connection: Connection) -> bytes:
+        document = load_document(
+            connection, bill_id, operator=operator, contacts=contacts,
+            partitions=partitions, records_directory=records, now=now,
+        )  # fmt: skip
+        return render(document, "pdf" if fmt == "pdf" else "html", zone)
+
+    body = await database.read(work)
+    name = f"{bill_id}.{fmt}"
+    return web.Response(
+        body=body,
+        content_type=MEDIA_TYPES[fmt],
+        charset="utf-8" if fmt == "html" else None,
+        headers={"Content-Disposition": f'inline; filename="{name}"'},
+    )
+
+
+async def get_customer_bill_pdf(request: web.Request) -> web.Response:
+    return await _document(request, "pdf")
+
+
+async def get_customer_bill_html(request: web.Request) -> web.Response:
+    return await _document(request, "html")
 
 
 # --------------------------------------------------------------------------- lifecycle

@@ -89,7 +89,7 @@ def _operation(route: Route) -> dict[str, Any]:
     for status, (description, body) in sorted(route.responses.items()):
         response: dict[str, Any] = {"description": description}
         if body is not None:
-            response["content"] = {"application/json": {"schema": body}}
+            response["content"] = {route.response_media: {"schema": body}}
         headers = dict(route.response_headers)
         if route.paged:
             headers[TOTAL_HEADER] = "how many items the whole list holds"

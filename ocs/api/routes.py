@@ -42,6 +42,8 @@ class Route:
     query: tuple[tuple[str, dict[str, Any], str], ...] = ()
     headers: tuple[tuple[str, dict[str, Any], str, bool], ...] = ()  # name, schema, doc, required
     response_headers: dict[str, str] = field(default_factory=dict)  # name -> description
+    #: the media type of the success bodies (a document download is not JSON)
+    response_media: str = "application/json"
 
     @property
     def operation_id(self) -> str:
@@ -250,6 +252,20 @@ ROUTES: tuple[Route, ...] = (
         _ok("one page of lines", schema.array(bills.APPLIED_RATE)),
         errors=(400, 404, 503), paged=True,
         query=(("detail", bills.DETAIL_QUERY, "true: each line lists its rated record ids"),),
+    ),
+    Route(
+        "GET", "/v1/customerBill/{bill_id}/pdf", bills.get_customer_bill_pdf, "viewer",
+        "The bill as the customer reads it: a PDF (summary, charges, taxes, itemised "
+        "usage when the account wants it; a draft is marked DRAFT)", "bills",
+        _ok("the PDF", bills.DOCUMENT_BODY), errors=(400, 404, 503),
+        response_media="application/pdf",
+    ),
+    Route(
+        "GET", "/v1/customerBill/{bill_id}/html", bills.get_customer_bill_html, "viewer",
+        "The bill as the customer reads it: one HTML page (the same content as the PDF)",
+        "bills",
+        _ok("the HTML page", bills.DOCUMENT_BODY), errors=(400, 404, 503),
+        response_media="text/html",
     ),
     Route(
         "POST", "/v1/customerBill/{bill_id}/finalize", bills.finalize_customer_bill, "admin",

@@ -66,6 +66,16 @@ class Reply:
         return {f["field"]: f["message"] for f in self.body["error"].get("fields", [])}
 
 
+def _body(raw: bytes) -> Any:
+    """A reply's body as JSON; a document that is not JSON (a PDF) as its bytes."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:  # UnicodeDecodeError too
+        return raw
+
+
 class Http:
     """A client of the API with a default token; every call returns a :class:`Reply`."""
 
@@ -95,8 +105,7 @@ class Http:
             method, path, data=data, headers=all_headers, params=params
         ) as response:
             raw = await response.read()
-            body = json.loads(raw) if raw else None
-            return Reply(response.status, body, response.headers)
+            return Reply(response.status, _body(raw), response.headers)
 
     async def get(self, path: str, **kw: Any) -> Reply:
         return await self.call("GET", path, **kw)
