@@ -110,8 +110,16 @@ INVOICE_FLAGS = (
 )
 
 
+DOCUMENT_FLAGS = (
+    *INVOICE_FLAGS,
+    "redis_url",
+    "redis_data_dir",
+    "records_directory",
+)
+
+
 def add_invoice_commands(commands: Any) -> None:
-    """Add ``invoice list|show|finalize|void|credit-note`` to the ``ocs`` subcommands."""
+    """Add ``invoice list|show|finalize|void|credit-note|pdf|html`` to the ``ocs`` subcommands."""
     invoice = commands.add_parser("invoice", help="show and manage invoices")
     actions = invoice.add_subparsers(dest="invoice_command", metavar="ACTION")
     listing = actions.add_parser("list", help="list invoices (newest periods first)")
@@ -136,6 +144,20 @@ def add_invoice_commands(commands: Any) -> None:
     )  # fmt: skip
     note.add_argument("--reason", required=True)
     note.add_argument("--key", help="idempotency key: the same key gives the same credit note")
+    documents = []
+    for kind in ("pdf", "html"):
+        document = actions.add_parser(
+            kind,
+            help=f"write the invoice's {kind.upper()} document (docs/invoicing.md, Documents)",
+            description=f"Write the {kind.upper()} the customer reads. The customer contact "
+            "comes from the accounts in Redis (redis.url, or the private Redis of "
+            "redis.data_dir), the itemised records from records.directory.",
+        )
+        document.add_argument("invoice", metavar="INVOICE", help="id (in_...) or number")
+        document.add_argument("--output", "-o", required=True, metavar="FILE",
+                              help="the file to write ('-': standard output)")  # fmt: skip
+        add_setting_flags(document, DOCUMENT_FLAGS)
+        documents.append(document)
     for parser in (listing, show, final, cancel, note):
         add_setting_flags(parser, INVOICE_FLAGS)
 

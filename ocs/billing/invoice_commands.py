@@ -1,9 +1,12 @@
-"""``ocs invoice list|show|finalize|void|credit-note``: invoices in the billing database.
+"""``ocs invoice list|show|finalize|void|credit-note|pdf|html``: invoices in the billing
+database.
 
 The work of the commands that :mod:`ocs.billing.commands` parses. Offline commands on
 ``billing.database_url`` (no Redis, no running node). An invoice is
 named by its id (``in_...``) or its number (``INV-000042``). ``show`` prints the lines
-as a billing clerk reads them (``--json``: the TMF678 document of the API). The lifecycle
+as a billing clerk reads them (``--json``: the TMF678 document of the API); ``pdf`` and
+``html`` write the document the customer reads (they also read the customer contact
+from Redis and the itemised records from the segment files). The lifecycle
 actions are :mod:`ocs.billing.lifecycle`'s, each in one transaction.
 
 Exit codes: 0 done; 1 refused (no such invoice, not in a state that allows it, a credit
@@ -24,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, Engine, or_, select
 
-from ocs.billing.commands import INVOICE_FLAGS
+from ocs.billing.commands import DOCUMENT_FLAGS, INVOICE_FLAGS
 from ocs.billing.database import BillingDatabaseError, open_database, shown_url
 from ocs.billing.lifecycle import CreditLine, LifecycleError, create_credit_note, finalize, void
 from ocs.billing.representation import applied_rates, customer_bill, decimal_text
@@ -152,8 +155,63 @@ def _credit_lines(specs: list[str]) -> list[CreditLine]:
     return lines
 
 
+async def _accounts_of(
+    settings: Any, account_ids: list[str]
+) -> tuple[dict[str, Any], dict[str, int], str]:
+    """The contacts and partitions of ``account_ids`` and the active catalog's time zone
+    (UTC without one), from the Redis of ``settings``; :class:`_Usage` when it cannot be used."""
+    from redis.exceptions import RedisError
+
+    from ocs.billing_source import read_document_accounts
+    from ocs.redis_store import StoreUnavailable, open_store
+    from quota_engine.store.catalogs import CatalogStore
+
+    try:
+        async with open_store(settings, share_running=True) as client:
+            contacts, partitions = await read_document_accounts(client, account_ids)
+            catalog = await CatalogStore(client).active()
+    except (StoreUnavailable, RedisError) as error:
+        raise _Usage(
+            f"cannot read the customer's contact from Redis: {error}\n"
+            "Give the Redis with --redis-url (or OCS_REDIS_URL, redis.url)."
+        ) from None
+    return contacts, partitions, catalog.timezone if catalog is not None else "UTC"
+
+
+def _document(engine: Engine, args: argparse.Namespace, settings: Any) -> list[str]:
+    """``ocs invoice pdf|html``: the document written to ``--output``."""
+    import asyncio
+
+    from ocs.billing.documents import document_accounts, load_document, operator_of, render
+
+    with engine.connect() as connection:
+        document = _find(connection, args.invoice)
+        accounts = document_accounts(connection, document)
+    contacts, partitions, zone = asyncio.run(_accounts_of(settings, accounts))
+    with engine.connect() as connection:
+        loaded = load_document(
+            connection, document, operator=operator_of(settings), contacts=contacts,
+            partitions=partitions, records_directory=settings.records_directory,
+            now=int(time.time()),
+        )  # fmt: skip
+    body = render(loaded, "pdf" if args.invoice_command == "pdf" else "html", ZoneInfo(zone))
+    if args.output == "-":
+        sys.stdout.buffer.write(body)
+        sys.stdout.buffer.flush()
+        return []
+    try:
+        with open(args.output, "wb") as out:
+            out.write(body)
+    except OSError as error:
+        raise _Usage(f"--output {args.output}: {error.strerror or error}") from None
+    number = loaded.number or "draft"
+    return [f"invoice {document} ({number}): {args.invoice_command} written to {args.output}"]
+
+
 def _run(engine: Engine, args: argparse.Namespace, settings: Any) -> list[str]:
     action = args.invoice_command
+    if action in ("pdf", "html"):
+        return _document(engine, args, settings)
     now = int(time.time())
     if action in ("list", "show"):
         try:
@@ -195,15 +253,14 @@ def _run(engine: Engine, args: argparse.Namespace, settings: Any) -> list[str]:
 def run_invoice_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Run ``ocs invoice ACTION``; the exit code."""
     if args.invoice_command is None:
-        print("ocs invoice: an action is required (list, show, finalize, void, credit-note)",
-              file=sys.stderr)  # fmt: skip
+        print("ocs invoice: an action is required "
+              "(list, show, finalize, void, credit-note, pdf, html)", file=sys.stderr)  # fmt: skip
         return 2
     command = f"ocs invoice {args.invoice_command}"
     config_file = args.config or env.get(CONFIG_ENV) or None
     try:
-        settings = load_settings(
-            config_file, env, {name: getattr(args, name) for name in INVOICE_FLAGS}
-        )
+        flags = DOCUMENT_FLAGS if args.invoice_command in ("pdf", "html") else INVOICE_FLAGS
+        settings = load_settings(config_file, env, {name: getattr(args, name) for name in flags})
     except ConfigError as exc:
         print(f"{command}: invalid configuration:\n  " + "\n  ".join(exc.errors), file=sys.stderr)
         return 2
