@@ -14,6 +14,7 @@ from ocs.billing.accounts import BillingAccount, Contact
 from ocs.billing.bill_run import BillRunOptions, run_bill_run
 from ocs.billing.database import migrate, open_database
 from ocs.billing.documents import InvoiceDocument, Operator, load_document
+from ocs.billing.documents.html import default_logo
 from ocs.billing.schema import invoices
 from tests.ocs.billing.factory import account, at, catalog, record, write_records
 
@@ -25,6 +26,7 @@ OPERATOR = Operator(
     vat_id="DE123456789",
     support="support@beispiel.example · +49 30 1234567",
     payment_terms=14,
+    logo=default_logo(),
 )
 MIB = 1_048_576
 
