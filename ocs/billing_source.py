@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocs.billing.accounts import Adjustment, BillingAccount, Contact, PlanChange
 from ocs.logs import log_event
@@ -43,7 +43,16 @@ from quota_engine.accounts.model import BUCKET_UNITS, Account, require_id
 from quota_engine.store.accounts import PLAN_CHANGE, AccountSnapshot, AccountStore
 from quota_engine.store.clients import StoreClient
 
-__all__ = ["ADJUSTMENT", "read_billing_account", "read_billing_accounts", "read_document_accounts"]
+if TYPE_CHECKING:
+    from ocs.config import Settings
+
+__all__ = [
+    "ADJUSTMENT",
+    "read_billing_account",
+    "read_billing_accounts",
+    "read_document_accounts",
+    "read_document_inputs",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +116,33 @@ async def read_document_accounts(
             contacts[account.id] = account.contact
             partitions[account.id] = account.partition
     return contacts, partitions
+
+
+def read_document_inputs(
+    settings: Settings, account_ids: list[str]
+) -> tuple[dict[str, Contact], dict[str, int], str]:
+    """For ``ocs invoice pdf|html``: :func:`read_document_accounts` and the active
+    catalog's time zone (UTC without one), from the Redis of ``settings`` (``redis.url``,
+    else the private Redis of ``redis.data_dir``, the running node's when there is one);
+    ValueError saying why Redis cannot be used."""
+    from redis.exceptions import RedisError
+
+    from ocs.redis_store import StoreUnavailable, open_store
+    from quota_engine.store.catalogs import CatalogStore
+
+    async def read() -> tuple[dict[str, Contact], dict[str, int], str]:
+        async with open_store(settings, share_running=True) as client:
+            contacts, partitions = await read_document_accounts(client, account_ids)
+            catalog = await CatalogStore(client).active()
+        return contacts, partitions, catalog.timezone if catalog is not None else "UTC"
+
+    try:
+        return asyncio.run(read())
+    except (StoreUnavailable, RedisError) as error:
+        raise ValueError(
+            f"cannot read the customer's contact from Redis: {error}\n"
+            "Give the Redis with --redis-url (or OCS_REDIS_URL, redis.url)."
+        ) from None
 
 
 def billing_account(snapshot: AccountSnapshot) -> BillingAccount | None:

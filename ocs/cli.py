@@ -800,7 +800,10 @@ def main(
     if args.command == "bill-run":
         return bill_run_command(args, env)
     if args.command == "invoice":
-        return invoice_command(args, env)
+        # the documents read the customers' contacts from Redis (billing never does)
+        from ocs.billing_source import read_document_inputs
+
+        return invoice_command(args, env, read_document_inputs)
     if args.command == "bill-audit":
         return audit_command(args, env)
     if args.command in ("catalog", "account", "topup"):

@@ -162,8 +162,12 @@ def add_invoice_commands(commands: Any) -> None:
         add_setting_flags(parser, INVOICE_FLAGS)
 
 
-def invoice_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    """Run ``ocs invoice ACTION`` (:mod:`ocs.billing.invoice_commands`); the exit code."""
+def invoice_command(
+    args: argparse.Namespace, env: Mapping[str, str], read_accounts: Any = None
+) -> int:
+    """Run ``ocs invoice ACTION`` (:mod:`ocs.billing.invoice_commands`); the exit code.
+    ``read_accounts``: what ``pdf`` and ``html`` read the accounts with (the composition
+    root's :func:`ocs.billing_source.read_document_inputs`)."""
     from ocs.billing.invoice_commands import run_invoice_command
 
-    return run_invoice_command(args, env)
+    return run_invoice_command(args, env, read_accounts)

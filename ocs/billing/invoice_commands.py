@@ -20,13 +20,14 @@ import json
 import re
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, Engine, or_, select
 
+from ocs.billing.accounts import Contact
 from ocs.billing.commands import DOCUMENT_FLAGS, INVOICE_FLAGS
 from ocs.billing.database import BillingDatabaseError, open_database, shown_url
 from ocs.billing.lifecycle import CreditLine, LifecycleError, create_credit_note, finalize, void
@@ -35,7 +36,11 @@ from ocs.billing.schema import invoice_items, invoices
 from ocs.config import CONFIG_ENV, ConfigError, load_settings
 from quota_engine.money import MICRO, MICRO_DIGITS, format_money
 
-__all__ = ["parse_amount", "run_invoice_command"]
+__all__ = ["ReadAccounts", "parse_amount", "run_invoice_command"]
+
+ReadAccounts = Callable[[Any, list[str]], tuple[dict[str, Contact], dict[str, int], str]]
+"""``(settings, account ids) -> (contacts, partitions, time zone)``; ValueError saying why
+the accounts cannot be read."""
 
 _AMOUNT = re.compile(r"([0-9]+)(?:\.([0-9]{1,6}))?")
 _ACTOR = "ocs invoice"
@@ -155,39 +160,21 @@ def _credit_lines(specs: list[str]) -> list[CreditLine]:
     return lines
 
 
-async def _accounts_of(
-    settings: Any, account_ids: list[str]
-) -> tuple[dict[str, Any], dict[str, int], str]:
-    """The contacts and partitions of ``account_ids`` and the active catalog's time zone
-    (UTC without one), from the Redis of ``settings``; :class:`_Usage` when it cannot be used."""
-    from redis.exceptions import RedisError
-
-    from ocs.billing_source import read_document_accounts
-    from ocs.redis_store import StoreUnavailable, open_store
-    from quota_engine.store.catalogs import CatalogStore
-
-    try:
-        async with open_store(settings, share_running=True) as client:
-            contacts, partitions = await read_document_accounts(client, account_ids)
-            catalog = await CatalogStore(client).active()
-    except (StoreUnavailable, RedisError) as error:
-        raise _Usage(
-            f"cannot read the customer's contact from Redis: {error}\n"
-            "Give the Redis with --redis-url (or OCS_REDIS_URL, redis.url)."
-        ) from None
-    return contacts, partitions, catalog.timezone if catalog is not None else "UTC"
-
-
-def _document(engine: Engine, args: argparse.Namespace, settings: Any) -> list[str]:
+def _document(
+    engine: Engine, args: argparse.Namespace, settings: Any, read_accounts: ReadAccounts | None
+) -> list[str]:
     """``ocs invoice pdf|html``: the document written to ``--output``."""
-    import asyncio
-
     from ocs.billing.documents import document_accounts, load_document, operator_of, render
 
+    if read_accounts is None:
+        raise _Usage("the documents need the accounts' contacts: run it as `ocs invoice`")
     with engine.connect() as connection:
         document = _find(connection, args.invoice)
         accounts = document_accounts(connection, document)
-    contacts, partitions, zone = asyncio.run(_accounts_of(settings, accounts))
+    try:
+        contacts, partitions, zone = read_accounts(settings, accounts)
+    except ValueError as error:
+        raise _Usage(str(error)) from None
     with engine.connect() as connection:
         loaded = load_document(
             connection, document, operator=operator_of(settings), contacts=contacts,
@@ -208,10 +195,15 @@ def _document(engine: Engine, args: argparse.Namespace, settings: Any) -> list[s
     return [f"invoice {document} ({number}): {args.invoice_command} written to {args.output}"]
 
 
-def _run(engine: Engine, args: argparse.Namespace, settings: Any) -> list[str]:
+def _run(
+    engine: Engine,
+    args: argparse.Namespace,
+    settings: Any,
+    read_accounts: ReadAccounts | None = None,
+) -> list[str]:
     action = args.invoice_command
     if action in ("pdf", "html"):
-        return _document(engine, args, settings)
+        return _document(engine, args, settings, read_accounts)
     now = int(time.time())
     if action in ("list", "show"):
         try:
@@ -250,8 +242,14 @@ def _run(engine: Engine, args: argparse.Namespace, settings: Any) -> list[str]:
         return [f"credit note {number} (id {note}) for invoice {document}"]
 
 
-def run_invoice_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    """Run ``ocs invoice ACTION``; the exit code."""
+def run_invoice_command(
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    read_accounts: ReadAccounts | None = None,
+) -> int:
+    """Run ``ocs invoice ACTION``; the exit code. ``read_accounts(settings, ids)``: the
+    contacts, partitions and time zone the documents need, from the accounts (billing
+    never reads Redis itself: ``ocs.billing_source.read_document_inputs``)."""
     if args.invoice_command is None:
         print("ocs invoice: an action is required "
               "(list, show, finalize, void, credit-note, pdf, html)", file=sys.stderr)  # fmt: skip
@@ -271,7 +269,7 @@ def run_invoice_command(args: argparse.Namespace, env: Mapping[str, str]) -> int
         print(f"{command}: billing database {shown_url(url)}: {error}", file=sys.stderr)
         return 2
     try:
-        for line in _run(engine, args, settings):
+        for line in _run(engine, args, settings, read_accounts):
             print(line)
         return 0
     except (_Refused, LifecycleError) as error:
