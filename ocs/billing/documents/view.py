@@ -175,6 +175,11 @@ def document_view(document: InvoiceDocument, zone: ZoneInfo) -> dict[str, Any]:
         "itemised": itemised,
         "records_missing": d.records_missing,
         "itemisation": d.itemisation,
-        "payment_note": f"Please pay {f.money(d.amount_due)} by {f.date(d.due_at)}, "
-        f"quoting {number if d.number else d.account}.",
+        "payment_note": (
+            "This is a draft: it may still change and is not a request for payment."
+            if d.draft
+            else "This invoice is void: nothing is due on it."
+            if d.state == "void"
+            else f"Please pay {f.money(d.amount_due)} by {f.date(d.due_at)}, quoting {number}."
+        ),
     }

@@ -19,7 +19,7 @@ from ocs.billing.documents.formatting import Formatter, micro_decimal
 from ocs.billing.documents.html import default_logo
 from ocs.billing.documents.pdf import DocumentRenderError, render_pdf
 from ocs.billing.documents.view import document_view
-from ocs.billing.lifecycle import CreditLine, DocumentNotFound, create_credit_note
+from ocs.billing.lifecycle import CreditLine, DocumentNotFound, create_credit_note, void
 from ocs.billing.schema import invoice_items
 from tests.ocs.billing.documents.builders import BERLIN, OPERATOR, business, single
 
@@ -107,8 +107,21 @@ def test_draft_is_marked_and_has_no_number(tmp_path):
     assert document.draft and document.number is None
     text = "\n".join(pdf_pages(render(document, "pdf", BERLIN)))
     assert "DRAFT" in text and "INV-" not in text
+    assert "not a request for payment" in text and "Please pay" not in text
     html = render(document, "html", BERLIN).decode()
     assert "DRAFT" in html and "INV-" not in html
+
+
+def test_void_invoice_says_so_and_nothing_is_due(tmp_path):
+    billed = single(tmp_path, records=2, finalize=True)
+    invoice = billed.invoice_id("erika")
+    with billed.engine.begin() as connection:
+        void(connection, invoice, reason="wrong", now=1_796_000_000, actor="t")
+    document = billed.document("erika")
+    assert document.state == "void" and document.amount_due == 0
+    text = "\n".join(pdf_pages(render(document, "pdf", BERLIN)))
+    assert "This invoice is void" in text and "Amount due by 24.12.2026 0,00 €" in text
+    assert "Please pay" not in text
 
 
 def test_summary_only_account_has_no_itemised_pages(tmp_path):
