@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -294,7 +295,7 @@ def _insert_items(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> di
     for start in range(0, len(rows), _ITEMS_PER_INSERT):
         chunk = rows[start : start + _ITEMS_PER_INSERT]
         statement = head + ", ".join([one] * len(chunk)) + " RETURNING id, invoice_id, position"
-        parameters = tuple(value for row in chunk for value in row)
+        parameters = tuple(chain.from_iterable(chunk))
         for item, document, position in connection.exec_driver_sql(statement, parameters):
             ids[document, position] = item
     return ids
