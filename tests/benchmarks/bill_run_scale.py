@@ -293,6 +293,9 @@ class ProcessResult:
     seconds: float
     cpu_seconds: float
     gc_seconds: float
+    read_seconds: float
+    """From the start to the end of reading and summing the records (the run's first
+    progress call); the rest is composing and writing."""
     accounts: int
     invoices: int
     records: int
@@ -370,9 +373,15 @@ def _worker(
     profile = cProfile.Profile() if args.profile and shard.index == 0 else None
     if profile is not None:
         profile.enable()
+    read_until: list[float] = []
+
+    def on_progress(_done: int, _total: int) -> None:
+        if not read_until:
+            read_until.append(time.monotonic())
+
     summary: BillRunSummary = run_bill_run(
         engine, catalog, accounts, records_dir, period=args.period, shard=shard,
-        options=options, now=now,
+        options=options, now=now, progress=on_progress,
     )  # fmt: skip
     if profile is not None:
         profile.disable()
@@ -388,6 +397,7 @@ def _worker(
             seconds=seconds,
             cpu_seconds=cpu,
             gc_seconds=gc_time[0],
+            read_seconds=(read_until[0] if read_until else time.monotonic()) - began,
             accounts=summary.accounts,
             invoices=summary.invoices_created + summary.drafts_refreshed,
             records=summary.records,
@@ -493,7 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for item in result["per_process"]:
             print(
                 f"  shard {item['shard']}: {item['seconds']:.1f} s ({item['cpu_seconds']:.1f} s CPU,"
-                f" {item['gc_seconds']:.1f} s of it in the garbage collector),"
+                f" {item['gc_seconds']:.1f} s of it in the garbage collector;"
+                f" {item['read_seconds']:.1f} s reading),"
                 f" {item['invoices']} invoices,"
                 f" {item['records']} records, peak RSS {item['peak_rss_mib']:.0f} MiB"
             )
