@@ -33,6 +33,7 @@ from ocs.billing.numbering import ensure_sequence
 from ocs.billing.off_cycle import run_off_cycle
 from ocs.billing.representation import (
     BILL_STATES,
+    TMF_BILL_STATES,
     applied_rates,
     credit_note,
     credit_notes_of,
@@ -104,7 +105,7 @@ CUSTOMER_BILL = obj(
         "href": TEXT,
         "@type": TEXT,
         "billNo": {**nullable(TEXT), "description": "null until finalised"},
-        "state": {"type": "string", "enum": list(BILL_STATES.values())},
+        "state": {"type": "string", "enum": list(TMF_BILL_STATES)},
         "lifecycleState": {"type": "string", "enum": list(BILL_STATES)},
         "category": {"type": "string", "enum": ["normal", "offCycle"]},
         "runType": {"type": "string", "enum": ["onCycle", "offCycle"]},
@@ -112,7 +113,8 @@ CUSTOMER_BILL = obj(
         "billingPeriod": PERIOD,
         "billDate": nullable(TEXT),
         "lastUpdate": nullable(TEXT),
-        "amountDue": MONEY,
+        "amountDue": {**MONEY, "description": "the total less the bill's credit notes"},
+        "remainingAmount": {**MONEY, "description": "what is still unpaid of amountDue"},
         "taxExcludedAmount": MONEY,
         "taxIncludedAmount": MONEY,
         "taxItem": array(TAX_ITEM),

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Row, func, insert, select, update
 
 from ocs.billing.invoices import links_of, record_event
 from ocs.billing.numbering import NotDraft, ensure_sequence, finalize_credit_note, finalize_invoice
+from ocs.billing.payments.allocation import settle
 from ocs.billing.schema import (
     credit_note_items,
     credit_notes,
@@ -160,6 +161,7 @@ def void(
     connection.execute(
         update(invoice_item_records).where(links_of(invoice_id)).values(released=True)
     )
+    settle(connection, row.account, now)  # its payments go back to the account's credit
     record_event(
         connection,
         "invoice_voided",
@@ -352,6 +354,7 @@ def create_credit_note(
     connection.execute(insert(credit_note_items), rows)
     ensure_sequence(connection, entity, "credit_note", number_format)
     number = finalize_credit_note(connection, note_id, now)
+    settle(connection, invoice.account, now)  # what it now over-pays goes back to credit
     record_event(
         connection,
         "credit_note_issued",

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import string
 
-from sqlalchemy import Connection, Table, select, update
+from sqlalchemy import Connection, Table, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ocs.billing.schema import SERIES, credit_notes, invoices, number_sequences
+from ocs.billing.payments.allocation import settle
+from ocs.billing.schema import SERIES, credit_notes, invoices, number_sequences, payment_accounts
 
 _FIELDS = frozenset({"seq", "entity"})
 
@@ -98,7 +99,12 @@ def assign_number(connection: Connection, entity: str, series: str = "invoice") 
 def finalize_invoice(connection: Connection, invoice_id: str, at: int) -> str:
     """Finalise the draft invoice ``invoice_id`` at ``at`` (Unix s): its number is
     assigned and it becomes ``final`` in ``connection``'s transaction. Raises
-    :class:`NotDraft` when it is final or void already, LookupError when absent."""
+    :class:`NotDraft` when it is final or void already, LookupError when absent.
+
+    The account's open credit (over-payments, :mod:`ocs.billing.payments`) is allocated
+    to the invoice in the same transaction: this is the one place every finalisation
+    (bill run, off-cycle bill, ``ocs invoice finalize``, the API) goes through. An
+    account without credit costs nothing more: the lock query asks whether it has any."""
     return _finalize(connection, invoices, "invoice", invoice_id, at)
 
 
@@ -109,7 +115,13 @@ def finalize_credit_note(connection: Connection, credit_note_id: str, at: int) -
 
 def _finalize(connection: Connection, table: Table, series: str, document: str, at: int) -> str:
     columns = table.c
-    query = select(columns.state, columns.entity).where(columns.id == document)
+    query = select(columns.state, columns.entity, columns.account)
+    if table is invoices:
+        waiting = exists().where(
+            payment_accounts.c.account == columns.account, payment_accounts.c.credit_minor > 0
+        )
+        query = query.add_columns(waiting.label("credit_waiting"))
+    query = query.where(columns.id == document)
     # lock the document first: two finalisations of one draft queue here, and the second
     # sees it final instead of taking a number it would not use
     row = connection.execute(query.with_for_update()).one_or_none()
@@ -123,4 +135,6 @@ def _finalize(connection: Connection, table: Table, series: str, document: str, 
         .where(columns.id == document, columns.state == "draft")
         .values(state="final", number=number, finalized_at=at)
     )
+    if table is invoices and row.credit_waiting:
+        settle(connection, row.account, at)
     return number

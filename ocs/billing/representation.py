@@ -20,6 +20,12 @@ void       ``cancelled``   not one of TMF678's values (it has none for a bill
                            withdrawn): our extension; the number stays used
 =========  ==============  ======================================================
 
+A final bill's ``state`` follows its payments (:func:`bill_state`): ``validated``
+(nothing paid), ``partiallyPaid`` (some of ``amountDue`` paid), ``settled`` (all of it);
+``sent`` (delivered, nothing paid) is for the delivery work, which passes ``sent=True``.
+``amountDue`` is the total less the final credit notes, ``remainingAmount`` what is
+still unpaid of it (docs/invoicing.md, "Payments").
+
 Names that are ours, not TMF678's: ``lifecycleState``, ``position`` (a line's place on
 the invoice: what a credit note names), ``ratedRecords`` (the record ids a line sums),
 ``appliesTo`` (the position of the line a discount applies to), ``voidReason``,
@@ -39,6 +45,7 @@ from sqlalchemy import Connection, Row, func, select
 from ocs.billing.compose import percent
 from ocs.billing.invoices import links_of
 from ocs.billing.lifecycle import DocumentNotFound
+from ocs.billing.payments.allocation import paid_of
 from ocs.billing.schema import (
     credit_note_items,
     credit_notes,
@@ -50,7 +57,9 @@ from quota_engine.money import MICRO_DIGITS
 
 __all__ = [
     "BILL_STATES",
+    "TMF_BILL_STATES",
     "applied_rates",
+    "bill_state",
     "credit_note",
     "credit_notes_of",
     "customer_bill",
@@ -65,6 +74,23 @@ __all__ = [
 #: Our lifecycle state -> TMF678 CustomerBill state.
 BILL_STATES = {"draft": "new", "final": "validated", "void": "cancelled"}
 _NOTE_STATES = {"draft": "new", "final": "validated"}
+#: Every TMF678 state a bill can show (the payment states of a final bill included).
+TMF_BILL_STATES = ("new", "validated", "sent", "partiallyPaid", "settled", "cancelled")
+
+
+def bill_state(lifecycle: str, due: int, paid: int, *, sent: bool = False) -> str:
+    """The TMF678 state of a bill in ``lifecycle`` state that owes ``due`` (its total
+    less its credit notes) and has ``paid`` of it: a draft is ``new`` and a void bill
+    ``cancelled`` whatever was paid; a final one ``settled`` once paid in full,
+    ``partiallyPaid`` before, else ``validated``, or ``sent`` when the delivery work
+    says it was delivered (``sent``: the hook for the e-mail and print delivery)."""
+    if lifecycle != "final":
+        return BILL_STATES[lifecycle]
+    if paid > 0:
+        return "settled" if paid >= due else "partiallyPaid"
+    return "sent" if sent else "validated"
+
+
 _BILL_PATH = "/v1/customerBill/"
 _NOTE_PATH = "/v1/creditNote/"
 
@@ -168,18 +194,23 @@ def _bills(connection: Connection, rows: Sequence[Row[Any]]) -> list[dict[str, A
                 .group_by(notes.invoice_id)
             )
         }
-    return [_bill(row, taxes.get(row.id, []), credited.get(row.id, 0)) for row in rows]
+    paid = paid_of(connection, ids)
+    return [
+        _bill(row, taxes.get(row.id, []), credited.get(row.id, 0), paid.get(row.id, 0))
+        for row in rows
+    ]
 
 
-def _bill(row: Row[Any], taxes: Iterable[Row[Any]], credited: int) -> dict[str, Any]:
+def _bill(row: Row[Any], taxes: Iterable[Row[Any]], credited: int, paid: int) -> dict[str, Any]:
     currency, digits = row.currency, row.minor_digits
     due = 0 if row.state == "void" else row.total_minor - credited
+    paid = 0 if row.state == "void" else paid
     bill: dict[str, Any] = {
         "id": row.id,
         "href": _BILL_PATH + row.id,
         "@type": "CustomerBill",
         "billNo": row.number,
-        "state": BILL_STATES[row.state],
+        "state": bill_state(row.state, due, paid),
         "lifecycleState": row.state,
         "category": "offCycle" if row.off_cycle else "normal",
         "runType": "offCycle" if row.off_cycle else "onCycle",
@@ -190,6 +221,7 @@ def _bill(row: Row[Any], taxes: Iterable[Row[Any]], credited: int) -> dict[str, 
         "billDate": timestamp(row.finalized_at),
         "lastUpdate": timestamp(max(row.created_at, row.finalized_at or 0, row.voided_at or 0)),
         "amountDue": money(due, currency, digits),
+        "remainingAmount": money(max(due - paid, 0), currency, digits),
         "taxExcludedAmount": money(row.subtotal_minor, currency, digits),
         "taxIncludedAmount": money(row.total_minor, currency, digits),
         "taxItem": [
@@ -212,7 +244,8 @@ def customer_bill(connection: Connection, invoice_id: str) -> dict[str, Any]:
     """The TMF678 CustomerBill of ``invoice_id``.
 
     ``amountDue`` is what the customer owes on it: the total less the credit notes
-    issued on it (0 when void); ``taxIncludedAmount`` the total as invoiced."""
+    issued on it (0 when void); ``remainingAmount`` what is unpaid of that;
+    ``taxIncludedAmount`` the total as invoiced."""
     return _bills(connection, [_invoice_row(connection, invoice_id)])[0]
 
 

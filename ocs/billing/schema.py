@@ -289,3 +289,115 @@ billing_events = Table(
     ForeignKeyConstraint(["credit_note_id"], ["credit_notes.id"]),
 )
 Index("ix_billing_events_invoice_id", billing_events.c.invoice_id)
+
+# --- payments (0004) --------------------------------------------------------------------
+
+PAYMENT_METHODS = ("bank_transfer", "card", "cash", "direct_debit", "cheque", "wallet", "other")
+PAYMENT_SOURCES = ("api", "cli", "import")
+DUNNING_STATES = ("none", "reminder", "barred")
+
+#: One row per account that has paid (or been refunded): the lock that serialises its
+#: payment work (``SELECT ... FOR UPDATE``), its currency, the open **credit** (payments
+#: less refunds less the live allocations: what over-payments left, carried to the next
+#: invoice) and its dunning state. ``barred`` means dunning barred it (the account's
+#: status in Redis), so only dunning lifts it again.
+payment_accounts = Table(
+    "payment_accounts",
+    metadata,
+    Column("account", String(128), primary_key=True),
+    Column("currency", String(3), nullable=False),
+    Column("minor_digits", Integer, nullable=False),
+    Column("credit_minor", BigInteger, nullable=False, server_default="0"),
+    Column("dunning", String(16), nullable=False, server_default="none"),
+    Column("dunning_since", BigInteger),
+    Column("updated_at", BigInteger, nullable=False),
+    CheckConstraint(_one_of("dunning", DUNNING_STATES), name="dunning"),
+    CheckConstraint("(dunning = 'none') = (dunning_since IS NULL)", name="dunning_since"),
+    CheckConstraint("credit_minor >= 0", name="credit_minor"),
+    CheckConstraint("length(currency) = 3", name="currency"),
+    CheckConstraint("minor_digits BETWEEN 0 AND 6", name="minor_digits"),
+)
+
+#: Money received from a customer. A payment is a whole number of minor units, so its
+#: ``amount_micro`` and ``amount_minor`` are the same number (both kept, as on invoices,
+#: so that sums over documents use one column name). ``fingerprint`` is a hash of the
+#: request as given: the same ``idempotency_key`` with another request is refused.
+#: ``external_id`` is the bank's or gateway's id of the transfer (unique: an import of
+#: the same file twice records nothing new); ``reference`` what the payer wrote.
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("account", String(128), ForeignKey("payment_accounts.account"), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("minor_digits", Integer, nullable=False),
+    Column("amount_micro", BigInteger, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("method", String(32), nullable=False),
+    Column("reference", String(200)),
+    Column("external_id", String(200)),
+    Column("idempotency_key", String(200)),
+    Column("fingerprint", String(64), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("actor", String(128)),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("received_at", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("external_id"),
+    UniqueConstraint("account", "idempotency_key"),
+    CheckConstraint(_one_of("method", PAYMENT_METHODS), name="method"),
+    CheckConstraint(_one_of("source", PAYMENT_SOURCES), name="source"),
+    CheckConstraint("amount_micro > 0", name="amount_micro"),
+    CheckConstraint("amount_minor = amount_micro", name="amount_minor"),
+    CheckConstraint("length(currency) = 3", name="currency"),
+    CheckConstraint("minor_digits BETWEEN 0 AND 6", name="minor_digits"),
+)
+Index("ix_payments_account_received_at", payments.c.account, payments.c.received_at)
+
+#: Credit given back to the customer (never more than the account's open credit).
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("account", String(128), ForeignKey("payment_accounts.account"), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("minor_digits", Integer, nullable=False),
+    Column("amount_micro", BigInteger, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("method", String(32), nullable=False),
+    Column("reference", String(200)),
+    Column("idempotency_key", String(200)),
+    Column("fingerprint", String(64), nullable=False),
+    Column("actor", String(128)),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("refunded_at", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("account", "idempotency_key"),
+    CheckConstraint(_one_of("method", PAYMENT_METHODS), name="method"),
+    CheckConstraint("amount_micro > 0", name="amount_micro"),
+    CheckConstraint("amount_minor = amount_micro", name="amount_minor"),
+    CheckConstraint("length(currency) = 3", name="currency"),
+    CheckConstraint("minor_digits BETWEEN 0 AND 6", name="minor_digits"),
+)
+Index("ix_refunds_account", refunds.c.account)
+
+#: Money of an account put on one of its final invoices. ``payment_id`` is the payment
+#: being allocated (None: credit carried from earlier payments, put on an invoice when
+#: it was finalised). A live allocation has no ``released_at``; voiding the invoice (or
+#: a credit note that leaves it owing less than was allocated) releases it: the money
+#: is the account's credit again. Rows are never deleted.
+payment_allocations = Table(
+    "payment_allocations",
+    metadata,
+    Column("id", SERIAL, primary_key=True, autoincrement=True),
+    Column("account", String(128), ForeignKey("payment_accounts.account"), nullable=False),
+    Column("invoice_id", String(64), ForeignKey("invoices.id"), nullable=False),
+    Column("payment_id", String(64), ForeignKey("payments.id")),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("allocated_at", BigInteger, nullable=False),
+    Column("released_at", BigInteger),
+    CheckConstraint("amount_minor > 0", name="amount_minor"),
+)
+Index("ix_payment_allocations_invoice_id", payment_allocations.c.invoice_id)
+Index("ix_payment_allocations_account", payment_allocations.c.account)
+Index("ix_payment_allocations_payment_id", payment_allocations.c.payment_id)

@@ -184,6 +184,7 @@ def test_a_draft_customer_bill(engine):
         "lastUpdate": "2026-12-01T00:00:00Z",
         # 20.00 + 2.50 + 0 + 10.00 - 0.25 = 32.25; taxes 4.23 + 0.70 = 4.93
         "amountDue": {"unit": "EUR", "value": "37.18"},
+        "remainingAmount": {"unit": "EUR", "value": "37.18"},
         "taxExcludedAmount": {"unit": "EUR", "value": "32.25"},
         "taxIncludedAmount": {"unit": "EUR", "value": "37.18"},
         "taxItem": [
