@@ -354,6 +354,7 @@ async def _document(request: web.Request, fmt: str) -> web.Response:
         document = load_document(
             connection, bill_id, operator=operator, contacts=contacts,
             partitions=partitions, records_directory=records, now=now,
+            late_window=int(settings.billing_late_window),
         )  # fmt: skip
         return render(document, "pdf" if fmt == "pdf" else "html", zone)
 

@@ -179,7 +179,7 @@ def _document(
         loaded = load_document(
             connection, document, operator=operator_of(settings), contacts=contacts,
             partitions=partitions, records_directory=settings.records_directory,
-            now=int(time.time()),
+            now=int(time.time()), late_window=int(settings.billing_late_window),
         )  # fmt: skip
     body = render(loaded, "pdf" if args.invoice_command == "pdf" else "html", ZoneInfo(zone))
     if args.output == "-":

@@ -228,12 +228,15 @@ def load_document(
     partitions: Mapping[str, int],
     records_directory: str | Path | None,
     now: int,
+    late_window: int = 62 * DAY,
     carried: Carried = Carried(),
 ) -> InvoiceDocument:
     """The document of ``invoice_id``. ``contacts`` and ``partitions`` are by account
     (the invoice account and its child lines'; a missing one: no contact, records not
     read); ``records_directory`` None: no itemised pages. A draft's issue date is
-    ``now``; a final invoice's its finalisation."""
+    ``now``; a final invoice's its finalisation. ``late_window`` (``billing.late_window``)
+    bounds the segments read: an invoice holds no record that ended longer than that
+    before its period (late usage is looked for that far back, no further)."""
     invoice = connection.execute(select(invoices).where(invoices.c.id == invoice_id)).one_or_none()
     if invoice is None:
         raise DocumentNotFound(f"no customer bill {invoice_id!r}")
@@ -262,7 +265,11 @@ def load_document(
             if not record_id.startswith(ADJUSTMENT_PREFIX)
         }
         itemised, missing = _itemised(
-            ids, records_directory, partitions, [s.account for s in sections], invoice.period_end
+            ids,
+            records_directory,
+            partitions,
+            [s.account for s in sections],
+            (invoice.period_start - late_window, invoice.period_end),
         )
     issued = invoice.finalized_at if invoice.finalized_at is not None else now
     return InvoiceDocument(
@@ -380,16 +387,17 @@ def _itemised(
     directory: str | Path,
     partitions: Mapping[str, int],
     accounts: Sequence[str],
-    period_end: int,
+    ended: tuple[int, int],
 ) -> tuple[tuple[ItemisedRecord, ...], int]:
-    """The records of ``ids`` from the segments of ``accounts``' partitions (every
-    record on the invoice ended before its period's end), by account as the sections
-    are, then by time; and how many of ``ids`` were not found."""
+    """The records of ``ids`` from the segments of ``accounts``' partitions, of those
+    that ``ended`` in ``[start, end)``, by account as the sections are, then by time;
+    and how many of ``ids`` were not found."""
     wanted = {partitions[a] for a in accounts if a in partitions}
     if not ids or not wanted or not Path(directory).exists():
         return (), len(ids)
     found: list[ItemisedRecord] = []
-    for record in RecordReader(directory, partition=wanted, end=period_end, warn=False):
+    start, end = ended
+    for record in RecordReader(directory, partition=wanted, start=start, end=end, warn=False):
         if record["id"] not in ids:
             continue
         unit = record.get("unit")

@@ -59,7 +59,15 @@ class Billed:
             )
 
 
-def bill(tmp_path: Path, accounts: list[BillingAccount], records: list[dict], **options) -> Billed:
+def bill(
+    tmp_path: Path,
+    accounts: list[BillingAccount],
+    records: list[dict],
+    *,
+    period: str = "2026-11",
+    now: int = NOVEMBER_DONE,
+    **options,
+) -> Billed:
     url = f"sqlite:///{tmp_path / 'billing.db'}"
     migrate(url)
     engine = open_database(url)
@@ -71,8 +79,8 @@ def bill(tmp_path: Path, accounts: list[BillingAccount], records: list[dict], **
         catalog(),
         accounts,
         directory,
-        period="2026-11",
-        now=NOVEMBER_DONE,
+        period=period,
+        now=now,
         options=BillRunOptions(**options),
     )
     assert summary.errors == []

@@ -14,14 +14,24 @@ import pytest
 from sqlalchemy import select
 
 from ocs.billing.accounts import Contact
+from ocs.billing.bill_run import BillRunOptions, run_bill_run
 from ocs.billing.documents import Carried, document_accounts, load_document, render
 from ocs.billing.documents.formatting import Formatter, micro_decimal
 from ocs.billing.documents.html import default_logo
 from ocs.billing.documents.pdf import DocumentRenderError, render_pdf
 from ocs.billing.documents.view import document_view
 from ocs.billing.lifecycle import CreditLine, DocumentNotFound, create_credit_note, void
-from ocs.billing.schema import invoice_items
-from tests.ocs.billing.documents.builders import BERLIN, OPERATOR, business, single
+from ocs.billing.schema import invoice_items, invoices
+from tests.ocs.billing.documents.builders import (
+    BERLIN,
+    NOVEMBER_DONE,
+    OPERATOR,
+    bill,
+    business,
+    single,
+    usage,
+)
+from tests.ocs.billing.factory import account, at, catalog, record, write_records
 
 NBSP = "\xa0"
 
@@ -192,7 +202,7 @@ def test_records_gone_from_the_segments_are_counted(tmp_path):
     document = billed.document("erika")
     assert document.itemised == () and document.records_missing == 4
     text = "\n".join(pdf_pages(render(document, "pdf", BERLIN)))
-    assert "4 records of this invoice are no longer in the record files" in text
+    assert "4 records of this invoice could not be read from the record files" in text
 
 
 # --------------------------------------------------------------------------- business
@@ -250,3 +260,48 @@ def test_html_escapes_what_the_customer_typed(tmp_path):
     )
     html = render(billed.document("erika"), "html", BERLIN).decode()
     assert "<script>x</script>" not in html and "&lt;script&gt;" in html
+
+
+def test_late_usage_is_itemised_from_the_late_window(tmp_path):
+    """A record of October that reached the segments after October's invoice was final
+    goes on November's as late usage: its document lists it, reading the segments from
+    ``late_window`` before the period (and not when the window is shorter)."""
+    erika = account("erika", contact=Contact(name="Erika", locale="de_DE"))
+    made = bill(tmp_path, [erika], [], period="2026-10", now=at("2026-11-10 00:00"), finalize=True)
+    write_records(made.records, usage("erika", 2), [erika])
+    late = {**record("late;1;10", "erika", at("2026-10-20 12:00"), charged=700_000),
+            "identities": ["msisdn:491701234599"]}  # fmt: skip
+    write_records(made.records, [late], [erika])
+    summary = run_bill_run(
+        made.engine, catalog(), [erika], made.records, period="2026-11",
+        now=NOVEMBER_DONE, options=BillRunOptions(finalize=True),
+    )  # fmt: skip
+    assert summary.errors == []
+    with made.engine.connect() as connection:
+        november = connection.execute(
+            select(invoices.c.id).where(
+                invoices.c.account == "erika", invoices.c.period_start == at("2026-11-01 00:00")
+            )
+        ).scalar_one()
+        kinds = (
+            connection.execute(
+                select(invoice_items.c.kind).where(invoice_items.c.invoice_id == november)
+            )
+            .scalars()
+            .all()
+        )
+        assert "late_usage" in kinds
+
+        def load(window: int):
+            return load_document(
+                connection, november, operator=OPERATOR, contacts={"erika": erika.contact},
+                partitions={"erika": erika.partition}, records_directory=made.records,
+                now=NOVEMBER_DONE, late_window=window,
+            )  # fmt: skip
+
+        document = load(62 * 86_400)
+        assert "+491701234599" in [
+            r.identity and "+" + r.identity.split(":")[1] for r in document.itemised
+        ]
+        assert document.records_missing == 0
+        assert load(0).records_missing == 1  # October is before the window

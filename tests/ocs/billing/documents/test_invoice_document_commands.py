@@ -91,3 +91,18 @@ def test_unreachable_redis_is_exit_2(billed, capsys, tmp_path, free_port):
         capsys, "invoice", "html", "INV-000001", "-o", str(tmp_path / "x.html"), *flags(made, dead)
     )
     assert code == 2 and "cannot read the customer's contact" in err
+
+
+def test_an_account_gone_from_redis_still_gets_its_document(billed, capsys, tmp_path):
+    """An account closed and removed since: the document names its id, has no address,
+    and says its records could not be listed (their partition is the account's)."""
+    made, redis_url = billed
+    redis.Redis.from_url(redis_url).delete(keys.account("erika"))
+    out = tmp_path / "gone.pdf"
+    code, _, err = run(
+        capsys, "invoice", "pdf", "INV-000001", "-o", str(out), *flags(made, redis_url)
+    )
+    assert (code, err) == (0, "")
+    text = "".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(out.read_bytes())).pages)
+    assert "Erika Mustermann" not in text and "erika" in text
+    assert "6 records of this invoice could not be read from the record files" in text
