@@ -305,3 +305,9 @@ def test_late_usage_is_itemised_from_the_late_window(tmp_path):
         ]
         assert document.records_missing == 0
         assert load(0).records_missing == 1  # October is before the window
+
+
+def test_an_unknown_format_is_refused(tmp_path):
+    document = single(tmp_path, records=1, finalize=True).document("erika")
+    with pytest.raises(ValueError, match="format must be one of pdf, html"):
+        render(document, "docx", BERLIN)  # type: ignore[arg-type]
