@@ -37,10 +37,15 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ocs.billing.accounts import Adjustment, BillingAccount, Contact, PlanChange
+from ocs.billing.accounts import Adjustment, BillingAccount, Contact, KindChange, PlanChange
 from ocs.logs import log_event
 from quota_engine.accounts.model import BUCKET_UNITS, Account, require_id
-from quota_engine.store.accounts import PLAN_CHANGE, AccountSnapshot, AccountStore
+from quota_engine.store.accounts import (
+    KIND_CHANGE,
+    PLAN_CHANGE,
+    AccountSnapshot,
+    AccountStore,
+)
 from quota_engine.store.clients import StoreClient
 
 if TYPE_CHECKING:
@@ -159,6 +164,7 @@ def billing_account(snapshot: AccountSnapshot) -> BillingAccount | None:
         )
         return None
     plan_changes: list[PlanChange] = []
+    kind_changes: list[KindChange] = []
     adjustments: list[Adjustment] = []
     for index, raw in enumerate(snapshot.history):
         try:
@@ -166,6 +172,8 @@ def billing_account(snapshot: AccountSnapshot) -> BillingAccount | None:
             kind = entry.get("type")
             if kind == PLAN_CHANGE:
                 plan_changes.append(_plan_change(entry))
+            elif kind == KIND_CHANGE:
+                kind_changes.append(_kind_change(entry))
             elif kind == ADJUSTMENT and _is_money(entry):
                 adjustments.append(_adjustment(entry))
         except _Garbled as exc:
@@ -178,6 +186,7 @@ def billing_account(snapshot: AccountSnapshot) -> BillingAccount | None:
                 problem=str(exc),
             )
     plan_changes.sort(key=lambda change: change.at)  # stable: list order for one second
+    kind_changes.sort(key=lambda change: change.at)
     return BillingAccount(
         id=account.id,
         kind=account.kind,
@@ -193,6 +202,7 @@ def billing_account(snapshot: AccountSnapshot) -> BillingAccount | None:
         bill_separately=account.bill_separately,
         itemisation=account.itemisation,
         plan_changes=tuple(plan_changes),
+        kind_changes=tuple(kind_changes),
         adjustments=tuple(adjustments),
         contact=Contact(
             name=account.name,
@@ -240,6 +250,12 @@ def _is_money(entry: dict[str, Any]) -> bool:
 def _plan_change(entry: dict[str, Any]) -> PlanChange:
     return PlanChange(
         at=_int(entry, "time"), previous=_text(entry, "previous"), plan=_text(entry, "plan")
+    )
+
+
+def _kind_change(entry: dict[str, Any]) -> KindChange:
+    return KindChange(
+        at=_int(entry, "time"), previous=_text(entry, "previous"), kind=_text(entry, "kind")
     )
 
 

@@ -36,6 +36,16 @@ class PlanChange:
 
 
 @dataclass(frozen=True, slots=True)
+class KindChange:
+    """The account changed from kind ``previous`` to ``kind`` (prepaid, postpaid) at
+    ``at`` (Unix s), its plan changed or not."""
+
+    at: int
+    previous: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
 class Adjustment:
     """A one-off change of a money bucket made by the operator (balance history ``type``
     ``adjustment``): ``amount`` micro-units added to the balance (positive: a credit to
@@ -68,7 +78,8 @@ class BillingAccount:
     """One account as the bill run sees it.
 
     ``plan`` is the plan now; ``plan_changes`` (oldest first) say which plan held when
-    (:meth:`plan_at`). ``partition`` is the record partition of the account (the segment
+    (:meth:`plan_at`); ``kind_changes`` when it moved between prepaid and postpaid.
+    ``partition`` is the record partition of the account (the segment
     files holding its records). ``subscriptions`` are its identities (its "lines").
     ``bill_separately``: a child account invoiced on its own rather than on its parent's
     invoice. ``itemisation``: one of :data:`ITEMISATIONS`. ``contact``: the customer's
@@ -90,6 +101,7 @@ class BillingAccount:
     bill_separately: bool = False
     itemisation: str = "detailed"
     plan_changes: tuple[PlanChange, ...] = ()
+    kind_changes: tuple[KindChange, ...] = ()
     adjustments: tuple[Adjustment, ...] = ()
     contact: Contact = Contact()
 

@@ -405,12 +405,16 @@ class _Composer:
 
 def postpaid_since(account: BillingAccount, catalog: Catalog) -> int:
     """When ``account`` last became postpaid (Unix s; 0: always was): the last change
-    away from a prepaid plan. Its usage before then was paid from its balance."""
+    away from a prepaid plan, or from the prepaid kind (on a plan for both kinds). Its
+    usage before then was paid from its balance."""
     since = 0
     for change in account.plan_changes:
         plan = catalog.plan(change.previous)
         if plan is not None and plan.type == "prepaid":
-            since = change.at
+            since = max(since, change.at)
+    for kind_change in account.kind_changes:
+        if kind_change.previous == "prepaid":
+            since = max(since, kind_change.at)
     return since
 
 

@@ -68,20 +68,38 @@ from quota_engine.store.limits import MAX_AMOUNT
 from quota_engine.store.scripts import CREDIT, PUT_BUCKET, RELEASE_IDENTITY, SET_STATUS
 from quota_engine.store.text import text
 
-__all__ = ["PLAN_CHANGE", "AccountSnapshot", "AccountStore", "plan_change_entry"]
+__all__ = [
+    "KIND_CHANGE",
+    "PLAN_CHANGE",
+    "AccountSnapshot",
+    "AccountStore",
+    "kind_change_entry",
+    "plan_change_entry",
+]
 
 _WATCH_ATTEMPTS = 50
 PLAN_CHANGE = "plan_change"
 """The history ``type`` of an account's change of plan."""
 
 
+KIND_CHANGE = "kind_change"
+"""The history ``type`` of an account's change between prepaid and postpaid."""
+
+
 def plan_change_entry(previous: str, plan: str, at: int) -> str:
     """The history entry (JSON) of a change from plan ``previous`` to ``plan`` at ``at``."""
-    return json.dumps(
-        {"type": PLAN_CHANGE, "previous": previous, "plan": plan, "time": at},
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    return _history_entry({"type": PLAN_CHANGE, "previous": previous, "plan": plan, "time": at})
+
+
+def kind_change_entry(previous: str, kind: str, at: int) -> str:
+    """The history entry (JSON) of a change from kind ``previous`` (prepaid, postpaid)
+    to ``kind`` at ``at``: the bill run bills an account's usage only from when it last
+    became postpaid, whether its plan changed with it or not."""
+    return _history_entry({"type": KIND_CHANGE, "previous": previous, "kind": kind, "time": at})
+
+
+def _history_entry(entry: dict[str, object]) -> str:
+    return json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +164,9 @@ class AccountStore:
         ``created`` is kept. Setting status barred this way publishes account_barred.
         An update that changes the plan appends a ``plan_change`` entry dated ``now``
         (Unix seconds; default: this server's clock) to the account's history, in the
-        same transaction as the account (the bill run prorates the fees by it).
+        same transaction as the account (the bill run prorates the fees by it); one
+        that changes the kind (prepaid, postpaid) a ``kind_change`` entry (the bill run
+        bills usage from when the account became postpaid).
         """
         problems = validate_account(account)
         if not problems:
@@ -191,9 +211,12 @@ class AccountStore:
                     defaults = [f for f in OPTIONAL_ACCOUNT_FIELDS if f not in fields]
                     if previous is not None and defaults:
                         pipe.hdel(key, *defaults)
+                    at = int(time.time()) if now is None else now
                     if previous is not None and previous.plan != new.plan:
-                        at = int(time.time()) if now is None else now
                         entry = plan_change_entry(previous.plan, new.plan, at)
+                        pipe.rpush(keys.history(account.id), entry)
+                    if previous is not None and previous.kind != new.kind:
+                        entry = kind_change_entry(previous.kind, new.kind, at)
                         pipe.rpush(keys.history(account.id), entry)
                     await pipe.execute()
                     return outcome, previous

@@ -15,6 +15,7 @@ from ocs.billing.accounts import (
     ITEMISATIONS,
     Adjustment,
     BillingAccount,
+    KindChange,
     PlanChange,
     invoice_accounts,
 )
@@ -25,7 +26,7 @@ from quota_engine.accounts.errors import AccountError
 from quota_engine.accounts.model import Account
 from quota_engine.accounts.provisioning import provision
 from quota_engine.store import keys
-from quota_engine.store.accounts import AccountStore
+from quota_engine.store.accounts import AccountStore, kind_change_entry
 from quota_engine.store.catalogs import demo_catalog_document
 
 NOW = 1_764_547_200  # 2025-12-01T00:00:00Z
@@ -215,6 +216,22 @@ async def test_accounts_are_read_in_batches_all_of_them(r):
         assert [a.id for a in found] == ids
         assert found[7].plan_changes == (PlanChange(NOW, "p", "postpaid-business"),)
         assert sum(len(a.plan_changes) for a in found) == 1
+
+
+async def test_kind_changes_are_read_oldest_first_and_a_garbled_one_skipped(provisioned):
+    r = provisioned
+    entries = [
+        kind_change_entry("prepaid", "postpaid", NOW + 60),
+        kind_change_entry("postpaid", "prepaid", NOW),
+        json.dumps({"type": "kind_change", "previous": "prepaid", "time": NOW}),  # no kind
+    ]
+    await r.rpush(keys.history("corp"), *entries)
+    corp = await read_billing_account(r, "corp")
+    assert corp is not None
+    assert corp.kind_changes == (
+        KindChange(NOW, "postpaid", "prepaid"),
+        KindChange(NOW + 60, "prepaid", "postpaid"),
+    )
 
 
 @pytest.mark.parametrize("batch", [0, -1, 1.5, True])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from ocs.billing.accounts import PlanChange
+from ocs.billing.accounts import KindChange, PlanChange
 from ocs.billing.bill_run import BillRunOptions, run_bill_run
 from ocs.billing.database import migrate, open_database
 from ocs.billing.schema import (
@@ -369,6 +369,36 @@ def test_usage_from_before_a_conversion_to_postpaid_is_not_billed(engine, tmp_pa
     invoice, items = lines_of(engine, "A")
     # the fee from the day of the conversion: 21 of 30 days, cumulatively
     # round(20.00 * 30/30) - round(20.00 * 9/30) = 20.00 - 6.00 = 14.00; + 0.50 of usage
+    assert [(i.kind, i.quantity, i.amount_minor) for i in items[:2]] == [
+        ("recurring", 21, 14_000_000), ("usage", MIB, 500_000),
+    ]  # fmt: skip
+    with engine.connect() as connection:
+        linked = connection.execute(select(invoice_item_records.c.record_id)).scalars().all()
+    assert linked == ["new;1;10"]
+
+
+def test_usage_from_before_a_change_of_kind_to_postpaid_is_not_billed(
+    engine, tmp_path: Path
+) -> None:
+    # the same plan before and after (a plan for both kinds): only the kind changed
+    converted = at("2026-11-10 12:00")
+    a = account(
+        "A",
+        created=at("2026-09-01 00:00"),
+        kind_changes=(KindChange(converted, "prepaid", "postpaid"),),
+    )
+    write_records(
+        tmp_path,
+        [
+            record("old;1;10", "A", at("2026-10-10 10:00")),
+            record("early;1;10", "A", at("2026-11-09 10:00")),
+            record("new;1;10", "A", at("2026-11-12 10:00"), charged=500_000),
+        ],
+        [a],
+    )
+    run_bill_run(engine, catalog(), [a], tmp_path, period="2026-11", now=at("2026-12-20 00:00"))
+    invoice, items = lines_of(engine, "A")
+    # as a conversion by plan change: the fee from the day of the change, 21 of 30 days
     assert [(i.kind, i.quantity, i.amount_minor) for i in items[:2]] == [
         ("recurring", 21, 14_000_000), ("usage", MIB, 500_000),
     ]  # fmt: skip

@@ -273,6 +273,32 @@ async def test_an_upsert_that_changes_the_plan_appends_a_plan_change(two_plans, 
     assert before <= back["time"] <= int(time.time())
 
 
+async def test_a_change_of_kind_on_the_same_plan_appends_a_kind_change(r, store):
+    """A plan for both kinds (no ``type``): converting the account to postpaid keeps
+    the plan, and the history says when, for the bill run (billed from then on)."""
+    document = demo_catalog_document()
+    document["version"] = "demo-flex"
+    flex = {key: value for key, value in document["plans"][0].items() if key != "type"}
+    document["plans"].append({**flex, "id": "flex"})
+    catalogs = CatalogStore(r)
+    await catalogs.activate(await catalogs.save(document))
+    prepaid = dataclasses.replace(PREPAID, plan="flex")
+    await store.create_account(prepaid, now=1_000)
+    converted = dataclasses.replace(prepaid, kind="postpaid")
+    assert await store.create_account(converted, upsert=True, now=1_741_000_000) == "updated"
+    assert await history(r, "acc-1") == [
+        {"type": "kind_change", "previous": "prepaid", "kind": "postpaid", "time": 1_741_000_000}
+    ]
+    # the plan and the kind at once: one entry of each
+    await store.create_account(
+        dataclasses.replace(PREPAID, kind="prepaid"), upsert=True, now=1_742_000_000
+    )
+    assert [(e["type"], e["time"]) for e in await history(r, "acc-1")][1:] == [
+        ("plan_change", 1_742_000_000),
+        ("kind_change", 1_742_000_000),
+    ]
+
+
 async def test_a_refused_plan_change_appends_nothing(two_plans, r):
     store = two_plans
     await store.create_account(PREPAID)
