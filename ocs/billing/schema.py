@@ -401,3 +401,50 @@ payment_allocations = Table(
 Index("ix_payment_allocations_invoice_id", payment_allocations.c.invoice_id)
 Index("ix_payment_allocations_account", payment_allocations.c.account)
 Index("ix_payment_allocations_payment_id", payment_allocations.c.payment_id)
+
+# --- deliveries (0005) ------------------------------------------------------------------
+
+DELIVERY_CHANNELS = ("email", "paper")
+DELIVERY_STATES = ("pending", "sending", "sent", "failed", "printed")
+
+#: How a final invoice reached its customer (docs/invoicing.md, "Delivery"): one row per
+#: delivery of an invoice, ``sequence`` 0 the delivery made when it was issued and 1, 2,
+#: ... each resend. ``pending`` waits for ``next_attempt_at``; ``sending`` is an attempt
+#: recorded (``attempts`` counted, ``message_id`` chosen) before the message leaves, so a
+#: crash never sends twice; ``sent`` (e-mail accepted by the SMTP server) and ``printed``
+#: (in the print ``batch``) are delivered, at ``sent_at``; ``failed`` gave up with
+#: ``last_error``. ``recipient`` is the e-mail address, or the name on the envelope.
+invoice_deliveries = Table(
+    "invoice_deliveries",
+    metadata,
+    Column("id", SERIAL, primary_key=True, autoincrement=True),
+    Column("invoice_id", String(64), ForeignKey("invoices.id"), nullable=False),
+    Column("sequence", Integer, nullable=False, server_default="0"),
+    Column("channel", String(16), nullable=False),
+    Column("state", String(16), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("last_error", Text),
+    Column("recipient", String(320)),
+    Column("message_id", String(255)),
+    Column("batch", String(128)),
+    Column("sent_at", BigInteger),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("invoice_id", "sequence"),
+    UniqueConstraint("message_id"),
+    CheckConstraint(_one_of("channel", DELIVERY_CHANNELS), name="channel"),
+    CheckConstraint(_one_of("state", DELIVERY_STATES), name="state"),
+    CheckConstraint(
+        "(state <> 'sent' OR channel = 'email') AND (state <> 'printed' OR channel = 'paper')",
+        name="state_channel",
+    ),
+    CheckConstraint("(state IN ('sent', 'printed')) = (sent_at IS NOT NULL)", name="sent_at"),
+    CheckConstraint("attempts >= 0", name="attempts"),
+    CheckConstraint("sequence >= 0", name="sequence"),
+)
+Index(
+    "ix_invoice_deliveries_state_next_attempt_at",
+    invoice_deliveries.c.state,
+    invoice_deliveries.c.next_attempt_at,
+)

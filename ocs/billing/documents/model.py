@@ -7,8 +7,8 @@ from the segment files of the accounts' partitions (``RecordReader``): the recor
 the ones the invoice holds (their ids, as :func:`~ocs.billing.representation.applied_rates`
 lists them), never a second computation of what it should hold. What the database does
 not know comes from the caller: the customer contact of each account (Redis, through
-``ocs.billing_source``), the operator (settings) and the balance carried from before
-(:class:`Carried`: zero until payments are recorded).
+``ocs.billing_source``) and the operator (settings); the balance carried from before
+(:class:`Carried`) is the payments' statement of the invoice.
 
 Everything here is plain data in integer micro-units; :mod:`.view` writes it for the
 renderers. An unknown invoice raises :class:`~ocs.billing.lifecycle.DocumentNotFound`.
@@ -25,6 +25,7 @@ from sqlalchemy import Connection, select
 
 from ocs.billing.accounts import Contact
 from ocs.billing.lifecycle import DocumentNotFound
+from ocs.billing.payments.statement import statement
 from ocs.billing.representation import applied_rates
 from ocs.billing.schema import credit_notes, invoice_items, invoices
 from ocs.records.reader import RecordReader
@@ -40,6 +41,7 @@ __all__ = [
     "Section",
     "ServiceTotal",
     "TaxLine",
+    "carried_of",
     "document_accounts",
     "load_document",
 ]
@@ -64,12 +66,29 @@ class Operator:
 
 @dataclass(frozen=True, slots=True)
 class Carried:
-    """What the account owed before this invoice and what it paid since the last one,
-    in micro-units. Payments are not recorded yet: both are 0 until the payments work
-    fills them (the summary box shows them all the same)."""
+    """What the account owed before this invoice (``previous_balance``: the balance when
+    its previous invoice was issued), what it paid since (``payments``), the credit paid
+    back to it since (``refunds``) and the corrections of earlier invoices since
+    (``adjustments``: their credit notes and voids, negative), in micro-units: the
+    payments' :func:`~ocs.billing.payments.statement.statement` of the invoice
+    (:func:`carried_of`)."""
 
     previous_balance: int = 0
     payments: int = 0
+    refunds: int = 0
+    adjustments: int = 0
+
+
+def carried_of(connection: Connection, account: str, invoice_id: str, now: int) -> Carried:
+    """The :class:`Carried` of ``invoice_id`` from the payments recorded in the database,
+    as of its finalisation (a draft's: ``now``, the day it is shown)."""
+    found = statement(connection, account, invoice_id, at=now)
+    return Carried(
+        previous_balance=found.previous_balance,
+        payments=found.payments,
+        refunds=found.refunds,
+        adjustments=found.adjustments,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,10 +215,19 @@ class InvoiceDocument:
 
     @property
     def amount_due(self) -> int:
-        """Previous balance less payments, plus this invoice less its credit notes (0 void)."""
+        """Previous balance less payments, plus refunds and the corrections of earlier
+        invoices, plus this invoice less its credit notes (0 void): the statement's
+        ``amount_due``."""
         if self.state == "void":
             return 0
-        return self.carried.previous_balance - self.carried.payments + self.new_charges
+        carried = self.carried
+        return (
+            carried.previous_balance
+            - carried.payments
+            + carried.refunds
+            + carried.adjustments
+            + self.new_charges
+        )
 
 
 def document_accounts(connection: Connection, invoice_id: str) -> list[str]:
@@ -229,14 +257,15 @@ def load_document(
     records_directory: str | Path | None,
     now: int,
     late_window: int = 62 * DAY,
-    carried: Carried = Carried(),
+    carried: Carried | None = None,
 ) -> InvoiceDocument:
     """The document of ``invoice_id``. ``contacts`` and ``partitions`` are by account
     (the invoice account and its child lines'; a missing one: no contact, records not
     read); ``records_directory`` None: no itemised pages. A draft's issue date is
     ``now``; a final invoice's its finalisation. ``late_window`` (``billing.late_window``)
     bounds the segments read: an invoice holds no record that ended longer than that
-    before its period (late usage is looked for that far back, no further)."""
+    before its period (late usage is looked for that far back, no further). ``carried``
+    None: the previous balance and payments recorded in the database (:func:`carried_of`)."""
     invoice = connection.execute(select(invoices).where(invoices.c.id == invoice_id)).one_or_none()
     if invoice is None:
         raise DocumentNotFound(f"no customer bill {invoice_id!r}")
@@ -298,7 +327,9 @@ def load_document(
         credit_notes=notes,
         itemised=itemised,
         records_missing=missing,
-        carried=carried,
+        carried=carried_of(connection, invoice.account, invoice_id, now)
+        if carried is None
+        else carried,
     )
 
 

@@ -72,8 +72,12 @@ def document_view(document: InvoiceDocument, zone: ZoneInfo) -> dict[str, Any]:
     summary = [
         ["Previous balance", f.money(d.carried.previous_balance)],
         ["Payments received, thank you", f.money(-d.carried.payments)],
-        ["New charges", f.money(d.total)],
     ]
+    if d.carried.refunds:
+        summary.append(["Credit paid back to you", f.money(d.carried.refunds)])
+    if d.carried.adjustments:
+        summary.append(["Corrections of earlier invoices", f.money(d.carried.adjustments)])
+    summary.append(["New charges", f.money(d.total)])
     if d.credit_notes:
         summary.append(["Credit notes", f.money(-d.credited)])
     sections = []
