@@ -7,7 +7,9 @@ period is over (the same :func:`~ocs.billing.bill_run.run_bill_run` as ``ocs bil
 --date``, in a thread: charging never waits for it). Accounts and the catalog are read
 from the node's Redis (on its event loop, 100 accounts per step, so a request waits
 a few milliseconds at most), records from ``records.directory``, invoices go to
-``billing.database_url``.
+``billing.database_url``. After the bill runs, one dunning step
+(:func:`ocs.payment_dunning.scheduled_dunning`): reminders, bars and lifts by the
+overdue invoices (``dunning_failed`` is logged when it fails).
 
 Run it on one node only (or on each with its own share: several processes share a run
 by ``ocs bill-run --shard``; the schedule runs the whole run). A failed run is logged
@@ -33,6 +35,7 @@ from ocs.billing_source import read_billing_accounts
 from ocs.config import Settings
 from ocs.logs import log_event
 from ocs.metrics import BillingMetrics
+from ocs.payment_dunning import scheduled_dunning
 from quota_engine.store.catalogs import CatalogStore
 
 __all__ = ["billing_schedule", "next_run", "scheduled_bill_run"]
@@ -111,6 +114,10 @@ async def _run_daily(
             await scheduled_bill_run(store, settings, metrics, today, now=int(clock()))
         except Exception as error:  # logged, tried again tomorrow; the node goes on
             log_event(logger, "bill_run_failed", level=logging.ERROR, error=repr(error))
+        try:  # after the bill runs: the invoices they finalised are due from now on
+            await scheduled_dunning(store, settings, now=int(clock()))
+        except Exception as error:  # logged, tried again tomorrow
+            log_event(logger, "dunning_failed", level=logging.ERROR, error=repr(error))
 
 
 @contextlib.asynccontextmanager

@@ -65,6 +65,7 @@ from ocs.config import (
 )
 from ocs.logs import configure_logging, log_event
 from ocs.metrics import package_version
+from ocs.payment_command import add_payment_command, payment_command
 from ocs.redis_store import StoreUnavailable, open_store
 from quota_engine.accounts.model import (
     ACCOUNT_KINDS,
@@ -224,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bill_run_command(commands)
     add_invoice_commands(commands)
     add_audit_command(commands)
+    add_payment_command(commands)
     return parser
 
 
@@ -806,13 +808,15 @@ def main(
         return invoice_command(args, env, read_document_inputs)
     if args.command == "bill-audit":
         return audit_command(args, env)
+    if args.command == "payment":
+        return payment_command(args, env)
     if args.command in ("catalog", "account", "topup"):
         return _run_api_command(args, env)
     parser.print_usage(sys.stderr)
     print(
         "ocs: error: a command is required "
         "(serve, export, check-config, provision, catalog, account, topup, records, billing, "
-        "bill-run, invoice, bill-audit)",
+        "bill-run, invoice, bill-audit, payment)",
         file=sys.stderr,
     )
     return 2

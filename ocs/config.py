@@ -669,6 +669,18 @@ class Settings:
         "Daily bill run inside ocs serve at this local time of the catalog (HH:MM), or off.",
         Rule('must be a time HH:MM or "off"', _accept_schedule),
     )
+    billing_dunning_reminder_days: int = setting(
+        7,
+        "Days a final invoice is overdue (unpaid after its due date, documents.payment_terms"
+        " days after issue) before its account gets a payment reminder (dunning).",
+        _int_range(0, 3650),
+    )
+    billing_dunning_barring_days: int = setting(
+        30,
+        "Days overdue before dunning bars the account (open sessions get an ASR); a"
+        " payment that settles what is overdue lifts the bar.",
+        _int_range(0, 3650),
+    )
     documents_operator_name: str = setting(
         "OCS Telecom",
         "The operator's legal name in the header of the invoice documents.",

@@ -31,6 +31,8 @@ PATH_PARAMETERS: dict[str, schema.Schema] = {
     "bucket_id": {**schema.ID, "example": "main"},
     "bill_id": {**schema.ID, "example": "in_3f2a9c0d1e4b5a6f7081"},
     "credit_note_id": {**schema.ID, "example": "cn_0a1b2c3d4e5f60718293"},
+    "payment_id": {**schema.ID, "example": "pay_0a1b2c3d4e5f60718293"},
+    "refund_id": {**schema.ID, "example": "ref_0a1b2c3d4e5f60718293"},
     "identity": schema.IDENTITY,
     "version": {"type": "string", "minLength": 1, "maxLength": 200, "example": "demo-1"},
 }

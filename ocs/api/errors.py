@@ -19,6 +19,9 @@ billing lifecycle errors (``ocs.billing.lifecycle``):
 ``DocumentNotFound`` / ``InvalidState`` /
 ``InvalidCorrection``                                  404 / 409 / 422 (their ``status``)
 ``BillingError`` (an off-cycle bill refused)           422
+payment errors (``ocs.billing.payments``):
+``UnknownAccount``, ``PaymentNotFound`` /
+``IdempotencyConflict`` / ``PaymentRefused``           404 / 409 / 422 (their ``status``)
 Redis unreachable, loading, read-only, out of memory,
 busy or resharding (:func:`store_unavailable`)          503
 the billing database not migrated, migrated by a
@@ -60,6 +63,7 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from ocs.billing.database import BillingDatabaseError, NotMigrated, UnknownRevision
 from ocs.billing.lifecycle import DocumentNotFound, InvalidCorrection, LifecycleError
+from ocs.billing.payments.allocation import PaymentError
 from ocs.billing.usage import BillingError
 from quota_engine.accounts.balance_actions import ActionRefusedError, KeyReusedError
 from quota_engine.accounts.model import AccountError, ConflictError, NotFoundError, ValidationError
@@ -215,6 +219,8 @@ def describe(exc: BaseException) -> tuple[int, str, list[Problem], dict[str, str
         return 409, str(exc), [], {}
     if isinstance(exc, LifecycleError):
         return exc.status, str(exc), _lifecycle_fields(exc), {}
+    if isinstance(exc, PaymentError):
+        return exc.status, str(exc), [(exc.field or "body", str(exc))], {}
     if isinstance(exc, BillingError):
         return 422, str(exc), [("billingAccount.id", str(exc))], {}
     if (unavailable := billing_unavailable(exc)) is not None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import accounts, activity, balances, bills, bulk, catalog, common, openapi, schema
+from . import accounts, activity, balances, bills, bulk, catalog, common, openapi, payments, schema
 from .auth import ROLE_LOOKUP_KEY
 
 __all__ = ["ROUTES", "Route", "add_routes"]
@@ -304,6 +304,47 @@ ROUTES: tuple[Route, ...] = (
         {201: ("the bill made", bills.ON_DEMAND)},
         errors=(400, 413, 422, 503), body=bills.ON_DEMAND_IN, headers=_OPTIONAL_KEY_HEADER,
         response_headers={**_ACTION_HEADERS, **_CREATED},
+    ),
+    # --- payments
+    Route(
+        "GET", "/v1/payment", payments.list_payment, "viewer",
+        "TMF676 payments received, newest first", "payments",
+        _ok("one page of payments", schema.array(payments.PAYMENT)),
+        errors=(400, 503), paged=True,
+        query=((payments.ACCOUNT_FILTER, schema.ID, "only the payments of this account"),),
+    ),
+    Route(
+        "GET", "/v1/payment/{payment_id}", payments.get_payment, "viewer",
+        "One payment, with the bills it paid", "payments",
+        _ok("the payment", payments.PAYMENT), errors=(400, 404, 503),
+    ),
+    Route(
+        "POST", "/v1/payment", payments.create_payment, "admin",
+        "Record a payment once per Idempotency-Key: allocated to the account's open bills "
+        "oldest first, the rest kept as credit for the next bill", "payments",
+        {201: ("recorded (or the first result of this key)", payments.PAYMENT)},
+        errors=(400, 404, 409, 413, 422, 503), body=payments.PAYMENT_IN,
+        headers=_KEY_HEADER, response_headers={**_ACTION_HEADERS, **_CREATED},
+    ),
+    Route(
+        "GET", "/v1/refund", payments.list_refund, "viewer",
+        "TMF676 refunds of credit, newest first", "payments",
+        _ok("one page of refunds", schema.array(payments.REFUND)),
+        errors=(400, 503), paged=True,
+        query=((payments.ACCOUNT_FILTER, schema.ID, "only the refunds of this account"),),
+    ),
+    Route(
+        "GET", "/v1/refund/{refund_id}", payments.get_refund, "viewer",
+        "One refund", "payments",
+        _ok("the refund", payments.REFUND), errors=(400, 404, 503),
+    ),
+    Route(
+        "POST", "/v1/refund", payments.create_refund, "admin",
+        "Give back an account's credit (never more than it has), once per Idempotency-Key",
+        "payments",
+        {201: ("refunded (or the first result of this key)", payments.REFUND)},
+        errors=(400, 404, 409, 413, 422, 503), body=payments.REFUND_IN,
+        headers=_KEY_HEADER, response_headers={**_ACTION_HEADERS, **_CREATED},
     ),
 )  # fmt: skip
 

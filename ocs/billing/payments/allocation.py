@@ -61,6 +61,7 @@ __all__ = [
     "account_credit",
     "account_money",
     "invoice_balances",
+    "lock_account",
     "paid_of",
     "parse_amount",
     "record_payment",
@@ -183,7 +184,7 @@ def account_money(
     )
 
 
-def _lock(
+def lock_account(
     connection: Connection, account: str, money: AccountMoney | None, now: int
 ) -> Row[Any] | None:
     """The account's ``payment_accounts`` row, locked (created first from ``money``)."""
@@ -302,7 +303,7 @@ def settle(
     invoices (or credit notes) no longer owe, then allocate the credit to the open final
     invoices oldest first. ``payment_id`` names the payment being allocated (None:
     carried credit). Nothing to do for an account that never paid."""
-    row = _lock(connection, account, None, now)
+    row = lock_account(connection, account, None, now)
     if row is None:
         return Settlement()
     a = payment_allocations.c
@@ -458,7 +459,7 @@ def record_payment(
             field="amount.unit",
         )
     _check_whole(request.amount_micro, money, "amount.value")
-    _lock(connection, request.account, money, now)
+    lock_account(connection, request.account, money, now)
     fingerprint = _fingerprint(request)
     if key is not None:
         payment_id = _derived_id("pay_", request.account, key)
@@ -534,7 +535,7 @@ def refund_credit(
     (:class:`PaymentRefused`) above the credit, :class:`UnknownAccount` for an account
     that never paid. Idempotent under ``key`` as :func:`record_payment`."""
     _check_method(request.method)
-    if _lock(connection, request.account, None, now) is None:
+    if lock_account(connection, request.account, None, now) is None:
         raise UnknownAccount(
             f"account {request.account!r} has no payments: there is no credit to refund",
             field="account.id",

@@ -20,6 +20,13 @@ from ocs.billing.database import migrate, open_database
 from ocs.billing.invoices import write_invoice
 from ocs.billing.lifecycle import CreditLine, create_credit_note, finalize
 from ocs.billing.numbering import ensure_sequence
+from ocs.billing.payments.allocation import (
+    AccountMoney,
+    PaymentRequest,
+    RefundRequest,
+    record_payment,
+    refund_credit,
+)
 from ocs.config import ApiToken, Settings, load_settings
 from ocs.metrics import Metrics
 from quota_engine.store import keys
@@ -41,6 +48,8 @@ SAMPLE = {
     "version": "demo-1",
     "bill_id": "in_00000000000000000000",
     "credit_note_id": "cn_00000000000000000000",
+    "payment_id": "pay_00000000000000000000",
+    "refund_id": "ref_00000000000000000000",
 }
 BODIES = {
     "/v1/catalog/active": {"version": "demo-1"},
@@ -52,6 +61,12 @@ BODIES = {
     "/v1/customerBill/{bill_id}/void": {"reason": "x"},
     "/v1/customerBill/{bill_id}/creditNote": {"reason": "x", "lines": [{"position": 1}]},
     "/v1/customerBillOnDemand": {"billingAccount": {"id": "dora"}},
+    "/v1/payment": {"account": {"id": "alice"}, "amount": {"unit": "EUR", "value": "10.00"}},
+    "/v1/refund": {
+        "account": {"id": "alice"},
+        "amount": {"unit": "EUR", "value": "1.00"},
+        "reason": "x",
+    },
 }
 
 
@@ -87,9 +102,20 @@ def seed_bills() -> dict[str, dict[str, str]]:
             note, _ = create_credit_note(
                 connection, ids[2], [CreditLine(1, 1_000_000)], reason="x", now=now, actor="test"
             )
+            payer = f"auth-{tag}-payer"
+            paid = record_payment(
+                connection, PaymentRequest(payer, 5_000_000, "EUR"), now=now,
+                known=AccountMoney("EUR", 2),
+            )  # fmt: skip
+            refunded = refund_credit(connection, RefundRequest(payer, 1_000_000, "EUR"), now=now)
     finally:
         engine.dispose()
-    rest = {"bill_id": ids[2], "credit_note_id": note}
+    rest = {
+        "bill_id": ids[2],
+        "credit_note_id": note,
+        "payment_id": paid.id,
+        "refund_id": refunded.id,
+    }
     return {
         "finalize_customer_bill": {"bill_id": ids[0]},
         "void_customer_bill": {"bill_id": ids[1]},
