@@ -5,6 +5,7 @@ with every error answer."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from ocs.api.app import create_app
 from ocs.billing.database import migrate, open_database
 from ocs.metrics import Metrics
+from ocs.payment_dunning import run_dunning
 from tests.ocs.api.conftest import SETTINGS, VIEWER_TOKEN, Http, healthy
 from tests.ocs.billing.conftest import (  # noqa: F401 (fixtures of the billing tests)
     database_url,
@@ -182,3 +184,22 @@ async def test_a_first_payment_of_an_account_without_bills_is_credit(http):
         headers=key("b-back"),
     )  # fmt: skip
     assert refund.status == 201
+
+
+async def test_a_payment_that_settles_what_is_overdue_lifts_a_dunning_bar(
+    http,
+    redis_client,
+    billing_engine,
+    database_url,  # noqa: F811
+):
+    settings = dataclasses.replace(SETTINGS, billing_database_url=database_url)
+    # alice's bills of February and March are long overdue: dunning bars her
+    report = await run_dunning(redis_client, billing_engine, settings, now=int(time.time()))
+    assert report.barred == ["alice"]
+    assert (await http.get("/v1/accounts/alice")).body["status"] == "barred"
+    partial = await http.post("/v1/payment", body(value="20.00"), headers=key("p1"))
+    assert partial.status == 201
+    assert (await http.get("/v1/accounts/alice")).body["status"] == "barred"  # in_2 overdue
+    rest = await http.post("/v1/payment", body(value="30.00"), headers=key("p2"))
+    assert rest.status == 201
+    assert (await http.get("/v1/accounts/alice")).body["status"] == "active"
