@@ -80,6 +80,10 @@ def add_payment_command(commands: Any) -> None:
         "paid are lifted.",
     )
     dunning.add_argument("--json", action="store_true", help="the report as one JSON object")
+    dunning.add_argument(
+        "--dry-run", action="store_true",
+        help="say what it would do: nothing recorded, no status changed",
+    )  # fmt: skip
     for parser in (add, refund, imported, listing):
         add_setting_flags(parser, FLAGS)
     add_setting_flags(dunning, DUNNING_FLAGS)

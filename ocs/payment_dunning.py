@@ -132,14 +132,20 @@ def _barring(found: Overdue, now: int) -> Callable[[Connection], None]:
     return lambda connection: mark_barred(connection, found, now)
 
 
-async def run_dunning(redis: Any, engine: Engine, settings: Settings, *, now: int) -> DunningReport:
-    """One dunning step at ``now`` (see the module doc)."""
+async def run_dunning(
+    redis: Any, engine: Engine, settings: Settings, *, now: int, dry_run: bool = False
+) -> DunningReport:
+    """One dunning step at ``now`` (see the module doc). ``dry_run``: what it would do,
+    with nothing recorded and no status changed."""
     accounts = AccountStore(redis)
     database = EngineDatabase(engine)
     terms = dunning_terms(settings)
-    plan = await database.write(lambda c: plan_dunning(c, now, terms))
+    if dry_run:  # a read's transaction is rolled back: the reminders are not kept
+        plan = await database.read(lambda c: plan_dunning(c, now, terms))
+    else:
+        plan = await database.write(lambda c: plan_dunning(c, now, terms))
     report = DunningReport(plan)
-    for found in plan.reminded:
+    for found in plan.reminded if not dry_run else ():
         log_event(logger, "payment_reminder", account=found.account, invoice=found.number,
                   days_overdue=found.days(now))  # fmt: skip
     for found in plan.to_bar:
@@ -148,35 +154,42 @@ async def run_dunning(redis: Any, engine: Engine, settings: Settings, *, now: in
         if status != "active":  # barred by an operator, suspended, closed: theirs
             report.skipped.append((found.account, f"status is {status or 'unknown'}, not active"))
             continue
+        report.barred.append(found.account)
+        if dry_run:
+            continue
         await accounts.set_status(found.account, "barred")  # account_barred: ASR
         await database.write(_barring(found, now))
-        report.barred.append(found.account)
         log_event(logger, "dunning_account_barred", level=logging.WARNING,
                   account=found.account, invoice=found.number, days_overdue=found.days(now))  # fmt: skip
     for account in plan.to_lift:
-        await _lift(accounts, database, account, now)
+        if not dry_run:
+            await _lift(accounts, database, account, now)
         report.lifted.append(account)
     return report
 
 
-def _report_lines(report: DunningReport, now: int) -> list[str]:
+def _report_lines(report: DunningReport, now: int, *, dry_run: bool = False) -> list[str]:
     plan = report.plan
+    remind, bar, lift = ("would remind", "would bar", "would lift") if dry_run else (
+        "reminder", "barred", "lifted"
+    )  # fmt: skip
     lines = [
-        f"reminder: {found.account}: invoice {found.number} {found.days(now)} days overdue"
+        f"{remind}: {found.account}: invoice {found.number} {found.days(now)} days overdue"
         for found in plan.reminded
     ]
     barred = set(report.barred)
     lines += [
-        f"barred: {found.account}: invoice {found.number} {found.days(now)} days overdue"
+        f"{bar}: {found.account}: invoice {found.number} {found.days(now)} days overdue"
         for found in plan.to_bar
         if found.account in barred
     ]
     lines += [f"not barred: {account}: {why}" for account, why in report.skipped]
-    lines += [f"lifted: {account}: nothing overdue any more" for account in report.lifted]
+    lines += [f"{lift}: {account}: nothing overdue any more" for account in report.lifted]
     lines.append(
         f"dunning: {len(plan.reminded)} reminded, {len(report.barred)} barred, "
         f"{len(report.lifted)} lifted, {len(plan.cleared)} cleared, "
         f"{len(report.skipped)} left alone"
+        + (" (dry run: nothing recorded, no status changed)" if dry_run else "")
     )
     return lines
 
@@ -223,7 +236,7 @@ def dunning_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     async def step() -> DunningReport:
         async with open_store(settings, share_running=True) as client:
-            return await run_dunning(client, engine, settings, now=now)
+            return await run_dunning(client, engine, settings, now=now, dry_run=args.dry_run)
 
     try:
         report = asyncio.run(step())
@@ -233,9 +246,9 @@ def dunning_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     finally:
         engine.dispose()
     if args.json:
-        print(json.dumps(_report_json(report, now), indent=2))
+        print(json.dumps({**_report_json(report, now), "dry_run": args.dry_run}, indent=2))
     else:
-        for line in _report_lines(report, now):
+        for line in _report_lines(report, now, dry_run=args.dry_run):
             print(line)
     return 0
 

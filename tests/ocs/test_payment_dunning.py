@@ -174,6 +174,12 @@ async def test_ocs_payment_dunning_command(redis_client, redis_url, billing, dat
     async def ocs(*argv: str) -> int:  # the command runs its own event loop
         return await asyncio.to_thread(main, list(argv), env=env)
 
+    assert await ocs("payment", "dunning", "--redis-url", redis_url, "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "would bar: dora: invoice INV-0001" in out
+    assert "1 barred, 0 lifted, 0 cleared, 0 left alone (dry run: nothing recorded" in out
+    assert await status(redis_client, "dora") == "active"
+    assert dunning_of(billing, "dora") is None
     assert await ocs("payment", "dunning", "--redis-url", redis_url) == 0
     out = capsys.readouterr().out
     assert "barred: dora: invoice INV-0001" in out
