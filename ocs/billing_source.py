@@ -5,7 +5,7 @@ plain values), so the composition root reads the accounts here into
 :class:`~ocs.billing.accounts.BillingAccount` values and hands them over:
 
 * the account hash (kind, status, currency, plan, bill cycle day, parent, created, and
-  the billing preferences ``tax_exempt``, ``bill_separately``, ``itemisation``, and the
+  the billing preferences ``tax_exempt``, ``bill_separately``, ``itemisation``, ``reseller``, and the
   customer contact for the documents: name, address, locale, e-mail, delivery);
 * its identities (its lines) and its record partition;
 * from its balance history (docs/data-model.md, "Balance history"): the
@@ -201,6 +201,7 @@ def billing_account(snapshot: AccountSnapshot) -> BillingAccount | None:
         tax_exempt=account.tax_exempt,
         bill_separately=account.bill_separately,
         itemisation=account.itemisation,
+        reseller=account.reseller,
         plan_changes=tuple(plan_changes),
         kind_changes=tuple(kind_changes),
         adjustments=tuple(adjustments),

@@ -70,6 +70,7 @@ def _candidate(entry: dict[str, Any], currency: str) -> Account:
         locale=entry.get("locale"),
         email=entry.get("email"),
         delivery=entry.get("delivery", "email"),
+        reseller=entry.get("reseller"),
     )
 
 
@@ -117,7 +118,7 @@ async def get_account(request: web.Request) -> web.Response:
 
 async def patch_account(request: web.Request) -> web.Response:
     """Change status, plan, credit limit, the billing preferences (tax_exempt,
-    bill_separately, itemisation) or the customer contact (name, address, locale, email,
+    bill_separately, itemisation, reseller: null unsets) or the customer contact (name, address, locale, email,
     delivery; null unsets a contact field). Barring publishes account_barred (ASR); a new plan is
     a ``plan_change`` entry of the balance history."""
     api = api_of(request)

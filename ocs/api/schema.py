@@ -118,6 +118,13 @@ ITEMISATION = {
     "default": "detailed",
     "description": "what invoice documents show: every rated record, or the lines only",
 }
+RESELLER = {
+    **ID,
+    "description": "the reseller partner (catalog resellers id) whose subscriber the account "
+    "is: its invoices are issued under the reseller's billing entity, numbering, name and "
+    "logo; unset: the operator's",
+    "example": "nordic-mobile",
+}
 CONTACT_NAME = {
     "type": "string",
     "minLength": 1,
@@ -200,6 +207,7 @@ ACCOUNT_IN = obj(
         "tax_exempt": TAX_EXEMPT,
         "bill_separately": BILL_SEPARATELY,
         "itemisation": ITEMISATION,
+        "reseller": RESELLER,
         **CONTACT_IN,
         "subscriptions": array(IDENTITY, maxItems=100),
         "buckets": array(BUCKET_IN, maxItems=100),
@@ -218,6 +226,7 @@ ACCOUNT_PATCH = obj(
         "tax_exempt": BOOL,
         "bill_separately": BOOL,
         "itemisation": {"type": "string", "enum": list(ITEMISATIONS)},
+        "reseller": nullable(RESELLER),
         "name": nullable(CONTACT_NAME),
         "address": nullable(CONTACT_ADDRESS),
         "locale": nullable(CONTACT_LOCALE),
@@ -310,6 +319,7 @@ ACCOUNT = obj(
         "plan": TEXT,
         "bill_cycle_day": INT,
         "parent": nullable(TEXT),
+        "reseller": nullable(TEXT),
         "created": nullable(INT),
         "tax_exempt": BOOL,
         "bill_separately": BOOL,

@@ -84,7 +84,8 @@ class BillingAccount:
     ``bill_separately``: a child account invoiced on its own rather than on its parent's
     invoice. ``itemisation``: one of :data:`ITEMISATIONS`. ``contact``: the customer's
     name, address, locale and e-mail for the invoice documents, and how they are
-    delivered (:class:`Contact`).
+    delivered (:class:`Contact`). ``reseller``: the reseller partner (catalog id) whose
+    subscriber the account is, None: the operator's own (docs/invoicing.md, "Resellers").
     """
 
     id: str
@@ -100,6 +101,7 @@ class BillingAccount:
     tax_exempt: bool = False
     bill_separately: bool = False
     itemisation: str = "detailed"
+    reseller: str | None = None
     plan_changes: tuple[PlanChange, ...] = ()
     kind_changes: tuple[KindChange, ...] = ()
     adjustments: tuple[Adjustment, ...] = ()

@@ -78,6 +78,7 @@ CONTACT_FIELDS = ("name", "address", "locale", "email")
 """The customer's contact on the invoice documents: optional text, None when unset."""
 OPTIONAL_ACCOUNT_FIELDS = (
     "parent",
+    "reseller",
     "tax_exempt",
     "bill_separately",
     "itemisation",
@@ -176,6 +177,9 @@ class Account:
     locale: str | None = None  # language and territory, de_DE; None: the documents' default
     email: str | None = None
     delivery: str = "email"  # one of DELIVERIES
+    # the reseller partner (catalog ``[[resellers]]`` id) whose subscriber the account is:
+    # its invoices are issued under the reseller's billing entity; None: the operator's
+    reseller: str | None = None
 
     def to_hash(self) -> dict[str, str]:
         """The stored fields (``parent`` only when set, ``created`` only when known, the
@@ -190,6 +194,8 @@ class Account:
         }
         if self.parent is not None:
             fields["parent"] = self.parent
+        if self.reseller is not None:
+            fields["reseller"] = self.reseller
         if self.created is not None:
             fields["created"] = str(self.created)
         if self.tax_exempt:
@@ -227,6 +233,7 @@ class Account:
             locale=f.get("locale") or None,
             email=f.get("email") or None,
             delivery=f.get("delivery") or "email",
+            reseller=f.get("reseller") or None,
         )
 
     def differences(self, other: Account) -> list[str]:
@@ -342,6 +349,8 @@ def validate_account(account: Account) -> list[tuple[str, str]]:
             problems.append(("parent", problem))
         elif account.parent == account.id:
             problems.append(("parent", "an account cannot be its own parent"))
+    if account.reseller is not None and (problem := id_problem(account.reseller)) is not None:
+        problems.append(("reseller", problem.replace("must be", "must be a reseller id:", 1)))
     if account.created is not None:
         check(is_int(account.created, 0, MAX_AMOUNT), "created", "must be Unix seconds")
     for name in ("tax_exempt", "bill_separately"):
@@ -452,7 +461,7 @@ def validate_bucket(bucket: Bucket) -> list[tuple[str, str]]:
 
 
 def account_catalog_problems(account: Account, catalog: Catalog) -> list[tuple[str, str]]:
-    """Problems of ``account`` against ``catalog``: plan, plan type, currency."""
+    """Problems of ``account`` against ``catalog``: plan, plan type, currency, reseller."""
     problems: list[tuple[str, str]] = []
     plan = catalog.plan(account.plan)
     if plan is None:
@@ -467,6 +476,15 @@ def account_catalog_problems(account: Account, catalog: Catalog) -> list[tuple[s
             (
                 "currency",
                 f"must be the catalog currency {catalog.currency} (catalog {catalog.version})",
+            )
+        )
+    if account.reseller is not None and catalog.reseller(account.reseller) is None:
+        known = ", ".join(r.id for r in catalog.resellers) or "none"
+        problems.append(
+            (
+                "reseller",
+                f"unknown reseller {account.reseller!r} in catalog {catalog.version} "
+                f"(resellers: {known})",
             )
         )
     return problems

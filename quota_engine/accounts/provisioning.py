@@ -89,6 +89,7 @@ _ACCOUNT_KEYS = {
     "locale",
     "email",
     "delivery",
+    "reseller",
     "replace",
     "subscriptions",
     "buckets",
@@ -308,6 +309,7 @@ class _Parser(documents.DocumentChecker):
                 locale=item.get("locale"),
                 email=item.get("email"),
                 delivery=item.get("delivery", "email"),
+                reseller=item.get("reseller"),
             )
             if self.report(path, validate_account(account)) and catalog is not None:
                 self.report(path, account_catalog_problems(account, catalog))

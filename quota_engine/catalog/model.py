@@ -29,11 +29,13 @@ __all__ = [
     "DestinationTable",
     "Plan",
     "Rate",
+    "Reseller",
     "Service",
     "Tariff",
     "TaxRate",
     "Tier",
     "TimeBand",
+    "WholesalePrice",
     "Zone",
 ]
 
@@ -223,6 +225,57 @@ class Discount:
         return _within(day, self.valid_from, self.valid_to)
 
 
+@dataclass(frozen=True, slots=True)
+class WholesalePrice:
+    """What the operator charges a reseller for its subscribers' usage of ``service``
+    in usage ``category`` (``""``: every category of the service without an entry of
+    its own): ``price`` micro-units per ``per`` units of the service (per MiB:
+    ``per = 1048576`` octets; per minute: 60 seconds; per SMS: 1 event)."""
+
+    service: str
+    category: str
+    price: int
+    per: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Reseller:
+    """A reseller (wholesale) partner: it bills its own subscribers (the accounts whose
+    ``reseller`` is its id) under its own billing ``entity``, numbered in its own
+    sequence written with ``invoice_number_format``, with its ``name``, ``address``,
+    ``vat_id``, ``support`` contact and ``logo`` (a file path) on their documents; the
+    operator bills the reseller once per period, on the operator-side account
+    ``wholesale_account``, for their usage priced at ``wholesale`` (docs/invoicing.md,
+    "Resellers"). ``bill_cycle_day`` is the day its wholesale periods start, and
+    ``tax_category`` the catalog tax category of the wholesale lines."""
+
+    id: str
+    name: str
+    entity: str
+    invoice_number_format: str
+    wholesale_account: str
+    tax_category: str
+    wholesale: tuple[WholesalePrice, ...]
+    address: tuple[str, ...] = ()
+    vat_id: str = ""
+    support: str = ""
+    logo: str | None = None
+    bill_cycle_day: int = 1
+
+    def price_for(self, service: str, category: str) -> WholesalePrice | None:
+        """The wholesale price of ``service`` usage in ``category``: the entry of the
+        longest leading part of the category (``roaming-eu/weekday``, then
+        ``roaming-eu``), else the service's entry for every category (``""``); None
+        when the list does not price it."""
+        entries = {p.category: p for p in self.wholesale if p.service == service}
+        parts = category.split("/") if category else []
+        for length in range(len(parts), -1, -1):
+            found = entries.get("/".join(parts[:length]))
+            if found is not None:
+                return found
+        return None
+
+
 @dataclass(frozen=True)
 class Catalog:
     version: str
@@ -238,6 +291,7 @@ class Catalog:
     plans: tuple[Plan, ...]
     taxes: tuple[TaxRate, ...] = ()
     discounts: tuple[Discount, ...] = ()
+    resellers: tuple[Reseller, ...] = ()
     _services_by_id: dict[str, Service] = field(init=False, repr=False, compare=False)
     _by_rating_group: dict[tuple[str, int], Service] = field(init=False, repr=False, compare=False)
     _by_service_id: dict[tuple[str, int], Service] = field(init=False, repr=False, compare=False)
@@ -282,6 +336,19 @@ class Catalog:
 
     def plan(self, plan_id: str) -> Plan | None:
         return self._plans_by_id.get(plan_id)
+
+    def reseller(self, reseller_id: str) -> Reseller | None:
+        for reseller in self.resellers:
+            if reseller.id == reseller_id:
+                return reseller
+        return None
+
+    def reseller_of_entity(self, entity: str) -> Reseller | None:
+        """The reseller whose billing entity is ``entity`` (None: the operator's)."""
+        for reseller in self.resellers:
+            if reseller.entity == entity:
+                return reseller
+        return None
 
     def tax_rate(self, category: str, day: date) -> TaxRate | None:
         """The rate of tax ``category`` on local ``day`` (None: the catalog has none)."""

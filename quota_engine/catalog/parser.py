@@ -10,6 +10,7 @@ prefixed with the path of the value at fault
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -33,10 +34,12 @@ from quota_engine.catalog.model import (
     Discount,
     Plan,
     Rate,
+    Reseller,
     Service,
     Tariff,
     TaxRate,
     Tier,
+    WholesalePrice,
     Zone,
 )
 from quota_engine.catalog.timebands import (
@@ -57,6 +60,12 @@ _MCC_MNC = re.compile(r"[0-9]{5,6}")
 _ZONE_PATTERN = re.compile(r"[0-9]{5,6}|[0-9]{0,5}\*")
 _PREFIX = re.compile(r"[0-9]{1,15}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_NAME_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""An account id or a billing entity: what the account store and ``number_sequences``
+hold."""
+_NAME_ID_TEXT = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+_NUMBER_FIELDS = frozenset({"seq", "entity"})
+MAX_ADDRESS_LINES = 6
 
 _TOP_KEYS = {
     "version",
@@ -72,6 +81,7 @@ _TOP_KEYS = {
     "plans",
     "taxes",
     "discounts",
+    "resellers",
 }
 
 MAX_PPM = 1_000_000
@@ -124,6 +134,7 @@ class _Parser(DocumentChecker):
         taxes, categories = self.taxes(top)
         plans = self.plans(top, refs, categories)
         discounts = self.discounts(top, services, {p.id for p in plans})
+        resellers = self.resellers(top, services, categories)
         # a None from a typed getter always comes with a problem
         if self.problems or version is None or minor is None:
             return None
@@ -141,6 +152,7 @@ class _Parser(DocumentChecker):
             plans=tuple(plans),
             taxes=tuple(taxes),
             discounts=tuple(discounts),
+            resellers=tuple(resellers),
         )
 
     def timezone(self, value: Any) -> str:
@@ -532,6 +544,171 @@ class _Parser(DocumentChecker):
                 )
             )
         return result
+
+    def resellers(
+        self, top: Mapping[str, Any], services: dict[str, Service], categories: set[str]
+    ) -> list[Reseller]:
+        keys = {
+            "id",
+            "name",
+            "address",
+            "vat_id",
+            "support",
+            "logo",
+            "entity",
+            "invoice_number_format",
+            "wholesale_account",
+            "bill_cycle_day",
+            "tax_category",
+            "wholesale",
+        }
+        seen: dict[str, str] = {}
+        entities: dict[str, str] = {}
+        accounts: dict[str, str] = {}
+        result: list[Reseller] = []
+        for path, item in self.tables(top.get("resellers"), "resellers", keys):
+            ident = self.unique_id(item, path, seen)
+            name = self.string(item.get("name", MISSING), f"{path}.name")
+            address: list[str] = []
+            for apath, line in self.items(item.get("address"), f"{path}.address"):
+                text = self.string(line, apath)
+                if text is not None:
+                    address.append(text)
+            if len(address) > MAX_ADDRESS_LINES:
+                self.problem(f"{path}.address", f"must be at most {MAX_ADDRESS_LINES} lines")
+            vat_id = self.optional_string(item.get("vat_id", MISSING), f"{path}.vat_id")
+            support = self.optional_string(item.get("support", MISSING), f"{path}.support")
+            logo = self.optional_string(item.get("logo", MISSING), f"{path}.logo")
+            entity = self.name_id(item.get("entity", item.get("id", MISSING)), f"{path}.entity")
+            if entity is not None:
+                if entity in entities:
+                    self.problem(
+                        f"{path}.entity",
+                        f"billing entity {quoted(entity)} is also {entities[entity]}'s",
+                    )
+                entities[entity] = path
+            form = self.number_format(
+                item.get("invoice_number_format", MISSING),
+                f"{path}.invoice_number_format",
+                entity or "E",
+            )
+            account = self.name_id(
+                item.get("wholesale_account", MISSING), f"{path}.wholesale_account"
+            )
+            if account is not None:
+                if account in accounts:
+                    self.problem(
+                        f"{path}.wholesale_account",
+                        f"account {quoted(account)} receives {accounts[account]}'s "
+                        "wholesale invoices already",
+                    )
+                accounts[account] = path
+            cycle_day = self.integer(
+                item.get("bill_cycle_day", 1),
+                f"{path}.bill_cycle_day",
+                1,
+                28,
+                "an integer from 1 to 28",
+            )
+            tax_category = self.string(item.get("tax_category", "standard"), f"{path}.tax_category")
+            if tax_category is not None and categories and tax_category not in categories:
+                self.problem(
+                    f"{path}.tax_category",
+                    f"tax category {quoted(tax_category)} has no rate in taxes",
+                )
+            prices = self.wholesale(item, path, services)
+            if (
+                ident is None
+                or name is None
+                or entity is None
+                or form is None
+                or account is None
+                or cycle_day is None
+                or tax_category is None
+            ):
+                continue  # reported; the catalog is refused
+            result.append(
+                Reseller(
+                    id=ident,
+                    name=name,
+                    entity=entity,
+                    invoice_number_format=form,
+                    wholesale_account=account,
+                    tax_category=tax_category,
+                    wholesale=tuple(prices),
+                    address=tuple(address),
+                    vat_id=vat_id or "",
+                    support=support or "",
+                    logo=logo,
+                    bill_cycle_day=cycle_day,
+                )
+            )
+        return result
+
+    def wholesale(
+        self, item: Mapping[str, Any], path: str, services: dict[str, Service]
+    ) -> list[WholesalePrice]:
+        """The reseller's wholesale price list: one entry per service and category."""
+        keys = {"service", "category", "price", "per"}
+        seen: dict[tuple[str, str], str] = {}
+        prices: list[WholesalePrice] = []
+        wanted = item.get("wholesale", MISSING)
+        if wanted is MISSING or wanted is None:
+            self.problem(f"{path}.wholesale", "is required (the wholesale price list)")
+            return prices
+        for wpath, entry in self.tables(wanted, f"{path}.wholesale", keys):
+            service = self.string(entry.get("service", MISSING), f"{wpath}.service")
+            if service is not None and service not in services:
+                self.problem(f"{wpath}.service", f"unknown service {quoted(service)}")
+                service = None
+            category = entry.get("category", "")
+            if not isinstance(category, str):
+                self.problem(f"{wpath}.category", 'must be a string ("": every category)')
+                category = None
+            price = self.non_negative(entry.get("price", MISSING), f"{wpath}.price")
+            per = self.positive(entry.get("per", 1), f"{wpath}.per", MAX_UINT32)
+            if service is None or category is None or price is None or per is None:
+                continue
+            key = (service, category)
+            if key in seen:
+                self.problem(
+                    wpath,
+                    f"duplicate price of service {quoted(service)} category "
+                    f"{quoted(category)} (also {seen[key]})",
+                )
+                continue
+            seen[key] = wpath
+            prices.append(WholesalePrice(service, category, price, per))
+        return prices
+
+    def name_id(self, value: Any, path: str) -> str | None:
+        text = self.string(value, path)
+        if text is not None and not _NAME_ID.fullmatch(text):
+            self.problem(path, f"must be {_NAME_ID_TEXT}")
+            return None
+        return text
+
+    def number_format(self, value: Any, path: str, entity: str) -> str | None:
+        """A document number format: text with ``{seq}`` (a format spec allowed) and
+        optionally ``{entity}``, whose numbers fit the database's 64 characters (the
+        billing side checks it again when it makes the sequence)."""
+        form = self.string(value, path)
+        if form is None:
+            return None
+        try:
+            fields = {
+                f for _, f, _, _ in string.Formatter().parse(form) if f is not None
+            }  # fmt: skip
+            if not fields <= _NUMBER_FIELDS:
+                raise ValueError(f"unknown field {{{sorted(fields - _NUMBER_FIELDS)[0]}}}")
+            if "seq" not in fields:
+                raise ValueError("needs {seq}")
+            if len(form.format(seq=10**12, entity=entity)) > 64:
+                raise ValueError("numbers longer than 64 characters")
+        except (ValueError, IndexError) as exc:
+            self.problem(path, f'must be a number format such as "RES-{{seq:06d}}": {exc}')
+            return None
+        return form
 
     def kind_value(
         self,

@@ -4,7 +4,7 @@ The stored format is a contract with the charging scripts (key schema:
 :mod:`quota_engine.store.keys`):
 
 * ``ocs:acct:{P}:A`` HASH of strings: kind, status, currency, credit_limit, plan,
-  bill_cycle_day, parent (only when set), created, and the billing preferences
+  bill_cycle_day, parent and reseller (only when set), created, and the billing preferences
   tax_exempt, bill_separately (``"1"``) and itemisation (only when not the default)
   (:meth:`Account.to_hash`).
 * ``ocs:acct:{P}:A:history`` LIST (quota_engine/store/balance_actions.py): a write that

@@ -22,7 +22,7 @@ account keys. Below, ``{P}`` is the account's partition tag and ``A`` the accoun
 
 | key | type | holds |
 | --- | --- | --- |
-| ``ocs:acct:{P}:A`` | HASH | account fields: kind, status, currency, credit_limit, plan, bill_cycle_day, parent, created, tax_exempt, bill_separately, itemisation, name, address, locale, email, delivery |
+| ``ocs:acct:{P}:A`` | HASH | account fields: kind, status, currency, credit_limit, plan, bill_cycle_day, parent, reseller, created, tax_exempt, bill_separately, itemisation, name, address, locale, email, delivery |
 | ``ocs:acct:{P}:A:buckets`` | HASH | bucket id -> msgpack bucket (kind, unit, amount, reserved, priority, valid_from, valid_to, services) |
 | ``ocs:acct:{P}:A:subs`` | SET | the account's identities (``msisdn:491700000001``, ``imsi:...``, ``sip:...``, ``nai:...``) |
 | ``ocs:acct:{P}:A:sess:<session-id>`` | STRING | msgpack session state (request number, deadline, peer, per-rating-group reservations and prices) |
