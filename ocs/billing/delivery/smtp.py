@@ -1,0 +1,198 @@
+"""E-mail of an invoice through an SMTP server (``[smtp]`` settings).
+
+:func:`invoice_message` makes the message: a short text body with what is due and by
+when, the HTML document as its alternative, the PDF attached (``INV-000042.pdf``),
+``Subject: Invoice INV-000042 from <operator>``, and the ``Message-ID`` that the
+delivery recorded before sending (so the mail server's log can be searched for it).
+
+:class:`Mailer` keeps one SMTP session for a whole run (plain, STARTTLS or implicit
+TLS; AUTH when a user is set) and says what a failure means (:class:`SendFailure`):
+
+* ``temporary``: a 4xx reply, or no usable server (connection refused or lost, a
+  timeout, TLS or AUTH refused): the delivery is tried again later;
+* permanent: a 5xx reply to this message (recipient or content refused): the
+  delivery failed, with the server's reply as the reason;
+* ``server``: the failure is the server's or ours, not this message's (nothing else
+  can be sent in this run either): the step stops sending e-mail until the next run.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
+from pathlib import Path
+
+__all__ = ["SECURITIES", "Mailer", "SendFailure", "SmtpConfig", "invoice_message"]
+
+SECURITIES = ("starttls", "ssl", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    """Where and how to send. ``password`` or ``password_file`` (read at each
+    connection, so a rotated secret is picked up), never shown (``repr`` hides it)."""
+
+    host: str
+    port: int = 587
+    security: str = "starttls"
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    password_file: str | None = None
+    sender: str = "billing@localhost"
+    timeout: float = 30.0
+
+    def secret(self) -> str | None:
+        """The password; OSError when its file cannot be read."""
+        if self.password_file is not None:
+            return Path(self.password_file).read_text(encoding="utf-8").rstrip("\r\n")
+        return self.password
+
+
+class SendFailure(Exception):
+    """A message was not accepted (module doc: ``temporary``, ``server``)."""
+
+    def __init__(self, reason: str, *, temporary: bool, server: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.temporary = temporary
+        self.server = server
+
+
+def _reply(code: int, message: bytes | str) -> str:
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    return f"{code} {' '.join(text.split())}"[:500]
+
+
+def _by_code(code: int, reason: str, *, server: bool = False) -> SendFailure:
+    # 4xx: try again later; 5xx (and anything else): this message will never go
+    return SendFailure(reason, temporary=400 <= code < 500, server=server)
+
+
+class Mailer:
+    """One SMTP session, opened at the first message, closed by :meth:`close`."""
+
+    def __init__(self, config: SmtpConfig) -> None:
+        self.config = config
+        self._smtp: smtplib.SMTP | None = None
+
+    def _open(self) -> smtplib.SMTP:
+        c = self.config
+        try:
+            password = c.secret() if c.user is not None else None
+        except OSError as error:
+            raise SendFailure(
+                f"smtp.password_file {c.password_file}: {error.strerror or error}",
+                temporary=True, server=True,
+            ) from None  # fmt: skip
+        try:
+            smtp: smtplib.SMTP
+            if c.security == "ssl":
+                smtp = smtplib.SMTP_SSL(
+                    c.host, c.port, timeout=c.timeout, context=ssl.create_default_context()
+                )
+            else:
+                smtp = smtplib.SMTP(c.host, c.port, timeout=c.timeout)
+            try:
+                smtp.ehlo()
+                if c.security == "starttls":
+                    smtp.starttls(context=ssl.create_default_context())
+                    smtp.ehlo()
+                if c.user is not None:
+                    smtp.login(c.user, password or "")
+            except BaseException:
+                smtp.close()
+                raise
+        except smtplib.SMTPNotSupportedError as error:
+            raise SendFailure(
+                f"SMTP server {c.host}:{c.port}: {error} (smtp.security = {c.security!r})",
+                temporary=True, server=True,
+            ) from None  # fmt: skip
+        except smtplib.SMTPAuthenticationError as error:
+            raise SendFailure(
+                f"SMTP server {c.host}:{c.port} refused the login of {c.user!r}: "
+                f"{_reply(error.smtp_code, error.smtp_error)}",
+                temporary=True, server=True,
+            ) from None  # fmt: skip
+        except smtplib.SMTPResponseException as error:
+            raise SendFailure(
+                f"SMTP server {c.host}:{c.port}: {_reply(error.smtp_code, error.smtp_error)}",
+                temporary=True, server=True,
+            ) from None  # fmt: skip
+        except (OSError, smtplib.SMTPException) as error:
+            raise SendFailure(
+                f"SMTP server {c.host}:{c.port} unreachable: {error or type(error).__name__}",
+                temporary=True, server=True,
+            ) from None  # fmt: skip
+        return smtp
+
+    def send(self, message: EmailMessage) -> None:
+        """Hand ``message`` to the server; :class:`SendFailure` when it is not accepted."""
+        if self._smtp is None:
+            self._smtp = self._open()
+        try:
+            refused = self._smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as error:
+            code, text = next(iter(error.recipients.values()))
+            raise _by_code(code, f"recipient refused: {_reply(code, text)}") from None
+        except smtplib.SMTPSenderRefused as error:
+            # our from address: every message would be refused the same way
+            self.close()
+            raise SendFailure(
+                f"sender {self.config.sender} refused: {_reply(error.smtp_code, error.smtp_error)}",
+                temporary=True, server=True,
+            ) from None  # fmt: skip
+        except smtplib.SMTPDataError as error:
+            raise _by_code(
+                error.smtp_code, f"message refused: {_reply(error.smtp_code, error.smtp_error)}"
+            ) from None
+        except smtplib.SMTPResponseException as error:
+            self.close()
+            raise _by_code(
+                error.smtp_code, _reply(error.smtp_code, error.smtp_error), server=True
+            ) from None
+        except (OSError, smtplib.SMTPException) as error:
+            self.close()
+            raise SendFailure(
+                f"SMTP connection lost: {error or type(error).__name__}",
+                temporary=True, server=True,
+            ) from None  # fmt: skip
+        if refused:  # one recipient only: refused means not sent (send_message raised)
+            code, text = next(iter(refused.values()))
+            raise _by_code(code, f"recipient refused: {_reply(code, text)}")
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            try:
+                smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                smtp.close()
+
+
+def invoice_message(
+    *,
+    sender: str,
+    operator: str,
+    recipient: str,
+    name: str | None,
+    number: str,
+    message_id: str,
+    text: str,
+    html: str,
+    pdf: bytes,
+    at: int,
+) -> EmailMessage:
+    """The e-mail of invoice ``number`` (module doc)."""
+    message = EmailMessage()
+    message["From"] = formataddr((operator, sender))
+    message["To"] = formataddr((name or "", recipient))
+    message["Subject"] = f"Invoice {number} from {operator}"
+    message["Date"] = formatdate(at, usegmt=True)
+    message["Message-ID"] = message_id
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    message.add_attachment(pdf, maintype="application", subtype="pdf", filename=f"{number}.pdf")
+    return message
