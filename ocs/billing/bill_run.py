@@ -61,6 +61,7 @@ from ocs.billing.invoices import (
 )
 from ocs.billing.numbering import ensure_sequence, finalize_invoice
 from ocs.billing.periods import BillPeriod, PeriodError, period_ending, period_of
+from ocs.billing.resellers import Issuer, issuer_of
 from ocs.billing.schema import bill_runs, invoice_items, invoices
 from ocs.billing.usage import BillingError, UnbillableRecord, UsageLedger
 from ocs.records.reader import RecordReader
@@ -105,8 +106,9 @@ def parse_shard(text: str) -> Shard:
 
 @dataclass(frozen=True, slots=True)
 class BillRunOptions:
-    """How invoices are made: the billing entity that issues and numbers them, its
-    number format, the grace period after a period's end during which its invoices stay
+    """How invoices are made: the operator's billing entity that issues and numbers
+    them (a reseller's subscribers' invoices are the reseller's entity's: catalog
+    ``resellers``), its number format, the grace period after a period's end during which its invoices stay
     drafts (late records go in), how far back unbilled records are looked for, and
     invoices per transaction."""
 
@@ -154,6 +156,9 @@ class _Job:
     owner: BillingAccount
     members: list[BillingAccount]
     period: BillPeriod
+    issuer: Issuer = Issuer("default", "INV-{seq:06d}")
+    """Who issues and numbers the invoice: the operator, or the invoice account's
+    reseller (:func:`~ocs.billing.resellers.issuer_of`)."""
     existing: ExistingInvoice | None = None
     covered: tuple[int, int] = (0, 0)
     adjustments: dict[str, list[Adjustment]] = field(default_factory=dict)
@@ -212,11 +217,29 @@ def run_bill_run(
     partition_of = {a.id: a.partition for a in accounts}
     # a loop of parents: those accounts are listed and skipped, the others billed
     summary.errors.extend(e for e in loops if shard.takes(partition_of[e[0]]))
-    jobs = [_Job(o, groups[o.id], periods[o.id]) for o in owners if o.id in periods]
+    operator = Issuer(options.entity, options.number_format)
+    jobs: list[_Job] = []
+    for owner in owners:
+        if owner.id not in periods:
+            continue
+        try:
+            issuer = issuer_of(groups[owner.id], catalog, operator)
+        except BillingError as error:
+            # an unknown reseller: this invoice account is listed, the others billed
+            summary.errors.append((owner.id, str(error)))
+            continue
+        jobs.append(_Job(owner, groups[owner.id], periods[owner.id], issuer))
     summary.accounts = len(jobs)
 
     with engine.begin() as connection:
-        ensure_sequence(connection, options.entity, "invoice", options.number_format)
+        # every reseller's sequence exists from its first run, in its own format: a
+        # draft finalised later (``ocs invoice finalize``, the API) finds it; a reseller
+        # claiming the operator's entity (refused above) never sets its format
+        issuers = {
+            r.entity: Issuer(r.entity, r.invoice_number_format, r) for r in catalog.resellers
+        } | {operator.entity: operator}
+        for issuer in issuers.values():
+            ensure_sequence(connection, issuer.entity, "invoice", issuer.number_format)
         connection.execute(
             insert(bill_runs).values(
                 id=run_id,
@@ -671,6 +694,7 @@ def _write_all(
                 connection, invoice, document=job.existing.id, bill_run_id=run_id
             )
             outcomes[index] = "refreshed" if refreshed else "final"
+    _move_drafts(connection, composed, outcomes)
     fresh = [index for index, (job, _) in enumerate(composed) if job.existing is None]
     documents = dict(
         zip(
@@ -682,13 +706,14 @@ def _write_all(
             strict=True,
         )
     )
-    write_invoices(
-        connection,
-        [(documents[i], composed[i][1]) for i in fresh],
-        entity=options.entity,
-        bill_run_id=run_id,
-        now=now,
-    )
+    # the invoices of each issuer (the operator, each reseller) in one write
+    by_entity: dict[str, list[tuple[str, ComposedInvoice]]] = {}
+    for i in fresh:
+        by_entity.setdefault(composed[i][0].issuer.entity, []).append(
+            (documents[i], composed[i][1])
+        )
+    for entity, written in by_entity.items():
+        write_invoices(connection, written, entity=entity, bill_run_id=run_id, now=now)
     result: list[str] = []
     for index, (job, _) in enumerate(composed):
         outcome = outcomes.get(index, "created")
@@ -698,6 +723,29 @@ def _write_all(
             outcome += "+final"
         result.append(outcome)
     return result
+
+
+def _move_drafts(
+    connection: Connection,
+    composed: Sequence[tuple[_Job, ComposedInvoice]],
+    outcomes: Mapping[int, str],
+) -> None:
+    """The refreshed drafts issued by their account's issuer now: an account that
+    became a reseller's subscriber (or left it) while its draft was open. One update
+    per issuer; a draft whose entity is right already is left as it is."""
+    by_entity: dict[str, list[str]] = {}
+    for index, outcome in outcomes.items():
+        job = composed[index][0]
+        if outcome == "refreshed" and job.existing is not None:
+            by_entity.setdefault(job.issuer.entity, []).append(job.existing.id)
+    c = invoices.c
+    for entity, documents in by_entity.items():
+        for batch in in_batches(documents):
+            connection.execute(
+                update(invoices)
+                .where(c.id.in_(batch), c.state == "draft", c.entity != entity)
+                .values(entity=entity)
+            )
 
 
 def _finalize(connection: Connection, document: str, run_id: str, now: int) -> None:
@@ -729,13 +777,14 @@ def _write_one(
             connection,
             invoice,
             document=document,
-            entity=options.entity,
+            entity=job.issuer.entity,
             bill_run_id=run_id,
             now=now,
         )
         outcome = "created"
     elif replace_draft(connection, invoice, document=document, bill_run_id=run_id):
         outcome = "refreshed"
+        _move_drafts(connection, [(job, invoice)], {0: outcome})
     else:
         return "final"
     if _due(job, options, now):

@@ -37,6 +37,7 @@ from ocs.billing.invoices import (
 )
 from ocs.billing.numbering import ensure_sequence, finalize_invoice
 from ocs.billing.periods import BillPeriod, period_holding
+from ocs.billing.resellers import Issuer, issuer_of
 from ocs.billing.schema import invoices
 from ocs.billing.usage import BillingError, UsageLedger
 from ocs.records.reader import RecordReader
@@ -83,6 +84,7 @@ def run_off_cycle(
         holder = next(o for o, m in groups.items() if any(a.id == account_id for a in m))
         raise BillingError(f"account {account_id!r} is billed on the invoice of {holder!r}")
     owner = members[0]
+    issuer = issuer_of(members, catalog, Issuer(options.entity, options.number_format))
     period = period_holding(until - 1, owner.bill_cycle_day, catalog.timezone)
     # one transaction from the checks to the write: two requests for one account queue
     # (SQLite's write lock at BEGIN, PostgreSQL's advisory lock on the account), so the
@@ -104,7 +106,7 @@ def run_off_cycle(
             document = free_invoice_id(connection, owner.id, period.start, off_cycle_end=until)
         number = None
         write_invoice(
-            connection, invoice, document=document, entity=options.entity,
+            connection, invoice, document=document, entity=issuer.entity,
             bill_run_id=None, now=at,
         )  # fmt: skip
         record_event(
@@ -112,7 +114,7 @@ def run_off_cycle(
             details={"account": owner.id, "until": until, "key": key},
         )  # fmt: skip
         if options.finalize is not False:
-            ensure_sequence(connection, options.entity, "invoice", options.number_format)
+            ensure_sequence(connection, issuer.entity, "invoice", issuer.number_format)
             number = finalize_invoice(connection, document, at)
             record_event(
                 connection, "invoice_finalized", at, actor=actor, invoice=document,
