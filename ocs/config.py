@@ -335,6 +335,19 @@ def _accept_one_line(value: str) -> str:
     return value
 
 
+#: How the connection to the SMTP server is secured (ocs.billing.delivery.smtp).
+SMTP_SECURITIES = ("starttls", "ssl", "none")
+
+
+def _accept_email(value: str) -> str:
+    # the accounts' own check, so that a sender address passes where a customer's does
+    from quota_engine.accounts.model import email_problem
+
+    if email_problem(value) is not None:
+        raise ValueError(value)
+    return value
+
+
 def _accept_database_url(value: str) -> str:
     try:
         parts = urlsplit(value)
@@ -716,6 +729,54 @@ class Settings:
         "Locale of the documents of an account without one (language_TERRITORY, CLDR).",
         Rule("must be a locale such as de_DE or en_GB known to CLDR", _accept_locale),
     )
+    smtp_host: str | None = setting(
+        None,
+        "SMTP server the invoices are e-mailed through; unset = no e-mail (deliveries wait).",
+        _HOST,
+    )
+    smtp_port: int = setting(587, "TCP port of the SMTP server (587 submission, 465 SSL).", _PORT)
+    smtp_security: str = setting(
+        "starttls",
+        "starttls (upgrade the connection, required), ssl (TLS from the start) or none.",
+        Rule("must be starttls, ssl or none", _accept_choice(SMTP_SECURITIES, upper=False)),
+    )
+    smtp_user: str | None = setting(
+        None,
+        "User to log in to the SMTP server as; unset = no login.",
+        Rule("must be a non-empty string", _accept_nonempty),
+    )
+    smtp_password: str | None = setting(
+        None,
+        "Password of smtp.user. Secret: OCS_SMTP_PASSWORD or the file, never a flag.",
+        Rule("must be a non-empty string", _accept_nonempty),
+        secret=True,
+    )
+    smtp_password_file: str | None = setting(
+        None,
+        "File holding the password of smtp.user (read at each connection).",
+        Rule("must be a non-empty path", _accept_nonempty),
+    )
+    smtp_from: str = setting(
+        "billing@ocs.localdomain",
+        "Sender address of the invoice e-mails (From, envelope sender).",
+        Rule("must be an e-mail address such as billing@example.net", _accept_email),
+    )
+    smtp_timeout: float = setting(30.0, "Seconds an SMTP connection or reply may take.", _TIMEOUT)
+    delivery_print_directory: str | None = setting(
+        None,
+        "Directory the print batches of paper invoices are written to; unset = they wait.",
+        Rule("must be a non-empty path", _accept_nonempty),
+    )
+    delivery_max_attempts: int = setting(
+        8,
+        "Attempts of an e-mail delivery before it is failed (temporary errors).",
+        _int_range(1, 100),
+    )
+    delivery_retry_delay: float = setting(
+        300.0,
+        "Seconds before the second attempt; doubled for each one after, at most a day.",
+        _seconds(1, inclusive=True),
+    )
     numbering_country_code: str = setting(
         "",
         "Home country code (E.164, e.g. 49) for national-format numbers; empty = none.",
@@ -1076,6 +1137,12 @@ def _cross_check(values: Mapping[str, Any], names: Mapping[str, str]) -> list[st
         problems.append(
             f"{shown}: must differ from numbering.international_prefix (both {national!r})"
         )
+    if values["smtp_password"] is not None and values["smtp_password_file"] is not None:
+        shown = names.get("smtp_password_file", "smtp.password_file")
+        problems.append(f"{shown}: give smtp.password or smtp.password_file, not both")
+    secret = values["smtp_password"] is not None or values["smtp_password_file"] is not None
+    if secret and values["smtp_user"] is None:
+        problems.append("smtp.user: must be set when a password is given")
     cert, key = values["redis_tls_cert_file"], values["redis_tls_key_file"]
     if (cert is None) != (key is None):
         missing = "redis_tls_key_file" if key is None else "redis_tls_cert_file"

@@ -49,6 +49,7 @@ __all__ = [
     "account_catalog_problems",
     "bucket_catalog_problems",
     "contact_problems",
+    "email_problem",
     "id_problem",
     "identity",
     "identity_problem",
@@ -394,14 +395,22 @@ def contact_problems(account: Account) -> list[tuple[str, str]]:
     if locale is not None and (problem := locale_problem(locale)) is not None:
         problems.append(("locale", problem))
     email = given.get("email")
-    if email is not None and (len(email) > MAX_EMAIL or not _EMAIL.fullmatch(email)):
-        problems.append(("email", "must be an e-mail address such as alice@example.net"))
+    if email is not None and (problem := email_problem(email)) is not None:
+        problems.append(("email", problem))
     if not isinstance(account.delivery, str) or account.delivery not in DELIVERIES:
         problems.append(("delivery", "must be one of " + ", ".join(DELIVERIES)))
     return problems
 
 
 _LOCALE = re.compile(r"[a-z]{2,3}(?:_[A-Z][a-z]{3})?_(?:[A-Z]{2}|[0-9]{3})")
+
+
+def email_problem(value: str) -> str | None:
+    """Why ``value`` is not an e-mail address (``user@domain.tld``, at most
+    :data:`MAX_EMAIL` characters), or None."""
+    if len(value) > MAX_EMAIL or not _EMAIL.fullmatch(value):
+        return "must be an e-mail address such as alice@example.net"
+    return None
 
 
 def locale_problem(value: str) -> str | None:

@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine
@@ -48,7 +48,10 @@ from . import store
 from .paper import BatchWriter, PrintedDocument, batch_invoices
 from .smtp import Mailer, SendFailure, SmtpConfig, invoice_message
 
-__all__ = ["AccountsOf", "DeliveryOptions", "DeliverySummary", "deliver", "resend"]
+__all__ = ["AccountsOf", "DeliveryOptions", "DeliverySummary", "deliver", "options_of", "resend"]
+
+if TYPE_CHECKING:
+    from ocs.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +73,31 @@ class DeliveryOptions:
     print_directory: Path | None = None
     max_attempts: int = 8
     retry_delay: int = 300
+
+
+def options_of(settings: Settings, *, print_directory: str | None = None) -> DeliveryOptions:
+    """The step's options from ``[smtp]``, ``[delivery]``, ``[documents]`` and
+    ``[billing]`` (``print_directory`` given: instead of ``delivery.print_directory``)."""
+    from ocs.billing.documents import operator_of
+
+    smtp = None
+    if settings.smtp_host is not None:
+        smtp = SmtpConfig(
+            host=settings.smtp_host, port=settings.smtp_port, security=settings.smtp_security,
+            user=settings.smtp_user, password=settings.smtp_password,
+            password_file=settings.smtp_password_file, sender=settings.smtp_from,
+            timeout=settings.smtp_timeout,
+        )  # fmt: skip
+    directory = print_directory or settings.delivery_print_directory
+    return DeliveryOptions(
+        operator=operator_of(settings),
+        records_directory=settings.records_directory,
+        late_window=int(settings.billing_late_window),
+        smtp=smtp,
+        print_directory=Path(directory) if directory else None,
+        max_attempts=settings.delivery_max_attempts,
+        retry_delay=int(settings.delivery_retry_delay),
+    )
 
 
 @dataclass(slots=True)

@@ -41,7 +41,7 @@ class SmtpConfig:
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     password_file: str | None = None
-    sender: str = "billing@localhost"
+    sender: str = "billing@ocs.localdomain"
     timeout: float = 30.0
 
     def secret(self) -> str | None:
