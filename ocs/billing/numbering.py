@@ -17,8 +17,9 @@ the document may never get): it refuses an AUTOCOMMIT connection.
 from __future__ import annotations
 
 import string
+from typing import Any
 
-from sqlalchemy import Connection, Table, exists, select, update
+from sqlalchemy import Connection, Select, Table, bindparam, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ocs.billing.payments.allocation import settle
@@ -113,7 +114,9 @@ def finalize_credit_note(connection: Connection, credit_note_id: str, at: int) -
     return _finalize(connection, credit_notes, "credit_note", credit_note_id, at)
 
 
-def _finalize(connection: Connection, table: Table, series: str, document: str, at: int) -> str:
+def _lock_statement(table: Table) -> Select[Any]:
+    """The query that locks a document to finalise: its state, entity and account and,
+    for an invoice, whether its account has credit waiting (one statement for both)."""
     columns = table.c
     query = select(columns.state, columns.entity, columns.account)
     if table is invoices:
@@ -121,10 +124,19 @@ def _finalize(connection: Connection, table: Table, series: str, document: str, 
             payment_accounts.c.account == columns.account, payment_accounts.c.credit_minor > 0
         )
         query = query.add_columns(waiting.label("credit_waiting"))
-    query = query.where(columns.id == document)
+    return query.where(columns.id == bindparam("document")).with_for_update()
+
+
+#: Built once: a bill run finalises thousands of invoices, and building the statement
+#: took three times as long as running it (50 us against 16 us on SQLite).
+_LOCKS = {table.name: _lock_statement(table) for table in (invoices, credit_notes)}
+
+
+def _finalize(connection: Connection, table: Table, series: str, document: str, at: int) -> str:
+    columns = table.c
     # lock the document first: two finalisations of one draft queue here, and the second
     # sees it final instead of taking a number it would not use
-    row = connection.execute(query.with_for_update()).one_or_none()
+    row = connection.execute(_LOCKS[table.name], {"document": document}).one_or_none()
     if row is None:
         raise LookupError(f"no {series.replace('_', ' ')} {document!r}")
     if row.state != "draft":
