@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Row, func, insert, select, update
 
 from ocs.billing.invoices import links_of, record_event
 from ocs.billing.numbering import NotDraft, ensure_sequence, finalize_credit_note, finalize_invoice
-from ocs.billing.payments.allocation import settle
+from ocs.billing.payments.allocation import lock_account, settle
 from ocs.billing.schema import (
     credit_note_items,
     credit_notes,
@@ -80,6 +80,15 @@ def _invoice(connection: Connection, invoice_id: str, *, lock: bool = False) -> 
     return row
 
 
+def _invoice_of_paying_account(connection: Connection, invoice_id: str, now: int) -> Row[Any]:
+    """The invoice, locked after its account's payments (``payment_accounts``): the
+    order a payment takes them in (account, then the invoices it pays), so that a void
+    or credit note and a payment of one account queue instead of deadlocking."""
+    account = _invoice(connection, invoice_id).account
+    lock_account(connection, account, None, now)
+    return _invoice(connection, invoice_id, lock=True)
+
+
 def _tax_group(item: Row[Any]) -> tuple[str | None, int]:
     return item.tax_category, item.tax_rate_ppm or 0
 
@@ -119,7 +128,7 @@ def void(
     reused), and its records are released for the replacement the next bill run of the
     period makes. A draft is not voided (it has no number; a bill run remakes it), nor
     an invoice a credit note corrects (credit the rest instead)."""
-    row = _invoice(connection, invoice_id, lock=True)
+    row = _invoice_of_paying_account(connection, invoice_id, now)
     state = row.state
     if state != "final":
         raise InvalidState(f"invoice {invoice_id!r} is {state}: only a final invoice is voided")
@@ -203,7 +212,7 @@ def create_credit_note(
     credits of an invoice at one tax rate never exceed what it charged at that rate
     after its discounts (a discounted line is credited at most its discounted part). ``key`` makes it idempotent: the
     same key gives back the credit note it made."""
-    invoice = _invoice(connection, invoice_id, lock=True)
+    invoice = _invoice_of_paying_account(connection, invoice_id, now)
     state = invoice.state
     if state != "final":
         raise InvalidState(f"invoice {invoice_id!r} is {state}: only a final invoice is credited")

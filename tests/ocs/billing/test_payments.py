@@ -4,6 +4,8 @@ on SQLite and PostgreSQL (ocs.billing.payments)."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -300,6 +302,40 @@ def test_statement_adjustments_and_refunds_keep_the_box_adding_up(engine):
             20_000_000, 50_000_000, 10_000_000, -2_000_000, 8_000_000,
         )  # fmt: skip
         assert s.amount_due == -14_000_000 == -account_credit(c, "alice")
+
+
+def test_concurrent_payments_and_a_void_of_one_account_queue_and_add_up(engine):
+    """Eight payments and a void of one account at once, each its own transaction: on
+    PostgreSQL they queue on the account's row (no credit allocated twice, no deadlock
+    between the void's invoice lock and a payment's allocation to it)."""
+    with engine.begin() as c:
+        bill(c, "in_1", 50_000_000, final_at=START + 31 * DAY)
+        bill(c, "in_2", 15_000_000, month=1, final_at=START + 61 * DAY)
+    start = threading.Barrier(9)
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            start.wait()
+            with engine.begin() as c:
+                if n == 8:
+                    void(c, "in_1", reason="wrong", now=START + 70 * DAY, actor="test")
+                else:
+                    pay(c, 10_000_000, key=f"t{n}")
+        except BaseException as error:  # noqa: BLE001 (reported below)
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with engine.connect() as c:
+        balances = {b.invoice_id: b for b in invoice_balances(c, "alice")}
+        assert balances["in_1"].paid == 0  # void: all it had is credit again
+        assert balances["in_2"].paid == 15_000_000
+        assert account_credit(c, "alice") == 80_000_000 - 15_000_000
 
 
 # --------------------------------------------------------------------------- property
