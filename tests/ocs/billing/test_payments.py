@@ -354,9 +354,13 @@ OPERATIONS = st.lists(
 )
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('payments') / 'billing.db'}"
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared(request, tmp_path_factory):
+    """One database for all the examples (each its own account), on both databases."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('payments') / 'billing.db'}"
+    else:
+        url = request.getfixturevalue("postgres_server").create_schema()
     migrate(url)
     engine = open_database(url)
     yield engine
