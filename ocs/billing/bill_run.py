@@ -61,7 +61,7 @@ from ocs.billing.invoices import (
 )
 from ocs.billing.numbering import ensure_sequence, finalize_invoice
 from ocs.billing.periods import BillPeriod, PeriodError, period_ending, period_of
-from ocs.billing.resellers import Issuer, issuer_of
+from ocs.billing.resellers import Issuer, issuer_of, record_issuers, write_wholesale
 from ocs.billing.schema import bill_runs, invoice_items, invoices
 from ocs.billing.usage import BillingError, UnbillableRecord, UsageLedger
 from ocs.records.reader import RecordReader
@@ -138,6 +138,8 @@ class BillRunSummary:
     already_final: int = 0
     records: int = 0
     late_records: int = 0
+    wholesale_created: int = 0
+    wholesale_refreshed: int = 0
     totals_minor: dict[str, int] = field(default_factory=dict)
     errors: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
@@ -240,6 +242,7 @@ def run_bill_run(
         } | {operator.entity: operator}
         for issuer in issuers.values():
             ensure_sequence(connection, issuer.entity, "invoice", issuer.number_format)
+        record_issuers(connection, catalog, at)
         connection.execute(
             insert(bill_runs).values(
                 id=run_id,
@@ -296,6 +299,7 @@ def run_bill_run(
         finally:
             if options.own_process:
                 gc.unfreeze()
+        _bill_wholesale(engine, catalog, set(groups), period, day, run_id, at, options, summary)
         summary.seconds = clock() - started
         with engine.begin() as connection:
             connection.execute(
@@ -328,6 +332,61 @@ def run_bill_run(
         _mark_failed(engine, run_id, at, error)
         raise BillingDatabaseError(f"bill run {run_id} failed: {error_reason(error)}") from error
     return summary
+
+
+def _bill_wholesale(
+    engine: Engine,
+    catalog: Catalog,
+    retail_accounts: set[str],
+    month: str | None,
+    day: date | None,
+    run_id: str,
+    now: int,
+    options: BillRunOptions,
+    summary: BillRunSummary,
+) -> None:
+    """Each reseller's wholesale invoice of its period starting in ``month`` (or ending
+    on ``day``), after the retail invoices: one transaction per reseller
+    (:func:`~ocs.billing.resellers.write_wholesale`). Every shard runs it: what the
+    others finalised meanwhile is taken by the last. A reseller that cannot be billed
+    (usage without a wholesale price) is listed under its wholesale account."""
+    for reseller in catalog.resellers:
+        if month is not None:
+            wholesale_period: BillPeriod | None = period_of(
+                month, reseller.bill_cycle_day, catalog.timezone
+            )
+        else:
+            assert day is not None
+            wholesale_period = period_ending(day, reseller.bill_cycle_day, catalog.timezone)
+        if wholesale_period is None:
+            continue
+        due = (
+            options.finalize
+            if options.finalize is not None
+            else wholesale_period.end + options.grace_period <= now
+        )
+        try:
+            with engine.begin() as connection:
+                made = write_wholesale(
+                    connection, reseller, wholesale_period, catalog, entity=options.entity,
+                    bill_run_id=run_id, now=now, finalize=due, retail_accounts=retail_accounts,
+                )  # fmt: skip
+        except BillingError as error:
+            summary.errors.append((reseller.wholesale_account, str(error)))
+            continue
+        except IntegrityError:
+            continue  # another process (a shard) made it meanwhile: its run counts it
+        if made.outcome == "created":
+            summary.wholesale_created += 1
+        elif made.outcome == "refreshed":
+            summary.wholesale_refreshed += 1
+        else:
+            continue
+        if made.number is not None:
+            summary.finalized += 1
+        summary.totals_minor[catalog.currency] = (
+            summary.totals_minor.get(catalog.currency, 0) + made.total_minor
+        )
 
 
 def _mark_failed(engine: Engine, run_id: str, at: int, error: SQLAlchemyError) -> None:

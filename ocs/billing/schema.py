@@ -448,3 +448,73 @@ Index(
     invoice_deliveries.c.state,
     invoice_deliveries.c.next_attempt_at,
 )
+
+# --- resellers (0006) -------------------------------------------------------------------
+
+#: The issuers of invoices other than the operator (whose documents header comes from the
+#: ``[documents]`` settings): each reseller's billing entity with the legal name, address
+#: (lines joined by ``\n``), VAT id, support contact and logo its subscribers' documents
+#: show, as the catalog had them at the last bill run (docs/invoicing.md, "Resellers").
+#: The documents and the TMF678 representation read the issuer from here, so they need
+#: no catalog.
+billing_entities = Table(
+    "billing_entities",
+    metadata,
+    Column("entity", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("address", Text, nullable=False, server_default=""),
+    Column("vat_id", Text, nullable=False, server_default=""),
+    Column("support", Text, nullable=False, server_default=""),
+    Column("logo", Text),
+    Column("reseller", String(64)),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+#: A wholesale invoice: an ``invoices`` row of the operator's entity, addressed to the
+#: reseller's operator-side account, whose ``usage`` lines price the reseller's
+#: subscribers' billed usage at the wholesale price list. Its lines link no record (the
+#: records stay on their retail invoices' lines); this row tells it apart.
+wholesale_invoices = Table(
+    "wholesale_invoices",
+    metadata,
+    Column("invoice_id", String(64), ForeignKey("invoices.id"), primary_key=True),
+    Column("reseller", String(64), nullable=False),
+)
+Index("ix_wholesale_invoices_reseller", wholesale_invoices.c.reseller)
+
+#: The retail invoices a wholesale invoice sums: each live one on at most one wholesale
+#: invoice (the partial unique index); a voided wholesale invoice's are ``released`` by
+#: the next bill run, for its replacement.
+wholesale_sources = Table(
+    "wholesale_sources",
+    metadata,
+    Column(
+        "wholesale_invoice_id",
+        String(64),
+        ForeignKey("wholesale_invoices.invoice_id"),
+        nullable=False,
+    ),
+    Column("retail_invoice_id", String(64), ForeignKey("invoices.id"), nullable=False),
+    Column("released", Boolean, nullable=False, server_default=false()),
+    PrimaryKeyConstraint("wholesale_invoice_id", "retail_invoice_id"),
+)
+Index(
+    "uq_wholesale_sources_retail_invoice_id",
+    wholesale_sources.c.retail_invoice_id,
+    unique=True,
+    sqlite_where=text("released = 0"),
+    postgresql_where=text("NOT released"),
+)
+
+#: The wholesale price of a wholesale line: ``price_micro`` per ``per_units`` units
+#: (``amount = round(quantity * price_micro / per_units)`` to the minor unit, once), so
+#: the audit checks the amount without the catalog.
+wholesale_items = Table(
+    "wholesale_items",
+    metadata,
+    Column("item_id", BigInteger, ForeignKey("invoice_items.id"), primary_key=True),
+    Column("price_micro", BigInteger, nullable=False),
+    Column("per_units", BigInteger, nullable=False),
+    CheckConstraint("price_micro >= 0", name="price_micro"),
+    CheckConstraint("per_units >= 1", name="per_units"),
+)

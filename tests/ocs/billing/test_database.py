@@ -124,7 +124,9 @@ def test_no_float_or_numeric_column_anywhere_and_money_is_bigint(engine):
         if column.name.endswith(("_micro", "_minor"))
     }
     assert set(money) == declared  # the check saw every money column
-    assert ("invoice_items", "amount_micro") in declared and len(declared) == 24
+    assert ("invoice_items", "amount_micro") in declared and len(declared) == 25
+    # 0006: the wholesale price of a wholesale line
+    assert ("wholesale_items", "price_micro") in declared
     # 0004: payments, refunds (micro and minor), allocations and the accounts' credit
     assert {("payments", "amount_minor"), ("payment_accounts", "credit_minor")} <= declared
 

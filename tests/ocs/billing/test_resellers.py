@@ -19,8 +19,16 @@ from sqlalchemy import Engine, select
 from ocs.billing.accounts import BillingAccount
 from ocs.billing.bill_run import BillRunOptions, BillRunSummary, run_bill_run
 from ocs.billing.database import migrate, open_database
+from ocs.billing.lifecycle import void
 from ocs.billing.off_cycle import run_off_cycle
-from ocs.billing.schema import invoice_items, invoices, number_sequences
+from ocs.billing.schema import (
+    invoice_item_records,
+    invoice_items,
+    invoices,
+    number_sequences,
+    wholesale_items,
+    wholesale_sources,
+)
 from ocs.billing.usage import BillingError
 from quota_engine.catalog.model import Catalog, Reseller, WholesalePrice
 from tests.ocs.billing.factory import account, at, catalog, record, write_records
@@ -206,3 +214,213 @@ def test_an_off_cycle_invoice_of_a_subscriber_is_the_resellers(engine, tmp_path)
             engine, reseller_catalog(), [account("g", reseller="ghost")], tmp_path, "g",
             until=at("2026-11-16 00:00"),
         )  # fmt: skip
+
+
+# ---------------------------------------------------------------- the wholesale invoice
+
+
+def acceptance_inputs(directory: Path) -> list[BillingAccount]:
+    """Two retail customers of Acme and one of the operator's own, with their November
+    usage (the retail ``charged`` is what the reseller's retail tariff charged)."""
+    accounts = [
+        account("alice", reseller="acme"),
+        account("bob", reseller="acme"),
+        account("own"),
+    ]
+    day = at("2026-11-10 10:00")
+    records = [
+        # alice: 300.5 MiB at home, 50 MiB roaming in the EU, a 10-minute national call
+        record("a1;1;10", "alice", day, used=315_097_088, charged=1_500_000),
+        record("a2;1;10", "alice", day, used=50 * MIB, charged=250_000, zone="eu"),
+        record(
+            "a3;1;100",
+            "alice",
+            day,
+            service="voice",
+            used=600,
+            charged=900_000,
+            destination="national",
+        ),  # fmt: skip
+        # bob: 1,000 MiB at home, three national SMS, a 125-second national call
+        record("b1;1;10", "bob", day, used=1_000 * MIB, charged=2_000_000),
+        *(
+            record(
+                f"b{i};1;200",
+                "bob",
+                day,
+                service="sms",
+                used=1,
+                charged=90_000,
+                destination="national",
+            )  # fmt: skip
+            for i in (2, 3, 4)
+        ),
+        record(
+            "b5;1;100",
+            "bob",
+            day,
+            service="voice",
+            used=125,
+            charged=190_000,
+            destination="national",
+        ),  # fmt: skip
+        # the operator's own customer: not the reseller's
+        record("o1;1;10", "own", day, used=100 * MIB, charged=1_000_000),
+    ]
+    write_records(directory, records, accounts)
+    return accounts
+
+
+def test_acceptance_wholesale_invoice_is_the_usage_at_wholesale_prices(engine, tmp_path):
+    accounts = acceptance_inputs(tmp_path)
+    summary = bill(engine, reseller_catalog(), accounts, tmp_path)
+    assert (summary.invoices_created, summary.wholesale_created) == (3, 1)
+
+    # the retail invoices, numbered in Acme's sequence, issued by Acme
+    alice, bob, own = (invoice_of(engine, a) for a in ("alice", "bob", "own"))
+    assert (alice.entity, alice.number, bob.entity, bob.number) == (
+        "acme", "RES-000001", "acme", "RES-000002",
+    )  # fmt: skip
+    # alice: fee 20.00 + data 1.50 + EU roaming 0.25 + voice 0.90 = 22.65; VAT 19 % of
+    # 22.65 = 4.3035 -> 4.30; total 26.95
+    assert (alice.subtotal_minor, alice.tax_minor, alice.total_minor) == (
+        22_650_000, 4_300_000, 26_950_000,
+    )  # fmt: skip
+    # bob: fee 20.00 + data 2.00 + SMS 3 x 0.09 + voice 0.19 = 22.46; VAT 4.2674 -> 4.27
+    assert (bob.subtotal_minor, bob.tax_minor, bob.total_minor) == (
+        22_460_000, 4_270_000, 26_730_000,
+    )  # fmt: skip
+    # the operator's own customer keeps the operator's sequence
+    assert (own.entity, own.number, own.total_minor) == ("default", "INV-000001", 24_990_000)
+
+    # the wholesale invoice: to Acme's operator-side account, issued and numbered by the
+    # operator (after its own customer's invoice)
+    wholesale = invoice_of(engine, "acme-wholesale")
+    assert (wholesale.entity, wholesale.number, wholesale.state) == (
+        "default", "INV-000002", "final",
+    )  # fmt: skip
+    assert (wholesale.period_start, wholesale.period_end) == (
+        at("2026-11-01 00:00"), at("2026-12-01 00:00"),
+    )  # fmt: skip
+    lines = [
+        (i.kind, i.service, i.category, i.quantity, i.unit, i.amount_minor, i.tax_rate_ppm)
+        for i in items_of(engine, wholesale.id)
+    ]
+    assert lines == [
+        # EU roaming data: 50 MiB x 0.004 = 0.20
+        ("usage", "data", "roaming-eu/weekday", 50 * MIB, "octets", 200_000, 190_000),
+        # home data: 300.5 + 1,000 = 1,300.5 MiB (1,363,673,088 octets) x 0.0015
+        # = 1.95075 -> 1.95 (the "" entry prices the category "weekday")
+        ("usage", "data", "weekday", 1_363_673_088, "octets", 1_950_000, 190_000),
+        # SMS: 3 x 0.0025 = 0.0075 -> 0.01 (half away from zero)
+        ("usage", "sms", "national/weekday", 3, "events", 10_000, 190_000),
+        # voice: 600 + 125 = 725 s x 0.007 / 60 s = 0.084583 -> 0.08
+        ("usage", "voice", "national/weekday", 725, "seconds", 80_000, 190_000),
+        # VAT 19 % of 0.20 + 1.95 + 0.01 + 0.08 = 2.24: 0.4256 -> 0.43
+        ("tax", None, "standard", None, None, 430_000, 190_000),
+    ]
+    assert (wholesale.subtotal_minor, wholesale.tax_minor, wholesale.total_minor) == (
+        2_240_000, 430_000, 2_670_000,
+    )  # fmt: skip
+    with engine.connect() as connection:
+        # the subscribers' records stay on their retail lines only
+        linked = connection.execute(
+            select(invoice_item_records.c.record_id)
+            .join(invoice_items, invoice_items.c.id == invoice_item_records.c.item_id)
+            .where(invoice_items.c.invoice_id == wholesale.id)
+        ).all()
+        assert linked == []
+        sources = set(
+            connection.execute(
+                select(wholesale_sources.c.retail_invoice_id).where(
+                    wholesale_sources.c.wholesale_invoice_id == wholesale.id
+                )
+            ).scalars()
+        )
+        assert sources == {alice.id, bob.id}
+        prices = sorted(
+            (row.price_micro, row.per_units) for row in connection.execute(select(wholesale_items))
+        )
+        assert prices == [(1_500, MIB), (2_500, 1), (4_000, MIB), (7_000, 60)]
+
+    # a rerun makes nothing twice
+    before = count_invoices(engine)
+    again = bill(engine, reseller_catalog(), accounts, tmp_path)
+    assert (again.invoices_created, again.wholesale_created, again.wholesale_refreshed) == (
+        0, 0, 0,
+    )  # fmt: skip
+    assert count_invoices(engine) == before == 4
+    assert invoice_of(engine, "acme-wholesale").number == "INV-000002"
+
+
+def test_a_wholesale_draft_takes_what_is_final_and_is_refreshed_until_due(engine, tmp_path):
+    accounts = acceptance_inputs(tmp_path)
+    cat = reseller_catalog(dataclasses.replace(ACME, bill_cycle_day=15))
+    # retail drafts only: nothing final to sum, no wholesale invoice yet
+    summary = bill(engine, cat, accounts, tmp_path, finalize=False)
+    assert summary.wholesale_created == 0
+    # the retail invoices final (grace over on 2026-12-04); Acme's wholesale period
+    # 2026-11-15 to 2026-12-15 is not over: a draft of them
+    summary = bill(engine, cat, accounts, tmp_path)
+    draft = invoice_of(engine, "acme-wholesale")
+    assert (summary.wholesale_created, draft.state, draft.total_minor) == (1, "draft", 2_670_000)
+    # run again after its grace period: refreshed and finalised, the same amounts
+    summary = bill(engine, cat, accounts, tmp_path, now=at("2026-12-20 00:00"))
+    final = invoice_of(engine, "acme-wholesale")
+    assert summary.wholesale_refreshed == 1
+    assert (final.id, final.state, final.number, final.total_minor) == (
+        draft.id, "final", "INV-000002", 2_670_000,
+    )  # fmt: skip
+
+
+def test_usage_without_a_wholesale_price_is_an_error_of_that_reseller_only(engine, tmp_path):
+    accounts = acceptance_inputs(tmp_path)
+    data_only = dataclasses.replace(
+        ACME, wholesale=tuple(p for p in ACME.wholesale if p.service == "data")
+    )
+    summary = bill(engine, reseller_catalog(data_only), accounts, tmp_path, errors=True)
+    assert summary.errors == [
+        (
+            "acme-wholesale",
+            "reseller acme: its wholesale price list has no price for the usage of sms in "
+            "category 'national/weekday', voice in category 'national/weekday': no "
+            "wholesale invoice made",
+        )
+    ]
+    # every retail invoice is made; no wholesale invoice, nothing half-written
+    assert {invoice_of(engine, a).number for a in ("alice", "bob", "own")} == {
+        "RES-000001", "RES-000002", "INV-000001",
+    }  # fmt: skip
+    assert count_invoices(engine) == 3
+    with engine.connect() as connection:
+        assert connection.execute(select(wholesale_sources)).all() == []
+    # the price list completed: the next run makes it
+    summary = bill(engine, reseller_catalog(), accounts, tmp_path)
+    assert summary.wholesale_created == 1
+    assert invoice_of(engine, "acme-wholesale").total_minor == 2_670_000
+
+
+def test_a_wholesale_account_billed_as_a_retail_account_is_refused(engine, tmp_path):
+    accounts = [*acceptance_inputs(tmp_path), account("acme-wholesale")]
+    summary = bill(engine, reseller_catalog(), accounts, tmp_path, errors=True)
+    assert summary.errors == [
+        (
+            "acme-wholesale",
+            "reseller acme: its wholesale account acme-wholesale is also a postpaid account "
+            "invoiced by the bill run: give the wholesale invoices an account of their own",
+        )
+    ]
+    assert invoice_of(engine, "acme-wholesale").entity == "default"  # its retail one
+
+
+def test_a_voided_wholesale_invoice_is_replaced_from_the_same_retail_invoices(engine, tmp_path):
+    accounts = acceptance_inputs(tmp_path)
+    bill(engine, reseller_catalog(), accounts, tmp_path)
+    first = invoice_of(engine, "acme-wholesale")
+    with engine.begin() as connection:
+        void(connection, first.id, reason="wrong price list", now=NOVEMBER_DONE, actor="test")
+    summary = bill(engine, reseller_catalog(), accounts, tmp_path)
+    assert summary.wholesale_created == 1
+    replacement = invoice_of(engine, "acme-wholesale")
+    assert replacement.id != first.id
+    assert (replacement.number, replacement.total_minor) == ("INV-000003", 2_670_000)
