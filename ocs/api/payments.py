@@ -26,6 +26,7 @@ from ocs.billing.payments.allocation import (
     PaymentRefused,
     PaymentRequest,
     RefundRequest,
+    UnknownAccount,
     account_money,
     parse_amount,
     record_payment,
@@ -36,6 +37,7 @@ from ocs.billing.payments.tmf import (
     list_refunds,
     parse_instant,
     payment,
+    payment_balance,
     refund,
 )
 from ocs.billing.schema import PAYMENT_METHODS
@@ -53,6 +55,7 @@ __all__ = [
     "create_payment",
     "create_refund",
     "get_payment",
+    "get_payment_balance",
     "get_refund",
     "list_payment",
     "list_refund",
@@ -112,6 +115,30 @@ REFUND = obj(
     description="A TMF676 Refund: an account's credit given back.",
 )
 
+PAYMENT_BALANCE = obj(
+    {
+        "account": REF,
+        "amountDue": {**MONEY, "description": "what the open bills still owe"},
+        "credit": {**MONEY, "description": "over-payments kept for the next bill"},
+        "dunningState": {"type": "string", "enum": ["none", "reminder", "barred"]},
+        "openBill": array(
+            obj(
+                {
+                    "id": TEXT,
+                    "href": TEXT,
+                    "billNo": TEXT,
+                    "paymentDueDate": TEXT,
+                    "amountDue": MONEY,
+                    "remainingAmount": MONEY,
+                },
+                ("id", "billNo", "paymentDueDate", "remainingAmount"),
+            ),
+            description="final bills with something unpaid, oldest first",
+        ),
+    },
+    ("account", "amountDue", "credit", "dunningState", "openBill"),
+    description="An account's open bills, credit and dunning state (ours).",
+)
 AMOUNT_IN = obj(
     {
         "unit": {"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217"},
@@ -268,6 +295,18 @@ async def create_payment(request: web.Request) -> web.Response:
     replay, resource = await database.write(work)
     await lift_settled(api.accounts, database, [account_id], settings=database.settings, now=now)
     return _created(resource, replay)
+
+
+async def get_payment_balance(request: web.Request) -> web.Response:
+    """The account's open bills (with their due dates), its credit and dunning state."""
+    account_id = path_id(request)
+    database = billing_of(request)
+    terms = database.settings.documents_payment_terms
+    try:
+        balance = await database.read(lambda c: payment_balance(c, account_id, payment_terms=terms))
+    except UnknownAccount as exc:  # named by the path here, not a body
+        raise ApiError(404, str(exc), [("account_id", str(exc))]) from None
+    return web.json_response(balance)
 
 
 # --------------------------------------------------------------------------- refunds

@@ -14,7 +14,19 @@ from typing import Any
 
 from aiohttp import web
 
-from . import accounts, activity, balances, bills, bulk, catalog, common, openapi, payments, schema
+from . import (
+    accounts,
+    activity,
+    balances,
+    bills,
+    bulk,
+    catalog,
+    common,
+    deliveries,
+    openapi,
+    payments,
+    schema,
+)
 from .auth import ROLE_LOOKUP_KEY
 
 __all__ = ["ROUTES", "Route", "add_routes"]
@@ -268,6 +280,19 @@ ROUTES: tuple[Route, ...] = (
         response_media="text/html",
     ),
     Route(
+        "GET", "/v1/customerBill/{bill_id}/delivery", deliveries.get_bill_delivery, "viewer",
+        "How the bill reached its customer: the latest delivery (e-mail or print batch) and "
+        "every delivery of it", "bills",
+        _ok("the bill's deliveries", deliveries.BILL_DELIVERY), errors=(400, 404, 503),
+    ),
+    Route(
+        "POST", "/v1/customerBill/{bill_id}/delivery", deliveries.resend_bill, "admin",
+        "Deliver a final bill again, now, on its account's channel (its e-mail address or "
+        "the next print batch)", "bills",
+        _ok("the bill's deliveries after the attempt", deliveries.BILL_DELIVERY),
+        errors=(400, 404, 409, 503),
+    ),
+    Route(
         "POST", "/v1/customerBill/{bill_id}/finalize", bills.finalize_customer_bill, "admin",
         "Finalise a draft bill: its gap-free number is assigned; it never changes again",
         "bills",
@@ -325,6 +350,13 @@ ROUTES: tuple[Route, ...] = (
         {201: ("recorded (or the first result of this key)", payments.PAYMENT)},
         errors=(400, 404, 409, 413, 422, 503), body=payments.PAYMENT_IN,
         headers=_KEY_HEADER, response_headers={**_ACTION_HEADERS, **_CREATED},
+    ),
+    Route(
+        "GET", "/v1/accounts/{account_id}/paymentBalance", payments.get_payment_balance,
+        "viewer",
+        "What an account owes (its open bills, with their due dates), its credit and its "
+        "dunning state", "payments",
+        _ok("the balance", payments.PAYMENT_BALANCE), errors=(400, 404, 503),
     ),
     Route(
         "GET", "/v1/refund", payments.list_refund, "viewer",

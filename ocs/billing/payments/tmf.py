@@ -19,9 +19,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, func, select
 
-from ocs.billing.payments.allocation import PaymentError
+from ocs.billing.payments.allocation import (
+    PaymentError,
+    account_credit,
+    account_money,
+    invoice_balances,
+)
 from ocs.billing.representation import money, timestamp
-from ocs.billing.schema import payment_allocations, payments, refunds
+from ocs.billing.schema import invoices, payment_accounts, payment_allocations, payments, refunds
 
 __all__ = [
     "PaymentNotFound",
@@ -29,9 +34,11 @@ __all__ = [
     "list_refunds",
     "parse_instant",
     "payment",
+    "payment_balance",
     "refund",
 ]
 
+DAY = 86_400
 PAYMENT_PATH = "/v1/payment/"
 REFUND_PATH = "/v1/refund/"
 
@@ -168,3 +175,42 @@ def list_refunds(
         .offset(offset)
     ).all()
     return int(total.scalar_one()), [_refund(row) for row in rows]
+
+
+def payment_balance(connection: Connection, account: str, *, payment_terms: int) -> dict[str, Any]:
+    """What the account owes and holds: its open final bills (oldest first, with their
+    due dates), their sum ``amountDue``, its ``credit`` and its dunning state; an account
+    the billing database does not know is :class:`~.allocation.UnknownAccount`."""
+    money_of = account_money(connection, account)
+    currency, digits = money_of.currency, money_of.minor_digits
+    open_bills = [b for b in invoice_balances(connection, account) if b.state == "final"]
+    open_bills = [b for b in open_bills if b.remaining > 0]
+    c = invoices.c
+    rows = {
+        row.id: row
+        for row in connection.execute(
+            select(c.id, c.number, c.finalized_at).where(
+                c.id.in_([b.invoice_id for b in open_bills])
+            )
+        )
+    }
+    state = connection.execute(
+        select(payment_accounts.c.dunning).where(payment_accounts.c.account == account)
+    ).scalar_one_or_none()
+    return {
+        "account": _account(account),
+        "amountDue": money(sum(b.remaining for b in open_bills), currency, digits),
+        "credit": money(account_credit(connection, account), currency, digits),
+        "dunningState": state or "none",
+        "openBill": [
+            {
+                "id": b.invoice_id,
+                "href": f"/v1/customerBill/{b.invoice_id}",
+                "billNo": rows[b.invoice_id].number,
+                "paymentDueDate": timestamp(rows[b.invoice_id].finalized_at + payment_terms * DAY),
+                "amountDue": money(b.due, currency, digits),
+                "remainingAmount": money(b.remaining, currency, digits),
+            }
+            for b in open_bills
+        ],
+    }

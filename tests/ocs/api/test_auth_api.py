@@ -119,6 +119,7 @@ def seed_bills() -> dict[str, dict[str, str]]:
     return {
         "finalize_customer_bill": {"bill_id": ids[0]},
         "void_customer_bill": {"bill_id": ids[1]},
+        "get_payment_balance": {"account_id": payer},
         "": rest,
     }
 

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ocs.api.app import create_app
 from ocs.billing.database import migrate, open_database
+from ocs.billing.representation import timestamp
 from ocs.metrics import Metrics
 from ocs.payment_dunning import run_dunning
 from tests.ocs.api.conftest import SETTINGS, VIEWER_TOKEN, Http, healthy
@@ -203,3 +204,23 @@ async def test_a_payment_that_settles_what_is_overdue_lifts_a_dunning_bar(
     rest = await http.post("/v1/payment", body(value="30.00"), headers=key("p2"))
     assert rest.status == 201
     assert (await http.get("/v1/accounts/alice")).body["status"] == "active"
+
+
+async def test_payment_balance_lists_the_open_bills_the_credit_and_the_dunning_state(http):
+    balance = await http.as_(VIEWER_TOKEN).get("/v1/accounts/alice/paymentBalance")
+    assert balance.status == 200
+    assert balance.body["amountDue"] == {"unit": "EUR", "value": "50.00"}
+    assert [(b["billNo"], b["remainingAmount"]["value"]) for b in balance.body["openBill"]] == [
+        ("INV-0001", "20.00"),
+        ("INV-0002", "30.00"),
+    ]
+    # due 14 days (documents.payment_terms) after it was finalised
+    assert balance.body["openBill"][0]["paymentDueDate"] == timestamp(START + 45 * DAY)
+    assert (await http.post("/v1/payment", body(value="60.00"), headers=key("all"))).status == 201
+    after = (await http.get("/v1/accounts/alice/paymentBalance")).body
+    assert (after["amountDue"]["value"], after["credit"]["value"], after["openBill"]) == (
+        "0.00", "10.00", [],
+    )  # fmt: skip
+    assert after["dunningState"] == "none"
+    unknown = await http.get("/v1/accounts/bob/paymentBalance")  # no bill, no payment
+    assert unknown.status == 404 and "account_id" in unknown.fields()
