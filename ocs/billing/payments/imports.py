@@ -23,9 +23,10 @@ like any other), else an account the billing database knows (it has an invoice o
 payment), else its ``payer``. A matched line becomes a payment
 (:func:`~ocs.billing.payments.allocation.record_payment`, channel ``import``).
 
-**Idempotent.** A payment's id is derived from its external id: a line imported before
-is counted as ``already imported`` and records nothing, so importing the same file
-twice records nothing new.
+**Idempotent.** A line whose external id is a payment already (imported before, or
+recorded by hand or over the API with that id), of the same account and amount, is
+counted as ``already imported`` and records nothing, so importing the same file twice
+records nothing new; with another account or amount it is a ``duplicate``.
 
 **The report** lists every line that became no payment, with its line number and why:
 ``malformed`` (a missing or unreadable field, a bad date), ``malformed amount`` (not a
@@ -54,7 +55,7 @@ from ocs.billing.payments.allocation import (
     record_payment,
 )
 from ocs.billing.payments.tmf import parse_instant
-from ocs.billing.schema import invoices, payment_accounts
+from ocs.billing.schema import invoices, payment_accounts, payments
 from quota_engine.money import format_money
 
 __all__ = ["COLUMNS", "ImportReport", "Matched", "Unmatched", "import_payments", "read_csv"]
@@ -196,6 +197,18 @@ def _line(
         amount = parse_amount(row["amount"], money.minor_digits)
     except ValueError as exc:
         raise _Refused("malformed amount", str(exc)) from None
+    p = payments.c
+    earlier = connection.execute(
+        select(p.id, p.account, p.amount_minor, p.currency).where(p.external_id == external_id)
+    ).one_or_none()
+    if earlier is not None:  # imported before, or recorded by hand or over the API
+        if (earlier.account, earlier.amount_minor, earlier.currency) == (account, amount, currency):
+            return Matched(0, external_id, account, earlier.id, amount, currency), True
+        raise _Refused(
+            "duplicate",
+            f"external id {external_id!r} is payment {earlier.id} of {earlier.account!r} "
+            "already, with another amount or account",
+        )
     note = ""
     if invoice_id is not None:
         due = next(

@@ -103,9 +103,20 @@ def test_an_external_id_recorded_with_other_values_is_a_duplicate(engine):
         report = import_payments(
             c, read_csv(FILE.splitlines()[0] + "\n2026-02-10,21.00,EUR,INV-0001,,x1"), now=START
         )
-    assert [(u.kind, u.reason) for u in report.unmatched] == [
-        ("duplicate", "external id 'x1' was recorded before with other values")
-    ]
+    assert [u.kind for u in report.unmatched] == ["duplicate"]
+    assert "external id 'x1' is payment pay_" in report.unmatched[0].reason
+    assert report.unmatched[0].reason.endswith("of 'alice' already, with another amount or account")
+
+
+def test_a_line_of_a_payment_recorded_before_by_hand_is_already_imported(engine):
+    with engine.begin() as c:
+        first = pay(c, 20_000_000, key="by-hand", external_id="x2")
+        report = import_payments(
+            c, read_csv(FILE.splitlines()[0] + "\n2026-02-10,20.00,EUR,INV-0001,,x2"), now=START
+        )
+        assert [(m.line, m.payment_id) for m in report.already] == [(2, first.id)]
+        assert (report.recorded, report.unmatched) == ([], [])
+        assert c.execute(select(func.count()).select_from(payments)).scalar_one() == 2
 
 
 def test_a_file_without_the_columns_is_refused():
