@@ -49,6 +49,7 @@ from . import schema
 from .auth import TOKENS_KEY, role_of_token
 from .common import KEY_HEADER, json_body, key_and_body, path_id
 from .context import api_of, billing_of
+from .deliveries import DELIVERY
 from .errors import ApiError
 from .pagination import page, paged, window
 from .schema import BOOL, ID, INT, TEXT, array, nullable, obj
@@ -119,6 +120,7 @@ CUSTOMER_BILL = obj(
         "taxIncludedAmount": MONEY,
         "taxItem": array(TAX_ITEM),
         "appliedCustomerBillingRate": obj({"href": TEXT}),
+        "delivery": {**nullable(DELIVERY), "description": "the latest delivery; null: none yet"},
         "voidReason": nullable(TEXT),
         "cancellationDate": nullable(TEXT),
     },

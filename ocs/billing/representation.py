@@ -28,7 +28,9 @@ still unpaid of it (docs/invoicing.md, "Payments").
 
 Names that are ours, not TMF678's: ``lifecycleState``, ``position`` (a line's place on
 the invoice: what a credit note names), ``ratedRecords`` (the record ids a line sums),
-``appliesTo`` (the position of the line a discount applies to), ``voidReason``,
+``appliesTo`` (the position of the line a discount applies to), ``delivery`` (how
+and whether the bill reached its customer: :func:`~ocs.billing.delivery.status.delivery_json`;
+``sent`` or ``printed`` makes a final bill ``sent``), ``voidReason``,
 ``creditNoteItem``, ``itemisation`` (``detailed``: the documents list the records;
 ``summary``: the lines only) and ``taxExempt``, as the account wanted when billed. Every function reads in the caller's connection; an unknown id
 raises :class:`~ocs.billing.lifecycle.DocumentNotFound`.
@@ -43,6 +45,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, func, select
 
 from ocs.billing.compose import percent
+from ocs.billing.delivery.status import DeliveryStatus, delivery_json, delivery_status_of
 from ocs.billing.invoices import links_of
 from ocs.billing.lifecycle import DocumentNotFound
 from ocs.billing.payments.allocation import paid_of
@@ -195,13 +198,26 @@ def _bills(connection: Connection, rows: Sequence[Row[Any]]) -> list[dict[str, A
             )
         }
     paid = paid_of(connection, ids)
+    delivered = delivery_status_of(connection, ids)
     return [
-        _bill(row, taxes.get(row.id, []), credited.get(row.id, 0), paid.get(row.id, 0))
+        _bill(
+            row,
+            taxes.get(row.id, []),
+            credited.get(row.id, 0),
+            paid.get(row.id, 0),
+            delivered.get(row.id),
+        )
         for row in rows
     ]
 
 
-def _bill(row: Row[Any], taxes: Iterable[Row[Any]], credited: int, paid: int) -> dict[str, Any]:
+def _bill(
+    row: Row[Any],
+    taxes: Iterable[Row[Any]],
+    credited: int,
+    paid: int,
+    delivery: DeliveryStatus | None = None,
+) -> dict[str, Any]:
     currency, digits = row.currency, row.minor_digits
     due = 0 if row.state == "void" else row.total_minor - credited
     paid = 0 if row.state == "void" else paid
@@ -210,7 +226,7 @@ def _bill(row: Row[Any], taxes: Iterable[Row[Any]], credited: int, paid: int) ->
         "href": _BILL_PATH + row.id,
         "@type": "CustomerBill",
         "billNo": row.number,
-        "state": bill_state(row.state, due, paid),
+        "state": bill_state(row.state, due, paid, sent=delivery is not None and delivery.delivered),
         "lifecycleState": row.state,
         "category": "offCycle" if row.off_cycle else "normal",
         "runType": "offCycle" if row.off_cycle else "onCycle",
@@ -233,6 +249,7 @@ def _bill(row: Row[Any], taxes: Iterable[Row[Any]], credited: int, paid: int) ->
             for tax in taxes
         ],
         "appliedCustomerBillingRate": {"href": f"{_BILL_PATH}{row.id}/appliedCustomerBillingRate"},
+        "delivery": delivery_json(delivery),
     }
     if row.state == "void":
         bill["voidReason"] = row.void_reason

@@ -468,8 +468,8 @@ def resend(
     now: int,
 ) -> DeliverySummary:
     """Deliver a final invoice again (the next sequence, on its account's channel now),
-    then run the step for it. ValueError for an invoice that is not final or has a
-    delivery under way."""
+    then run the step for it. :class:`~ocs.billing.lifecycle.InvalidState` for an invoice
+    that is not final or has a delivery under way, ``DocumentNotFound`` for none."""
     with engine.connect() as connection:
         account = document_accounts(connection, invoice_id)[0]
     contacts, _, _ = accounts_of([account])

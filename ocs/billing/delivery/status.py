@@ -16,7 +16,7 @@ from sqlalchemy import Connection, func, select
 
 from ocs.billing.schema import invoice_deliveries
 
-__all__ = ["DELIVERED", "DeliveryStatus", "delivery_json", "delivery_status_of"]
+__all__ = ["DELIVERED", "DeliveryStatus", "deliveries_of", "delivery_json", "delivery_status_of"]
 
 DELIVERED = ("sent", "printed")
 
@@ -79,6 +79,15 @@ def delivery_status_of(
         )
     )
     return {row.invoice_id: _status(row) for row in rows}
+
+
+def deliveries_of(connection: Connection, invoice_id: str) -> list[DeliveryStatus]:
+    """Every delivery of ``invoice_id``, the first (sequence 0) first."""
+    d = invoice_deliveries.c
+    rows = connection.execute(
+        select(invoice_deliveries).where(d.invoice_id == invoice_id).order_by(d.sequence)
+    )
+    return [_status(row) for row in rows]
 
 
 def delivery_json(status: DeliveryStatus | None) -> dict[str, Any] | None:

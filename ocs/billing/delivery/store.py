@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 
 from ocs.billing.accounts import Contact
+from ocs.billing.lifecycle import DocumentNotFound, InvalidState
 from ocs.billing.schema import invoice_deliveries, invoices
 
 __all__ = [
@@ -156,17 +157,17 @@ def resend(connection: Connection, invoice_id: str, contact: Contact | None, now
     state = connection.execute(
         select(invoices.c.state).where(invoices.c.id == invoice_id)
     ).scalar_one_or_none()
+    if state is None:
+        raise DocumentNotFound(f"no customer bill {invoice_id!r}")
     if state != "final":
-        raise ValueError(
-            f"invoice {invoice_id!r} is {state or 'unknown'}: only final invoices are delivered"
-        )
+        raise InvalidState(f"invoice {invoice_id!r} is {state}: only final invoices are delivered")
     busy = connection.execute(
         select(_d.sequence, _d.state).where(
             _d.invoice_id == invoice_id, _d.state.in_(("pending", "sending"))
         )
     ).first()
     if busy is not None:
-        raise ValueError(
+        raise InvalidState(
             f"invoice {invoice_id!r} has a delivery {busy.state} already (sequence {busy.sequence})"
         )
     last = connection.execute(

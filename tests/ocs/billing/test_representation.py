@@ -182,6 +182,7 @@ def test_a_draft_customer_bill(engine):
         },
         "billDate": None,
         "lastUpdate": "2026-12-01T00:00:00Z",
+        "delivery": None,  # a draft is never delivered
         # 20.00 + 2.50 + 0 + 10.00 - 0.25 = 32.25; taxes 4.23 + 0.70 = 4.93
         "amountDue": {"unit": "EUR", "value": "37.18"},
         "remainingAmount": {"unit": "EUR", "value": "37.18"},

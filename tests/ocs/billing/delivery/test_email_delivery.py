@@ -16,6 +16,7 @@ from ocs.billing.delivery import store
 from ocs.billing.delivery.run import DeliveryOptions, deliver, resend
 from ocs.billing.delivery.smtp import SmtpConfig
 from ocs.billing.delivery.status import delivery_status_of
+from ocs.billing.lifecycle import DocumentNotFound, InvalidState
 from ocs.billing.schema import invoice_deliveries
 from tests.helpers import get_free_port
 from tests.ocs.billing.delivery.smtp_server import smtp_server
@@ -325,11 +326,13 @@ def test_resend_delivers_again_and_the_status_is_the_latest(billed, server):
 def test_resend_is_refused_while_a_delivery_is_under_way_or_for_a_draft(tmp_path, billed):
     deliver(billed.engine, options(), accounts_of(billed), now=NOW)  # pending: no SMTP
     invoice = billed.invoice_id("erika")
-    with pytest.raises(ValueError, match="has a delivery pending already"):
+    with pytest.raises(InvalidState, match="has a delivery pending already"):
         resend(billed.engine, options(), accounts_of(billed), invoice, now=NOW)
     draft = single(tmp_path / "draft", records=1, finalize=False)
-    with pytest.raises(ValueError, match="is draft: only final invoices"):
+    with pytest.raises(InvalidState, match="is draft: only final invoices"):
         resend(draft.engine, options(), accounts_of(draft), draft.invoice_id("erika"), now=NOW)
+    with pytest.raises(DocumentNotFound):
+        resend(draft.engine, options(), accounts_of(draft), "in_nothing", now=NOW)
 
 
 def test_retry_delay_doubles_up_to_a_day():
