@@ -50,11 +50,13 @@ from ocs.billing.invoices import links_of
 from ocs.billing.lifecycle import DocumentNotFound
 from ocs.billing.payments.allocation import paid_of
 from ocs.billing.schema import (
+    billing_entities,
     credit_note_items,
     credit_notes,
     invoice_item_records,
     invoice_items,
     invoices,
+    wholesale_invoices,
 )
 from quota_engine.money import MICRO_DIGITS
 
@@ -263,7 +265,8 @@ def customer_bill(connection: Connection, invoice_id: str) -> dict[str, Any]:
     ``amountDue`` is what the customer owes on it: the total less the credit notes
     issued on it (0 when void); ``remainingAmount`` what is unpaid of that;
     ``taxIncludedAmount`` the total as invoiced."""
-    return _bills(connection, [_invoice_row(connection, invoice_id)])[0]
+    row = _invoice_row(connection, invoice_id)
+    return _with_issuers(connection, [row], _bills(connection, [row]))[0]
 
 
 def list_bills(
@@ -293,7 +296,45 @@ def list_bills(
         .limit(limit)
         .offset(offset)
     ).all()
-    return int(total), _bills(connection, rows)
+    return int(total), _with_issuers(connection, rows, _bills(connection, rows))
+
+
+def _with_issuers(
+    connection: Connection, rows: Sequence[Row[Any]], bills: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each bill's issuer as a TMF678 ``relatedParty`` of role ``issuer``: the billing
+    entity that issued and numbered it (``id``), with the reseller's legal name and
+    id when a reseller issued it (``billing_entities``, docs/invoicing.md, "Resellers");
+    a wholesale invoice also names the reseller it bills (``wholesaleOf``, ours)."""
+    entities = {row.entity for row in rows}
+    ids = [row.id for row in rows]
+    known = {
+        entity.entity: entity
+        for entity in connection.execute(
+            select(billing_entities).where(billing_entities.c.entity.in_(entities))
+        )
+    }
+    wholesale = dict(
+        connection.execute(
+            select(wholesale_invoices.c.invoice_id, wholesale_invoices.c.reseller).where(
+                wholesale_invoices.c.invoice_id.in_(ids)
+            )
+        ).all()
+    )
+    for row, bill in zip(rows, bills, strict=True):
+        party: dict[str, Any] = {
+            "id": row.entity,
+            "role": "issuer",
+            "@referredType": "Organization",
+        }
+        entity = known.get(row.entity)
+        if entity is not None:
+            party["name"] = entity.name
+            party["reseller"] = entity.reseller
+        bill["relatedParty"] = [party]
+        if row.id in wholesale:
+            bill["wholesaleOf"] = {"reseller": wholesale[row.id]}
+    return bills
 
 
 # --------------------------------------------------------------------------- lines

@@ -27,7 +27,7 @@ from ocs.billing.accounts import Contact
 from ocs.billing.lifecycle import DocumentNotFound
 from ocs.billing.payments.statement import statement
 from ocs.billing.representation import applied_rates
-from ocs.billing.schema import credit_notes, invoice_items, invoices
+from ocs.billing.schema import billing_entities, credit_notes, invoice_items, invoices
 from ocs.records.reader import RecordReader
 
 __all__ = [
@@ -230,6 +230,27 @@ class InvoiceDocument:
         )
 
 
+def issuer_of(connection: Connection, entity: str, operator: Operator) -> Operator:
+    """Who issued an invoice of billing ``entity``: a reseller's entity as the bill run
+    recorded it from the catalog (``billing_entities``: name, address, VAT id, support,
+    logo; docs/invoicing.md, "Resellers"), else ``operator`` (the ``[documents]``
+    settings). The payment terms and the default locale stay the operator's settings."""
+    row = connection.execute(
+        select(billing_entities).where(billing_entities.c.entity == entity)
+    ).one_or_none()
+    if row is None:
+        return operator
+    return Operator(
+        name=row.name,
+        address=tuple(line for line in row.address.split("\n") if line.strip()),
+        vat_id=row.vat_id,
+        support=row.support,
+        logo=Path(row.logo) if row.logo else None,
+        payment_terms=operator.payment_terms,
+        locale=operator.locale,
+    )
+
+
 def document_accounts(connection: Connection, invoice_id: str) -> list[str]:
     """The accounts a document of ``invoice_id`` names: the invoice account, then its
     child lines (``invoice_items.child_account``) in invoice order; their contacts and
@@ -300,6 +321,7 @@ def load_document(
             [s.account for s in sections],
             (invoice.period_start - late_window, invoice.period_end),
         )
+    operator = issuer_of(connection, invoice.entity, operator)
     issued = invoice.finalized_at if invoice.finalized_at is not None else now
     return InvoiceDocument(
         id=invoice.id,

@@ -183,6 +183,8 @@ def test_a_draft_customer_bill(engine):
         "billDate": None,
         "lastUpdate": "2026-12-01T00:00:00Z",
         "delivery": None,  # a draft is never delivered
+        # the billing entity that issues and numbers it (no reseller's: no name)
+        "relatedParty": [{"id": "acme", "role": "issuer", "@referredType": "Organization"}],
         # 20.00 + 2.50 + 0 + 10.00 - 0.25 = 32.25; taxes 4.23 + 0.70 = 4.93
         "amountDue": {"unit": "EUR", "value": "37.18"},
         "remainingAmount": {"unit": "EUR", "value": "37.18"},

@@ -21,6 +21,7 @@ from ocs.billing.bill_run import BillRunOptions, BillRunSummary, run_bill_run
 from ocs.billing.database import migrate, open_database
 from ocs.billing.lifecycle import void
 from ocs.billing.off_cycle import run_off_cycle
+from ocs.billing.representation import customer_bill, list_bills
 from ocs.billing.schema import (
     invoice_item_records,
     invoice_items,
@@ -424,3 +425,29 @@ def test_a_voided_wholesale_invoice_is_replaced_from_the_same_retail_invoices(en
     replacement = invoice_of(engine, "acme-wholesale")
     assert replacement.id != first.id
     assert (replacement.number, replacement.total_minor) == ("INV-000003", 2_670_000)
+
+
+def test_the_tmf678_bill_names_its_issuer(engine, tmp_path):
+    accounts = acceptance_inputs(tmp_path)
+    bill(engine, reseller_catalog(), accounts, tmp_path)
+    ids = {a: invoice_of(engine, a).id for a in ("alice", "own", "acme-wholesale")}
+    with engine.connect() as connection:
+        retail = customer_bill(connection, ids["alice"])
+        own = customer_bill(connection, ids["own"])
+        wholesale = customer_bill(connection, ids["acme-wholesale"])
+        _, listed = list_bills(connection, account="bob")
+    acme_party = {
+        "id": "acme",
+        "role": "issuer",
+        "@referredType": "Organization",
+        "name": "Acme Mobile Ltd",
+        "reseller": "acme",
+    }
+    assert (retail["billNo"], retail["relatedParty"]) == ("RES-000001", [acme_party])
+    assert listed[0]["relatedParty"] == [acme_party]
+    operator_party = {"id": "default", "role": "issuer", "@referredType": "Organization"}
+    assert own["relatedParty"] == [operator_party] and "wholesaleOf" not in own
+    assert wholesale["relatedParty"] == [operator_party]
+    assert wholesale["wholesaleOf"] == {"reseller": "acme"}
+    assert wholesale["billingAccount"]["id"] == "acme-wholesale"
+    assert wholesale["taxIncludedAmount"] == {"unit": "EUR", "value": "2.67"}
