@@ -118,8 +118,20 @@ DOCUMENT_FLAGS = (
 )
 
 
+DELIVERY_FLAGS = (
+    *DOCUMENT_FLAGS,
+    "smtp_host",
+    "smtp_port",
+    "smtp_security",
+    "smtp_user",
+    "smtp_password_file",
+    "smtp_from",
+)
+
+
 def add_invoice_commands(commands: Any) -> None:
-    """Add ``invoice list|show|finalize|void|credit-note|pdf|html`` to the ``ocs`` subcommands."""
+    """Add ``invoice list|show|finalize|void|credit-note|pdf|html|deliver`` to the ``ocs``
+    subcommands."""
     invoice = commands.add_parser("invoice", help="show and manage invoices")
     actions = invoice.add_subparsers(dest="invoice_command", metavar="ACTION")
     listing = actions.add_parser("list", help="list invoices (newest periods first)")
@@ -158,6 +170,21 @@ def add_invoice_commands(commands: Any) -> None:
                               help="the file to write ('-': standard output)")  # fmt: skip
         add_setting_flags(document, DOCUMENT_FLAGS)
         documents.append(document)
+    deliver = actions.add_parser(
+        "deliver",
+        help="deliver the final invoices: e-mail, print batch (docs/invoicing.md, Delivery)",
+        description="Plan a delivery for each final invoice that has none, e-mail the due "
+        "ones with their PDF (smtp.*), put those of paper accounts into one print batch "
+        "(delivery.print_directory or --print-dir), and retry what failed for a while. "
+        "The contacts come from the accounts in Redis. Exit 1 when something failed.",
+    )
+    deliver.add_argument("--invoice", metavar="INVOICE",
+                         help="only this final invoice (id or number), whatever its age")  # fmt: skip
+    deliver.add_argument("--print-dir", metavar="DIR",
+                         help="write the print batch into DIR (instead of delivery.print_directory)")  # fmt: skip
+    deliver.add_argument("--resend", action="store_true",
+                         help="deliver --invoice again, though it was delivered (or failed)")  # fmt: skip
+    add_setting_flags(deliver, DELIVERY_FLAGS)
     for parser in (listing, show, final, cancel, note):
         add_setting_flags(parser, INVOICE_FLAGS)
 
@@ -166,7 +193,7 @@ def invoice_command(
     args: argparse.Namespace, env: Mapping[str, str], read_accounts: Any = None
 ) -> int:
     """Run ``ocs invoice ACTION`` (:mod:`ocs.billing.invoice_commands`); the exit code.
-    ``read_accounts``: what ``pdf`` and ``html`` read the accounts with (the composition
+    ``read_accounts``: what ``pdf``, ``html`` and ``deliver`` read the accounts with (the composition
     root's :func:`ocs.billing_source.read_document_inputs`)."""
     from ocs.billing.invoice_commands import run_invoice_command
 

@@ -1,16 +1,18 @@
-"""``ocs invoice list|show|finalize|void|credit-note|pdf|html``: invoices in the billing
-database.
+"""``ocs invoice list|show|finalize|void|credit-note|pdf|html|deliver``: invoices in the
+billing database.
 
 The work of the commands that :mod:`ocs.billing.commands` parses. Offline commands on
 ``billing.database_url`` (no Redis, no running node). An invoice is
 named by its id (``in_...``) or its number (``INV-000042``). ``show`` prints the lines
 as a billing clerk reads them (``--json``: the TMF678 document of the API); ``pdf`` and
 ``html`` write the document the customer reads (they also read the customer contact
-from Redis and the itemised records from the segment files). The lifecycle
+from Redis and the itemised records from the segment files); ``deliver`` runs the
+delivery step once (:mod:`ocs.billing.delivery.run`: e-mail, print batch). The lifecycle
 actions are :mod:`ocs.billing.lifecycle`'s, each in one transaction.
 
 Exit codes: 0 done; 1 refused (no such invoice, not in a state that allows it, a credit
-beyond the line); 2 usage or configuration errors, database unusable.
+beyond the line; ``deliver``: a delivery failed, or the SMTP server or the print
+directory could not be used); 2 usage or configuration errors, database unusable.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import Connection, Engine, or_, select
 
 from ocs.billing.accounts import Contact
-from ocs.billing.commands import DOCUMENT_FLAGS, INVOICE_FLAGS
+from ocs.billing.commands import DELIVERY_FLAGS, DOCUMENT_FLAGS, INVOICE_FLAGS
 from ocs.billing.database import BillingDatabaseError, open_database, shown_url
 from ocs.billing.lifecycle import CreditLine, LifecycleError, create_credit_note, finalize, void
 from ocs.billing.representation import applied_rates, customer_bill, decimal_text
@@ -195,6 +197,62 @@ def _document(
     return [f"invoice {document} ({number}): {args.invoice_command} written to {args.output}"]
 
 
+def _deliver(
+    engine: Engine, args: argparse.Namespace, settings: Any, read_accounts: ReadAccounts | None
+) -> tuple[int, list[str]]:
+    """``ocs invoice deliver``: the delivery step once (``--invoice``: of that invoice;
+    ``--resend``: again); exit 1 when a delivery failed or the server or the print
+    directory could not be used."""
+    from ocs.billing.delivery.run import deliver, options_of, resend
+    from ocs.billing.delivery.status import delivery_status_of
+
+    if read_accounts is None:
+        raise _Usage("delivery needs the accounts' contacts: run it as `ocs invoice`")
+    if args.resend and args.invoice is None:
+        raise _Usage("--resend needs --invoice")
+    document = None
+    if args.invoice is not None:
+        with engine.connect() as connection:
+            document = _find(connection, args.invoice)
+    options = options_of(settings, print_directory=args.print_dir)
+
+    def accounts_of(ids: list[str]) -> tuple[dict[str, Contact], dict[str, int], str]:
+        return read_accounts(settings, ids)
+
+    now = int(time.time())
+    try:
+        if args.resend:
+            assert document is not None
+            summary = resend(engine, options, accounts_of, document, now=now)
+        else:
+            ids = None if document is None else [document]
+            summary = deliver(engine, options, accounts_of, now=now, invoice_ids=ids)
+    except ValueError as error:  # the accounts could not be read
+        raise _Usage(str(error)) from None
+    lines = [
+        f"deliveries: {summary.planned} planned, {summary.sent} e-mailed, "
+        f"{summary.printed} printed, {summary.retrying} to retry, {summary.failed} failed, "
+        f"{summary.waiting} waiting, {summary.interrupted} interrupted"
+    ]
+    if summary.batch is not None:
+        lines.append(f"print batch: {summary.batch}")
+    if summary.waiting and options.smtp is None:
+        lines.append("e-mail is off: set smtp.host to send the waiting e-mails")
+    if summary.waiting and options.print_directory is None:
+        lines.append("printing is off: set delivery.print_directory (or --print-dir)")
+    if document is not None:
+        with engine.connect() as connection:
+            status = delivery_status_of(connection, [document]).get(document)
+        if status is not None:
+            lines.append(
+                f"invoice {document}: {status.channel} {status.state}"
+                + (f" to {status.recipient}" if status.recipient else "")
+                + (f": {status.last_error}" if status.last_error else "")
+            )
+    lines.extend(f"error: {error}" for error in summary.errors)
+    return (0 if summary.ok and summary.failed == 0 else 1), lines
+
+
 def _run(
     engine: Engine,
     args: argparse.Namespace,
@@ -252,12 +310,16 @@ def run_invoice_command(
     never reads Redis itself: ``ocs.billing_source.read_document_inputs``)."""
     if args.invoice_command is None:
         print("ocs invoice: an action is required "
-              "(list, show, finalize, void, credit-note, pdf, html)", file=sys.stderr)  # fmt: skip
+              "(list, show, finalize, void, credit-note, pdf, html, deliver)", file=sys.stderr)  # fmt: skip
         return 2
     command = f"ocs invoice {args.invoice_command}"
     config_file = args.config or env.get(CONFIG_ENV) or None
     try:
-        flags = DOCUMENT_FLAGS if args.invoice_command in ("pdf", "html") else INVOICE_FLAGS
+        flags: tuple[str, ...] = INVOICE_FLAGS
+        if args.invoice_command in ("pdf", "html"):
+            flags = DOCUMENT_FLAGS
+        elif args.invoice_command == "deliver":
+            flags = DELIVERY_FLAGS
         settings = load_settings(config_file, env, {name: getattr(args, name) for name in flags})
     except ConfigError as exc:
         print(f"{command}: invalid configuration:\n  " + "\n  ".join(exc.errors), file=sys.stderr)
@@ -269,6 +331,11 @@ def run_invoice_command(
         print(f"{command}: billing database {shown_url(url)}: {error}", file=sys.stderr)
         return 2
     try:
+        if args.invoice_command == "deliver":
+            code, lines = _deliver(engine, args, settings, read_accounts)
+            for line in lines:
+                print(line, file=sys.stdout if code == 0 else sys.stderr)
+            return code
         for line in _run(engine, args, settings, read_accounts):
             print(line)
         return 0
