@@ -751,7 +751,7 @@ class Settings:
         Rule("must be a non-empty string", _accept_nonempty),
         secret=True,
     )
-    smtp_password_file: str | None = setting(
+    smtp_secret_file: str | None = setting(
         None,
         "File holding the password of smtp.user (read at each connection).",
         Rule("must be a non-empty path", _accept_nonempty),
@@ -1137,10 +1137,10 @@ def _cross_check(values: Mapping[str, Any], names: Mapping[str, str]) -> list[st
         problems.append(
             f"{shown}: must differ from numbering.international_prefix (both {national!r})"
         )
-    if values["smtp_password"] is not None and values["smtp_password_file"] is not None:
-        shown = names.get("smtp_password_file", "smtp.password_file")
-        problems.append(f"{shown}: give smtp.password or smtp.password_file, not both")
-    secret = values["smtp_password"] is not None or values["smtp_password_file"] is not None
+    if values["smtp_password"] is not None and values["smtp_secret_file"] is not None:
+        shown = names.get("smtp_secret_file", "smtp.secret_file")
+        problems.append(f"{shown}: give smtp.password or smtp.secret_file, not both")
+    secret = values["smtp_password"] is not None or values["smtp_secret_file"] is not None
     if secret and values["smtp_user"] is None:
         problems.append("smtp.user: must be set when a password is given")
     cert, key = values["redis_tls_cert_file"], values["redis_tls_key_file"]

@@ -124,7 +124,7 @@ DELIVERY_FLAGS = (
     "smtp_port",
     "smtp_security",
     "smtp_user",
-    "smtp_password_file",
+    "smtp_secret_file",
     "smtp_from",
 )
 

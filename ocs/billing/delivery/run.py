@@ -85,7 +85,7 @@ def options_of(settings: Settings, *, print_directory: str | None = None) -> Del
         smtp = SmtpConfig(
             host=settings.smtp_host, port=settings.smtp_port, security=settings.smtp_security,
             user=settings.smtp_user, password=settings.smtp_password,
-            password_file=settings.smtp_password_file, sender=settings.smtp_from,
+            password_file=settings.smtp_secret_file, sender=settings.smtp_from,
             timeout=settings.smtp_timeout,
         )  # fmt: skip
     directory = print_directory or settings.delivery_print_directory

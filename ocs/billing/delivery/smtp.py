@@ -84,7 +84,7 @@ class Mailer:
             password = c.secret() if c.user is not None else None
         except OSError as error:
             raise SendFailure(
-                f"smtp.password_file {c.password_file}: {error.strerror or error}",
+                f"smtp.secret_file {c.password_file}: {error.strerror or error}",
                 temporary=True, server=True,
             ) from None  # fmt: skip
         try:

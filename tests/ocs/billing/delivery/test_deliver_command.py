@@ -126,7 +126,7 @@ def test_the_smtp_password_comes_from_the_environment_only(billed, capsys):
         assert "env-secret-1" not in out + err
     code, usage, _ = run(capsys, "invoice", "deliver", "--help")
     assert code == 0
-    assert "--smtp-password-file" in usage and "--smtp-password " not in usage  # no flag
+    assert "--smtp-secret-file" in usage and "--smtp-password" not in usage  # no flag
 
 
 @pytest.mark.parametrize(

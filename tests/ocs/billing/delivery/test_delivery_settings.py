@@ -47,8 +47,8 @@ def test_every_smtp_setting_from_the_file_and_the_password_from_the_environment(
         ({"OCS_SMTP_HOST": "not a host"}, "OCS_SMTP_HOST: must be an IP address or a host name"),
         ({"OCS_DELIVERY_MAX_ATTEMPTS": "0"}, "OCS_DELIVERY_MAX_ATTEMPTS: must be an integer"),
         ({"OCS_DELIVERY_RETRY_DELAY": "0.5"}, "OCS_DELIVERY_RETRY_DELAY: must be a number"),
-        ({"OCS_SMTP_PASSWORD": "x", "OCS_SMTP_PASSWORD_FILE": "/f", "OCS_SMTP_USER": "u"},
-         "OCS_SMTP_PASSWORD_FILE: give smtp.password or smtp.password_file, not both"),
+        ({"OCS_SMTP_PASSWORD": "x", "OCS_SMTP_SECRET_FILE": "/f", "OCS_SMTP_USER": "u"},
+         "OCS_SMTP_SECRET_FILE: give smtp.password or smtp.secret_file, not both"),
         ({"OCS_SMTP_PASSWORD": "x"}, "smtp.user: must be set when a password is given"),
     ],
 )  # fmt: skip

@@ -226,7 +226,7 @@ def test_a_refused_login_leaves_the_invoice_pending(billed):
 def test_an_unreadable_password_file_is_a_server_error(billed, server, tmp_path):
     smtp = replace(options(server).smtp, user="ocs", password_file=str(tmp_path / "none"))
     summary = deliver(billed.engine, options(smtp=smtp), accounts_of(billed), now=NOW)
-    assert summary.errors == [f"smtp.password_file {tmp_path / 'none'}: No such file or directory"]
+    assert summary.errors == [f"smtp.secret_file {tmp_path / 'none'}: No such file or directory"]
     assert rows(billed)[0].state == "pending"
 
 
