@@ -84,12 +84,17 @@ from ocs.billing.database import reading, shown_url
 from ocs.billing.invoices import in_batches, live_links_of
 from ocs.billing.numbering import format_number
 from ocs.billing.periods import BillPeriod, PeriodError, local_day, period_of
+from ocs.billing.resellers import WHOLESALE_KINDS, wholesale_quantity
 from ocs.billing.schema import (
+    billing_entities,
     credit_notes,
     invoice_item_records,
     invoice_items,
     invoices,
     number_sequences,
+    wholesale_invoices,
+    wholesale_items,
+    wholesale_sources,
 )
 from ocs.records.reader import RecordReader
 from quota_engine.money import round_ratio_to_minor_unit, round_to_minor_unit
@@ -118,6 +123,11 @@ KINDS = (
     "number_unparsable",
     "number_no_sequence",
     "segment_unreadable",
+    "wholesale_price",
+    "wholesale_amount",
+    "wholesale_quantity",
+    "wholesale_source",
+    "wholesale_unbilled",
 )
 """Every kind of discrepancy, a closed set (the metric's label values)."""
 
@@ -287,10 +297,12 @@ def audit_period(
             if expected is not None:
                 _check_invoice_accounts(connection, expected, report)
             _check_records(connection, documents, records, scope, expected, report)
+            wholesale = _wholesale_of(connection, documents)
             for document in documents.values():
                 _check_totals(document, report)
-                _check_lines(document, records, report)
+                _check_lines(document, records, report, wholesale=document.row.id in wholesale)
                 _check_taxes(document, report)
+            _check_wholesale(connection, documents, wholesale, report)
             _check_fee_overlaps(connection, documents, month.start, month.end, timezone, report)
             _check_numbers(connection, report)
     except SQLAlchemyError as exc:
@@ -633,7 +645,15 @@ def _check_totals(document: _Invoice, report: AuditReport) -> None:
             )
 
 
-def _check_lines(document: _Invoice, records: Mapping[str, _Record], report: AuditReport) -> None:
+def _check_lines(
+    document: _Invoice,
+    records: Mapping[str, _Record],
+    report: AuditReport,
+    *,
+    wholesale: bool = False,
+) -> None:
+    """The lines' rounding, and a usage line's sums of its records (a wholesale
+    invoice's lines link none: :func:`_check_wholesale`)."""
     row = document.row
     found = report.discrepancies
     for item in document.items:
@@ -648,7 +668,7 @@ def _check_lines(document: _Invoice, records: Mapping[str, _Record], report: Aud
                     line=item.position,
                 )
             )
-        if item.kind not in _USAGE_KINDS:
+        if item.kind not in _USAGE_KINDS or wholesale:
             continue
         report.rounding_micro[row.currency] = (
             report.rounding_micro.get(row.currency, 0) + item.amount_minor - item.amount_micro
@@ -675,6 +695,185 @@ def _check_lines(document: _Invoice, records: Mapping[str, _Record], report: Aud
                     f"quantity {item.quantity}, its {len(ids)} records used {quantity}",
                     invoice=row.id,
                     line=item.position,
+                )
+            )
+
+
+def _wholesale_of(connection: Connection, documents: Mapping[str, _Invoice]) -> dict[str, str]:
+    """The audited invoices that are wholesale invoices: invoice id -> reseller."""
+    found: dict[str, str] = {}
+    for batch in in_batches(list(documents)):
+        query = select(wholesale_invoices).where(wholesale_invoices.c.invoice_id.in_(batch))
+        found.update({row.invoice_id: row.reseller for row in connection.execute(query)})
+    return found
+
+
+def _check_wholesale(
+    connection: Connection,
+    documents: Mapping[str, _Invoice],
+    wholesale: Mapping[str, str],
+    report: AuditReport,
+) -> None:
+    """docs/invoicing.md, "Resellers": each live wholesale invoice's usage lines are,
+    per service, category and unit, the units of the final retail invoices it holds
+    (:func:`~ocs.billing.resellers.wholesale_quantity`, the bill run's own count:
+    ``wholesale_quantity``), each priced at its stored wholesale price and rounded
+    once (``wholesale_amount``; a line without a price is ``wholesale_price``); what
+    it holds are final invoices of its reseller's billing entity
+    (``wholesale_source``). And every final retail invoice of a reseller's entity
+    among the audited ones, with units to wholesale, is on a live wholesale invoice
+    (``wholesale_unbilled``)."""
+    found = report.discrepancies
+    entities = {
+        row.reseller: row.entity
+        for row in connection.execute(
+            select(billing_entities.c.entity, billing_entities.c.reseller).where(
+                billing_entities.c.reseller.isnot(None)
+            )
+        )
+    }
+    live = [d for d in wholesale if documents[d].row.state != "void"]
+    sources: dict[str, list[str]] = defaultdict(list)
+    for batch in in_batches(live):
+        for link in connection.execute(
+            select(wholesale_sources).where(
+                wholesale_sources.c.wholesale_invoice_id.in_(batch), ~wholesale_sources.c.released
+            )
+        ):
+            sources[link.wholesale_invoice_id].append(link.retail_invoice_id)
+    retail_ids = sorted({r for held in sources.values() for r in held})
+    retail: dict[str, Any] = {}
+    retail_lines: dict[str, list[Any]] = defaultdict(list)
+    for batch in in_batches(retail_ids):
+        retail.update(
+            {
+                row.id: row
+                for row in connection.execute(
+                    select(invoices.c.id, invoices.c.entity, invoices.c.state).where(
+                        invoices.c.id.in_(batch)
+                    )
+                )
+            }
+        )
+        items = invoice_items.c
+        for line in connection.execute(
+            select(
+                items.invoice_id,
+                items.kind,
+                items.service,
+                items.category,
+                items.unit,
+                items.quantity,
+                items.amount_micro,
+            ).where(items.invoice_id.in_(batch), items.kind.in_(WHOLESALE_KINDS))  # fmt: skip
+        ):
+            retail_lines[line.invoice_id].append(line)
+    prices: dict[int, Any] = {}
+    item_ids = [i.id for d in live for i in documents[d].items if i.kind in _USAGE_KINDS]
+    for batch in in_batches(item_ids):
+        query = select(wholesale_items).where(wholesale_items.c.item_id.in_(batch))
+        prices.update({row.item_id: row for row in connection.execute(query)})
+    for document_id in live:
+        document = documents[document_id]
+        row = document.row
+        entity = entities.get(wholesale[document_id])
+        for source in sources.get(document_id, []):
+            held = retail.get(source)
+            if held is None or held.state != "final" or held.entity != entity:
+                what = "absent" if held is None else f"{held.state}, of entity {held.entity}"
+                found.append(
+                    Discrepancy(
+                        "wholesale_source",
+                        f"holds invoice {source} ({what}): a wholesale invoice sums final "
+                        f"invoices of reseller {wholesale[document_id]}'s entity {entity}",
+                        invoice=row.id,
+                        account=row.account,
+                    )
+                )
+        owed = wholesale_quantity(
+            line for source in sources.get(document_id, []) for line in retail_lines[source]
+        )
+        lines: dict[tuple[str, str, str], Any] = {}
+        for item in document.items:
+            if item.kind not in _USAGE_KINDS:
+                continue
+            key = (item.service or "", item.category or "", item.unit or "")
+            lines[key] = item
+            price = prices.get(item.id)
+            if price is None:
+                found.append(
+                    Discrepancy(
+                        "wholesale_price",
+                        "wholesale line without its wholesale price (wholesale_items)",
+                        invoice=row.id,
+                        line=item.position,
+                        account=row.account,
+                    )
+                )
+            else:
+                amount = round_ratio_to_minor_unit(
+                    (item.quantity or 0) * price.price_micro, price.per_units, row.minor_digits
+                )
+                if item.amount_minor != amount or item.amount_micro != amount:
+                    found.append(
+                        Discrepancy(
+                            "wholesale_amount",
+                            f"amount {item.amount_minor} (micro {item.amount_micro}), its "
+                            f"quantity {item.quantity} at {price.price_micro} per "
+                            f"{price.per_units} units is {amount}",
+                            invoice=row.id,
+                            line=item.position,
+                            account=row.account,
+                        )
+                    )
+        for key in sorted(set(owed) | set(lines)):
+            item = lines.get(key)
+            billed = (item.quantity or 0) if item is not None else 0
+            if billed != owed.get(key, 0):
+                service, category, unit = key
+                found.append(
+                    Discrepancy(
+                        "wholesale_quantity",
+                        f"{service} {category or '(no category)'}: quantity {billed} {unit}, "
+                        f"the retail invoices it holds bill {owed.get(key, 0)}",
+                        invoice=row.id,
+                        line=None if item is None else item.position,
+                        account=row.account,
+                    )
+                )
+    # the audited retail invoices of resellers with units to wholesale: held?
+    reseller_entities = set(entities.values())
+    candidates = [
+        d.row.id
+        for d in documents.values()
+        if d.row.entity in reseller_entities
+        and d.row.state == "final"
+        and d.row.id not in wholesale
+        and wholesale_quantity(d.items)
+    ]
+    held_by_live: set[str] = set()
+    for batch in in_batches(candidates):
+        held_by_live.update(
+            connection.execute(
+                select(wholesale_sources.c.retail_invoice_id)
+                .join(invoices, invoices.c.id == wholesale_sources.c.wholesale_invoice_id)
+                .where(
+                    wholesale_sources.c.retail_invoice_id.in_(batch),
+                    ~wholesale_sources.c.released,
+                    invoices.c.state != "void",
+                )
+            ).scalars()
+        )
+    for candidate in candidates:
+        if candidate not in held_by_live:
+            row = documents[candidate].row
+            found.append(
+                Discrepancy(
+                    "wholesale_unbilled",
+                    f"final invoice {row.number} of reseller entity {row.entity} is on no "
+                    "live wholesale invoice: its usage is not billed to the reseller",
+                    invoice=row.id,
+                    account=row.account,
                 )
             )
 

@@ -234,12 +234,10 @@ def run_bill_run(
     summary.accounts = len(jobs)
 
     with engine.begin() as connection:
-        # every reseller's sequence exists from its first run, in its own format: a
-        # draft finalised later (``ocs invoice finalize``, the API) finds it; a reseller
-        # claiming the operator's entity (refused above) never sets its format
-        issuers = {
-            r.entity: Issuer(r.entity, r.invoice_number_format, r) for r in catalog.resellers
-        } | {operator.entity: operator}
+        # the sequence of each issuer of this run's invoices, in its format, before any
+        # is written (a draft finalised later, by ``ocs invoice finalize`` or the API,
+        # finds it); a reseller claiming the operator's entity was refused above
+        issuers = {operator.entity: operator} | {j.issuer.entity: j.issuer for j in jobs}
         for issuer in issuers.values():
             ensure_sequence(connection, issuer.entity, "invoice", issuer.number_format)
         record_issuers(connection, catalog, at)

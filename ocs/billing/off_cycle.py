@@ -105,6 +105,9 @@ def run_off_cycle(
         if key is None:
             document = free_invoice_id(connection, owner.id, period.start, off_cycle_end=until)
         number = None
+        # the issuer's sequence in its format before the draft exists: finalised later
+        # (ocs invoice finalize, the API), it finds it
+        ensure_sequence(connection, issuer.entity, "invoice", issuer.number_format)
         write_invoice(
             connection, invoice, document=document, entity=issuer.entity,
             bill_run_id=None, now=at,
@@ -114,7 +117,6 @@ def run_off_cycle(
             details={"account": owner.id, "until": until, "key": key},
         )  # fmt: skip
         if options.finalize is not False:
-            ensure_sequence(connection, issuer.entity, "invoice", issuer.number_format)
             number = finalize_invoice(connection, document, at)
             record_event(
                 connection, "invoice_finalized", at, actor=actor, invoice=document,

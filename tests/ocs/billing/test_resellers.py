@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from ocs.billing.accounts import BillingAccount
+from ocs.billing.audit import audit_period
 from ocs.billing.bill_run import BillRunOptions, BillRunSummary, run_bill_run
 from ocs.billing.database import migrate, open_database
 from ocs.billing.lifecycle import void
@@ -451,3 +452,80 @@ def test_the_tmf678_bill_names_its_issuer(engine, tmp_path):
     assert wholesale["wholesaleOf"] == {"reseller": "acme"}
     assert wholesale["billingAccount"]["id"] == "acme-wholesale"
     assert wholesale["taxIncludedAmount"] == {"unit": "EUR", "value": "2.67"}
+
+
+# ---------------------------------------------------------------- the audit
+
+
+def audit(engine: Engine, directory: Path, accounts: list[BillingAccount]) -> list[tuple]:
+    report = audit_period(
+        engine, directory, period="2026-11", timezone="Europe/Berlin",
+        late_window=62 * 86_400, accounts=accounts,
+    )  # fmt: skip
+    return [(d.kind, d.line, d.message) for d in report.discrepancies]
+
+
+def test_the_audit_of_a_period_with_a_reseller_is_clean(engine, tmp_path):
+    accounts = acceptance_inputs(tmp_path)
+    bill(engine, reseller_catalog(), accounts, tmp_path)
+    assert audit(engine, tmp_path, accounts) == []
+
+
+def test_the_audit_finds_a_wrong_wholesale_invoice(engine, tmp_path):
+    accounts = acceptance_inputs(tmp_path)
+    # Acme's wholesale period from 2026-11-15: a draft holding the final retail invoices
+    cat = reseller_catalog(dataclasses.replace(ACME, bill_cycle_day=15))
+    bill(engine, cat, accounts, tmp_path)
+    wholesale = invoice_of(engine, "acme-wholesale")
+    assert wholesale.state == "draft" and audit(engine, tmp_path, accounts) == []
+    lines = {i.service + "/" + (i.category or ""): i for i in items_of(engine, wholesale.id)
+             if i.kind == "usage"}  # fmt: skip
+    voice, sms = lines["voice/national/weekday"], lines["sms/national/weekday"]
+    with engine.begin() as connection:
+        # a voice quantity that is not the retail usage (and so not its amount either)
+        connection.execute(
+            update(invoice_items).where(invoice_items.c.id == voice.id).values(quantity=726)
+        )
+        # an SMS price that does not give the amount
+        connection.execute(
+            update(wholesale_items)
+            .where(wholesale_items.c.item_id == sms.id)
+            .values(price_micro=5_000)
+        )
+    assert audit(engine, tmp_path, accounts) == [
+        (
+            "wholesale_amount",
+            sms.position,
+            "amount 10000 (micro 10000), its quantity 3 at 5000 per 1 units is 20000",
+        ),
+        # 726 s x 0.007 / 60 = 0.0847 is still 0.08: only the quantity is wrong
+        (
+            "wholesale_quantity",
+            voice.position,
+            "voice national/weekday: quantity 726 seconds, the retail invoices it holds bill 725",
+        ),
+    ]
+
+
+def test_the_audit_finds_a_retail_invoice_on_no_wholesale_invoice(engine, tmp_path):
+    accounts = acceptance_inputs(tmp_path)
+    cat = reseller_catalog(dataclasses.replace(ACME, bill_cycle_day=15))
+    bill(engine, cat, accounts, tmp_path)
+    wholesale, bob = invoice_of(engine, "acme-wholesale"), invoice_of(engine, "bob")
+    with engine.begin() as connection:
+        connection.execute(
+            update(wholesale_sources)
+            .where(wholesale_sources.c.retail_invoice_id == bob.id)
+            .values(released=True)
+        )
+    found = audit(engine, tmp_path, accounts)
+    kinds = sorted(kind for kind, _, _ in found)
+    # bob's units are no longer held: data, SMS and voice differ, and bob is unbilled
+    assert kinds == ["wholesale_quantity"] * 3 + ["wholesale_unbilled"]
+    assert (
+        "wholesale_unbilled",
+        None,
+        "final invoice RES-000002 of reseller entity acme is on no live wholesale invoice: "
+        "its usage is not billed to the reseller",
+    ) in found
+    assert wholesale.state == "draft"
