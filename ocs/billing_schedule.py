@@ -9,7 +9,9 @@ from the node's Redis (on its event loop, 100 accounts per step, so a request wa
 a few milliseconds at most), records from ``records.directory``, invoices go to
 ``billing.database_url``. After the bill runs, one dunning step
 (:func:`ocs.payment_dunning.scheduled_dunning`): reminders, bars and lifts by the
-overdue invoices (``dunning_failed`` is logged when it fails).
+overdue invoices (``dunning_failed`` is logged when it fails); then one delivery step
+(:func:`ocs.invoice_delivery.scheduled_delivery`): the final invoices e-mailed or put
+into the print batch (``invoice_delivery_failed`` is logged when it fails).
 
 Run it on one node only (or on each with its own share: several processes share a run
 by ``ocs bill-run --shard``; the schedule runs the whole run). A failed run is logged
@@ -33,6 +35,7 @@ from ocs.billing.bill_run import BillRunSummary, run_bill_run
 from ocs.billing_runner import bill_run_options, open_billing_database, record_metrics
 from ocs.billing_source import read_billing_accounts
 from ocs.config import Settings
+from ocs.invoice_delivery import scheduled_delivery
 from ocs.logs import log_event
 from ocs.metrics import BillingMetrics
 from ocs.payment_dunning import scheduled_dunning
@@ -118,6 +121,10 @@ async def _run_daily(
             await scheduled_dunning(store, settings, now=int(clock()))
         except Exception as error:  # logged, tried again tomorrow
             log_event(logger, "dunning_failed", level=logging.ERROR, error=repr(error))
+        try:  # the invoices finalised: by e-mail or into the print batch
+            await scheduled_delivery(store, settings, now=int(clock()))
+        except Exception as error:  # logged, tried again tomorrow
+            log_event(logger, "invoice_delivery_failed", level=logging.ERROR, error=repr(error))
 
 
 @contextlib.asynccontextmanager

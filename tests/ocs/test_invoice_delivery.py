@@ -1,0 +1,105 @@
+"""The delivery step inside ocs serve: after the daily bill run, the final invoices are
+e-mailed (a real aiosmtpd) to the address the account holds in a real Redis, from the
+step's thread through the node's event loop; a failure is logged and the schedule goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+
+from ocs.billing_schedule import billing_schedule, next_run
+from ocs.config import load_settings
+from ocs.invoice_delivery import scheduled_delivery
+from ocs.metrics import BillingMetrics
+from quota_engine.accounts.model import Account
+from quota_engine.catalog import DEMO_CATALOG_PATH
+from quota_engine.catalog.parser import load_demo_catalog
+from quota_engine.documents import read_document
+from quota_engine.store import keys
+from quota_engine.store.catalogs import CatalogStore, json_ready
+from tests.ocs.billing.delivery.smtp_server import smtp_server
+from tests.ocs.billing.documents.builders import ERIKA, bill, usage
+from tests.ocs.billing.factory import account
+
+
+async def _erika(client, tmp_path: Path):
+    """Erika in Redis (e-mail), the demo catalog active, her November invoice final."""
+    catalogs = CatalogStore(client)
+    await catalogs.save(json_ready(read_document(DEMO_CATALOG_PATH)))
+    await catalogs.activate(load_demo_catalog().version)
+    stored = Account(id="erika", kind="postpaid", currency="EUR", plan="postpaid-standard",
+                     name=ERIKA.name, email=ERIKA.email, locale="de_DE")  # fmt: skip
+    await client.hset(keys.account("erika"), mapping=stored.to_hash())
+    made = bill(tmp_path, [account("erika", partition=keys.partition_of("erika"))],
+                usage("erika", 3), finalize=True)  # fmt: skip
+    made.engine.dispose()
+    return made
+
+
+def _settings(made, server, **more):
+    return load_settings(None, {}, {
+        "billing_database_url": str(made.engine.url), "records_directory": str(made.records),
+        "smtp_host": server.host, "smtp_port": str(server.port), "smtp_security": "none",
+        **more,
+    })  # fmt: skip
+
+
+async def test_the_step_mails_the_final_invoice_to_the_address_in_redis(redis_url, tmp_path):
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushall()
+    made = await _erika(client, tmp_path)
+    with smtp_server() as server:
+        summary = await scheduled_delivery(client, _settings(made, server), now=int(time.time()))
+        again = await scheduled_delivery(client, _settings(made, server), now=int(time.time()))
+        assert (summary.planned, summary.sent, again.sent) == (1, 1, 0)
+        [received] = server.sink.received
+        assert received.recipients == ["erika@example.de"]
+        assert received.message["Subject"].startswith("Invoice INV-000001 from ")
+    await client.aclose()
+
+
+async def test_the_daily_schedule_delivers_after_its_bill_run(redis_url, tmp_path, caplog):
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushall()
+    made = await _erika(client, tmp_path)
+    with smtp_server() as server:
+        settings = _settings(made, server, billing_schedule="02:00")
+        # the clock just before the next 02:00: the run is due in 0.2 s
+        clock = [next_run(time.time(), "02:00", "Europe/Berlin") - 0.2]
+        async with billing_schedule(
+            client, settings, BillingMetrics(CollectorRegistry()), clock=lambda: clock[0]
+        ) as task:
+            for _ in range(100):
+                if server.sink.received:
+                    break
+                await asyncio.sleep(0.1)
+            assert task is not None and not task.done()
+        assert [r.recipients for r in server.sink.received] == [["erika@example.de"]]
+    await client.aclose()
+
+
+async def test_a_failed_step_is_logged_and_the_schedule_goes_on(redis_url, tmp_path, caplog):
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushall()
+    made = await _erika(client, tmp_path)
+    with smtp_server() as server:
+        # a billing database that refuses every connection: the step fails altogether
+        broken = _settings(made, server, billing_schedule="02:00",
+                           billing_database_url="postgresql://nobody@127.0.0.1:1/billing")  # fmt: skip
+    clock = [next_run(time.time(), "02:00", "Europe/Berlin") - 0.2]
+    async with billing_schedule(
+        client, broken, BillingMetrics(CollectorRegistry()), clock=lambda: clock[0]
+    ) as task:
+        with caplog.at_level("ERROR", logger="ocs.billing_schedule"):
+            for _ in range(60):
+                if any("invoice_delivery_failed" in r.getMessage() for r in caplog.records):
+                    break
+                await asyncio.sleep(0.1)
+        assert any("invoice_delivery_failed" in r.getMessage() for r in caplog.records)
+        assert task is not None and not task.done()
+    assert task.done() and task.exception() is None
+    await client.aclose()
