@@ -154,6 +154,13 @@ def summary_lines(summary: BillRunSummary, catalog: Catalog) -> list[str]:
         f"{summary.drafts_refreshed} drafts refreshed, {summary.finalized} finalised, "
         f"{summary.already_final} final already",
         f"  records {summary.records} (late {summary.late_records})",
+    ]
+    if summary.wholesale_created or summary.wholesale_refreshed:
+        lines.append(
+            f"  wholesale invoices: {summary.wholesale_created} created, "
+            f"{summary.wholesale_refreshed} drafts refreshed"
+        )
+    lines += [
         f"  total {totals or '0'}",
         f"  time {summary.seconds:.1f} s",
     ]

@@ -32,6 +32,7 @@ from ocs.billing.schema import (
     wholesale_sources,
 )
 from ocs.billing.usage import BillingError
+from ocs.billing_runner import summary_lines
 from quota_engine.catalog.model import Catalog, Reseller, WholesalePrice
 from tests.ocs.billing.factory import account, at, catalog, record, write_records
 
@@ -277,6 +278,11 @@ def test_acceptance_wholesale_invoice_is_the_usage_at_wholesale_prices(engine, t
     accounts = acceptance_inputs(tmp_path)
     summary = bill(engine, reseller_catalog(), accounts, tmp_path)
     assert (summary.invoices_created, summary.wholesale_created) == (3, 1)
+    # 26.95 + 26.73 + 24.99 retail, 2.67 wholesale
+    assert summary.totals_minor == {"EUR": 81_340_000}
+    assert "  wholesale invoices: 1 created, 0 drafts refreshed" in summary_lines(
+        summary, reseller_catalog()
+    )
 
     # the retail invoices, numbered in Acme's sequence, issued by Acme
     alice, bob, own = (invoice_of(engine, a) for a in ("alice", "bob", "own"))
