@@ -32,8 +32,8 @@ records nothing new; with another account or amount it is a ``duplicate``.
 ``malformed`` (a missing or unreadable field, a bad date), ``malformed amount`` (not a
 decimal, zero or negative, more decimals than the currency has), ``unknown reference``,
 ``ambiguous reference`` (an invoice number of several billing entities), ``currency
-mismatch``, ``duplicate`` (the external id twice in the file, or recorded before with
-other values). Each line is recorded in a savepoint of its own: a refused line leaves
+mismatch``, ``duplicate`` (the external id twice in the file, or a payment of another
+account or amount already). Each line is recorded in a savepoint of its own: a refused line leaves
 nothing behind, the others are recorded.
 """
 
