@@ -332,8 +332,15 @@ def write_wholesale(
     existing: ExistingInvoice | None = cycle_invoices(connection, [account], period.start).get(
         account
     )
-    if existing is not None and existing.state != "draft":
-        return WholesaleOutcome("final", existing.id)
+    if existing is not None:
+        # lock the draft before touching its lines and sources: two runs (shards, the
+        # daily run and a manual one) refreshing it queue here, and the second sees
+        # what the first made
+        state = connection.execute(
+            select(invoices.c.state).where(invoices.c.id == existing.id).with_for_update()
+        ).scalar_one()
+        if state != "draft":
+            return WholesaleOutcome("final", existing.id)
     _release_voided(connection, reseller.id)
     if existing is not None:
         # a draft is made again from what is final now: its lines and sources first
