@@ -220,9 +220,12 @@ def run_bill_run(
     # a loop of parents: those accounts are listed and skipped, the others billed
     summary.errors.extend(e for e in loops if shard.takes(partition_of[e[0]]))
     operator = Issuer(options.entity, options.number_format)
+    # a reseller's wholesale account (an account of the store, for its contact and
+    # payments) gets its wholesale invoice, no retail one
+    wholesale_accounts = {r.wholesale_account for r in catalog.resellers}
     jobs: list[_Job] = []
     for owner in owners:
-        if owner.id not in periods:
+        if owner.id not in periods or owner.id in wholesale_accounts:
             continue
         try:
             issuer = issuer_of(groups[owner.id], catalog, operator)
@@ -297,7 +300,7 @@ def run_bill_run(
         finally:
             if options.own_process:
                 gc.unfreeze()
-        _bill_wholesale(engine, catalog, set(groups), period, day, run_id, at, options, summary)
+        _bill_wholesale(engine, catalog, period, day, run_id, at, options, summary)
         summary.seconds = clock() - started
         with engine.begin() as connection:
             connection.execute(
@@ -335,7 +338,6 @@ def run_bill_run(
 def _bill_wholesale(
     engine: Engine,
     catalog: Catalog,
-    retail_accounts: set[str],
     month: str | None,
     day: date | None,
     run_id: str,
@@ -367,7 +369,7 @@ def _bill_wholesale(
             with engine.begin() as connection:
                 made = write_wholesale(
                     connection, reseller, wholesale_period, catalog, entity=options.entity,
-                    bill_run_id=run_id, now=now, finalize=due, retail_accounts=retail_accounts,
+                    bill_run_id=run_id, now=now, finalize=due,
                 )  # fmt: skip
         except BillingError as error:
             summary.errors.append((reseller.wholesale_account, str(error)))

@@ -12,7 +12,7 @@ reseller's subscribers, or none's.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +76,12 @@ def issuer_of(members: Sequence[BillingAccount], catalog: Catalog, operator: Iss
     account on the invoice that belongs to another reseller (its invoice would carry
     another issuer's name)."""
     owner = members[0]
+    wholesale = next((r for r in catalog.resellers if r.wholesale_account == owner.id), None)
+    if wholesale is not None:
+        raise BillingError(
+            f"account {owner.id} receives reseller {wholesale.id!r}'s wholesale invoices: "
+            "it gets no retail invoice"
+        )
     for member in members[1:]:
         if member.reseller is not None and member.reseller != owner.reseller:
             whose = f"reseller {owner.reseller!r}" if owner.reseller else "the operator"
@@ -312,7 +318,6 @@ def write_wholesale(
     bill_run_id: str | None,
     now: int,
     finalize: bool,
-    retail_accounts: Collection[str] = (),
 ) -> WholesaleOutcome:
     """Make or refresh the reseller's wholesale invoice of ``period`` in
     ``connection``'s transaction, issued by the operator's ``entity``, and finalise it
@@ -320,18 +325,25 @@ def write_wholesale(
     transaction). Deterministic and repeatable: the invoice id is derived from the
     wholesale account and the period, one live cycle invoice per account and period
     (the invoices' unique index), each retail invoice on one live wholesale invoice
-    (``wholesale_sources``' unique index); a final one is never touched. Raises
-    :class:`BillingError` when it cannot be made (nothing is written then)."""
+    (``wholesale_sources``' unique index); a final one is never touched. The wholesale
+    account gets no retail invoice (:func:`issuer_of`): it may be an account of the
+    accounts store, for its contact and payments. Raises :class:`BillingError` when it
+    cannot be made (nothing is written then)."""
     account = reseller.wholesale_account
-    if account in retail_accounts:
-        raise BillingError(
-            f"reseller {reseller.id}: its wholesale account {account} is also a postpaid "
-            "account invoiced by the bill run: give the wholesale invoices an account of "
-            "their own"
-        )
     existing: ExistingInvoice | None = cycle_invoices(connection, [account], period.start).get(
         account
     )
+    if (
+        existing is not None
+        and not connection.execute(
+            select(exists().where(wholesale_invoices.c.invoice_id == existing.id))
+        ).scalar_one()
+    ):
+        raise BillingError(
+            f"reseller {reseller.id}: its wholesale account {account} has a retail invoice "
+            f"{existing.id} for the period from {period.name}: void it (the account gets "
+            "no retail invoice while it receives the wholesale invoices)"
+        )
     if existing is not None:
         # lock the draft before touching its lines and sources: two runs (shards, the
         # daily run and a manual one) refreshing it queue here, and the second sees

@@ -408,17 +408,39 @@ def test_usage_without_a_wholesale_price_is_an_error_of_that_reseller_only(engin
     assert invoice_of(engine, "acme-wholesale").total_minor == 2_670_000
 
 
-def test_a_wholesale_account_billed_as_a_retail_account_is_refused(engine, tmp_path):
+def test_the_wholesale_account_gets_its_wholesale_invoice_and_no_retail_one(engine, tmp_path):
+    # the reseller as the operator's customer: an account of the store (its contact,
+    # e-mail delivery and payments), postpaid, on the reseller's cycle day
+    wholesale_account = account("acme-wholesale")
+    accounts = [*acceptance_inputs(tmp_path), wholesale_account]
+    summary = bill(engine, reseller_catalog(), accounts, tmp_path)
+    assert (summary.accounts, summary.invoices_created, summary.wholesale_created) == (3, 3, 1)
+    only = invoice_of(engine, "acme-wholesale")  # one invoice: the wholesale one
+    assert (only.number, only.total_minor) == ("INV-000002", 2_670_000)
+    assert audit(engine, tmp_path, accounts) == []
+    # nor off-cycle
+    with pytest.raises(BillingError, match="receives reseller 'acme'.s wholesale invoices"):
+        run_off_cycle(
+            engine, reseller_catalog(), accounts, tmp_path, "acme-wholesale",
+            until=at("2026-12-05 00:00"),
+        )  # fmt: skip
+
+
+def test_a_retail_invoice_of_the_wholesale_account_is_an_error(engine, tmp_path):
     accounts = [*acceptance_inputs(tmp_path), account("acme-wholesale")]
+    # billed before it was Acme's wholesale account: a retail invoice of the period
+    bill(engine, catalog(), [account("acme-wholesale")], tmp_path)
+    retail = invoice_of(engine, "acme-wholesale")
     summary = bill(engine, reseller_catalog(), accounts, tmp_path, errors=True)
     assert summary.errors == [
         (
             "acme-wholesale",
-            "reseller acme: its wholesale account acme-wholesale is also a postpaid account "
-            "invoiced by the bill run: give the wholesale invoices an account of their own",
+            f"reseller acme: its wholesale account acme-wholesale has a retail invoice "
+            f"{retail.id} for the period from 2026-11-01: void it (the account gets no "
+            "retail invoice while it receives the wholesale invoices)",
         )
     ]
-    assert invoice_of(engine, "acme-wholesale").entity == "default"  # its retail one
+    assert invoice_of(engine, "acme-wholesale").id == retail.id  # untouched
 
 
 def test_a_voided_wholesale_invoice_is_replaced_from_the_same_retail_invoices(engine, tmp_path):
