@@ -243,7 +243,7 @@ def run_bill_run(
         issuers = {operator.entity: operator} | {j.issuer.entity: j.issuer for j in jobs}
         for issuer in issuers.values():
             ensure_sequence(connection, issuer.entity, "invoice", issuer.number_format)
-        record_issuers(connection, catalog, at)
+        record_issuers(connection, catalog, at, operator_entity=options.entity)
         connection.execute(
             insert(bill_runs).values(
                 id=run_id,

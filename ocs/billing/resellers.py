@@ -106,12 +106,18 @@ def issuer_of(members: Sequence[BillingAccount], catalog: Catalog, operator: Iss
     return Issuer(reseller.entity, reseller.invoice_number_format, reseller)
 
 
-def record_issuers(connection: Connection, catalog: Catalog, now: int) -> None:
+def record_issuers(
+    connection: Connection, catalog: Catalog, now: int, *, operator_entity: str
+) -> None:
     """Keep ``billing_entities`` as the catalog's resellers describe their entities, so
     the documents and the TMF678 representation name an invoice's issuer from the
-    database alone (an entity of no reseller any more keeps its last row)."""
+    database alone (an entity of no reseller any more keeps its last row). A reseller
+    claiming ``operator_entity`` (refused by :func:`issuer_of`) never names the
+    operator's invoices."""
     insert_ = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
     for reseller in catalog.resellers:
+        if reseller.entity == operator_entity:
+            continue
         values = {
             "name": reseller.name,
             "address": "\n".join(reseller.address),

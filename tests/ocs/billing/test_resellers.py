@@ -102,6 +102,10 @@ def invoice_of(engine: Engine, account_id: str) -> Any:
     return row
 
 
+def invoice_of_id(engine: Engine, account_id: str) -> str:
+    return str(invoice_of(engine, account_id).id)
+
+
 def items_of(engine: Engine, invoice_id: str) -> list[Any]:
     with engine.connect() as connection:
         return list(
@@ -200,6 +204,12 @@ def test_a_reseller_with_the_operators_entity_is_refused(engine, tmp_path):
         )
     ]
     assert invoice_of(engine, "own").number == "INV-000001"
+    # and its name never becomes the operator's invoices' issuer
+    own = invoice_of_id(engine, "own")
+    with engine.connect() as connection:
+        assert customer_bill(connection, own)["relatedParty"] == [
+            {"id": "default", "role": "issuer", "@referredType": "Organization"}
+        ]
 
 
 def test_an_off_cycle_invoice_of_a_subscriber_is_the_resellers(engine, tmp_path):
