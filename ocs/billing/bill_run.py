@@ -59,9 +59,15 @@ from ocs.billing.invoices import (
     write_invoice,
     write_invoices,
 )
-from ocs.billing.numbering import ensure_sequence, finalize_invoice
+from ocs.billing.numbering import finalize_invoice
 from ocs.billing.periods import BillPeriod, PeriodError, period_ending, period_of
-from ocs.billing.resellers import Issuer, issuer_of, record_issuers, write_wholesale
+from ocs.billing.resellers import (
+    Issuer,
+    ensure_issuer_sequences,
+    issuer_of,
+    record_issuers,
+    write_wholesale,
+)
 from ocs.billing.schema import bill_runs, invoice_items, invoices
 from ocs.billing.usage import BillingError, UnbillableRecord, UsageLedger
 from ocs.records.reader import RecordReader
@@ -242,7 +248,7 @@ def run_bill_run(
         # finds it); a reseller claiming the operator's entity was refused above
         issuers = {operator.entity: operator} | {j.issuer.entity: j.issuer for j in jobs}
         for issuer in issuers.values():
-            ensure_sequence(connection, issuer.entity, "invoice", issuer.number_format)
+            ensure_issuer_sequences(connection, issuer)
         record_issuers(connection, catalog, at, operator_entity=options.entity)
         connection.execute(
             insert(bill_runs).values(

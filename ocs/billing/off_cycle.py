@@ -35,9 +35,9 @@ from ocs.billing.invoices import (
     record_event,
     write_invoice,
 )
-from ocs.billing.numbering import ensure_sequence, finalize_invoice
+from ocs.billing.numbering import finalize_invoice
 from ocs.billing.periods import BillPeriod, period_holding
-from ocs.billing.resellers import Issuer, issuer_of
+from ocs.billing.resellers import Issuer, ensure_issuer_sequences, issuer_of
 from ocs.billing.schema import invoices
 from ocs.billing.usage import BillingError, UsageLedger
 from ocs.records.reader import RecordReader
@@ -107,7 +107,7 @@ def run_off_cycle(
         number = None
         # the issuer's sequence in its format before the draft exists: finalised later
         # (ocs invoice finalize, the API), it finds it
-        ensure_sequence(connection, issuer.entity, "invoice", issuer.number_format)
+        ensure_issuer_sequences(connection, issuer)
         write_invoice(
             connection, invoice, document=document, entity=issuer.entity,
             bill_run_id=None, now=at,

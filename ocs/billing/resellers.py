@@ -30,7 +30,7 @@ from ocs.billing.invoices import (
     replace_draft,
     write_invoice,
 )
-from ocs.billing.numbering import finalize_invoice
+from ocs.billing.numbering import ensure_sequence, finalize_invoice
 from ocs.billing.periods import BillPeriod
 from ocs.billing.schema import (
     billing_entities,
@@ -48,6 +48,7 @@ __all__ = [
     "WHOLESALE_KINDS",
     "Issuer",
     "WholesaleOutcome",
+    "ensure_issuer_sequences",
     "issuer_of",
     "record_issuers",
     "wholesale_quantity",
@@ -104,6 +105,19 @@ def issuer_of(members: Sequence[BillingAccount], catalog: Catalog, operator: Iss
             f"{operator.entity!r}: its invoices would be numbered in the operator's sequence"
         )
     return Issuer(reseller.entity, reseller.invoice_number_format, reseller)
+
+
+def ensure_issuer_sequences(connection: Connection, issuer: Issuer) -> None:
+    """The issuer's invoice sequence in its format, and a reseller's credit-note
+    sequence in its own format when it has one (else the first credit note makes it in
+    the operator's ``billing.credit_note_number_format``): created once, before the
+    first document needs them, so a later finalisation finds them."""
+    ensure_sequence(connection, issuer.entity, "invoice", issuer.number_format)
+    reseller = issuer.reseller
+    if reseller is not None and reseller.credit_note_number_format is not None:
+        ensure_sequence(
+            connection, issuer.entity, "credit_note", reseller.credit_note_number_format
+        )
 
 
 def record_issuers(

@@ -261,6 +261,9 @@ class Reseller:
     support: str = ""
     logo: str | None = None
     bill_cycle_day: int = 1
+    credit_note_number_format: str | None = None
+    """How its credit notes are numbered (its own ``credit_note`` sequence); None: the
+    operator's ``billing.credit_note_number_format``."""
 
     def price_for(self, service: str, category: str) -> WholesalePrice | None:
         """The wholesale price of ``service`` usage in ``category``: the entry of the

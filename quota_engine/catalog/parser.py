@@ -557,6 +557,7 @@ class _Parser(DocumentChecker):
             "logo",
             "entity",
             "invoice_number_format",
+            "credit_note_number_format",
             "wholesale_account",
             "bill_cycle_day",
             "tax_category",
@@ -592,6 +593,13 @@ class _Parser(DocumentChecker):
                 f"{path}.invoice_number_format",
                 entity or "E",
             )
+            credit_form = None
+            if item.get("credit_note_number_format") is not None:
+                credit_form = self.number_format(
+                    item["credit_note_number_format"],
+                    f"{path}.credit_note_number_format",
+                    entity or "E",
+                )
             account = self.name_id(
                 item.get("wholesale_account", MISSING), f"{path}.wholesale_account"
             )
@@ -641,6 +649,7 @@ class _Parser(DocumentChecker):
                     support=support or "",
                     logo=logo,
                     bill_cycle_day=cycle_day,
+                    credit_note_number_format=credit_form,
                 )
             )
         return result

@@ -10,6 +10,7 @@ has two decimals (10,000 micro-units a cent); VAT 19 %.
 from __future__ import annotations
 
 import dataclasses
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from ocs.billing.accounts import BillingAccount
 from ocs.billing.audit import audit_period
 from ocs.billing.bill_run import BillRunOptions, BillRunSummary, run_bill_run
 from ocs.billing.database import migrate, open_database
-from ocs.billing.lifecycle import void
+from ocs.billing.lifecycle import CreditLine, create_credit_note, void
 from ocs.billing.off_cycle import run_off_cycle
 from ocs.billing.representation import customer_bill, list_bills
 from ocs.billing.schema import (
@@ -567,3 +568,44 @@ def test_the_audit_finds_a_retail_invoice_on_no_wholesale_invoice(engine, tmp_pa
         "its usage is not billed to the reseller",
     ) in found
     assert wholesale.state == "draft"
+
+
+def test_the_daily_run_makes_the_wholesale_invoice_of_the_period_ending_that_day(engine, tmp_path):
+    accounts = acceptance_inputs(tmp_path)
+    cat = reseller_catalog()
+
+    def daily(day: date, now: int) -> BillRunSummary:
+        summary = run_bill_run(engine, cat, accounts, tmp_path, day=day, now=now)
+        assert summary.errors == []
+        return summary
+
+    # 2026-12-01, an hour after the period: retail drafts, nothing final to wholesale
+    assert daily(date(2026, 12, 1), at("2026-12-01 01:00")).wholesale_created == 0
+    # a day that ends no wholesale period of Acme's (cycle day 1): no wholesale step
+    assert daily(date(2026, 12, 2), at("2026-12-02 01:00")).wholesale_created == 0
+    # the schedule runs 2026-12-01 again on 2026-12-04, past the grace period: the
+    # retail invoices are finalised, then the wholesale invoice made and finalised
+    summary = daily(date(2026, 12, 1), at("2026-12-04 02:00"))
+    assert (summary.finalized, summary.wholesale_created) == (4, 1)
+    wholesale = invoice_of(engine, "acme-wholesale")
+    assert (wholesale.state, wholesale.number, wholesale.total_minor) == (
+        "final", "INV-000002", 2_670_000,
+    )  # fmt: skip
+
+
+def test_a_resellers_credit_notes_are_numbered_in_its_own_credit_note_sequence(engine, tmp_path):
+    accounts = acceptance_inputs(tmp_path)
+    cat = reseller_catalog(dataclasses.replace(ACME, credit_note_number_format="RES-CN-{seq:04d}"))
+    bill(engine, cat, accounts, tmp_path)
+    alice, own = invoice_of_id(engine, "alice"), invoice_of_id(engine, "own")
+    with engine.begin() as connection:
+        # the caller's format (the operator's setting) is only for a sequence not made yet
+        _, retail_note = create_credit_note(
+            connection, alice, [CreditLine(position=1, amount_micro=1_000_000)],
+            reason="goodwill", now=NOVEMBER_DONE, actor="test",
+        )  # fmt: skip
+        _, own_note = create_credit_note(
+            connection, own, [CreditLine(position=1, amount_micro=1_000_000)],
+            reason="goodwill", now=NOVEMBER_DONE, actor="test",
+        )  # fmt: skip
+    assert (retail_note, own_note) == ("RES-CN-0001", "CN-000001")

@@ -191,3 +191,13 @@ def test_the_demo_reseller():
         "data", "roaming-eu", 2_500, MIB
     )
     assert nordic.price_for("sms", "international") == WholesalePrice("sms", "", 2_000, 1)
+
+
+def test_a_resellers_own_credit_note_format():
+    data = catalog_with(reseller(credit_note_number_format="ACME-CN-{seq:05d}"))
+    assert load_catalog(data).resellers[0].credit_note_number_format == "ACME-CN-{seq:05d}"
+    assert load_catalog(catalog_with(reseller())).resellers[0].credit_note_number_format is None
+    assert problems_of(catalog_with(reseller(credit_note_number_format="CN"))) == [
+        "resellers[0].credit_note_number_format: must be a number format such as "
+        '"RES-{seq:06d}": needs {seq}'
+    ]
