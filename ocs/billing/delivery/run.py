@@ -6,7 +6,8 @@ deliver``. In one run it
 
 1. plans a delivery for each final invoice that has none (:func:`.store.plan`), on the
    channel of its account (``delivery = email`` or ``paper``);
-2. settles the deliveries an earlier run left ``sending`` (:data:`.store.LEASE`): an
+2. fails the pending deliveries of invoices voided since, and settles the deliveries an
+   earlier run left ``sending`` (:data:`.store.LEASE`): an
    e-mail is marked ``failed`` ("interrupted": the server may have accepted it before
    the process died, so it is never sent again by itself; resend it after checking the
    mail server's log for its Message-ID); a paper delivery is ``printed`` when its
@@ -438,6 +439,8 @@ def deliver(
     if candidates:
         with engine.begin() as connection:
             summary.planned = store.plan(connection, candidates, contacts, now)
+    with engine.begin() as connection:
+        summary.failed += store.cancel_void(connection, now)
     _settle_interrupted(engine, options, now, summary)
     with engine.connect() as connection:
         email = store.due(connection, "email", now, invoice_ids)

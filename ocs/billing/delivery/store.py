@@ -38,6 +38,7 @@ __all__ = [
     "MAX_RETRY_DELAY",
     "PLAN_WINDOW",
     "Claimed",
+    "cancel_void",
     "channel_problem",
     "claim",
     "due",
@@ -176,6 +177,19 @@ def resend(connection: Connection, invoice_id: str, contact: Contact | None, now
     sequence = 0 if last is None else int(last) + 1
     _insert(connection, invoice_id, sequence, contact, now)
     return sequence
+
+
+def cancel_void(connection: Connection, now: int) -> int:
+    """Fail the deliveries not yet made of invoices voided since they were planned (a
+    void invoice asks nothing of the customer); how many."""
+    void = select(invoices.c.id).where(invoices.c.state == "void")
+    result = connection.execute(
+        update(invoice_deliveries)
+        .where(_d.state == "pending", _d.invoice_id.in_(void))
+        .values(state="failed", updated_at=now,
+                last_error="the invoice was voided before it was delivered")
+    )  # fmt: skip
+    return int(result.rowcount)
 
 
 def due(

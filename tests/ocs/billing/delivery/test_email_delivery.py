@@ -16,7 +16,7 @@ from ocs.billing.delivery import store
 from ocs.billing.delivery.run import DeliveryOptions, deliver, resend
 from ocs.billing.delivery.smtp import SmtpConfig
 from ocs.billing.delivery.status import delivery_status_of
-from ocs.billing.lifecycle import DocumentNotFound, InvalidState
+from ocs.billing.lifecycle import DocumentNotFound, InvalidState, void
 from ocs.billing.schema import invoice_deliveries
 from tests.helpers import get_free_port
 from tests.ocs.billing.delivery.smtp_server import smtp_server
@@ -345,3 +345,17 @@ def test_an_unreachable_server_by_name_is_a_server_error(billed):
     summary = deliver(billed.engine, options(smtp=smtp), accounts_of(billed), now=NOW)
     assert "SMTP server smtp.invalid:25 unreachable" in summary.errors[0]
     assert rows(billed)[0].state == "pending"
+
+
+def test_an_invoice_voided_before_it_was_delivered_is_not_sent(billed, server):
+    deliver(billed.engine, options(), accounts_of(billed), now=NOW)  # planned: no SMTP yet
+    invoice = billed.invoice_id("erika")
+    with billed.engine.begin() as connection:
+        void(connection, invoice, reason="wrong plan", now=NOW, actor="test")
+    summary = deliver(billed.engine, options(server), accounts_of(billed), now=NOW + 60)
+    [row] = rows(billed)
+    assert summary.failed == 1 and summary.sent == 0 and server.sink.rcpt_commands == 0
+    assert (row.state, row.last_error) == (
+        "failed",
+        "the invoice was voided before it was delivered",
+    )
