@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import email
 import email.policy
+import ssl
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -62,13 +65,33 @@ class SmtpServer:
     sink: Sink
 
 
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost and its key, made by ``openssl``."""
+    cert, key = directory / "smtp-cert.pem", directory / "smtp-key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
 @contextmanager
-def smtp_server(*, password: str | None = None) -> Iterator[SmtpServer]:
+def smtp_server(
+    *, password: str | None = None, tls: str | None = None, cert: tuple[Path, Path] | None = None
+) -> Iterator[SmtpServer]:
     """The server for the length of the block; ``password``: it requires AUTH with
-    any user and that password (over plain TCP: a test server)."""
+    any user and that password (over plain TCP: a test server); ``tls``: ``starttls``
+    (offered, with ``cert``) or ``ssl`` (TLS from the first byte)."""
     sink = Sink()
     port = get_free_port()
-    options = {}
+    options: dict[str, object] = {}
+    if tls is not None:
+        assert cert is not None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(cert[0]), str(cert[1]))
+        options["tls_context" if tls == "starttls" else "ssl_context"] = context
     if password is not None:
 
         def authenticate(server, session, envelope, mechanism, auth_data):
@@ -77,7 +100,7 @@ def smtp_server(*, password: str | None = None) -> Iterator[SmtpServer]:
                 sink.logins.append((auth_data.login.decode(), auth_data.password.decode()))
             return AuthResult(success=ok, handled=False)
 
-        options = {"authenticator": authenticate, "auth_require_tls": False, "auth_required": True}
+        options.update(authenticator=authenticate, auth_require_tls=False, auth_required=True)
     controller = Controller(sink, hostname="127.0.0.1", port=port, **options)
     controller.start()
     try:

@@ -5,6 +5,7 @@ server's reply, an unreachable server, once and only once whatever runs twice or
 from __future__ import annotations
 
 import io
+import shutil
 from dataclasses import replace
 
 import pypdf
@@ -19,7 +20,7 @@ from ocs.billing.delivery.status import delivery_status_of
 from ocs.billing.lifecycle import DocumentNotFound, InvalidState, void
 from ocs.billing.schema import invoice_deliveries
 from tests.helpers import get_free_port
-from tests.ocs.billing.delivery.smtp_server import smtp_server
+from tests.ocs.billing.delivery.smtp_server import self_signed, smtp_server
 from tests.ocs.billing.documents.builders import (
     ERIKA,
     NOVEMBER_DONE,
@@ -359,3 +360,29 @@ def test_an_invoice_voided_before_it_was_delivered_is_not_sent(billed, server):
         "failed",
         "the invoice was voided before it was delivered",
     )
+
+
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl")
+
+
+@needs_openssl
+@pytest.mark.parametrize(("security", "tls"), [("starttls", "starttls"), ("ssl", "ssl")])
+def test_over_tls_with_a_verified_certificate(billed, tmp_path, monkeypatch, security, tls):
+    cert = self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert[0]))  # the client trusts it (system CAs)
+    with smtp_server(tls=tls, cert=cert) as server:
+        smtp = replace(options(server).smtp, security=security)
+        summary = deliver(billed.engine, options(smtp=smtp), accounts_of(billed), now=NOW)
+        assert (summary.sent, summary.errors) == (1, [])
+        assert len(server.sink.received) == 1
+
+
+@needs_openssl
+def test_a_certificate_that_is_not_trusted_sends_nothing(billed, tmp_path):
+    with smtp_server(tls="starttls", cert=self_signed(tmp_path)) as server:
+        smtp = replace(options(server).smtp, security="starttls")
+        summary = deliver(billed.engine, options(smtp=smtp), accounts_of(billed), now=NOW)
+        assert server.sink.received == []
+    [reason] = summary.errors
+    assert "CERTIFICATE_VERIFY_FAILED" in reason
+    assert rows(billed)[0].state == "pending"
