@@ -338,6 +338,59 @@ def test_concurrent_payments_and_a_void_of_one_account_queue_and_add_up(engine):
         assert account_credit(c, "alice") == 80_000_000 - 15_000_000
 
 
+def _payment_and_finalisation_at_once(engine, *, paying_first: bool) -> None:
+    """One transaction holds its lock (the payment of in_2's amount, or the finalisation
+    of in_2) while the other runs in a thread: on PostgreSQL the second waits on the
+    account's payment row, then sees what the first committed."""
+    with engine.begin() as c:
+        bill(c, "in_1", 10_000_000, final_at=START + 31 * DAY)
+        pay(c, 10_000_000, key="first")  # in_1 settled, credit 0: the row exists
+        bill(c, "in_2", 25_000_000, month=1)  # a draft
+
+    def paying(c):
+        pay(c, 25_000_000, key="during", received_at=START + 62 * DAY)
+
+    def finalising(c):
+        finalize(c, "in_2", now=START + 62 * DAY, actor="bill run")
+
+    first, second = (paying, finalising) if paying_first else (finalising, paying)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def other() -> None:
+        try:
+            with engine.begin() as c:
+                second(c)
+        except BaseException as error:  # noqa: BLE001 (reported below)
+            errors.append(error)
+        done.set()
+
+    with engine.connect() as holder:
+        transaction = holder.begin()
+        first(holder)
+        thread = threading.Thread(target=other)
+        thread.start()
+        assert not done.wait(0.5), "the second transaction did not wait for the first"
+        transaction.commit()
+    thread.join(10)
+    assert done.is_set() and errors == []
+    with engine.connect() as c:
+        balances = {b.invoice_id: b for b in invoice_balances(c, "alice")}
+        assert (balances["in_2"].paid, balances["in_2"].remaining) == (25_000_000, 0)
+        assert account_credit(c, "alice") == 0
+
+
+@pytest.mark.parametrize("paying_first", [False, True], ids=["finalising", "paying"])
+def test_a_payment_committed_while_an_invoice_is_finalised_pays_it(engine, paying_first):
+    """The finalisation locks the account's payment row before the invoice: a payment
+    during it waits and pays the invoice (final by then); a finalisation during a
+    payment waits and takes the payment's credit. Neither leaves credit beside an open
+    invoice (which dunning would bar). SQLite serialises at BEGIN IMMEDIATE."""
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite's write transactions never overlap")
+    _payment_and_finalisation_at_once(engine, paying_first=paying_first)
+
+
 # --------------------------------------------------------------------------- property
 
 
