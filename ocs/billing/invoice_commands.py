@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Engine, or_, select
 from ocs.billing.accounts import Contact
 from ocs.billing.commands import DELIVERY_FLAGS, DOCUMENT_FLAGS, INVOICE_FLAGS
 from ocs.billing.database import BillingDatabaseError, open_database, shown_url
+from ocs.billing.delivery.status import DeliveryStatus, delivery_status_of
 from ocs.billing.lifecycle import CreditLine, LifecycleError, create_credit_note, finalize, void
 from ocs.billing.representation import applied_rates, customer_bill, decimal_text
 from ocs.billing.schema import invoice_items, invoices
@@ -92,6 +93,22 @@ def _instant(at: int | None, zone: ZoneInfo) -> str:
     return datetime.fromtimestamp(at, zone).isoformat(timespec="minutes")
 
 
+def _delivery_text(status: DeliveryStatus, zone: ZoneInfo) -> str:
+    """A delivery in a few words: channel, state, to whom, when, why it failed."""
+    text = f"{status.channel} {status.state}"
+    if status.recipient:
+        text += f" to {status.recipient}"
+    if status.sent_at is not None:
+        text += f" {_instant(status.sent_at, zone)}"
+    if status.batch:
+        text += f" in batch {status.batch}"
+    text += f" (attempts {status.attempts}"
+    text += f", resend {status.sequence})" if status.sequence else ")"
+    if status.last_error:
+        text += f": {status.last_error}"
+    return text
+
+
 def _show(connection: Connection, document: str, zone: ZoneInfo) -> list[str]:
     invoice = connection.execute(select(invoices).where(invoices.c.id == document)).one()
     items = connection.execute(
@@ -109,6 +126,9 @@ def _show(connection: Connection, document: str, zone: ZoneInfo) -> list[str]:
         lines.append(f"  finalised {_instant(invoice.finalized_at, zone)}")
     if invoice.voided_at:
         lines.append(f"  voided {_instant(invoice.voided_at, zone)}: {invoice.void_reason}")
+    delivery = delivery_status_of(connection, [document]).get(document)
+    if delivery is not None:
+        lines.append(f"  delivery {_delivery_text(delivery, zone)}")
     width = max([len(i.description) for i in items] + [11])
     lines.append(
         f"  {'#':>3}  {'kind':<10}  {'description':<{width}}  {'quantity':>16}  {'amount':>12}"
@@ -204,7 +224,6 @@ def _deliver(
     ``--resend``: again); exit 1 when a delivery failed or the server or the print
     directory could not be used."""
     from ocs.billing.delivery.run import deliver, options_of, resend
-    from ocs.billing.delivery.status import delivery_status_of
 
     if read_accounts is None:
         raise _Usage("delivery needs the accounts' contacts: run it as `ocs invoice`")
@@ -244,11 +263,7 @@ def _deliver(
         with engine.connect() as connection:
             status = delivery_status_of(connection, [document]).get(document)
         if status is not None:
-            lines.append(
-                f"invoice {document}: {status.channel} {status.state}"
-                + (f" to {status.recipient}" if status.recipient else "")
-                + (f": {status.last_error}" if status.last_error else "")
-            )
+            lines.append(f"invoice {document}: {_delivery_text(status, ZoneInfo('UTC'))}")
     lines.extend(f"error: {error}" for error in summary.errors)
     return (0 if summary.ok and summary.failed == 0 else 1), lines
 

@@ -85,7 +85,11 @@ def test_deliver_mails_and_prints_then_has_nothing_left(billed, capsys, tmp_path
                            "--resend", *flags(made, redis_url, server))  # fmt: skip
         assert code == 0 and "1 e-mailed" in out
         assert f"invoice {made.invoice_id('erika')}: email sent to erika@example.de" in out
+        assert "(attempts 1, resend 1)" in out
         assert len(server.sink.received) == 2
+        code, out, _ = run(capsys, "invoice", "show", "INV-000002", *flags(made, redis_url)[:2])
+        assert code == 0 and "  delivery paper printed to Hans Meier " in out
+        assert f" in batch {batch.name} (attempts 1)" in out
 
 
 def test_without_settings_nothing_is_sent_and_it_says_why(billed, capsys):
@@ -112,7 +116,13 @@ def test_a_refused_recipient_is_exit_1_with_the_reason(billed, capsys):
         code, _, err = run(capsys, "invoice", "deliver", "--invoice", "INV-000001",
                            *flags(made, redis_url, server))  # fmt: skip
     assert code == 1 and "1 failed" in err
-    assert "email failed to erika@example.de: recipient refused: 550 5.1.1 no such user" in err
+    assert (
+        "email failed to erika@example.de (attempts 1): recipient refused: 550 5.1.1 no such user"
+        in err
+    )
+    code, out, _ = run(capsys, "invoice", "show", "INV-000001", *flags(made, redis_url)[:2])
+    assert code == 0
+    assert "  delivery email failed to erika@example.de (attempts 1): recipient refused" in out
 
 
 def test_the_smtp_password_comes_from_the_environment_only(billed, capsys):
