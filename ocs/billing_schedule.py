@@ -122,7 +122,7 @@ async def _run_daily(
         except Exception as error:  # logged, tried again tomorrow
             log_event(logger, "dunning_failed", level=logging.ERROR, error=repr(error))
         try:  # the invoices finalised: by e-mail or into the print batch
-            await scheduled_delivery(store, settings, now=int(clock()))
+            await scheduled_delivery(store, settings, now=int(clock()), metrics=metrics)
         except Exception as error:  # logged, tried again tomorrow
             log_event(logger, "invoice_delivery_failed", level=logging.ERROR, error=repr(error))
 

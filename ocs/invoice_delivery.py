@@ -13,6 +13,7 @@ deliver waits (``pending``) for that run or for ``ocs invoice deliver``.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,14 +21,18 @@ from ocs.billing.accounts import Contact
 from ocs.billing.delivery.run import DeliverySummary, deliver, options_of
 from ocs.billing_source import read_document_accounts
 from ocs.config import Settings
+from ocs.metrics import BillingMetrics
 from quota_engine.store.catalogs import CatalogStore
 
 __all__ = ["scheduled_delivery"]
 
 
-async def scheduled_delivery(store: Any, settings: Settings, *, now: int) -> DeliverySummary:
+async def scheduled_delivery(
+    store: Any, settings: Settings, *, now: int, metrics: BillingMetrics | None = None
+) -> DeliverySummary:
     """One delivery step at ``now`` (Unix s) on ``settings``' database, SMTP server and
-    print directory, the accounts from ``store`` (the node's Redis)."""
+    print directory, the accounts from ``store`` (the node's Redis); its counts go to
+    ``metrics`` (``ocs_invoice_deliveries_*`` on the node's ``/metrics``)."""
     from ocs.billing_runner import open_billing_database
 
     loop = asyncio.get_running_loop()
@@ -43,6 +48,16 @@ async def scheduled_delivery(store: Any, settings: Settings, *, now: int) -> Del
     options = options_of(settings)
     engine = await asyncio.to_thread(open_billing_database, settings.billing_database_url)
     try:
-        return await asyncio.to_thread(deliver, engine, options, accounts_of, now=now)
+        summary = await asyncio.to_thread(deliver, engine, options, accounts_of, now=now)
     finally:
         engine.dispose()
+    if metrics is not None:
+        metrics.delivery(
+            outcomes={
+                "sent": summary.sent, "printed": summary.printed,
+                "retrying": summary.retrying, "failed": summary.failed,
+                "interrupted": summary.interrupted,
+            },
+            waiting=summary.waiting, ended_at=time.time(), ok=summary.ok,
+        )  # fmt: skip
+    return summary

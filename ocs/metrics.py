@@ -65,6 +65,8 @@ def package_version() -> str:
 BILL_RUN_OUTCOMES = ("created", "refreshed", "finalized", "failed")
 #: Invoice states, the label values of ``ocs_invoices``.
 INVOICE_STATES = ("draft", "final", "void")
+#: What a delivery step did with an invoice's delivery (ocs.billing.delivery.run).
+DELIVERY_OUTCOMES = ("sent", "printed", "retrying", "failed", "interrupted")
 
 
 class BillingMetrics:
@@ -102,10 +104,31 @@ class BillingMetrics:
             ["state"],
             registry=registry,
         )
+        self.deliveries = Counter(
+            "ocs_invoice_deliveries_total",
+            "Invoice deliveries by what the delivery step did: sent (e-mail accepted),"
+            " printed (in a print batch), retrying (a temporary failure), failed,"
+            " interrupted (left sending by a crash).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.deliveries_waiting = Gauge(
+            "ocs_invoice_deliveries_waiting",
+            "Deliveries due that the last delivery step did not attempt (no SMTP server or"
+            " print directory configured, or the SMTP server failed).",
+            registry=registry,
+        )
+        self.delivery_last_success = Gauge(
+            "ocs_invoice_delivery_last_success_timestamp_seconds",
+            "Unix time the last delivery step without an SMTP or print directory error ended.",
+            registry=registry,
+        )
         for outcome in BILL_RUN_OUTCOMES:
             self.bill_run_invoices.labels(outcome)
         for state in INVOICE_STATES:
             self.invoices.labels(state)
+        for outcome in DELIVERY_OUTCOMES:
+            self.deliveries.labels(outcome)
 
     def bill_run(
         self,
@@ -126,6 +149,17 @@ class BillingMetrics:
         self.bill_run_records.inc(records)
         for state in INVOICE_STATES:
             self.invoices.labels(state).set(states.get(state, 0))
+
+    def delivery(
+        self, *, outcomes: dict[str, int], waiting: int, ended_at: float, ok: bool
+    ) -> None:
+        """One delivery step's counts (:class:`ocs.billing.delivery.run.DeliverySummary`)."""
+        for outcome, count in outcomes.items():
+            if outcome in DELIVERY_OUTCOMES and count:
+                self.deliveries.labels(outcome).inc(count)
+        self.deliveries_waiting.set(waiting)
+        if ok:
+            self.delivery_last_success.set(ended_at)
 
 
 class Metrics:

@@ -52,10 +52,16 @@ async def test_the_step_mails_the_final_invoice_to_the_address_in_redis(redis_ur
     client = aioredis.Redis.from_url(redis_url)
     await client.flushall()
     made = await _erika(client, tmp_path)
+    metrics = BillingMetrics(CollectorRegistry())
     with smtp_server() as server:
-        summary = await scheduled_delivery(client, _settings(made, server), now=int(time.time()))
-        again = await scheduled_delivery(client, _settings(made, server), now=int(time.time()))
+        settings = _settings(made, server)
+        summary = await scheduled_delivery(client, settings, now=int(time.time()), metrics=metrics)
+        again = await scheduled_delivery(client, settings, now=int(time.time()), metrics=metrics)
         assert (summary.planned, summary.sent, again.sent) == (1, 1, 0)
+        assert metrics.deliveries.labels("sent")._value.get() == 1
+        assert metrics.deliveries.labels("failed")._value.get() == 0
+        assert metrics.deliveries_waiting._value.get() == 0
+        assert metrics.delivery_last_success._value.get() > 0
         [received] = server.sink.received
         assert received.recipients == ["erika@example.de"]
         assert received.message["Subject"].startswith("Invoice INV-000001 from ")
@@ -102,4 +108,19 @@ async def test_a_failed_step_is_logged_and_the_schedule_goes_on(redis_url, tmp_p
         assert any("invoice_delivery_failed" in r.getMessage() for r in caplog.records)
         assert task is not None and not task.done()
     assert task.done() and task.exception() is None
+    await client.aclose()
+
+
+async def test_the_metrics_count_what_waits_and_an_smtp_error(redis_url, tmp_path):
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushall()
+    made = await _erika(client, tmp_path)
+    metrics = BillingMetrics(CollectorRegistry())
+    with smtp_server() as server:
+        settings = _settings(made, server)
+    # the server is gone: a temporary failure, an SMTP error, no success time
+    summary = await scheduled_delivery(client, settings, now=int(time.time()), metrics=metrics)
+    assert summary.retrying == 1 and summary.errors
+    assert metrics.deliveries.labels("retrying")._value.get() == 1
+    assert metrics.delivery_last_success._value.get() == 0
     await client.aclose()
