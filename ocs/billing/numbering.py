@@ -110,7 +110,8 @@ def finalize_invoice(connection: Connection, invoice_id: str, at: int) -> str:
     invoice is being finalised either comes first (the finalisation waits for it and
     sees its credit) or waits for the finalisation (and pays the invoice, final by
     then); it never lands in credit beside an open invoice. An account without a
-    payment row costs one primary-key look-up that finds nothing."""
+    payment row costs one primary-key look-up that finds nothing. An invoice of a
+    negative total is credit (:func:`~ocs.billing.payments.allocation.settle`)."""
     return _finalize(connection, invoices, "invoice", invoice_id, at)
 
 
@@ -120,9 +121,10 @@ def finalize_credit_note(connection: Connection, credit_note_id: str, at: int) -
 
 
 def _lock_statement(table: Table) -> Select[Any]:
-    """The query that locks a document to finalise: its state, entity and account."""
+    """The query that locks a document to finalise: its state, entity, account and
+    total."""
     columns = table.c
-    query = select(columns.state, columns.entity, columns.account)
+    query = select(columns.state, columns.entity, columns.account, columns.total_minor)
     return query.where(columns.id == bindparam("document")).with_for_update()
 
 
@@ -163,6 +165,6 @@ def _finalize(connection: Connection, table: Table, series: str, document: str, 
         .where(columns.id == document, columns.state == "draft")
         .values(state="final", number=number, finalized_at=at)
     )
-    if credit:
+    if credit or (table is invoices and row.total_minor < 0):  # a negative one is credit
         settle(connection, row.account, at)
     return number

@@ -5,11 +5,13 @@ Money an account pays is allocated to its open final invoices, **oldest first** 
 in ``payment_accounts.credit_minor`` and put on the next invoice when it is finalised
 (:func:`settle`, called by :func:`ocs.billing.numbering.finalize_invoice`). Voiding an
 invoice, or a credit note that leaves it owing less than was allocated to it, releases
-the allocations (newest first) back to credit. For every account, always::
+the allocations (newest first) back to credit. A final invoice that owes less than 0
+(a goodwill adjustment above the month's charges) is credit too, as the statement counts
+it; voiding it takes that credit back. For every account, always::
 
-    Σ live allocations + credit = Σ payments - Σ refunds
+    Σ live allocations + credit = Σ payments - Σ refunds + Σ |negative final invoices|
 
-and no invoice is allocated more than it owes (``total - final credit notes``), so its
+(a negative invoice's amount owed is its total less its final credit notes) and no invoice is allocated more than it owes (``total - final credit notes``), so its
 remaining amount is never negative. All amounts are integers: micro-units that are
 whole minor units of the account's currency.
 
@@ -49,6 +51,7 @@ from quota_engine.money import format_money
 
 __all__ = [
     "AccountMoney",
+    "CreditSpent",
     "IdempotencyConflict",
     "InvoiceBalance",
     "PaymentError",
@@ -296,18 +299,41 @@ class Settlement:
     credit: int = 0
 
 
+class CreditSpent(PaymentError):
+    """Voiding (or crediting) an invoice would take back credit that is gone: the
+    credit a negative invoice gave was refunded already (409)."""
+
+    status = 409
+
+
+def _negative(balances: Sequence[InvoiceBalance]) -> int:
+    """The credit the account's negative final invoices give (their owed amount below
+    0: a goodwill adjustment or refunds above the month's charges; a void one gives
+    nothing, so voiding it takes its credit back)."""
+    return sum(-balance.due for balance in balances if balance.state == "final" and balance.due < 0)
+
+
 def settle(
     connection: Connection, account: str, now: int, *, payment_id: str | None = None
 ) -> Settlement:
     """Bring the account's allocations in line with its invoices: release what void
     invoices (or credit notes) no longer owe, then allocate the credit to the open final
     invoices oldest first. ``payment_id`` names the payment being allocated (None:
-    carried credit). Nothing to do for an account that never paid."""
+    carried credit). Nothing to do for an account that never paid and has no negative
+    final invoice.
+
+    The credit is ``Σ payments - Σ refunds + Σ |negative final invoices| - Σ live
+    allocations``. When a void takes a negative invoice's credit back after it was
+    allocated, the newest invoices' allocations are released to make it up (they are
+    open again); when it was refunded, :class:`CreditSpent`, and the caller's
+    transaction (the void) is rolled back."""
     row = lock_account(connection, account, None, now)
-    if row is None:
-        return Settlement()
-    a = payment_allocations.c
     balances = invoice_balances(connection, account)
+    if row is None:
+        if not _negative(balances):
+            return Settlement()
+        lock_account(connection, account, account_money(connection, account), now)
+    a = payment_allocations.c
     released = 0
     for balance in balances:
         keep = max(balance.due, 0)
@@ -322,11 +348,27 @@ def settle(
     live = select(func.coalesce(func.sum(a.amount_minor), 0)).where(
         a.account == account, a.released_at.is_(None)
     )
-    credit = int(
+    credit = _negative(balances) + int(
         connection.execute(
             select(received.scalar_subquery() - returned.scalar_subquery() - live.scalar_subquery())
         ).scalar_one()
     )
+    if credit < 0:  # a negative invoice voided: its credit back from the newest invoices
+        if released:
+            balances = invoice_balances(connection, account)
+        for balance in reversed(balances):
+            if credit >= 0:
+                break
+            if balance.paid > 0:
+                amount = min(balance.paid, -credit)
+                released += _release(connection, balance.invoice_id, amount, now)
+                credit += amount
+        if credit < 0:
+            raise CreditSpent(
+                f"account {account!r} would owe {-credit} micro-units of credit it was "
+                "refunded: the credit of the negative invoice was paid out already",
+                field="account.id",
+            )
     made = []
     if released:
         balances = invoice_balances(connection, account)

@@ -18,6 +18,7 @@ from ocs.billing.lifecycle import CreditLine, create_credit_note, finalize, void
 from ocs.billing.numbering import ensure_sequence
 from ocs.billing.payments.allocation import (
     AccountMoney,
+    CreditSpent,
     IdempotencyConflict,
     PaymentRefused,
     PaymentRequest,
@@ -29,6 +30,7 @@ from ocs.billing.payments.allocation import (
     record_payment,
     refund_credit,
 )
+from ocs.billing.payments.dunning import DunningTerms, overdue_invoices
 from ocs.billing.payments.statement import statement
 from ocs.billing.representation import customer_bill
 from ocs.billing.schema import payment_allocations, payments, refunds
@@ -55,6 +57,21 @@ def bill(
     30-day period, finalised at ``final_at`` (None: left a draft)."""
     start = START + month * 30 * DAY
     line = InvoiceLine("usage", "Data", amount, amount, service="data", records=(document,))
+    composed = ComposedInvoice(account, "EUR", 2, start, start + 30 * DAY, (line,))
+    write_invoice(
+        connection, composed, document=document, entity="acme", bill_run_id=None, now=start
+    )
+    ensure_sequence(connection, "acme", "invoice", "INV-{seq:04d}")
+    if final_at is not None:
+        finalize(connection, document, now=final_at, actor="test")
+
+
+def goodwill(connection, document: str, amount: int, *, account: str = "alice", month: int = 0,
+             final_at: int | None = None) -> None:  # fmt: skip
+    """:func:`bill` of one goodwill adjustment of ``-amount`` micro-units: an invoice of a
+    negative total."""
+    start = START + month * 30 * DAY
+    line = InvoiceLine("one_off", "Goodwill credit", -amount, -amount, records=(document,))
     composed = ComposedInvoice(account, "EUR", 2, start, start + 30 * DAY, (line,))
     write_invoice(
         connection, composed, document=document, entity="acme", bill_run_id=None, now=start
@@ -148,6 +165,54 @@ def test_an_account_without_credit_is_not_touched_by_finalisation(engine):
         assert state(c, "in_2") == ("validated", "25.00", "25.00")
         bill(c, "in_bob", 1_000_000, account="bob", final_at=START + 31 * DAY)
         assert state(c, "in_bob") == ("validated", "1.00", "1.00")
+
+
+def test_a_negative_invoice_is_credit_the_next_invoice_takes(engine):
+    """A goodwill credit above the month's charges: the final invoice owes -5.00, which
+    is the account's credit (the account never paid: its payment row is made). The next
+    invoice takes it when finalised, so paying the statement's amount due settles it and
+    nothing is overdue."""
+    with engine.begin() as c:
+        goodwill(c, "in_neg", 5_000_000, final_at=START + 31 * DAY)
+        assert account_credit(c, "alice") == 5_000_000
+        bill(c, "in_2", 20_000_000, month=1, final_at=START + 61 * DAY)
+        assert account_credit(c, "alice") == 0
+        due = statement(c, "alice", "in_2").amount_due
+        assert due == 15_000_000
+        pay(c, due, key="as-asked", received_at=START + 65 * DAY)
+        balances = {b.invoice_id: b for b in invoice_balances(c, "alice")}
+        assert (balances["in_2"].paid, balances["in_2"].remaining) == (20_000_000, 0)
+        assert (balances["in_neg"].due, balances["in_neg"].remaining) == (-5_000_000, 0)
+        assert overdue_invoices(c, START + 200 * DAY, DunningTerms()) == {}
+        assert account_credit(c, "alice") == 0
+
+
+def test_voiding_a_negative_invoice_takes_its_credit_back(engine):
+    """Its credit paid a later invoice: the void releases that much of the newest
+    invoice's allocations (it is open again), and the sums still add up."""
+    with engine.begin() as c:
+        goodwill(c, "in_neg", 5_000_000, final_at=START + 31 * DAY)
+        bill(c, "in_2", 20_000_000, month=1, final_at=START + 61 * DAY)
+        pay(c, 15_000_000, key="rest", received_at=START + 65 * DAY)
+        void(c, "in_neg", reason="wrong", now=START + 70 * DAY, actor="test")
+        balances = {b.invoice_id: b for b in invoice_balances(c, "alice")}
+        assert (balances["in_2"].paid, balances["in_2"].remaining) == (15_000_000, 5_000_000)
+        assert account_credit(c, "alice") == 0
+        assert state(c, "in_2") == ("partiallyPaid", "20.00", "5.00")
+
+
+def test_voiding_a_negative_invoice_whose_credit_was_refunded_is_refused(engine):
+    """The credit was paid out: voiding would leave the account owing money no invoice
+    bills. Refused (409), and the invoice stays final."""
+    with engine.begin() as c:
+        goodwill(c, "in_neg", 5_000_000, final_at=START + 31 * DAY)
+        refund_credit(c, RefundRequest("alice", 5_000_000, "EUR"), now=START + 40 * DAY)
+    with pytest.raises(CreditSpent) as refused, engine.begin() as c:
+        void(c, "in_neg", reason="wrong", now=START + 70 * DAY, actor="test")
+    assert refused.value.status == 409
+    with engine.connect() as c:
+        assert customer_bill(c, "in_neg")["state"] != "cancelled"  # still final
+        assert account_credit(c, "alice") == 0
 
 
 def test_a_voided_invoice_releases_its_allocations_to_credit(engine):
@@ -397,6 +462,7 @@ def test_a_payment_committed_while_an_invoice_is_finalised_pays_it(engine, payin
 OPERATIONS = st.lists(
     st.one_of(
         st.tuples(st.just("invoice"), st.integers(0, 5_000)),
+        st.tuples(st.just("negative"), st.integers(1, 3_000)),
         st.tuples(st.just("pay"), st.integers(1, 6_000)),
         st.tuples(st.just("refund"), st.integers(1, 3_000)),
         st.tuples(st.just("void"), st.integers(0, 10)),
@@ -428,9 +494,10 @@ _accounts = iter(range(10**9))
 )
 @given(operations=OPERATIONS)
 def test_allocations_and_credit_always_add_up_to_payments_less_refunds(shared, operations):
-    """Σ live allocations + credit = Σ payments - Σ refunds, every invoice's allocations
-    within what it owes (remaining never negative), and no credit is left while a final
-    invoice is still open."""
+    """Σ live allocations + credit = Σ payments - Σ refunds + Σ |negative final
+    invoices| (an invoice owing less than 0 is credit, and voiding it takes the credit
+    back), every invoice's allocations within what it owes (remaining never negative),
+    and no credit is left while a final invoice is still open."""
     account = f"acct-{next(_accounts)}"
     paid = refunded = 0
     finals: list[str] = []
@@ -438,9 +505,10 @@ def test_allocations_and_credit_always_add_up_to_payments_less_refunds(shared, o
     with shared.begin() as c:
         for n, (kind, value) in enumerate(operations):
             now += DAY
-            if kind == "invoice":
+            if kind in ("invoice", "negative"):
                 document = f"{account}-{n}"
-                bill(c, document, value * 10_000, account=account, month=n, final_at=now)
+                make = bill if kind == "invoice" else goodwill
+                make(c, document, value * 10_000, account=account, month=n, final_at=now)
                 finals.append(document)
             elif kind == "pay":
                 record_payment(
@@ -449,23 +517,28 @@ def test_allocations_and_credit_always_add_up_to_payments_less_refunds(shared, o
                 paid += value * 10_000
             elif kind == "refund":
                 try:
-                    refund_credit(c, RefundRequest(account, value * 10_000, "EUR"), now=now)
+                    with c.begin_nested():
+                        refund_credit(c, RefundRequest(account, value * 10_000, "EUR"), now=now)
                     refunded += value * 10_000
                 except (PaymentRefused, UnknownAccount):
                     pass
             elif finals:
                 document = finals[value % len(finals)]
                 try:
-                    if kind == "void":
-                        void(c, document, reason="test", now=now, actor="t")
-                    else:
-                        create_credit_note(c, document, [CreditLine(1, None)], reason="t",
-                                           now=now, actor="t")  # fmt: skip
-                except Exception as error:  # a state the lifecycle refuses
-                    assert error.__class__.__name__ in ("InvalidState", "InvalidCorrection")
+                    with c.begin_nested():  # a refused void leaves nothing behind
+                        if kind == "void":
+                            void(c, document, reason="test", now=now, actor="t")
+                        else:
+                            create_credit_note(c, document, [CreditLine(1, None)], reason="t",
+                                               now=now, actor="t")  # fmt: skip
+                except Exception as error:  # a state the lifecycle refuses, credit refunded
+                    assert error.__class__.__name__ in (
+                        "InvalidState", "InvalidCorrection", "CreditSpent"
+                    )  # fmt: skip
         balances = invoice_balances(c, account)
         live = sum(b.paid for b in balances)
-        assert live + account_credit(c, account) == paid - refunded
+        negative = sum(-b.due for b in balances if b.state == "final" and b.due < 0)
+        assert live + account_credit(c, account) == paid - refunded + negative
         for balance in balances:
             assert 0 <= balance.paid <= max(balance.due, 0)
             assert balance.remaining >= 0
