@@ -52,6 +52,7 @@ from quota_engine.money import format_money
 __all__ = [
     "AccountMoney",
     "CreditSpent",
+    "MAX_MICRO",
     "IdempotencyConflict",
     "InvoiceBalance",
     "PaymentError",
@@ -73,6 +74,10 @@ __all__ = [
 ]
 
 _MICRO_DIGITS = 6
+#: The largest amount in micro-units: the BIGINT columns' (2**63 - 1, 9,223,372,036,854
+#: in a currency of 2 decimals). Fifteen integer digits would not fit: refused as a
+#: malformed amount (an import line, 422 on the API) rather than failing the database.
+MAX_MICRO = 2**63 - 1
 _AMOUNT = re.compile(r"([0-9]{1,15})(?:\.([0-9]+))?")
 
 
@@ -118,7 +123,7 @@ def parse_amount(text: str, minor_digits: int) -> int:
     """The micro-units of a positive decimal amount written with at most ``minor_digits``
     decimals (``"12.5"`` -> ``12_500_000``), parsed with :class:`~decimal.Decimal`,
     never a float; ValueError saying why otherwise (not a number, zero or negative, more
-    decimals than the currency has)."""
+    decimals than the currency has, more than :data:`MAX_MICRO`)."""
     match = _AMOUNT.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"not an amount such as 12.50: {text.strip()[:40]!r}")
@@ -133,12 +138,16 @@ def parse_amount(text: str, minor_digits: int) -> int:
         raise ValueError(f"{text!r} is not a whole number of micro-units")
     if micro <= 0:
         raise ValueError("must be more than 0")
+    if micro > MAX_MICRO:
+        raise ValueError(f"{text.strip()!r} is more than the largest amount a payment holds")
     return micro
 
 
 def _check_whole(amount_micro: int, money: AccountMoney, field: str) -> None:
     if type(amount_micro) is not int or amount_micro <= 0:
         raise PaymentRefused(f"the amount must be more than 0, not {amount_micro}", field=field)
+    if amount_micro > MAX_MICRO:
+        raise PaymentRefused(f"the amount must be at most {MAX_MICRO} micro-units", field=field)
     if amount_micro % 10 ** (_MICRO_DIGITS - money.minor_digits):
         raise PaymentRefused(
             f"{format_money(amount_micro, money.currency, _MICRO_DIGITS)} has more decimals "

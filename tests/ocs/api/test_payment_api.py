@@ -151,6 +151,8 @@ async def test_payment_errors(http):
     assert fine.status == 422 and "3 decimals, the currency has 2" in fine.fields()["amount.value"]
     zero = await http.post("/v1/payment", body(value="0.00"), headers=key("k5"))
     assert zero.status == 422 and "more than 0" in zero.fields()["amount.value"]
+    huge = await http.post("/v1/payment", body(value="99999999999999.00"), headers=key("k5b"))
+    assert huge.status == 422 and "largest amount" in huge.fields()["amount.value"]
     malformed = await http.post("/v1/payment", body(value="1,00"), headers=key("k6"))
     assert malformed.status == 400 and "amount.value" in malformed.fields()
     method = await http.post(

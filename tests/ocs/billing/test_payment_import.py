@@ -96,6 +96,25 @@ def test_a_bank_file_is_reconciled_and_every_unmatched_line_reported(engine):
         assert c.execute(select(func.count()).select_from(payments)).scalar_one() == 5
 
 
+def test_an_amount_beyond_the_database_is_a_refused_line_not_a_failed_file(engine):
+    """Fifteen integer digits are more micro-units than a BIGINT holds: that line is a
+    malformed amount, and the file's other lines are recorded."""
+    text = (
+        "date,amount,currency,reference,payer,external_id\n"
+        "2026-02-05,10.00,EUR,INV-0001,,bank-1\n"
+        "2026-02-05,99999999999999.00,EUR,INV-0001,,bank-2\n"
+    )
+    with engine.begin() as c:
+        report = import_payments(c, read_csv(text), now=START + 40 * DAY)
+    assert [m.external_id for m in report.recorded] == ["bank-1"]
+    assert [(u.line, u.external_id, u.kind) for u in report.unmatched] == [
+        (3, "bank-2", "malformed amount")
+    ]
+    assert "more than the largest amount" in report.unmatched[0].reason
+    with engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(payments)).scalar_one() == 2  # carol's
+
+
 def test_an_external_id_recorded_with_other_values_is_a_duplicate(engine):
     with engine.begin() as c:
         import_payments(c, read_csv(FILE.splitlines()[0] + "\n2026-02-10,20.00,EUR,INV-0001,,x1"),

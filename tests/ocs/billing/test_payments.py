@@ -97,6 +97,7 @@ def test_parse_amount_is_exact_and_refuses_what_the_currency_cannot_hold():
     assert parse_amount(" 0.01 ", 2) == 10_000
     assert parse_amount("1000", 0) == 1_000_000_000
     assert parse_amount("123456789012.34", 2) == 123_456_789_012_340_000
+    assert parse_amount("9223372036854.775807", 6) == 2**63 - 1  # the largest
     for text, digits, why in [
         ("12.345", 2, "3 decimals, the currency has 2"),
         ("5.0", 0, "1 decimals, the currency has 0"),
@@ -107,6 +108,8 @@ def test_parse_amount_is_exact_and_refuses_what_the_currency_cannot_hold():
         ("12,50", 2, "not an amount"),
         ("", 2, "not an amount"),
         ("NaN", 2, "not an amount"),
+        ("99999999999999.00", 2, "more than the largest amount"),  # BIGINT: 2**63 - 1
+        ("9223372036854.775808", 6, "more than the largest amount"),
     ]:
         with pytest.raises(ValueError, match=why):
             parse_amount(text, digits)
