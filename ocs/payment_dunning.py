@@ -13,8 +13,14 @@ dunning barred and that is still ``barred`` is made ``active`` again.
 /v1/payment``) settled what was overdue; payments recorded offline (``ocs payment add``,
 ``ocs payment import``) are lifted by the next dunning step.
 
-The status changes first, the billing database records it after: a crash in between
-repeats the status change at the next step, never loses it.
+A bar is recorded before and after the status change (:mod:`ocs.billing.payments.dunning`):
+the intent ``barring`` is committed first, with the account rechecked under its payment
+row's lock (a payment since the plan: no bar), then the status is set, then ``barred``
+is recorded (or, when a payment's lift came in between, the bar just set is lifted). A
+crash anywhere is completed, or lifted once paid, by the next step. A lift sets the
+status first and records after: a crash in between repeats it. An account dunning
+barred whose status is no longer ``barred`` (an operator changed it) is no longer
+dunning's: recorded so (``by: operator``), so a bar the operator sets later stays.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ from ocs.billing.payments.dunning import (
     DunningPlan,
     DunningTerms,
     Overdue,
-    mark_barred,
+    begin_bar,
+    complete_bar,
     mark_lifted,
     plan_dunning,
     settled_barred,
@@ -103,6 +110,8 @@ class DunningReport:
     barred: list[str] = field(default_factory=list)
     lifted: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: accounts whose bar an operator took over (status no longer dunning's ``barred``)
+    released: list[str] = field(default_factory=list)
 
 
 async def _lift(accounts: AccountStore, database: Database, account: str, now: int) -> str | None:
@@ -128,8 +137,51 @@ async def lift_settled(
     return lifting
 
 
-def _barring(found: Overdue, now: int) -> Callable[[Connection], None]:
-    return lambda connection: mark_barred(connection, found, now)
+async def _bar(
+    accounts: AccountStore,
+    database: Database,
+    found: Overdue,
+    now: int,
+    terms: DunningTerms,
+    *,
+    resumed: bool,
+) -> str | None:
+    """Bar ``found.account`` (see the module doc): None when barred, else why not.
+    ``resumed``: a step left it ``barring``, so a ``barred`` status is that step's."""
+    current = await accounts.get_account(found.account)
+    status = None if current is None else current.status
+    if status != "active" and not (resumed and status == "barred"):
+        # barred by an operator, suspended, closed: theirs; an intent left is dropped
+        if resumed:
+            await database.write(
+                lambda c: mark_lifted(c, found.account, now, status=status, by="operator")
+            )
+        return f"status is {status or 'unknown'}, not active"
+    again = await database.write(lambda c: begin_bar(c, found, now, terms))
+    if again is None:
+        if resumed:  # paid since the crashed step; nothing of its bar was set
+            await _lift(accounts, database, found.account, now)
+        return "paid since the dunning plan"
+    if status == "active":
+        await accounts.set_status(found.account, "barred")  # account_barred: ASR
+    if not await database.write(lambda c: complete_bar(c, again, now, terms)):
+        await _lift(accounts, database, found.account, now)  # a payment came in between
+        return "paid while being barred"
+    log_event(logger, "dunning_account_barred", level=logging.WARNING,
+              account=found.account, invoice=found.number, days_overdue=found.days(now))  # fmt: skip
+    return None
+
+
+async def _check_held(accounts: AccountStore, database: Database, account: str, now: int) -> bool:
+    """Whether the bar dunning recorded for ``account`` is still dunning's (its status
+    ``barred``); else it is recorded as the operator's now (False)."""
+    current = await accounts.get_account(account)
+    status = None if current is None else current.status
+    if status == "barred":
+        return True
+    await database.write(lambda c: mark_lifted(c, account, now, status=status, by="operator"))
+    log_event(logger, "dunning_bar_taken_over", account=account, status=status)
+    return False
 
 
 async def run_dunning(
@@ -148,19 +200,26 @@ async def run_dunning(
     for found in plan.reminded if not dry_run else ():
         log_event(logger, "payment_reminder", account=found.account, invoice=found.number,
                   days_overdue=found.days(now))  # fmt: skip
+    resumed = set(plan.resumed)
     for found in plan.to_bar:
-        current = await accounts.get_account(found.account)
-        status = None if current is None else current.status
-        if status != "active":  # barred by an operator, suspended, closed: theirs
-            report.skipped.append((found.account, f"status is {status or 'unknown'}, not active"))
-            continue
-        report.barred.append(found.account)
         if dry_run:
+            current = await accounts.get_account(found.account)
+            status = None if current is None else current.status
+            if status == "active" or (found.account in resumed and status == "barred"):
+                report.barred.append(found.account)
+            else:
+                report.skipped.append(
+                    (found.account, f"status is {status or 'unknown'}, not active")
+                )
             continue
-        await accounts.set_status(found.account, "barred")  # account_barred: ASR
-        await database.write(_barring(found, now))
-        log_event(logger, "dunning_account_barred", level=logging.WARNING,
-                  account=found.account, invoice=found.number, days_overdue=found.days(now))  # fmt: skip
+        why = await _bar(accounts, database, found, now, terms, resumed=found.account in resumed)
+        if why is None:
+            report.barred.append(found.account)
+        else:
+            report.skipped.append((found.account, why))
+    for account in plan.held if not dry_run else ():
+        if not await _check_held(accounts, database, account, now):
+            report.released.append(account)
     for account in plan.to_lift:
         if not dry_run:
             await _lift(accounts, database, account, now)
@@ -185,6 +244,10 @@ def _report_lines(report: DunningReport, now: int, *, dry_run: bool = False) -> 
     ]
     lines += [f"not barred: {account}: {why}" for account, why in report.skipped]
     lines += [f"{lift}: {account}: nothing overdue any more" for account in report.lifted]
+    lines += [
+        f"bar released: {account}: its status was changed by an operator, the bar is theirs"
+        for account in report.released
+    ]
     lines.append(
         f"dunning: {len(plan.reminded)} reminded, {len(report.barred)} barred, "
         f"{len(report.lifted)} lifted, {len(plan.cleared)} cleared, "
@@ -206,6 +269,7 @@ def _report_json(report: DunningReport, now: int) -> dict[str, Any]:
         "barred": [overdue(found) for found in plan.to_bar if found.account in report.barred],
         "skipped": [{"account": account, "reason": why} for account, why in report.skipped],
         "lifted": report.lifted,
+        "released": report.released,
         "cleared": plan.cleared,
     }
 

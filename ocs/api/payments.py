@@ -120,7 +120,7 @@ PAYMENT_BALANCE = obj(
         "account": REF,
         "amountDue": {**MONEY, "description": "what the open bills still owe"},
         "credit": {**MONEY, "description": "over-payments kept for the next bill"},
-        "dunningState": {"type": "string", "enum": ["none", "reminder", "barred"]},
+        "dunningState": {"type": "string", "enum": ["none", "reminder", "barring", "barred"]},
         "openBill": array(
             obj(
                 {

@@ -294,13 +294,15 @@ Index("ix_billing_events_invoice_id", billing_events.c.invoice_id)
 
 PAYMENT_METHODS = ("bank_transfer", "card", "cash", "direct_debit", "cheque", "wallet", "other")
 PAYMENT_SOURCES = ("api", "cli", "import")
-DUNNING_STATES = ("none", "reminder", "barred")
+DUNNING_STATES = ("none", "reminder", "barring", "barred")
 
 #: One row per account that has paid (or been refunded): the lock that serialises its
 #: payment work (``SELECT ... FOR UPDATE``), its currency, the open **credit** (payments
 #: less refunds less the live allocations: what over-payments left, carried to the next
 #: invoice) and its dunning state. ``barred`` means dunning barred it (the account's
-#: status in Redis), so only dunning lifts it again.
+#: status in Redis), so only dunning lifts it again; ``barring`` that dunning is barring
+#: it (the intent, committed before the status change: a crash is completed or lifted
+#: by the next step).
 payment_accounts = Table(
     "payment_accounts",
     metadata,

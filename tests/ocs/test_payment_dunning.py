@@ -189,3 +189,186 @@ async def test_ocs_payment_dunning_command(redis_client, redis_url, billing, dat
     assert json.loads(capsys.readouterr().out)["barred"] == []
     # Redis that cannot be reached: exit 2
     assert await ocs("payment", "dunning", "--redis-url", "redis://127.0.0.1:1") == 2
+
+
+class Crash(Exception):
+    """The process dies here (the step is not finished)."""
+
+
+async def test_a_crash_between_the_status_and_its_record_is_completed_then_lifted(
+    redis_client,
+    billing,
+    database_url,  # noqa: F811
+    monkeypatch,
+):
+    """The intent (``barring``) is committed before the status change: a step that dies
+    after barring the account leaves it ``barring``; the next step records the bar
+    (the status is that step's), and a payment lifts it as any bar of dunning's."""
+    import ocs.payment_dunning as composition
+
+    settings = settings_of(database_url)
+    with billing.begin() as c:
+        bill(c, "in_d", 20_000_000, account="dora", final_at=FINAL)
+
+    def crash(*args, **kwargs):
+        raise Crash
+
+    with monkeypatch.context() as patched:
+        patched.setattr(composition, "complete_bar", crash)
+        with pytest.raises(Crash):
+            await run_dunning(redis_client, billing, settings, now=DUE + 31 * DAY)
+    assert await status(redis_client, "dora") == "barred"
+    assert dunning_of(billing, "dora") == "barring"
+    report = await run_dunning(redis_client, billing, settings, now=DUE + 32 * DAY)
+    assert (report.barred, report.plan.resumed) == (["dora"], ["dora"])
+    assert dunning_of(billing, "dora") == "barred"
+    with billing.begin() as c:
+        record_payment(c, PaymentRequest("dora", 20_000_000, "EUR"), now=DUE + 33 * DAY)
+    report = await run_dunning(redis_client, billing, settings, now=DUE + 34 * DAY)
+    assert report.lifted == ["dora"]
+    assert await status(redis_client, "dora") == "active"
+    assert dunning_of(billing, "dora") == "none"
+    assert [kind for kind, _ in events(billing)] == ["account_barred_dunning", "account_bar_lifted"]
+
+
+async def test_a_crash_before_the_status_change_is_barred_by_the_next_step_or_cleared_once_paid(
+    redis_client,
+    billing,
+    database_url,  # noqa: F811
+    monkeypatch,
+):
+    import ocs.payment_dunning as composition
+
+    settings = settings_of(database_url)
+    with billing.begin() as c:
+        bill(c, "in_d", 20_000_000, account="dora", final_at=FINAL)
+        bill(c, "in_f", 20_000_000, account="fred", final_at=FINAL)
+
+    class Dying(AccountStore):
+        async def set_status(self, account_id: str, status: str) -> str:
+            raise Crash
+
+    with monkeypatch.context() as patched:
+        patched.setattr(composition, "AccountStore", Dying)
+        with pytest.raises(Crash):
+            await run_dunning(redis_client, billing, settings, now=DUE + 31 * DAY)
+    assert await status(redis_client, "dora") == "active"
+    assert dunning_of(billing, "dora") == "barring"
+    # dora pays (offline) before the next step; fred's bar is set by it
+    with billing.begin() as c:
+        record_payment(c, PaymentRequest("dora", 20_000_000, "EUR"), now=DUE + 32 * DAY)
+    report = await run_dunning(redis_client, billing, settings, now=DUE + 32 * DAY)
+    assert (report.barred, report.lifted) == (["fred"], ["dora"])
+    assert (await status(redis_client, "dora"), dunning_of(billing, "dora")) == ("active", "none")
+    assert (await status(redis_client, "fred"), dunning_of(billing, "fred")) == ("barred", "barred")
+
+
+async def test_a_payment_during_the_step_before_the_bar_is_not_barred(
+    redis_client,
+    billing,
+    database_url,  # noqa: F811
+    monkeypatch,
+):
+    """The customer pays over the API (and its lift runs) after the plan, before the
+    bar: the step checks the account again with its payment row locked, and skips it."""
+    import ocs.payment_dunning as composition
+
+    settings = settings_of(database_url)
+    now = DUE + 31 * DAY
+    with billing.begin() as c:
+        bill(c, "in_d", 20_000_000, account="dora", final_at=FINAL)
+
+    class PayingFirst(AccountStore):
+        async def get_account(self, account_id: str):
+            with billing.begin() as c:
+                record_payment(c, PaymentRequest("dora", 20_000_000, "EUR"), now=now)
+            await lift_settled(self, EngineDatabase(billing), ["dora"], settings=settings, now=now)
+            return await super().get_account(account_id)
+
+    monkeypatch.setattr(composition, "AccountStore", PayingFirst)
+    report = await run_dunning(redis_client, billing, settings, now=now)
+    assert report.barred == []
+    assert report.skipped == [("dora", "paid since the dunning plan")]
+    monkeypatch.undo()
+    assert await status(redis_client, "dora") == "active"
+    assert dunning_of(billing, "dora") == "none"
+
+
+async def test_a_payment_between_the_intent_and_the_bar_lifts_the_bar_just_set(
+    redis_client,
+    billing,
+    database_url,  # noqa: F811
+    monkeypatch,
+):
+    """The payment's lift comes after the intent is committed, before the status is
+    barred: the step sees the intent gone and lifts the bar it set."""
+    import ocs.payment_dunning as composition
+
+    settings = settings_of(database_url)
+    now = DUE + 31 * DAY
+    with billing.begin() as c:
+        bill(c, "in_d", 20_000_000, account="dora", final_at=FINAL)
+
+    class PaidMeanwhile(AccountStore):
+        async def set_status(self, account_id: str, status: str) -> str:
+            if status == "barred":
+                assert dunning_of(billing, "dora") == "barring"
+                with billing.begin() as c:
+                    record_payment(c, PaymentRequest("dora", 20_000_000, "EUR"), now=now)
+                lifted = await lift_settled(
+                    AccountStore(redis_client), EngineDatabase(billing), ["dora"],
+                    settings=settings, now=now,
+                )  # fmt: skip
+                assert lifted == ["dora"]
+            return await super().set_status(account_id, status)
+
+    monkeypatch.setattr(composition, "AccountStore", PaidMeanwhile)
+    report = await run_dunning(redis_client, billing, settings, now=now)
+    assert report.skipped == [("dora", "paid while being barred")]
+    monkeypatch.undo()
+    assert await status(redis_client, "dora") == "active"
+    assert dunning_of(billing, "dora") == "none"
+
+
+async def test_a_bar_an_operator_sets_after_dunnings_own_is_never_lifted_by_dunning(
+    redis_client,
+    billing,
+    database_url,  # noqa: F811
+):
+    """Dunning barred dora; an operator lifts her (a step sees her status is no longer
+    dunning's bar and releases it), then bars her for another reason: her payment lifts
+    nothing."""
+    settings = settings_of(database_url)
+    with billing.begin() as c:
+        bill(c, "in_d", 20_000_000, account="dora", final_at=FINAL)
+    await run_dunning(redis_client, billing, settings, now=DUE + 31 * DAY)
+    assert dunning_of(billing, "dora") == "barred"
+    accounts = AccountStore(redis_client)
+    await accounts.set_status("dora", "active")  # the operator's
+    report = await run_dunning(redis_client, billing, settings, now=DUE + 32 * DAY)
+    assert (report.released, report.barred) == (["dora"], [])
+    assert dunning_of(billing, "dora") == "none"
+    await accounts.set_status("dora", "barred")  # the operator's bar, for fraud say
+    report = await run_dunning(redis_client, billing, settings, now=DUE + 33 * DAY)
+    assert report.skipped == [("dora", "status is barred, not active")]
+    with billing.begin() as c:
+        record_payment(c, PaymentRequest("dora", 20_000_000, "EUR"), now=DUE + 34 * DAY)
+    assert await lift_settled(accounts, EngineDatabase(billing), ["dora"], settings=settings,
+                              now=DUE + 34 * DAY) == []  # fmt: skip
+    report = await run_dunning(redis_client, billing, settings, now=DUE + 35 * DAY)
+    assert report.lifted == []
+    assert await status(redis_client, "dora") == "barred"
+    released = [json.loads(d) for k, d in _event_rows(billing) if k == "account_bar_lifted"]
+    assert released == [{"account": "dora", "status": "active", "by": "operator"}]
+
+
+def _event_rows(engine) -> list[tuple[str, str]]:
+    with engine.connect() as c:
+        return [
+            (row.kind, row.details)
+            for row in c.execute(
+                select(billing_events.c.kind, billing_events.c.details).order_by(
+                    billing_events.c.id
+                )
+            )
+        ]

@@ -10,7 +10,8 @@ days overdue                    dunning state (``payment_accounts.dunning``)
 under ``reminder_days``         ``none``
 ``reminder_days`` or more       ``reminder``: a ``payment_reminder`` event in the billing
                                 history (what the notification channels send)
-``barring_days`` or more        ``barred``: the account is barred (its status in Redis,
+``barring_days`` or more        ``barring`` (the intent, committed first), then
+                                ``barred``: the account is barred (its status in Redis,
                                 which aborts its open sessions with an ASR)
 ==============================  =========================================================
 
@@ -19,9 +20,26 @@ barred is lifted back to ``active``. Only accounts dunning barred are lifted: a 
 operator set is the operator's.
 
 This module decides and records, in the billing database; it knows nothing of Redis.
-The status change itself is composed at the ocs root (:mod:`ocs.payment_dunning`):
-it bars (or lifts) the account first, then records it here with :func:`mark_barred`
-(or :func:`mark_lifted`), so a crash in between only repeats the status change.
+The status change itself is composed at the ocs root (:mod:`ocs.payment_dunning`).
+A bar is recorded in three steps, so that a crash anywhere leaves nothing dunning
+forgets:
+
+1. :func:`begin_bar`, one transaction with the account's payment row locked: the
+   account is rechecked (a payment since the plan settled it: no bar) and the intent
+   is committed, state ``barring``;
+2. the account's status is set to ``barred`` (Redis);
+3. :func:`complete_bar`: state ``barred`` if it is still ``barring`` and overdue;
+   else (a payment lifted it in between) the caller lifts the bar it just set.
+
+A crash after 1 leaves ``barring``: the next step completes it (status ``barred``
+already: recorded; still ``active``: barred now) or, when the account was paid
+meanwhile, lifts it. Lifting sets the status first and records after
+(:func:`mark_lifted`): a crash in between repeats the lift.
+
+A bar is dunning's while the account's status is the ``barred`` dunning set: an
+account dunning recorded ``barred`` whose status is something else (an operator lifted,
+suspended or closed it) is released (:func:`mark_lifted` with the status found, by
+``operator``), so that a bar an operator sets afterwards is never lifted by dunning.
 """
 
 from __future__ import annotations
@@ -36,10 +54,12 @@ from ocs.billing.payments.allocation import AccountMoney, lock_account
 from ocs.billing.schema import credit_notes, invoices, payment_accounts, payment_allocations
 
 __all__ = [
+    "BARRED",
     "DunningPlan",
     "DunningTerms",
     "Overdue",
-    "mark_barred",
+    "begin_bar",
+    "complete_bar",
     "mark_lifted",
     "overdue_invoices",
     "plan_dunning",
@@ -47,6 +67,8 @@ __all__ = [
 ]
 
 DAY = 86_400
+#: The states in which dunning holds (or is setting) the account's bar.
+BARRED = ("barring", "barred")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +112,11 @@ class DunningPlan:
     to_bar: list[Overdue] = field(default_factory=list)
     to_lift: list[str] = field(default_factory=list)
     cleared: list[str] = field(default_factory=list)
+    #: of ``to_bar``, the accounts a step left ``barring`` (crashed before recording)
+    resumed: list[str] = field(default_factory=list)
+    #: accounts dunning barred that are still overdue (their bar is checked: still
+    #: dunning's while their status is ``barred``)
+    held: list[str] = field(default_factory=list)
 
 
 def overdue_invoices(
@@ -159,7 +186,12 @@ def plan_dunning(connection: Connection, now: int, terms: DunningTerms) -> Dunni
     }
     for account, found in sorted(overdue.items()):
         wanted, current = terms.state_after(found.days(now)), states.get(account, "none")
-        if wanted == "barred" and current != "barred":
+        if current == "barring":  # a step crashed after recording the intent
+            plan.to_bar.append(found)
+            plan.resumed.append(account)
+        elif current == "barred":
+            plan.held.append(account)
+        elif wanted == "barred":
             plan.to_bar.append(found)
         elif wanted == "reminder" and current == "none":
             lock_account(connection, account, AccountMoney(found.currency, found.minor_digits), now)
@@ -173,7 +205,7 @@ def plan_dunning(connection: Connection, now: int, terms: DunningTerms) -> Dunni
     for account, current in sorted(states.items()):
         if account in overdue:
             continue
-        if current == "barred":
+        if current in BARRED:
             plan.to_lift.append(account)
         else:
             _set(connection, account, "none", now)
@@ -189,7 +221,7 @@ def settled_barred(
     c = payment_accounts.c
     barred = list(
         connection.execute(
-            select(c.account).where(c.account.in_(wanted), c.dunning == "barred")
+            select(c.account).where(c.account.in_(wanted), c.dunning.in_(BARRED))
         ).scalars()
     )
     if not barred:
@@ -198,22 +230,54 @@ def settled_barred(
     return [account for account in barred if account not in still]
 
 
-def mark_barred(connection: Connection, found: Overdue, now: int) -> None:
-    """Record that dunning barred ``found.account`` for ``found.invoice_id``."""
+def begin_bar(
+    connection: Connection, found: Overdue, now: int, terms: DunningTerms
+) -> Overdue | None:
+    """Record the intent to bar ``found.account`` (state ``barring``), after checking
+    again, with the account's payment row locked (a payment in flight commits first),
+    that it is overdue for a bar: what it owes now (None: a payment since the plan
+    settled it, or enough of it, and nothing is recorded). Commit before the status
+    change."""
     lock_account(connection, found.account, AccountMoney(found.currency, found.minor_digits), now)
+    again = overdue_invoices(connection, now, terms, [found.account]).get(found.account)
+    if again is None or terms.state_after(again.days(now)) != "barred":
+        return None
+    current = connection.execute(
+        select(payment_accounts.c.dunning).where(payment_accounts.c.account == found.account)
+    ).scalar_one()
+    if current != "barring":
+        _set(connection, found.account, "barring", now)
+    return again
+
+
+def complete_bar(connection: Connection, found: Overdue, now: int, terms: DunningTerms) -> bool:
+    """Record that dunning barred ``found.account`` (its status was set): True. False
+    when it is no longer ``barring`` (a payment's lift came in between) or nothing of it
+    is overdue any more: the caller lifts the bar it set."""
+    lock_account(connection, found.account, AccountMoney(found.currency, found.minor_digits), now)
+    current = connection.execute(
+        select(payment_accounts.c.dunning).where(payment_accounts.c.account == found.account)
+    ).scalar_one()
+    if current != "barring" or not overdue_invoices(connection, now, terms, [found.account]):
+        return False
     _set(connection, found.account, "barred", now)
     record_event(
         connection, "account_barred_dunning", now, actor="dunning", invoice=found.invoice_id,
         details={"account": found.account, "days_overdue": found.days(now),
                  "remaining_minor": found.remaining},
     )  # fmt: skip
+    return True
 
 
-def mark_lifted(connection: Connection, account: str, now: int, *, status: str | None) -> None:
+def mark_lifted(
+    connection: Connection, account: str, now: int, *, status: str | None, by: str = "dunning"
+) -> None:
     """Record that the dunning bar of ``account`` is lifted (``status``: what the
-    account's status is now, None when it was no longer barred)."""
+    account's status is now, None for an unknown account). ``by``: ``dunning`` (paid),
+    or ``operator`` when the status was no longer dunning's ``barred`` (an operator
+    changed it): the bar is no longer dunning's, and dunning lifts nothing of it."""
     _set(connection, account, "none", now)
     record_event(
         connection, "account_bar_lifted", now, actor="dunning",
-        details={"account": account, "status": status},
+        details={"account": account, "status": status, "by": by},
     )  # fmt: skip

@@ -56,7 +56,8 @@ def upgrade() -> None:
         sa.Column("dunning_since", sa.BigInteger(), nullable=True),
         sa.Column("updated_at", sa.BigInteger(), nullable=False),
         sa.CheckConstraint(
-            "dunning IN ('none', 'reminder', 'barred')", name=op.f("ck_payment_accounts_dunning")
+            "dunning IN ('none', 'reminder', 'barring', 'barred')",
+            name=op.f("ck_payment_accounts_dunning"),
         ),
         sa.CheckConstraint(
             "(dunning = 'none') = (dunning_since IS NULL)",
