@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from ocs.billing.compose import ComposedInvoice, InvoiceLine
 from ocs.billing.database import migrate, open_database
@@ -457,6 +458,42 @@ def test_a_payment_committed_while_an_invoice_is_finalised_pays_it(engine, payin
     if engine.dialect.name == "sqlite":
         pytest.skip("SQLite's write transactions never overlap")
     _payment_and_finalisation_at_once(engine, paying_first=paying_first)
+
+
+def test_payments_refunds_and_allocations_are_never_changed_or_deleted(engine):
+    """The database refuses it (triggers of 0004): a payment or refund is never updated
+    or deleted; an allocation only released (released_at NULL -> a time), once."""
+    with engine.begin() as c:
+        bill(c, "in_1", 10_000_000, final_at=START + 31 * DAY)
+        pay(c, 15_000_000, key="k1")
+        refund_credit(c, RefundRequest("alice", 1_000_000, "EUR"), now=START + 41 * DAY)
+    a = payment_allocations.c
+    live = a.released_at.is_(None)
+    refused = [
+        payments.update().values(amount_micro=1_000_000, amount_minor=1_000_000),
+        payments.update().values(description="changed"),
+        payments.delete(),
+        refunds.update().values(reason="changed"),
+        refunds.delete(),
+        payment_allocations.update().values(amount_minor=1),
+        payment_allocations.update().values(released_at=START + 50 * DAY, amount_minor=1),
+        payment_allocations.delete(),
+    ]
+    for change in refused:
+        with pytest.raises(IntegrityError, match="ocs_billing_immutable"), engine.begin() as c:
+            c.execute(change)
+    with engine.begin() as c:  # the release: allowed, once
+        c.execute(payment_allocations.update().where(live).values(released_at=START + 50 * DAY))
+    with pytest.raises(IntegrityError, match="ocs_billing_immutable"), engine.begin() as c:
+        c.execute(payment_allocations.update().values(released_at=None))
+    with pytest.raises(IntegrityError, match="ocs_billing_immutable"), engine.begin() as c:
+        c.execute(payment_allocations.update().values(released_at=START + 60 * DAY))
+    with engine.connect() as c:
+        assert c.execute(select(payments.c.amount_minor)).scalar_one() == 15_000_000
+        assert c.execute(select(refunds.c.reason)).scalar_one() == ""
+        assert c.execute(select(a.amount_minor, a.released_at)).one() == (
+            10_000_000, START + 50 * DAY,
+        )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- property

@@ -18,6 +18,13 @@ depends_on = None
 
 SERIAL = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
+#: The message (and, on PostgreSQL, SQLSTATE 23000) of a refused change, as 0001's.
+IMMUTABLE = "ocs_billing_immutable"
+
+#: What releasing an allocation may not change (SQLite's trigger; PostgreSQL's compares
+#: rows).
+ALLOCATION_COLUMNS = ("id", "account", "invoice_id", "payment_id", "amount_minor", "allocated_at")
+
 METHODS = "method IN ('bank_transfer', 'card', 'cash', 'direct_debit', 'cheque', 'wallet', 'other')"
 
 
@@ -132,4 +139,72 @@ def upgrade() -> None:
     for column in ("invoice_id", "account", "payment_id"):
         op.create_index(
             f"ix_payment_allocations_{column}", "payment_allocations", [column], unique=False
+        )
+    if op.get_bind().dialect.name == "postgresql":
+        _postgresql_triggers()
+    else:
+        _sqlite_triggers()
+
+
+# Payments and refunds are records of money that moved: never changed, never deleted
+# (a wrong one is corrected by a refund or another payment). An allocation is only ever
+# released (``released_at`` NULL -> a time, nothing else); a release in part inserts the
+# part that stays.
+
+
+def _sqlite_trigger(name: str, when: str, condition: str = "1") -> None:
+    op.execute(
+        f"CREATE TRIGGER {name} {when} FOR EACH ROW WHEN {condition} "
+        f"BEGIN SELECT RAISE(ABORT, '{IMMUTABLE}'); END"
+    )
+
+
+def _sqlite_triggers() -> None:
+    for table in ("payments", "refunds"):
+        _sqlite_trigger(f"{table}_immutable_update", f"BEFORE UPDATE ON {table}")
+        _sqlite_trigger(f"{table}_immutable_delete", f"BEFORE DELETE ON {table}")
+    same = " AND ".join(f"NEW.{column} IS OLD.{column}" for column in ALLOCATION_COLUMNS)
+    _sqlite_trigger(
+        "payment_allocations_immutable_update",
+        "BEFORE UPDATE ON payment_allocations",
+        f"NOT (OLD.released_at IS NULL AND NEW.released_at IS NOT NULL AND {same})",
+    )
+    _sqlite_trigger("payment_allocations_immutable_delete", "BEFORE DELETE ON payment_allocations")
+
+
+_PG_REFUSE = f"RAISE EXCEPTION '{IMMUTABLE}: % %', TG_TABLE_NAME, TG_OP USING ERRCODE = '23000'"
+
+_PG_FUNCTIONS = {
+    "ocs_billing_money_immutable": f"""
+BEGIN
+  {_PG_REFUSE};
+END""",
+    "ocs_billing_allocations_immutable": f"""
+BEGIN
+  -- nested: PL/pgSQL does not promise to stop at the first false condition
+  IF TG_OP = 'UPDATE' AND OLD.released_at IS NULL AND NEW.released_at IS NOT NULL THEN
+    IF to_jsonb(NEW) - 'released_at' = to_jsonb(OLD) - 'released_at' THEN
+      RETURN NEW;
+    END IF;
+  END IF;
+  {_PG_REFUSE};
+END""",
+}
+
+_PG_TRIGGERS = (
+    ("payments", "ocs_billing_money_immutable"),
+    ("refunds", "ocs_billing_money_immutable"),
+    ("payment_allocations", "ocs_billing_allocations_immutable"),
+)
+
+
+def _postgresql_triggers() -> None:
+    for name, body in _PG_FUNCTIONS.items():
+        op.execute(
+            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $body${body}\n$body$"
+        )
+    for table, function in _PG_TRIGGERS:
+        op.execute(
+            f"CREATE TRIGGER {table}_immutable BEFORE UPDATE OR DELETE ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION {function}()"
         )
