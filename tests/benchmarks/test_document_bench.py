@@ -6,6 +6,10 @@ itemised (3 A4 pages: summary, charges and taxes, then two pages of records).
   lines and credit notes read from SQLite, its records read back from the segment
   file, the view written per locale (Babel), the PDF compiled (Typst);
 * ``test_pdf_typst`` / ``test_html_jinja``: the renderers alone, from the view;
+* ``test_pdf_typst_distinct``: Typst on a different invoice each round (every text
+  of the view that holds a digit changed): what a bill run's documents cost, since
+  Typst reuses the layout of what it compiled before and the same invoice again
+  costs a fraction of a new one;
 * ``test_pdf_weasyprint``: the route not taken, the HTML document printed by
   WeasyPrint (skipped when it is not installed: it is no dependency of ocs, and needs
   Pango from the system).
@@ -50,6 +54,30 @@ def test_pdf_typst(benchmark, billed):
     document = billed.document("erika")
     view = document_view(document, BERLIN)
     pdf = benchmark(render_pdf, view, document.operator.logo)
+    assert pages(pdf) == PAGES
+
+
+def _distinct(view: object, round_number: int) -> object:
+    """``view`` with every text that holds a digit changed (amounts, dates, numbers):
+    another invoice of the same shape, whose layout Typst cannot take from its cache."""
+    if isinstance(view, dict):
+        return {key: _distinct(value, round_number) for key, value in view.items()}
+    if isinstance(view, list):
+        return [_distinct(value, round_number) for value in view]
+    if isinstance(view, str) and any(c.isdigit() for c in view):
+        return f"{view}{round_number}"
+    return view
+
+
+def test_pdf_typst_distinct(benchmark, billed):
+    document = billed.document("erika")
+    view = document_view(document, BERLIN)
+    rounds = iter(range(1_000_000))
+
+    def another() -> tuple[tuple[object, ...], dict[str, object]]:
+        return (_distinct(view, next(rounds)), document.operator.logo), {}
+
+    pdf = benchmark.pedantic(render_pdf, setup=another, rounds=40, warmup_rounds=2)
     assert pages(pdf) == PAGES
 
 
