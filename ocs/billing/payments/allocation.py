@@ -52,6 +52,7 @@ from quota_engine.money import format_money
 __all__ = [
     "AccountMoney",
     "CreditSpent",
+    "MAX_CLOCK_SKEW",
     "MAX_MICRO",
     "IdempotencyConflict",
     "InvoiceBalance",
@@ -64,6 +65,7 @@ __all__ = [
     "UnknownAccount",
     "account_credit",
     "account_money",
+    "check_not_future",
     "invoice_balances",
     "lock_account",
     "paid_of",
@@ -152,6 +154,23 @@ def _check_whole(amount_micro: int, money: AccountMoney, field: str) -> None:
         raise PaymentRefused(
             f"{format_money(amount_micro, money.currency, _MICRO_DIGITS)} has more decimals "
             f"than {money.currency}'s {money.minor_digits}",
+            field=field,
+        )
+
+
+#: How far ahead of the recording clock a payment's or refund's date may be: the payer's
+#: or the bank's clock may run a little ahead. More is refused (422): money received in
+#: the future would count on statements and dunning before it arrived.
+MAX_CLOCK_SKEW = 300
+
+
+def check_not_future(at: int | None, now: int, field: str) -> None:
+    """Refuse (:class:`PaymentRefused`) a date ``at`` more than :data:`MAX_CLOCK_SKEW`
+    seconds after ``now``; None (recorded now) is fine."""
+    if at is not None and at > now + MAX_CLOCK_SKEW:
+        raise PaymentRefused(
+            f"the date is {at - now} seconds in the future: money is recorded once it has "
+            f"moved (at most {MAX_CLOCK_SKEW} seconds ahead of this clock)",
             field=field,
         )
 
@@ -510,6 +529,7 @@ def record_payment(
             field="amount.unit",
         )
     _check_whole(request.amount_micro, money, "amount.value")
+    check_not_future(request.received_at, now, "paymentDate")
     lock_account(connection, request.account, money, now)
     fingerprint = _fingerprint(request)
     if key is not None:
@@ -598,6 +618,7 @@ def refund_credit(
             field="amount.unit",
         )
     _check_whole(request.amount_micro, money, "amount.value")
+    check_not_future(request.refunded_at, now, "refundDate")
     fingerprint = _fingerprint(request)
     refund_id = _derived_id("ref_", request.account, key) if key else "ref_" + secrets.token_hex(10)
     if key and _replay(connection, refunds, refund_id, fingerprint, "Idempotency-Key", "refund"):

@@ -48,8 +48,10 @@ from sqlalchemy import Connection, select
 
 from ocs.billing.payments.allocation import (
     IdempotencyConflict,
+    PaymentRefused,
     PaymentRequest,
     account_money,
+    check_not_future,
     invoice_balances,
     parse_amount,
     record_payment,
@@ -183,7 +185,8 @@ def _line(
         raise _Refused("malformed", "external_id and reference hold at most 200 characters")
     try:
         received = parse_instant(row["date"])
-    except ValueError as exc:
+        check_not_future(received, now, "date")
+    except (ValueError, PaymentRefused) as exc:
         raise _Refused("malformed", f"date: {exc}") from None
     account, invoice_id = _match(connection, row["reference"], row["payer"])
     money = account_money(connection, account)

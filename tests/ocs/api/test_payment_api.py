@@ -161,6 +161,9 @@ async def test_payment_errors(http):
     assert method.status == 400 and "paymentMethod.name" in method.fields()
     date = await http.post("/v1/payment", body(paymentDate="2026-13-01"), headers=key("k8"))
     assert date.status == 422 and "paymentDate" in date.fields()
+    ahead = await http.post("/v1/payment", body(paymentDate="2099-01-01T00:00:00Z"),
+                            headers=key("k8b"))  # fmt: skip
+    assert ahead.status == 422 and "in the future" in ahead.fields()["paymentDate"]
     # an external id is recorded once
     assert (
         await http.post("/v1/payment", body(correlatorId="x1"), headers=key("k9"))

@@ -115,12 +115,26 @@ def test_an_amount_beyond_the_database_is_a_refused_line_not_a_failed_file(engin
         assert c.execute(select(func.count()).select_from(payments)).scalar_one() == 2  # carol's
 
 
+def test_a_line_dated_in_the_future_is_malformed(engine):
+    text = (
+        "date,amount,currency,reference,payer,external_id\n"
+        "2026-02-05,10.00,EUR,INV-0001,,bank-1\n"
+        "2099-02-05,10.00,EUR,INV-0001,,bank-2\n"
+    )
+    with engine.begin() as c:
+        report = import_payments(c, read_csv(text), now=START + 40 * DAY)
+    assert [m.external_id for m in report.recorded] == ["bank-1"]
+    assert [(u.line, u.kind) for u in report.unmatched] == [(3, "malformed")]
+    assert "in the future" in report.unmatched[0].reason
+
+
 def test_an_external_id_recorded_with_other_values_is_a_duplicate(engine):
     with engine.begin() as c:
+        now = START + 50 * DAY  # after the money arrived (a date in the future is refused)
         import_payments(c, read_csv(FILE.splitlines()[0] + "\n2026-02-10,20.00,EUR,INV-0001,,x1"),
-                        now=START)  # fmt: skip
+                        now=now)  # fmt: skip
         report = import_payments(
-            c, read_csv(FILE.splitlines()[0] + "\n2026-02-10,21.00,EUR,INV-0001,,x1"), now=START
+            c, read_csv(FILE.splitlines()[0] + "\n2026-02-10,21.00,EUR,INV-0001,,x1"), now=now
         )
     assert [u.kind for u in report.unmatched] == ["duplicate"]
     assert "external id 'x1' is payment pay_" in report.unmatched[0].reason
@@ -131,7 +145,9 @@ def test_a_line_of_a_payment_recorded_before_by_hand_is_already_imported(engine)
     with engine.begin() as c:
         first = pay(c, 20_000_000, key="by-hand", external_id="x2")
         report = import_payments(
-            c, read_csv(FILE.splitlines()[0] + "\n2026-02-10,20.00,EUR,INV-0001,,x2"), now=START
+            c,
+            read_csv(FILE.splitlines()[0] + "\n2026-02-10,20.00,EUR,INV-0001,,x2"),
+            now=START + 50 * DAY,
         )
         assert [(m.line, m.payment_id) for m in report.already] == [(2, first.id)]
         assert (report.recorded, report.unmatched) == ([], [])

@@ -18,6 +18,7 @@ from ocs.billing.invoices import write_invoice
 from ocs.billing.lifecycle import CreditLine, create_credit_note, finalize, void
 from ocs.billing.numbering import ensure_sequence
 from ocs.billing.payments.allocation import (
+    MAX_CLOCK_SKEW,
     AccountMoney,
     CreditSpent,
     IdempotencyConflict,
@@ -250,6 +251,26 @@ def test_a_credit_note_on_a_paid_invoice_gives_the_excess_back_to_credit(engine)
             )
         ).scalar_one()
         assert live == 15_000_000
+
+
+def test_a_payment_or_refund_dated_in_the_future_is_refused(engine):
+    """Up to MAX_CLOCK_SKEW (300 s) ahead of the recording clock is a clock's skew and
+    accepted; more is refused, 422 naming the date field, and records nothing."""
+    now = START + 40 * DAY
+    with engine.begin() as c:
+        bill(c, "in_1", 20_000_000, final_at=START + 31 * DAY)
+        ahead = PaymentRequest("alice", 5_000_000, "EUR", received_at=now + MAX_CLOCK_SKEW + 1)
+        with pytest.raises(PaymentRefused, match="in the future") as refused:
+            record_payment(c, ahead, now=now, key="ahead", known=EUR)
+        assert (refused.value.status, refused.value.field) == (422, "paymentDate")
+        skewed = PaymentRequest("alice", 25_000_000, "EUR", received_at=now + MAX_CLOCK_SKEW)
+        record_payment(c, skewed, now=now, key="skewed", known=EUR)
+        assert c.execute(select(func.count()).select_from(payments)).scalar_one() == 1
+        later = RefundRequest("alice", 1_000_000, "EUR", refunded_at=now + 3600)
+        with pytest.raises(PaymentRefused, match="in the future") as refused:
+            refund_credit(c, later, now=now, key="later")
+        assert refused.value.field == "refundDate"
+        assert account_credit(c, "alice") == 5_000_000
 
 
 def test_refunds_give_back_credit_and_never_more(engine):
