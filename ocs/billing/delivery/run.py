@@ -16,8 +16,9 @@ deliver``. In one run it
    attempt is recorded (``sending``, its Message-ID) before the message leaves, then
    ``sent``; a temporary failure (4xx, the server unreachable) is tried again after a
    back-off (:func:`.store.retry_delay`) up to ``max_attempts``, a permanent one (5xx)
-   is ``failed`` with the server's reply; when the server itself fails, the rest wait
-   for the next run;
+   is ``failed`` with the server's reply, a connection lost after the whole message
+   was sent is ``failed`` as interrupted (it may have been accepted: never sent again
+   by itself); when the server itself fails, the rest wait for the next run;
 4. puts each due ``paper`` delivery into one print batch (when ``print_directory`` is
    set, :mod:`.paper`), all marked ``printed`` once the batch is complete.
 
@@ -206,7 +207,14 @@ def _outcome(
     now: int,
     summary: DeliverySummary,
 ) -> None:
-    """Record a failed attempt: pending again after the back-off, or failed."""
+    """Record a failed attempt: pending again after the back-off, or failed (an
+    ``uncertain`` one as interrupted: the message may have been accepted)."""
+    if failure.uncertain:
+        store.finish(connection, claimed.id, "failed", now,
+                     error=f"{failure.reason}: check the mail server's log, then resend "
+                     f"(ocs invoice deliver --invoice {claimed.invoice_id} --resend)")  # fmt: skip
+        summary.interrupted += 1
+        return
     if failure.temporary and claimed.attempts < options.max_attempts:
         store.finish(
             connection, claimed.id, "pending", now, error=failure.reason,

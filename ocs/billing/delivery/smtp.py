@@ -13,16 +13,28 @@ TLS; AUTH when a user is set) and says what a failure means (:class:`SendFailure
 * permanent: a 5xx reply to this message (recipient or content refused): the
   delivery failed, with the server's reply as the reason;
 * ``server``: the failure is the server's or ours, not this message's (nothing else
-  can be sent in this run either): the step stops sending e-mail until the next run.
+  can be sent in this run either): the step stops sending e-mail until the next run;
+* ``uncertain``: the connection failed (lost, timed out) after the whole message and
+  its final "." were sent, before the server's reply: the server may have accepted it
+  (a slow content scan, a reply lost), so it must not be sent again by itself.
+
+That is why :meth:`Mailer.send` drives the transaction itself (MAIL, RCPT, DATA, the
+message, the reply) rather than ``smtplib.SMTP.send_message``: a connection lost before
+the last byte of the message left is a temporary failure (tried again), after it it is
+``uncertain``.
 """
 
 from __future__ import annotations
 
+import email.policy
+import io
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass, field
+from email.generator import BytesGenerator
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate
+from email.utils import formataddr, formatdate, getaddresses
 from pathlib import Path
 
 __all__ = ["SECURITIES", "Mailer", "SendFailure", "SmtpConfig", "invoice_message"]
@@ -52,18 +64,35 @@ class SmtpConfig:
 
 
 class SendFailure(Exception):
-    """A message was not accepted (module doc: ``temporary``, ``server``)."""
+    """A message was not accepted, or may not have been (module doc: ``temporary``,
+    ``server``, ``uncertain``)."""
 
-    def __init__(self, reason: str, *, temporary: bool, server: bool) -> None:
+    def __init__(
+        self, reason: str, *, temporary: bool, server: bool, uncertain: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.temporary = temporary
         self.server = server
+        self.uncertain = uncertain
 
 
 def _reply(code: int, message: bytes | str) -> str:
     text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
     return f"{code} {' '.join(text.split())}"[:500]
+
+
+def _flatten(message: EmailMessage, *, utf8: bool) -> bytes:
+    """The message as it goes after DATA: CRLF lines, a line starting with "." doubled,
+    ended by the lone "." (what ``smtplib.SMTP.data`` sends, sent here by hand so that
+    a failure before and after the last byte are told apart)."""
+    buffer = io.BytesIO()
+    policy = email.policy.SMTPUTF8 if utf8 else email.policy.SMTP
+    BytesGenerator(buffer, policy=policy).flatten(message, linesep="\r\n")
+    body = re.sub(rb"(?m)^\.", b"..", buffer.getvalue())
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return body + b".\r\n"
 
 
 def _by_code(code: int, reason: str, *, server: bool = False) -> SendFailure:
@@ -129,26 +158,18 @@ class Mailer:
         return smtp
 
     def send(self, message: EmailMessage) -> None:
-        """Hand ``message`` to the server; :class:`SendFailure` when it is not accepted."""
+        """Hand ``message`` to the server; :class:`SendFailure` when it is not accepted
+        (``uncertain`` when the connection failed after the whole message was sent)."""
         if self._smtp is None:
             self._smtp = self._open()
+        smtp = self._smtp
+        recipients = [address for _, address in getaddresses(message.get_all("To", []))]
+        utf8 = not all(address.isascii() for address in (self.config.sender, *recipients))
+        data = _flatten(message, utf8=utf8)
         try:
-            refused = self._smtp.send_message(message)
-        except smtplib.SMTPRecipientsRefused as error:
-            code, text = next(iter(error.recipients.values()))
-            raise _by_code(code, f"recipient refused: {_reply(code, text)}") from None
-        except smtplib.SMTPSenderRefused as error:
-            # our from address: every message would be refused the same way
-            self.close()
-            raise SendFailure(
-                f"sender {self.config.sender} refused: {_reply(error.smtp_code, error.smtp_error)}",
-                temporary=True, server=True,
-            ) from None  # fmt: skip
-        except smtplib.SMTPDataError as error:
-            raise _by_code(
-                error.smtp_code, f"message refused: {_reply(error.smtp_code, error.smtp_error)}"
-            ) from None
-        except smtplib.SMTPResponseException as error:
+            self._envelope(smtp, recipients, data, utf8=utf8)
+            code, text = smtp.docmd("data")
+        except smtplib.SMTPResponseException as error:  # 421 (closing) and the like
             self.close()
             raise _by_code(
                 error.smtp_code, _reply(error.smtp_code, error.smtp_error), server=True
@@ -159,9 +180,74 @@ class Mailer:
                 f"SMTP connection lost: {error or type(error).__name__}",
                 temporary=True, server=True,
             ) from None  # fmt: skip
-        if refused:  # one recipient only: refused means not sent (send_message raised)
-            code, text = next(iter(refused.values()))
-            raise _by_code(code, f"recipient refused: {_reply(code, text)}")
+        if code != 354:
+            self._reset(code)
+            raise _by_code(code, f"message refused: {_reply(code, text)}")
+        try:  # the message: once it is all out, the server may accept it at any moment
+            smtp.send(data)
+        except (OSError, smtplib.SMTPException) as error:  # the final "." never left
+            self.close()
+            raise SendFailure(
+                f"SMTP connection lost while sending the message: {error or type(error).__name__}",
+                temporary=True, server=True,
+            ) from None  # fmt: skip
+        try:
+            code, text = smtp.getreply()
+        except (OSError, smtplib.SMTPException) as error:
+            self.close()
+            raise SendFailure(
+                "interrupted: the SMTP connection failed after the whole message was sent, "
+                f"before the server answered ({error or type(error).__name__}); the server may "
+                f"have accepted it (Message-ID {message['Message-ID']})",
+                temporary=False, server=True, uncertain=True,
+            ) from None  # fmt: skip
+        if code != 250:
+            self._reset(code)
+            raise _by_code(code, f"message refused: {_reply(code, text)}")
+
+    def _envelope(
+        self, smtp: smtplib.SMTP, recipients: list[str], data: bytes, *, utf8: bool
+    ) -> None:
+        """MAIL FROM and RCPT TO (nothing can have been delivered yet when they fail):
+        :class:`SendFailure` for a refusal, smtplib's errors for a lost connection."""
+        smtp.ehlo_or_helo_if_needed()
+        options: list[str] = []
+        if smtp.does_esmtp and smtp.has_extn("size"):
+            options.append(f"size={len(data)}")
+        if utf8:
+            if not smtp.has_extn("smtputf8"):
+                raise SendFailure(
+                    "the SMTP server does not support SMTPUTF8 (a non-ASCII address)",
+                    temporary=False, server=False,
+                )  # fmt: skip
+            options += ["SMTPUTF8", "BODY=8BITMIME"]
+        code, text = smtp.mail(self.config.sender, options)
+        if code != 250:
+            # our from address: every message would be refused the same way
+            self._reset(code)
+            raise SendFailure(
+                f"sender {self.config.sender} refused: {_reply(code, text)}",
+                temporary=True, server=True,
+            )  # fmt: skip
+        for recipient in recipients:
+            code, text = smtp.rcpt(recipient)
+            if code not in (250, 251):
+                self._reset(code)
+                raise _by_code(code, f"recipient refused: {_reply(code, text)}")
+
+    def _reset(self, code: int) -> None:
+        """After a refusal: the session ready for the next message (RSET), or closed
+        when the server is closing it (421) or cannot be reset."""
+        smtp = self._smtp
+        if smtp is None:
+            return
+        if code == 421:
+            self.close()
+            return
+        try:
+            smtp.rset()
+        except (OSError, smtplib.SMTPException):
+            self.close()
 
     def close(self) -> None:
         smtp, self._smtp = self._smtp, None

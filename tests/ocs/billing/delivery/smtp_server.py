@@ -5,6 +5,7 @@ same for the end of DATA."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import ssl
@@ -35,11 +36,15 @@ class Sink:
     replies: list[str] = field(default_factory=list)
     data_replies: list[str] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
+    rcpt_delays: list[float] = field(default_factory=list)
+    data_delays: list[float] = field(default_factory=list)
     rcpt_commands: int = 0
     logins: list[tuple[str, str]] = field(default_factory=list)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         self.rcpt_commands += 1
+        if self.rcpt_delays:
+            await asyncio.sleep(self.rcpt_delays.pop(0))
         if self.replies:
             reply = self.replies.pop(0)
             if not reply.startswith("250"):
@@ -55,6 +60,8 @@ class Sink:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+        if self.data_delays:
+            await asyncio.sleep(self.data_delays.pop(0))
         return "250 Message accepted for delivery"
 
 

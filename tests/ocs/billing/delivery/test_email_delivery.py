@@ -386,3 +386,45 @@ def test_a_certificate_that_is_not_trusted_sends_nothing(billed, tmp_path):
     [reason] = summary.errors
     assert "CERTIFICATE_VERIFY_FAILED" in reason
     assert rows(billed)[0].state == "pending"
+
+
+def test_a_timeout_after_the_message_was_sent_is_interrupted_not_sent_twice(billed, server):
+    # the server keeps the message, then answers after the client's timeout (a slow scan)
+    server.sink.data_delays = [2.5]
+    quick = options(server)
+    quick = replace(quick, smtp=replace(quick.smtp, timeout=1))
+    summary = deliver(billed.engine, quick, accounts_of(billed), now=NOW)
+    assert (summary.sent, summary.retrying, summary.interrupted) == (0, 0, 1)
+    assert len(server.sink.received) == 1
+    [row] = rows(billed)
+    assert (row.state, row.attempts) == ("failed", 1)
+    assert row.last_error.startswith("interrupted: the SMTP connection failed after the whole")
+    assert row.message_id in row.last_error  # to look for in the mail server's log
+    assert f"--invoice {row.invoice_id} --resend" in row.last_error
+    for days in (1, 2):  # never sent again by itself
+        deliver(billed.engine, quick, accounts_of(billed), now=NOW + days * 86_400)
+    assert len(server.sink.received) == 1 and [r.state for r in rows(billed)] == ["failed"]
+    # the operator found no trace of it in the server's log: a resend, a new Message-ID
+    again = resend(billed.engine, quick, accounts_of(billed), row.invoice_id, now=NOW + 3 * 86_400)
+    assert again.sent == 1 and len(server.sink.received) == 2
+    assert (
+        server.sink.received[1].message["Message-ID"]
+        == rows(billed)[-1].message_id
+        != row.message_id
+    )
+
+
+def test_a_timeout_before_data_is_retried_and_sent_once(billed, server):
+    server.sink.rcpt_delays = [2.5]  # no reply to RCPT TO within the client's timeout
+    quick = options(server)
+    quick = replace(quick, smtp=replace(quick.smtp, timeout=1))
+    first = deliver(billed.engine, quick, accounts_of(billed), now=NOW)
+    assert (first.retrying, first.interrupted, first.sent) == (1, 0, 0)
+    [row] = rows(billed)
+    # after the back-off (from when the attempt ended: the timeout took a second)
+    assert row.state == "pending" and NOW + 60 <= row.next_attempt_at <= NOW + 62
+    assert "SMTP connection lost" in row.last_error
+    assert server.sink.received == []
+    second = deliver(billed.engine, quick, accounts_of(billed), now=row.next_attempt_at)
+    assert second.sent == 1 and len(server.sink.received) == 1
+    assert [row.state for row in rows(billed)] == ["sent"]
