@@ -259,6 +259,11 @@ def _deliver(
         lines.append("e-mail is off: set smtp.host to send the waiting e-mails")
     if summary.waiting and options.print_directory is None:
         lines.append("printing is off: set delivery.print_directory (or --print-dir)")
+    if summary.unsettled:
+        lines.append(
+            f"{summary.unsettled} paper deliveries of interrupted print batches left sending: "
+            "without a print directory their batches cannot be checked (run with it to settle)"
+        )
     if document is not None:
         with engine.connect() as connection:
             status = delivery_status_of(connection, [document]).get(document)

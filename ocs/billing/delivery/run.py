@@ -11,7 +11,8 @@ deliver``. In one run it
    e-mail is marked ``failed`` ("interrupted": the server may have accepted it before
    the process died, so it is never sent again by itself; resend it after checking the
    mail server's log for its Message-ID); a paper delivery is ``printed`` when its
-   batch was completed (its manifest lists it), else ``pending`` again;
+   batch was completed (its manifest lists it), else ``pending`` again; without a print
+   directory they are left ``sending`` (``unsettled``) for a run that has one;
 3. e-mails each due ``email`` delivery with its PDF (when ``smtp`` is configured): the
    attempt is recorded (``sending``, its Message-ID) before the message leaves, then
    ``sent``; a temporary failure (4xx, the server unreachable) is tried again after a
@@ -112,7 +113,12 @@ class DeliverySummary:
     interrupted: int = 0
     waiting: int = 0
     """Due deliveries of a channel that is not configured (no SMTP server, no print
-    directory) or not reached in this run (the SMTP server failed)."""
+    directory) or not reached in this run (the SMTP server failed); with the
+    ``unsettled`` ones."""
+    unsettled: int = 0
+    """Paper deliveries of an interrupted print batch left ``sending``: no print
+    directory to see whether the batch was completed (the next run with one settles
+    them)."""
     batch: Path | None = None
     errors: list[str] = field(default_factory=list)
     """Why the step could not do everything: the SMTP server or the print directory."""
@@ -402,8 +408,20 @@ def _settle_interrupted(
                 "its log, then resend (ocs invoice deliver --invoice ID --resend)",
             )  # fmt: skip
             summary.interrupted += 1
+        paper = store.interrupted(connection, "paper", now)
+        if paper and options.print_directory is None:
+            # whether their batch was completed cannot be known without its directory:
+            # left as they are (pending again, a complete batch would be printed twice)
+            summary.unsettled += len(paper)
+            summary.waiting += len(paper)
+            log_event(
+                logger, "print_batch_unsettled", level=logging.WARNING, deliveries=len(paper),
+                batches=sorted({str(row.batch) for row in paper}),
+                reason="no print directory: the interrupted batches cannot be checked",
+            )  # fmt: skip
+            return
         batches: dict[str, set[str] | None] = {}
-        for row in store.interrupted(connection, "paper", now):
+        for row in paper:
             if row.batch not in batches:
                 found = None
                 if options.print_directory is not None and row.batch:
@@ -465,7 +483,7 @@ def deliver(
         logger, "invoice_delivery_completed", level=logging.INFO if summary.ok else logging.ERROR,
         planned=summary.planned, sent=summary.sent, printed=summary.printed,
         retrying=summary.retrying, failed=summary.failed, waiting=summary.waiting,
-        interrupted=summary.interrupted,
+        interrupted=summary.interrupted, unsettled=summary.unsettled,
     )  # fmt: skip
     return summary
 

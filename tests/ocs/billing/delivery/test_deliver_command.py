@@ -5,11 +5,14 @@ paper into a print batch; ``--invoice``, ``--resend``, ``--print-dir`` and the e
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 import redis
+from sqlalchemy import select, update
 
+from ocs.billing.schema import invoice_deliveries
 from ocs.cli import main
 from quota_engine.accounts.model import Account
 from quota_engine.store import keys
@@ -97,6 +100,27 @@ def test_without_settings_nothing_is_sent_and_it_says_why(billed, capsys):
     code, out, _ = run(capsys, "invoice", "deliver", *flags(made, redis_url))
     assert code == 0 and "2 planned" in out and "2 waiting" in out
     assert "e-mail is off: set smtp.host" in out and "printing is off" in out
+
+
+def test_an_interrupted_print_batch_without_a_print_dir_is_left_and_said(billed, capsys, tmp_path):
+    made, redis_url = billed
+    code, _, _ = run(capsys, "invoice", "deliver", *flags(made, redis_url))  # planned
+    hans = made.invoice_id("hans")
+    with made.engine.begin() as connection:  # as a run that died two hours ago left it
+        connection.execute(
+            update(invoice_deliveries)
+            .where(invoice_deliveries.c.invoice_id == hans)
+            .values(state="sending", batch="print-20261201T020000Z-abcdef", attempts=1,
+                    updated_at=int(time.time()) - 7200)
+        )  # fmt: skip
+    code, out, _ = run(capsys, "invoice", "deliver", *flags(made, redis_url))
+    assert code == 0 and "0 interrupted" in out
+    assert "1 paper deliveries of interrupted print batches left sending" in out
+    with made.engine.connect() as connection:
+        row = connection.execute(
+            select(invoice_deliveries).where(invoice_deliveries.c.invoice_id == hans)
+        ).one()
+    assert (row.state, row.batch) == ("sending", "print-20261201T020000Z-abcdef")
 
 
 def test_an_unreachable_server_is_exit_1_and_the_invoice_waits(billed, capsys):

@@ -168,6 +168,37 @@ def test_a_crash_before_the_batch_was_complete_puts_them_in_the_next(mixed, tmp_
     assert len(done) == 1 and states(mixed)["hans"] == ("printed", done[0].name)
 
 
+def test_without_a_print_directory_an_interrupted_batch_is_left_as_it_is(
+    mixed, tmp_path, monkeypatch
+):
+    prints = tmp_path / "print"
+    real = store.finish
+
+    def crash(connection, delivery_id, state, now, **kwargs):
+        if state == "printed":
+            raise SystemExit("killed after the batch was renamed")
+        return real(connection, delivery_id, state, now, **kwargs)
+
+    monkeypatch.setattr(store, "finish", crash)
+    with pytest.raises(SystemExit):
+        deliver(mixed.engine, options(print_directory=prints), accounts_of(mixed), now=NOW)
+    monkeypatch.undo()
+    [batch] = list(prints.iterdir())
+    # a later run without the print directory cannot see that the batch is complete
+    for later in (NOW + store.LEASE + 1, NOW + 86_400):
+        summary = deliver(mixed.engine, options(), accounts_of(mixed), now=later)
+        # waiting: those two and Erika's e-mail (no SMTP server either)
+        assert (summary.unsettled, summary.waiting, summary.interrupted) == (2, 3, 0)
+        assert states(mixed)["hans"] == ("sending", batch.name)  # not pending: not reprinted
+        assert states(mixed)["greta"] == ("sending", batch.name)
+    # the run with the directory settles them: printed, not printed again
+    summary = deliver(mixed.engine, options(print_directory=prints), accounts_of(mixed),
+                      now=NOW + 2 * 86_400)  # fmt: skip
+    assert (summary.interrupted, summary.printed, summary.unsettled) == (2, 0, 0)
+    assert list(prints.iterdir()) == [batch]
+    assert states(mixed)["hans"] == ("printed", batch.name)
+
+
 def test_documents_that_cannot_be_made_fail_and_no_empty_batch_is_left(mixed, tmp_path):
     prints = tmp_path / "print"
     broken = replace(OPERATOR, logo=tmp_path / "missing.png")
