@@ -6,8 +6,8 @@ database says is true at each step:
 1. :func:`plan` gives each final invoice that has no delivery yet (finalised within
    :data:`PLAN_WINDOW`, or the one asked for) a ``pending`` delivery on the channel its
    account wants (``sequence`` 0; a resend is the next sequence, :func:`resend`). The
-   unique ``(invoice_id, sequence)`` makes a second planner's insert fail instead of
-   doubling a delivery.
+   unique ``(invoice_id, sequence)`` and an insert-if-absent make a second planner's
+   insert do nothing instead of doubling a delivery (or failing the step).
 2. :func:`claim` turns a ``pending`` delivery whose ``next_attempt_at`` has come into
    ``sending``, counts the attempt and records the message id and recipient, **before**
    the message leaves: only the claimer that changed the row sends (a second step
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ocs.billing.accounts import Contact
 from ocs.billing.lifecycle import DocumentNotFound, InvalidState
@@ -119,15 +120,25 @@ def _channel(contact: Contact | None) -> tuple[str, str | None, str | None]:
 
 def _insert(
     connection: Connection, invoice_id: str, sequence: int, contact: Contact | None, now: int
-) -> None:
+) -> bool:
+    """Insert the delivery ``(invoice_id, sequence)`` unless it exists: ``INSERT ... ON
+    CONFLICT (invoice_id, sequence) DO NOTHING`` (SQLite and PostgreSQL), so that a
+    concurrent planner or resend that inserted it first (even uncommitted: PostgreSQL
+    waits for it) makes this a no-op instead of an IntegrityError that would abort the
+    caller's whole transaction. True when this call inserted it."""
     channel, recipient, problem = _channel(contact)
-    connection.execute(
-        invoice_deliveries.insert().values(
+    dialect = sqlite if connection.dialect.name == "sqlite" else postgresql
+    statement = (
+        dialect.insert(invoice_deliveries)
+        .values(
             invoice_id=invoice_id, sequence=sequence, channel=channel,
             state="failed" if problem else "pending", attempts=0, next_attempt_at=now,
             last_error=problem, recipient=recipient, created_at=now, updated_at=now,
         )
+        .on_conflict_do_nothing(index_elements=[_d.invoice_id, _d.sequence])
+        .returning(_d.id)  # rowcount is -1 with RETURNING (PostgreSQL): the row says it
     )  # fmt: skip
+    return connection.execute(statement).first() is not None
 
 
 def plan(
@@ -139,14 +150,14 @@ def plan(
     """A first delivery for each of ``candidates`` (:func:`plan_candidates`) that still
     has none, on the channel of its account's contact; one whose account cannot be
     delivered to (gone, e-mail without an address) is ``failed`` at once with the
-    reason. How many were planned."""
+    reason. How many were planned: one that another planner or a resend gave a
+    delivery since the candidates were read is left alone (:func:`_insert`)."""
     planned = 0
     for invoice_id, account in candidates:
         exists = connection.execute(
             select(_d.id).where(_d.invoice_id == invoice_id).limit(1)
         ).first()
-        if exists is None:
-            _insert(connection, invoice_id, 0, contacts.get(account), now)
+        if exists is None and _insert(connection, invoice_id, 0, contacts.get(account), now):
             planned += 1
     return planned
 
@@ -175,7 +186,11 @@ def resend(connection: Connection, invoice_id: str, contact: Contact | None, now
         select(func.max(_d.sequence)).where(_d.invoice_id == invoice_id)
     ).scalar_one()
     sequence = 0 if last is None else int(last) + 1
-    _insert(connection, invoice_id, sequence, contact, now)
+    if not _insert(connection, invoice_id, sequence, contact, now):
+        # a planner or another resend inserted that sequence meanwhile: one under way
+        raise InvalidState(
+            f"invoice {invoice_id!r} has a delivery pending already (sequence {sequence})"
+        )
     return sequence
 
 

@@ -4,8 +4,11 @@ interrupted ones found after the lease; and the database's own rules for them.""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from ocs.billing.accounts import Contact
@@ -166,3 +169,77 @@ def test_one_delivery_per_invoice_and_sequence(engine):
                 created_at=NOW, updated_at=NOW,
             )
         )  # fmt: skip
+
+
+def _blocked(engine, thread: threading.Thread) -> None:
+    """Return once ``thread`` waits for the other transaction's lock (PostgreSQL: a
+    backend waiting on a lock; SQLite: its BEGIN IMMEDIATE waits for the write lock)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and thread.is_alive():
+        if engine.dialect.name != "postgresql":
+            time.sleep(0.5)
+            return
+        with engine.connect() as connection:
+            waiting = connection.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        if waiting:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the second transaction never waited for the first")
+
+
+def _while_planned(engine, second) -> tuple[int, object]:
+    """Plan in one transaction and, before it commits, run ``second(engine)`` in a
+    thread (it reads its candidates now, then writes): what the first planned and what
+    ``second`` returned or raised."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(second(engine))
+        except Exception as error:  # the test looks at it
+            outcome.append(error)
+
+    with engine.begin() as connection:
+        first = store.plan(
+            connection, store.plan_candidates(connection, NOW), {"erika": EMAIL, "hans": PAPER},
+            NOW,
+        )  # fmt: skip
+        thread = threading.Thread(target=run)
+        thread.start()
+        _blocked(engine, thread)
+    thread.join(30)
+    assert not thread.is_alive()
+    return first, outcome[0]
+
+
+def _stale_planner(engine) -> int:
+    with engine.connect() as connection:  # as deliver(): candidates read first
+        candidates = store.plan_candidates(connection, NOW)
+    with engine.begin() as connection:
+        return store.plan(connection, candidates, {"erika": EMAIL, "hans": PAPER}, NOW)
+
+
+def test_two_planners_at_once_both_succeed_and_plan_once(engine):
+    first, second = _while_planned(engine, _stale_planner)
+    assert (first, second) == (3, 0)  # no IntegrityError: the second found them planned
+    with engine.connect() as connection:
+        count = connection.execute(select(func.count()).select_from(invoice_deliveries))
+        assert count.scalar_one() == 3
+    assert {row.sequence for row in _rows(engine).values()} == {0}
+
+
+def test_a_resend_while_the_invoice_is_being_planned_is_refused_not_an_error(engine):
+    def resend(engine) -> int:
+        with engine.begin() as connection:
+            return store.resend(connection, "inv-0", EMAIL, NOW)
+
+    first, second = _while_planned(engine, resend)
+    assert first == 3
+    assert isinstance(second, InvalidState), second
+    assert "has a delivery pending already (sequence 0)" in str(second)
+    assert _rows(engine)["inv-0"].sequence == 0
