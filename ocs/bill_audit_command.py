@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ocs.config import CONFIG_ENV, ConfigError, Settings, add_setting_flags, load_settings
+from ocs.config import Settings, add_setting_flags, command_settings
 
 if TYPE_CHECKING:
     from ocs.billing.accounts import BillingAccount
@@ -157,20 +157,18 @@ async def _read_accounts(settings: Settings) -> tuple[list[BillingAccount], str 
 
 def audit_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Run ``ocs bill-audit``; the exit code."""
-    config_file = args.config or env.get(CONFIG_ENV) or None
-    try:
-        settings = load_settings(
-            config_file,
-            env,
-            {
-                "billing_database_url": args.billing_database_url,
-                "records_directory": args.records_dir,
-                "redis_url": args.redis_url,
-                "redis_data_dir": args.redis_data_dir,
-            },
-        )
-    except ConfigError as exc:
-        print(f"{_COMMAND}: invalid configuration:\n  " + "\n  ".join(exc.errors), file=sys.stderr)
+    settings = command_settings(
+        _COMMAND,
+        args.config,
+        env,
+        {
+            "billing_database_url": args.billing_database_url,
+            "records_directory": args.records_dir,
+            "redis_url": args.redis_url,
+            "redis_data_dir": args.redis_data_dir,
+        },
+    )
+    if settings is None:
         return 2
     # imported here: SQLAlchemy is not needed by the other commands
     from ocs.billing.audit import AuditError, audit_period

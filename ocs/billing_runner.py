@@ -41,7 +41,7 @@ from ocs.billing.periods import PeriodError, parse_month
 from ocs.billing.schema import invoices
 from ocs.billing.usage import BillingError
 from ocs.billing_source import read_billing_accounts
-from ocs.config import CONFIG_ENV, ConfigError, Settings, load_settings
+from ocs.config import Settings, command_settings
 from ocs.metrics import BillingMetrics
 from ocs.redis_store import StoreUnavailable, open_store
 from quota_engine.catalog.model import Catalog
@@ -219,12 +219,9 @@ def _off_cycle(
 
 def run_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Run ``ocs bill-run``; the exit code."""
-    config_file = args.config or env.get(CONFIG_ENV) or None
     overrides = {name: getattr(args, name) for name in FLAGS}
-    try:
-        settings = load_settings(config_file, env, overrides)
-    except ConfigError as exc:
-        print("ocs bill-run: invalid configuration:\n  " + "\n  ".join(exc.errors), file=sys.stderr)
+    settings = command_settings("ocs bill-run", args.config, env, overrides)
+    if settings is None:
         return 2
     try:
         shard = parse_shard(args.shard)

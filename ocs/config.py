@@ -36,6 +36,7 @@ import ipaddress
 import math
 import os
 import re
+import sys
 import tomllib
 import typing
 from collections.abc import Callable, Mapping
@@ -1193,6 +1194,23 @@ def load_settings(
     layers.append(_env_layer(os.environ if env is None else env, errors))
     layers.append(_override_layer(overrides or {}, errors))
     return _merge(layers, errors)
+
+
+def command_settings(
+    command: str,
+    config_file: str | None,
+    env: Mapping[str, str],
+    overrides: Mapping[str, object],
+) -> Settings | None:
+    """The settings of the command line ``command`` (``ocs invoice show``): its
+    ``--config`` file (else ``OCS_CONFIG``), the environment and the ``overrides`` of
+    its flags (:func:`load_settings`); None after saying on stderr what is invalid
+    (the command exits 2)."""
+    try:
+        return load_settings(config_file or env.get(CONFIG_ENV) or None, env, overrides)
+    except ConfigError as exc:
+        print(f"{command}: invalid configuration:\n  " + "\n  ".join(exc.errors), file=sys.stderr)
+        return None
 
 
 def add_setting_flags(

@@ -47,7 +47,7 @@ from ocs.billing.payments.dunning import (
     plan_dunning,
     settled_barred,
 )
-from ocs.config import CONFIG_ENV, ConfigError, Settings, load_settings
+from ocs.config import Settings, command_settings
 from ocs.logs import log_event
 from quota_engine.store.accounts import AccountStore
 
@@ -278,23 +278,18 @@ def dunning_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """``ocs payment dunning``: one step now, on ``billing.database_url`` and the Redis of
     the settings (``redis.url``, or the private one of ``redis.data_dir``: the one a
     running ``ocs serve`` holds, else one started for the command)."""
-    from ocs.billing.database import BillingDatabaseError, open_database, shown_url
+    from ocs.billing.database import open_for_command
     from ocs.payment_command import DUNNING_FLAGS
     from ocs.redis_store import StoreUnavailable, open_store
 
     command = "ocs payment dunning"
-    config_file = args.config or env.get(CONFIG_ENV) or None
-    try:
-        values = {name: getattr(args, name) for name in DUNNING_FLAGS}
-        settings = load_settings(config_file, env, values)
-    except ConfigError as exc:
-        print(f"{command}: invalid configuration:\n  " + "\n  ".join(exc.errors), file=sys.stderr)
+    settings = command_settings(
+        command, args.config, env, {name: getattr(args, name) for name in DUNNING_FLAGS}
+    )
+    if settings is None:
         return 2
-    url = settings.billing_database_url
-    try:
-        engine = open_database(url)
-    except BillingDatabaseError as error:
-        print(f"{command}: billing database {shown_url(url)}: {error}", file=sys.stderr)
+    engine = open_for_command(command, settings.billing_database_url)
+    if engine is None:
         return 2
     now = int(time.time())
 

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from ocs.config import CONFIG_ENV, ConfigError, add_setting_flags, load_settings
+from ocs.config import add_setting_flags, command_settings
 
 
 def add_billing_commands(commands: Any) -> None:
@@ -50,13 +50,10 @@ def billing_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print("ocs billing: error: an action is required (migrate, status)", file=sys.stderr)
         return 2
     command = f"ocs billing {args.billing_command}"
-    config_file = args.config or env.get(CONFIG_ENV) or None
-    try:
-        settings = load_settings(
-            config_file, env, {"billing_database_url": args.billing_database_url}
-        )
-    except ConfigError as exc:
-        print(f"{command}: invalid configuration:\n  " + "\n  ".join(exc.errors), file=sys.stderr)
+    settings = command_settings(
+        command, args.config, env, {"billing_database_url": args.billing_database_url}
+    )
+    if settings is None:
         return 2
     # imported here: SQLAlchemy and Alembic are not needed by the other commands
     from ocs.billing.database import (

@@ -30,6 +30,7 @@ A password in the URL never reaches a log or an error message: they show
 from __future__ import annotations
 
 import dataclasses
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -285,6 +286,16 @@ class RevisionStatus:
     @property
     def current(self) -> bool:
         return self.revision == self.head
+
+
+def open_for_command(command: str, url: str | URL) -> Engine | None:
+    """:func:`open_database` for the command line ``command``; None after saying on
+    stderr why the database cannot be used (the command exits 2)."""
+    try:
+        return open_database(url)
+    except BillingDatabaseError as error:
+        print(f"{command}: billing database {shown_url(url)}: {error}", file=sys.stderr)
+        return None
 
 
 def revision_status(engine: Engine) -> RevisionStatus:

@@ -31,12 +31,12 @@ from sqlalchemy import Connection, Engine, or_, select
 
 from ocs.billing.accounts import Contact
 from ocs.billing.commands import DELIVERY_FLAGS, DOCUMENT_FLAGS, INVOICE_FLAGS
-from ocs.billing.database import BillingDatabaseError, open_database, shown_url
+from ocs.billing.database import open_for_command
 from ocs.billing.delivery.status import DeliveryStatus, delivery_status_of
 from ocs.billing.lifecycle import CreditLine, LifecycleError, create_credit_note, finalize, void
 from ocs.billing.representation import applied_rates, customer_bill, decimal_text
 from ocs.billing.schema import invoice_items, invoices
-from ocs.config import CONFIG_ENV, ConfigError, load_settings
+from ocs.config import command_settings
 from quota_engine.money import MICRO, MICRO_DIGITS, format_money
 
 __all__ = ["ReadAccounts", "parse_amount", "run_invoice_command"]
@@ -333,22 +333,18 @@ def run_invoice_command(
               "(list, show, finalize, void, credit-note, pdf, html, deliver)", file=sys.stderr)  # fmt: skip
         return 2
     command = f"ocs invoice {args.invoice_command}"
-    config_file = args.config or env.get(CONFIG_ENV) or None
-    try:
-        flags: tuple[str, ...] = INVOICE_FLAGS
-        if args.invoice_command in ("pdf", "html"):
-            flags = DOCUMENT_FLAGS
-        elif args.invoice_command == "deliver":
-            flags = DELIVERY_FLAGS
-        settings = load_settings(config_file, env, {name: getattr(args, name) for name in flags})
-    except ConfigError as exc:
-        print(f"{command}: invalid configuration:\n  " + "\n  ".join(exc.errors), file=sys.stderr)
+    flags: tuple[str, ...] = INVOICE_FLAGS
+    if args.invoice_command in ("pdf", "html"):
+        flags = DOCUMENT_FLAGS
+    elif args.invoice_command == "deliver":
+        flags = DELIVERY_FLAGS
+    settings = command_settings(
+        command, args.config, env, {name: getattr(args, name) for name in flags}
+    )
+    if settings is None:
         return 2
-    url = settings.billing_database_url
-    try:
-        engine = open_database(url)
-    except BillingDatabaseError as error:
-        print(f"{command}: billing database {shown_url(url)}: {error}", file=sys.stderr)
+    engine = open_for_command(command, settings.billing_database_url)
+    if engine is None:
         return 2
     try:
         if args.invoice_command == "deliver":

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from ocs.billing.database import BillingDatabaseError, open_database, shown_url
+from ocs.billing.database import open_for_command
 from ocs.billing.payments.allocation import (
     PaymentError,
     PaymentRequest,
@@ -36,7 +36,7 @@ from ocs.billing.payments.allocation import (
 )
 from ocs.billing.payments.imports import ImportReport, import_payments, read_csv
 from ocs.billing.payments.tmf import list_payments, parse_instant
-from ocs.config import CONFIG_ENV, ConfigError, load_settings
+from ocs.config import command_settings
 from ocs.payment_command import FLAGS
 from quota_engine.money import format_money
 
@@ -60,17 +60,13 @@ def run_payment_command(args: argparse.Namespace, env: Mapping[str, str]) -> int
               file=sys.stderr)  # fmt: skip
         return 2
     command = f"ocs payment {args.payment_command}"
-    config_file = args.config or env.get(CONFIG_ENV) or None
-    try:
-        settings = load_settings(config_file, env, {name: getattr(args, name) for name in FLAGS})
-    except ConfigError as exc:
-        print(f"{command}: invalid configuration:\n  " + "\n  ".join(exc.errors), file=sys.stderr)
+    settings = command_settings(
+        command, args.config, env, {name: getattr(args, name) for name in FLAGS}
+    )
+    if settings is None:
         return 2
-    url = settings.billing_database_url
-    try:
-        engine = open_database(url)
-    except BillingDatabaseError as error:
-        print(f"{command}: billing database {shown_url(url)}: {error}", file=sys.stderr)
+    engine = open_for_command(command, settings.billing_database_url)
+    if engine is None:
         return 2
     try:
         for line in _run(engine, args):
