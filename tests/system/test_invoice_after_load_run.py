@@ -1,4 +1,5 @@
-"""Issue 11 acceptance: a consumer postpaid account's invoice after a load run, to the cent.
+"""Issue 11 acceptance: a consumer postpaid account's invoice after a load run, to the cent
+(and issue 12's: its PDF and HTML documents).
 
 Everything is a real process on real TCP: a private ``redis-server``, ``ocs serve``
 with its record exporter on, ``ocs provision``, the load harness (``python -m
@@ -509,6 +510,40 @@ def test_the_invoice_is_the_hand_computed_one_to_the_cent(pipeline):
         "SELECT plan, period_start, period_end FROM invoice_items WHERE kind = 'recurring'"
     )
     assert recurring == [("postpaid-standard", pipeline.period_start, pipeline.period_end)]
+
+
+def test_the_pdf_and_html_documents_show_the_invoice(pipeline):
+    """Issue 12's acceptance: the documents of the subscriber's invoice after the load
+    run, made by ``ocs invoice pdf|html`` (the contact from Redis, the itemised
+    records from the segments), show its number, the hand-computed total and every
+    record of the load run."""
+    import pypdf
+
+    _, _, _, total = expected_invoice(
+        days=round((pipeline.period_end - pipeline.period_start) / 86_400),
+        band=_band(pipeline.stamp),
+        promotion=_promotion(pipeline.period_end),
+    )
+    [(invoice_id,)] = pipeline.query("SELECT id FROM invoices")
+    flags = (
+        f"--redis-url={pipeline.redis_url}",
+        f"--records-directory={pipeline.records_dir}",
+        f"--billing-database-url=sqlite:///{pipeline.database}",
+    )
+    pdf, html = pipeline.work / "invoice.pdf", pipeline.work / "invoice.html"
+    for kind, path in (("pdf", pdf), ("html", html)):
+        made = ocs("invoice", kind, invoice_id, f"--output={path}", *flags, cwd=pipeline.work)
+        assert made.returncode == 0, made.stdout + made.stderr
+    text = "\n".join(page.extract_text() for page in pypdf.PdfReader(pdf).pages)
+    page = html.read_text()
+    # no locale on the account: the operator's default (en_GB)
+    amount = f"€{total // 100}.{total % 100:02d}"
+    for document in (text, page):
+        assert "INV-000001" in document
+        assert amount in document
+        assert "Amount due by" in document
+    # detailed itemisation (the account's default): a row per record of the load run
+    assert text.count(f"+{MSISDN}") == page.count(f"+{MSISDN}") == len(CALLS)
 
 
 def test_every_exported_record_is_on_the_invoice_exactly_once(pipeline):
