@@ -11,7 +11,9 @@ a few milliseconds at most), records from ``records.directory``, invoices go to
 (:func:`ocs.payment_dunning.scheduled_dunning`): reminders, bars and lifts by the
 overdue invoices (``dunning_failed`` is logged when it fails); then one delivery step
 (:func:`ocs.invoice_delivery.scheduled_delivery`): the final invoices e-mailed or put
-into the print batch (``invoice_delivery_failed`` is logged when it fails).
+into the print batch (``invoice_delivery_failed`` is logged when it fails). Between the
+daily runs, every ``delivery.retry_delay``, the delivery step alone attempts the
+deliveries whose next attempt has come (a temporary failure's retry), nothing else.
 
 Run it on one node only (or on each with its own share: several processes share a run
 by ``ocs bill-run --shard``; the schedule runs the whole run). A failed run is logged
@@ -102,16 +104,27 @@ async def _run_daily(
     store: Any, settings: Settings, metrics: BillingMetrics, stop: asyncio.Event,
     clock: Callable[[], float],
 ) -> None:  # fmt: skip
+    """The daily run at ``billing.schedule`` and, between, a retry step for the
+    deliveries that are due every ``delivery.retry_delay`` (the back-off of a
+    temporary failure is minutes, not a day): only the delivery step, no bill run."""
     last = 0.0
+    interval = float(settings.delivery_retry_delay)
+    retry_at = clock() + interval
     while not stop.is_set():
         catalog = await CatalogStore(store).active()
         timezone = catalog.timezone if catalog is not None else "UTC"
         # never the same moment twice, even when the run took no time on a coarse clock
-        due = last = next_run(max(clock(), last), settings.billing_schedule, timezone)
+        due = next_run(max(clock(), last), settings.billing_schedule, timezone)
+        wake = min(due, retry_at)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=max(due - clock(), 0.0))
+            await asyncio.wait_for(stop.wait(), timeout=max(wake - clock(), 0.0))
         if stop.is_set():
             return
+        if wake < due:
+            await _retry_deliveries(store, settings, metrics, now=int(clock()))
+            retry_at = max(clock(), retry_at) + interval
+            continue
+        last = due
         today = datetime.fromtimestamp(due, ZoneInfo(timezone)).date()
         try:
             await scheduled_bill_run(store, settings, metrics, today, now=int(clock()))
@@ -125,6 +138,17 @@ async def _run_daily(
             await scheduled_delivery(store, settings, now=int(clock()), metrics=metrics)
         except Exception as error:  # logged, tried again tomorrow
             log_event(logger, "invoice_delivery_failed", level=logging.ERROR, error=repr(error))
+        retry_at = max(clock(), retry_at) + interval  # the daily step just tried the due ones
+
+
+async def _retry_deliveries(
+    store: Any, settings: Settings, metrics: BillingMetrics, *, now: int
+) -> None:
+    try:
+        await scheduled_delivery(store, settings, now=now, metrics=metrics, plan=False)
+    except Exception as error:  # logged, tried again at the next retry
+        log_event(logger, "invoice_delivery_failed", level=logging.ERROR, error=repr(error),
+                  step="retry")  # fmt: skip
 
 
 @contextlib.asynccontextmanager

@@ -1,13 +1,17 @@
 """The delivery step inside ``ocs serve``: the Redis side of :mod:`ocs.billing.delivery.run`.
 
 After the daily bill runs (and dunning), :func:`scheduled_delivery` delivers the final
-invoices (docs/invoicing.md, "Delivery"): the step runs in a thread (SMTP, Typst and
-the database never block the event loop); the contacts and partitions of the accounts
-it needs are read from the node's Redis on the event loop (one pipeline,
+invoices (docs/invoicing.md, "Delivery"), and between them, every
+``delivery.retry_delay``, it attempts the deliveries whose next attempt has come
+(``plan=False``: nothing new is planned, no bill run). The step runs in a thread
+(SMTP, Typst and the database never block the event loop); the contacts and
+partitions of the accounts it needs are read from the node's Redis on the event loop
+(one pipeline,
 :func:`~ocs.billing_source.read_document_accounts`), handed to the thread, so that
 ``ocs/billing`` still never imports Redis. A failure is logged by the schedule
-(``invoice_delivery_failed``) and the step runs again the next day; what it could not
-deliver waits (``pending``) for that run or for ``ocs invoice deliver``.
+(``invoice_delivery_failed``) and the step runs again at the next retry or the next
+day; what it could not deliver waits (``pending``) for that run or for ``ocs invoice
+deliver``.
 """
 
 from __future__ import annotations
@@ -28,11 +32,17 @@ __all__ = ["scheduled_delivery"]
 
 
 async def scheduled_delivery(
-    store: Any, settings: Settings, *, now: int, metrics: BillingMetrics | None = None
+    store: Any,
+    settings: Settings,
+    *,
+    now: int,
+    metrics: BillingMetrics | None = None,
+    plan: bool = True,
 ) -> DeliverySummary:
     """One delivery step at ``now`` (Unix s) on ``settings``' database, SMTP server and
     print directory, the accounts from ``store`` (the node's Redis); its counts go to
-    ``metrics`` (``ocs_invoice_deliveries_*`` on the node's ``/metrics``)."""
+    ``metrics`` (``ocs_invoice_deliveries_*`` on the node's ``/metrics``). ``plan``
+    False: only the deliveries already due (the retries between the daily runs)."""
     from ocs.billing_runner import open_billing_database
 
     loop = asyncio.get_running_loop()
@@ -48,7 +58,7 @@ async def scheduled_delivery(
     options = options_of(settings)
     engine = await asyncio.to_thread(open_billing_database, settings.billing_database_url)
     try:
-        summary = await asyncio.to_thread(deliver, engine, options, accounts_of, now=now)
+        summary = await asyncio.to_thread(deliver, engine, options, accounts_of, now=now, plan=plan)
     finally:
         engine.dispose()
     if metrics is not None:

@@ -445,14 +445,17 @@ def deliver(
     *,
     now: int,
     invoice_ids: Sequence[str] | None = None,
+    plan: bool = True,
 ) -> DeliverySummary:
     """One run of the step (module doc) at ``now`` (Unix s); ``invoice_ids``: only
-    those invoices (any age), else every final invoice due. ValueError from
-    ``accounts_of`` when the accounts cannot be read (nothing was changed then)."""
+    those invoices (any age), else every final invoice due; ``plan`` False: no new
+    deliveries are planned, only the due ones attempted (the schedule's retries between
+    its daily runs). ValueError from ``accounts_of`` when the accounts cannot be read
+    (nothing was changed then)."""
     summary = DeliverySummary()
     clock = _Clock(now)
     with engine.connect() as connection:
-        candidates = store.plan_candidates(connection, now, invoice_ids)
+        candidates = store.plan_candidates(connection, now, invoice_ids) if plan else []
         email = store.due(connection, "email", now, invoice_ids)
         paper = store.due(connection, "paper", now, invoice_ids)
         wanted = {invoice for invoice, _ in candidates}
@@ -479,8 +482,13 @@ def deliver(
         summary.waiting += len(paper)
     elif paper:
         _paper(engine, paper, options, inputs, clock, summary)
+    done = (summary.planned, summary.sent, summary.printed, summary.retrying, summary.failed,
+            summary.waiting, summary.interrupted)  # fmt: skip
+    level = logging.INFO if summary.ok else logging.ERROR
+    if not plan and summary.ok and not any(done):
+        level = logging.DEBUG  # a retry step with nothing due: every few minutes
     log_event(
-        logger, "invoice_delivery_completed", level=logging.INFO if summary.ok else logging.ERROR,
+        logger, "invoice_delivery_completed", level=level,
         planned=summary.planned, sent=summary.sent, printed=summary.printed,
         retrying=summary.retrying, failed=summary.failed, waiting=summary.waiting,
         interrupted=summary.interrupted, unsettled=summary.unsettled,

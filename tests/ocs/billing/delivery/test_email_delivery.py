@@ -428,3 +428,13 @@ def test_a_timeout_before_data_is_retried_and_sent_once(billed, server):
     second = deliver(billed.engine, quick, accounts_of(billed), now=row.next_attempt_at)
     assert second.sent == 1 and len(server.sink.received) == 1
     assert [row.state for row in rows(billed)] == ["sent"]
+
+
+def test_a_step_that_does_not_plan_only_attempts_the_due_ones(billed, server):
+    server.sink.replies = ["451 4.3.0 try later"]
+    retries = deliver(billed.engine, options(server), accounts_of(billed), now=NOW, plan=False)
+    assert (retries.planned, retries.sent) == (0, 0) and rows(billed) == []  # nothing new
+    first = deliver(billed.engine, options(server), accounts_of(billed), now=NOW)
+    assert (first.planned, first.retrying) == (1, 1)
+    again = deliver(billed.engine, options(server), accounts_of(billed), now=NOW + 60, plan=False)
+    assert again.sent == 1 and [row.state for row in rows(billed)] == ["sent"]
