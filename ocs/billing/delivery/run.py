@@ -287,16 +287,20 @@ def _email(
                 f"<{row.invoice_id}.{row.sequence}.{attempt}.{secrets.token_hex(4)}"
                 f"@{_domain(smtp.sender)}>"
             )
+            try:
+                message = invoice_message(
+                    sender=smtp.sender, operator=options.operator.name,
+                    recipient=contact.email, name=contact.name, number=made.number,
+                    message_id=message_id, text=_text_body(made, options.operator),
+                    html=made.html, pdf=made.pdf, at=clock(),
+                )  # fmt: skip
+            except ValueError as error:  # an address that cannot be written: this one fails
+                _fail_unmade(engine, row, str(error), clock(), summary)
+                continue
             claimed = _claim(engine, row, clock(), message_id=message_id,
                              recipient=contact.email)  # fmt: skip
             if claimed is None:
                 continue  # another step took it
-            message = invoice_message(
-                sender=smtp.sender, operator=options.operator.name, recipient=contact.email,
-                name=contact.name, number=made.number, message_id=message_id,
-                text=_text_body(made, options.operator), html=made.html, pdf=made.pdf,
-                at=clock(),
-            )  # fmt: skip
             try:
                 mailer.send(message)
             except SendFailure as failure:

@@ -82,13 +82,12 @@ def _reply(code: int, message: bytes | str) -> str:
     return f"{code} {' '.join(text.split())}"[:500]
 
 
-def _flatten(message: EmailMessage, *, utf8: bool) -> bytes:
+def _flatten(message: EmailMessage) -> bytes:
     """The message as it goes after DATA: CRLF lines, a line starting with "." doubled,
     ended by the lone "." (what ``smtplib.SMTP.data`` sends, sent here by hand so that
     a failure before and after the last byte are told apart)."""
     buffer = io.BytesIO()
-    policy = email.policy.SMTPUTF8 if utf8 else email.policy.SMTP
-    BytesGenerator(buffer, policy=policy).flatten(message, linesep="\r\n")
+    BytesGenerator(buffer, policy=email.policy.SMTP).flatten(message, linesep="\r\n")
     body = re.sub(rb"(?m)^\.", b"..", buffer.getvalue())
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
@@ -164,10 +163,9 @@ class Mailer:
             self._smtp = self._open()
         smtp = self._smtp
         recipients = [address for _, address in getaddresses(message.get_all("To", []))]
-        utf8 = not all(address.isascii() for address in (self.config.sender, *recipients))
-        data = _flatten(message, utf8=utf8)
+        data = _flatten(message)
         try:
-            self._envelope(smtp, recipients, data, utf8=utf8)
+            self._envelope(smtp, recipients, data)
             code, text = smtp.docmd("data")
         except smtplib.SMTPResponseException as error:  # 421 (closing) and the like
             self.close()
@@ -205,22 +203,13 @@ class Mailer:
             self._reset(code)
             raise _by_code(code, f"message refused: {_reply(code, text)}")
 
-    def _envelope(
-        self, smtp: smtplib.SMTP, recipients: list[str], data: bytes, *, utf8: bool
-    ) -> None:
+    def _envelope(self, smtp: smtplib.SMTP, recipients: list[str], data: bytes) -> None:
         """MAIL FROM and RCPT TO (nothing can have been delivered yet when they fail):
         :class:`SendFailure` for a refusal, smtplib's errors for a lost connection."""
         smtp.ehlo_or_helo_if_needed()
         options: list[str] = []
         if smtp.does_esmtp and smtp.has_extn("size"):
             options.append(f"size={len(data)}")
-        if utf8:
-            if not smtp.has_extn("smtputf8"):
-                raise SendFailure(
-                    "the SMTP server does not support SMTPUTF8 (a non-ASCII address)",
-                    temporary=False, server=False,
-                )  # fmt: skip
-            options += ["SMTPUTF8", "BODY=8BITMIME"]
         code, text = smtp.mail(self.config.sender, options)
         if code != 250:
             # our from address: every message would be refused the same way
@@ -271,7 +260,13 @@ def invoice_message(
     pdf: bytes,
     at: int,
 ) -> EmailMessage:
-    """The e-mail of invoice ``number`` (module doc)."""
+    """The e-mail of invoice ``number`` (module doc). ValueError for a ``recipient``
+    that is not ASCII (an internationalised address needs SMTPUTF8: not supported)."""
+    if not recipient.isascii():
+        raise ValueError(
+            f"the e-mail address {recipient!r} is not ASCII: internationalised addresses "
+            "(SMTPUTF8) are not supported"
+        )
     message = EmailMessage()
     message["From"] = formataddr((operator, sender))
     message["To"] = formataddr((name or "", recipient))

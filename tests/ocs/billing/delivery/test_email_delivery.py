@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import shutil
 from dataclasses import replace
+from email.message import EmailMessage
 
 import pypdf
 import pytest
@@ -15,7 +16,7 @@ from sqlalchemy import select
 from ocs.billing.accounts import Contact
 from ocs.billing.delivery import store
 from ocs.billing.delivery.run import DeliveryOptions, deliver, resend
-from ocs.billing.delivery.smtp import SmtpConfig
+from ocs.billing.delivery.smtp import Mailer, SmtpConfig
 from ocs.billing.delivery.status import delivery_status_of
 from ocs.billing.lifecycle import DocumentNotFound, InvalidState, void
 from ocs.billing.schema import invoice_deliveries
@@ -438,3 +439,42 @@ def test_a_step_that_does_not_plan_only_attempts_the_due_ones(billed, server):
     assert (first.planned, first.retrying) == (1, 1)
     again = deliver(billed.engine, options(server), accounts_of(billed), now=NOW + 60, plan=False)
     assert again.sent == 1 and [row.state for row in rows(billed)] == ["sent"]
+
+
+def test_a_line_starting_with_a_dot_arrives_whole(server):
+    # the message is sent by hand after DATA: a leading "." must be doubled on the wire
+    message = EmailMessage()
+    message["From"] = "billing@beispiel.example"
+    message["To"] = "erika@example.de"
+    message["Subject"] = "dots"
+    message.set_content("first\n.\n.hidden line\n..two\nlast\n")
+    mailer = Mailer(options(server).smtp)
+    try:
+        mailer.send(message)
+    finally:
+        mailer.close()
+    [received] = server.sink.received
+    body = received.message.get_content().replace("\r\n", "\n")
+    assert body == "first\n.\n.hidden line\n..two\nlast\n"
+
+
+def test_a_non_ascii_address_fails_with_the_reason_and_the_rest_go(tmp_path, server):
+    made = bill(
+        tmp_path,
+        [account("joerg", contact=replace(ERIKA, name="Jörg Müller", email="jörg@example.de")),
+         account("max", contact=replace(ERIKA, name="Max Müller", email="max@example.de"))],
+        usage("joerg", 2) + usage("max", 2),
+        finalize=True,
+    )  # fmt: skip
+    summary = deliver(made.engine, options(server), accounts_of(made), now=NOW)
+    assert (summary.failed, summary.sent, summary.errors) == (1, 1, [])
+    failed, sent = rows(made)
+    assert (failed.state, failed.attempts) == ("failed", 1)
+    assert failed.last_error == (
+        "the e-mail address 'jörg@example.de' is not ASCII: internationalised addresses "
+        "(SMTPUTF8) are not supported"
+    )
+    assert sent.state == "sent"
+    [received] = server.sink.received  # a non-ASCII name is fine (RFC 2047)
+    assert received.recipients == ["max@example.de"]
+    assert received.message["To"] == "Max Müller <max@example.de>"
