@@ -660,6 +660,7 @@ class ChargingEngine:
                 context=request.service_context,
                 identities=request.identities,
                 services=services,
+                rating_context=job.context,
             )
             job.decode = decode_debit
             job.index = pipe.script(REFUND, credit.keys(), credit.argv())
@@ -678,6 +679,7 @@ class ChargingEngine:
                 services=services,
                 rated_with=_rated_with(job.info),
                 period=self._periods.of(account, catalog.timezone, job.rated_at),
+                rating_context=job.context,
             )
             job.decode = decode_debit
             job.index = pipe.script(EVENT, debit.keys(), debit.argv())

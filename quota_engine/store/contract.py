@@ -429,6 +429,9 @@ class EventArgs(_RatedRequestArgs):
     """event.lua: a CCR-Event that debits its services now (DIRECT_DEBITING)."""
 
     services: list[EventService] = field(metadata=_wire("s"))
+    rating_context: RatingContext = field(default_factory=RatingContext, metadata=_wire("rc"))
+    """What the event carried (SMS recipient, APN...): its records' ``called`` and
+    ``apn``."""
 
     def keys(self) -> list[str]:
         account = self.account
@@ -454,6 +457,7 @@ class EventArgs(_RatedRequestArgs):
             "ids": self.identities,
             "s": [service.wire_event() for service in self.services],
             "w": self.rated_with,
+            "rc": self.rating_context.wire(),
         }
 
 
@@ -462,6 +466,8 @@ class RefundArgs(_RequestArgs):
     """refund.lua: a CCR-Event that credits money back (REFUND_ACCOUNT)."""
 
     services: list[EventService] = field(metadata=_wire("s"))
+    rating_context: RatingContext = field(default_factory=RatingContext, metadata=_wire("rc"))
+    """What the event carried: its records' ``called`` and ``apn``."""
 
     def keys(self) -> list[str]:
         account = self.account
@@ -485,6 +491,7 @@ class RefundArgs(_RequestArgs):
             "ctx": self.context,
             "ids": self.identities,
             "s": [service.wire_refund() for service in self.services],
+            "rc": self.rating_context.wire(),
         }
 
 

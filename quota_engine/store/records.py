@@ -70,6 +70,8 @@ FIELDS = (
     "cause",
     "currency",
     "capped_from",
+    "called",
+    "apn",
 )
 _MAPS = ("used", "allowances", "money")
 

@@ -20,6 +20,11 @@
 --   peer    Origin-Host of the client
 --   ctx     Service-Context-Id
 --   ids     the subscriber's identities (list)
+--   rc      the rating context of the request, for its records' called and apn (absent
+--           or empty: none), a map:
+--     d       destination (called party, SMS recipient)
+--     v       visited MCC-MNC
+--     a       APN
 --   w       [plan, bill cycle day, currency] rated with (see ccr.lua: o = "stale")
 --   s       the services, a list of maps:
 --     k       key: rating group, "si<n>" or "-"
@@ -74,7 +79,9 @@ end
 -- decided the price's band and the bill period (quota_engine/charging/rating_clock.py)
 local ts = req.ts
 local B = load_buckets(K_BUCKETS)
-local S = { id = req.sid, acct = req.acct, peer = req.peer, ctx = req.ctx, ids = req.ids }
+local S = {
+  id = req.sid, acct = req.acct, peer = req.peer, ctx = req.ctx, ids = req.ids, rc = req.rc,
+}
 local out, records, refused, total = {}, {}, false, 0
 
 for _, sv in ipairs(req.s or {}) do

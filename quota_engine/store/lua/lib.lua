@@ -462,11 +462,17 @@ local function capped_from(R)
   return math.min(R.used + cut, MAX_AMOUNT)
 end
 
+-- S.rc (the rating context of the session or the event: d destination, a APN; absent
+-- or an empty table when unknown) gives the record's called and apn.
 local function record_blob(S, R, cause, number, end_ts, currency)
   -- every field is present (nil packs as nil); docs/records.md
   local used = {}
   if R.unit then
     used[R.unit] = R.used
+  end
+  local rc = S.rc
+  if type(rc) ~= 'table' then
+    rc = {}
   end
   local body = cmsgpack.pack(
     'id', S.id .. ';' .. fmt_int(number) .. ';' .. R.k,
@@ -476,10 +482,10 @@ local function record_blob(S, R, cause, number, end_ts, currency)
   ) .. pack_map(used) .. cmsgpack.pack('charged', R.chg, 'allowances') .. pack_map(R.al)
     .. cmsgpack.pack('money') .. pack_map(R.mo) .. cmsgpack.pack(
     'zero_rated', R.zr and true or false, 'cause', cause, 'currency', currency,
-    'capped_from', capped_from(R)
+    'capped_from', capped_from(R), 'called', rc.d, 'apn', rc.a
   )
   local meta, n = map_body(R.p and R.p.m)
-  return map_header(21 + n) .. body .. meta
+  return map_header(23 + n) .. body .. meta
 end
 
 local function append_record(key, blob)

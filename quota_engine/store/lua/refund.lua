@@ -18,6 +18,11 @@
 --   peer    Origin-Host of the client
 --   ctx     Service-Context-Id
 --   ids     the subscriber's identities (list)
+--   rc      the rating context of the request, for its records' called and apn (absent
+--           or empty: none), a map:
+--     d       destination (called party, SMS recipient)
+--     v       visited MCC-MNC
+--     a       APN
 --   s       the services, a list of maps:
 --     k       key: rating group, "si<n>" or "-"
 --     rg      Rating-Group
@@ -74,7 +79,9 @@ end
 
 local ts = req.ts
 local B = load_buckets(K_BUCKETS)
-local S = { id = req.sid, acct = req.acct, peer = req.peer, ctx = req.ctx, ids = req.ids }
+local S = {
+  id = req.sid, acct = req.acct, peer = req.peer, ctx = req.ctx, ids = req.ids, rc = req.rc,
+}
 local out, total = {}, 0
 for _, sv in ipairs(req.s or {}) do
   local res = { rg = sv.rg, si = sv.si, u = sv.unit, o = 'ok', g = 0, c = 0 }

@@ -21,7 +21,8 @@
 -- (nothing more was reported, nothing more is charged), every open reservation is
 -- released, one record per rating group is appended (cause "expired", request number
 -- = the session's last + 1, as if it were the CCR-T that never came; end = the time of
--- the last request), and the session is deleted. Running it twice is harmless, so any
+-- the last request; called and apn from the session's rating context S.rc, as ccr.lua's
+-- records), and the session is deleted. Running it twice is harmless, so any
 -- number of sweepers may race on one session.
 
 -- @include lib.lua
