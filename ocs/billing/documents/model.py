@@ -169,6 +169,11 @@ class ItemisedRecord:
     zone: str | None
     band: str | None
     charged: int  # exact micro-units, as rated
+    called: str | None = None
+    """The number called or the SMS recipient as recorded (None: not known, or a
+    record written before records carried it)."""
+    apn: str | None = None
+    """The APN of a data record (None: not known)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,6 +474,8 @@ def _itemised(
                 zone=record.get("zone"),
                 band=record.get("band"),
                 charged=int(record.get("charged") or 0),
+                called=record.get("called"),
+                apn=record.get("apn"),
             )
         )
     order = {account: index for index, account in enumerate(accounts)}

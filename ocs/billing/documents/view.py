@@ -46,6 +46,13 @@ def _identity(identity: str | None) -> str:
     return f"+{value}" if kind == "msisdn" else value
 
 
+def _number_or_apn(record: ItemisedRecord) -> str:
+    """What the "Number / APN" column shows: the APN of data (octets), else the number
+    called or the SMS recipient, as recorded; empty when the record does not say."""
+    value = record.apn if record.unit == "octets" else record.called
+    return value or ""
+
+
 def _record_row(record: ItemisedRecord, f: Formatter) -> dict[str, str]:
     at = record.start if record.start is not None else record.end
     return {
@@ -53,6 +60,7 @@ def _record_row(record: ItemisedRecord, f: Formatter) -> dict[str, str]:
         "time": f.time(at),
         "line": _identity(record.identity),
         "service": _service_name(record.service),
+        "number": _number_or_apn(record),
         "destination": (record.destination or record.band or "").replace("-", " "),
         "zone": (record.zone or "").replace("-", " "),
         "quantity": f.quantity(record.used, record.unit),

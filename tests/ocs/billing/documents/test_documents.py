@@ -311,3 +311,49 @@ def test_an_unknown_format_is_refused(tmp_path):
     document = single(tmp_path, records=1, finalize=True).document("erika")
     with pytest.raises(ValueError, match="format must be one of pdf, html"):
         render(document, "docx", BERLIN)  # type: ignore[arg-type]
+
+
+USAGE = ("data", "voice", "sms")
+
+
+def test_itemised_rows_show_the_number_called_or_the_apn(tmp_path):
+    """Voice and SMS rows show the number called / the recipient, data rows the APN; a
+    record written before records carried them (no such fields) bills and shows an
+    empty cell."""
+    erika = account("erika", contact=Contact(name="Erika", locale="de_DE"))
+    identity = {"identities": ["msisdn:491700000001"]}
+    made = [
+        {**record("v;1;100", "erika", at("2026-11-03 09:00"), service="voice", used=61,
+                  charged=200_000, destination="national"),
+         **identity, "called": "4930123456", "apn": None},
+        {**record("m;0;200", "erika", at("2026-11-03 10:00"), service="sms", used=1,
+                  charged=90_000, destination="international"),
+         **identity, "called": "447700900123", "apn": None},
+        {**record("d;1;10", "erika", at("2026-11-03 11:00"), charged=500_000),
+         **identity, "called": None, "apn": "internet.test"},
+        {**record("old;1;10", "erika", at("2026-11-03 12:00"), charged=300_000), **identity},
+    ]  # fmt: skip
+    assert "called" not in made[3] and "apn" not in made[3]
+    billed = bill(tmp_path, [erika], made, finalize=True)
+    document = billed.document("erika")
+    assert [(r.called, r.apn) for r in document.itemised] == [
+        ("4930123456", None),
+        ("447700900123", None),
+        (None, "internet.test"),
+        (None, None),
+    ]
+    # the old record is billed like the others: data 0.50 + 0.30, calls 0.20, SMS 0.09
+    assert document.records_missing == 0
+    usage_totals = {t.service: t.amount for t in document.by_service if t.service in USAGE}
+    assert usage_totals == {"data": 800_000, "voice": 200_000, "sms": 90_000}
+    rows = document_view(document, BERLIN)["itemised"][0]["rows"]
+    assert [row["number"] for row in rows] == ["4930123456", "447700900123", "internet.test", ""]
+    text = "\n".join(pdf_pages(render(document, "pdf", BERLIN)))
+    assert "NUMBER / APN" in text
+    for shown in ("4930123456", "447700900123", "internet.test"):
+        assert text.count(shown) == 1
+    html = render(document, "html", BERLIN).decode()
+    assert "<th>Number / APN</th>" in html
+    assert "<td>Calls</td><td>4930123456</td>" in html
+    assert "<td>Data</td><td>internet.test</td>" in html
+    assert "<td>Data</td><td></td>" in html  # the old record
