@@ -709,8 +709,11 @@ async def test_entries_stranded_with_another_consumer_are_swept_up(client, tmp_p
         await records.add(3)
         late = RecordFeed(client, "late:2")  # reads before the owner's next poll
         taken = await late.read(range(PARTITIONS), 100)
-        assert sum(map(len, taken.values())) == 3 * PARTITIONS
-        assert (await pending(client))["late:2"] == 3 * PARTITIONS
+        # the owner's first poll after taking its leases may have read some first
+        # (then those are exported the ordinary way); the rest are stranded with late
+        stranded = sum(map(len, taken.values()))
+        assert 0 < stranded <= 3 * PARTITIONS
+        assert (await pending(client))["late:2"] == stranded
         await wait_until(all_exported(client, records, directory))
         assert (await pending(client))["late:2"] == 0
 
