@@ -1068,10 +1068,21 @@ def _toml_layer(document: Mapping[str, Any], errors: list[str]) -> _Layer:
     return layer
 
 
+SERVICE_LINK_ENV = re.compile(
+    r"OCS_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)"
+)
+"""The variables Kubernetes (and Docker's links) give every container for a Service
+named ``ocs``: ``OCS_SERVICE_HOST``, ``OCS_SERVICE_PORT[_<NAME>]``, ``OCS_PORT`` and
+``OCS_PORT_<N>_<PROTO>[_PROTO|_PORT|_ADDR]``. They name no setting (a test keeps it
+so) and are not ours: ignored, where any other unknown ``OCS_*`` is an error."""
+
+
 def _env_layer(env: Mapping[str, str], errors: list[str]) -> _Layer:
     layer: _Layer = {}
     for var in sorted(env):
         if not var.startswith(ENV_PREFIX) or var == CONFIG_ENV:
+            continue
+        if var not in _BY_ENV and SERVICE_LINK_ENV.fullmatch(var):
             continue
         spec = _BY_ENV.get(var)
         if spec is None:

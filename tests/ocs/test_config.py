@@ -10,6 +10,7 @@ import pytest
 
 from ocs.config import (
     HIDDEN,
+    SERVICE_LINK_ENV,
     SPECS,
     ConfigError,
     ConfigFileError,
@@ -110,6 +111,36 @@ def test_env_ignores_other_variables_and_ocs_config():
 
 
 # --- parsing per type ------------------------------------------------------------------
+
+
+def test_kubernetes_service_links_for_a_service_named_ocs_are_ignored():
+    """A pod in a namespace with a Service named ``ocs`` gets these from Kubernetes
+    (``enableServiceLinks``, on by default); the node must still start."""
+    links = {
+        "OCS_SERVICE_HOST": "10.96.0.12",
+        "OCS_SERVICE_PORT": "3868",
+        "OCS_SERVICE_PORT_DIAMETER": "3868",
+        "OCS_SERVICE_PORT_HTTP_API": "8080",
+        "OCS_PORT": "tcp://10.96.0.12:3868",
+        "OCS_PORT_3868_TCP": "tcp://10.96.0.12:3868",
+        "OCS_PORT_3868_TCP_PROTO": "tcp",
+        "OCS_PORT_3868_TCP_PORT": "3868",
+        "OCS_PORT_3868_TCP_ADDR": "10.96.0.12",
+        "OCS_PORT_3868_SCTP": "sctp://10.96.0.12:3868",
+    }
+    settings = load_settings(env={**links, "OCS_HTTP_PORT": "9090"})
+    assert settings.http_port == 9090
+    assert settings == load_settings(env={"OCS_HTTP_PORT": "9090"})
+    # near misses are still unknown settings, named
+    for var in ("OCS_PORTS", "OCS_PORT_3868", "OCS_PORT_3868_TCP_HOST", "OCS_SERVICE"):
+        with pytest.raises(ConfigError) as exc:
+            load_settings(env={var: "x"})
+        assert exc.value.errors[0].startswith(f"{var}: unknown setting")
+
+
+def test_no_setting_is_named_like_a_service_link():
+    """So ignoring the service-link variables never ignores a setting."""
+    assert not [spec.env for spec in SPECS if SERVICE_LINK_ENV.fullmatch(spec.env)]
 
 
 def test_env_values_are_parsed_to_the_field_types():
