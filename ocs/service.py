@@ -16,7 +16,7 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import cast
+from typing import TypeVar, cast
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -48,6 +48,8 @@ from quota_engine.numbering import NumberingPlan
 from quota_engine.store.connect import link_to
 
 logger = logging.getLogger("ocs.service")
+
+T = TypeVar("T")
 
 COMMAND_NAMES = {257: "CER", 280: "DWR", 282: "DPR", 272: "CCR", 258: "RAR", 274: "ASR"}
 
@@ -187,27 +189,29 @@ async def serve(settings: Settings, stop: asyncio.Event, *, own_process: bool = 
         server = DiameterServer(
             node, settings.diameter_host, settings.diameter_port, connections=connections
         )
-        addresses = await server.start()
+        addresses = await _listening(
+            "Diameter", settings.diameter_host, settings.diameter_port, server.start()
+        )
         notifier = Notifier(store, engine, routes)
         await notifier.start()
         app = create_app(settings, metrics, health, store=store, sessions=engine)
         runner = web.AppRunner(app, **runner_options())
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
-        await site.start()
-        if own_process:
-            settle_garbage_collector()
-        for host, port in addresses:
-            print(f"Diameter listening on {host}:{port}", flush=True)
-        print(f"HTTP listening on http://{settings.http_host}:{settings.http_port}", flush=True)
-        log_event(
-            logger,
-            "ocs_started",
-            diameter_port=server.port,
-            http_port=settings.http_port,
-            origin_host=settings.diameter_origin_host,
-        )
         try:
+            await _listening("HTTP", settings.http_host, settings.http_port, site.start())
+            if own_process:
+                settle_garbage_collector()
+            for host, port in addresses:
+                print(f"Diameter listening on {host}:{port}", flush=True)
+            print(f"HTTP listening on http://{settings.http_host}:{settings.http_port}", flush=True)
+            log_event(
+                logger,
+                "ocs_started",
+                diameter_port=server.port,
+                http_port=settings.http_port,
+                origin_host=settings.diameter_origin_host,
+            )
             await stop.wait()
         finally:
             log_event(logger, "ocs_stopping", peers=len(server.connections))
@@ -215,6 +219,21 @@ async def serve(settings: Settings, stop: asyncio.Event, *, own_process: bool = 
             await notifier.stop()
             await runner.cleanup()
     log_event(logger, "ocs_stopped")
+
+
+class ListenError(Exception):
+    """A listening socket could not be opened (a port in use, an address not on this
+    host): ``ocs serve`` says which and exits 2, after stopping what had started."""
+
+
+async def _listening(what: str, host: str, port: int, starting: Awaitable[T]) -> T:
+    try:
+        return await starting
+    except OSError as error:
+        reason = error.strerror or str(error)
+        log_event(logger, "listen_failed", level=logging.ERROR, listener=what, host=host,
+                  port=port, problem=reason)  # fmt: skip
+        raise ListenError(f"cannot listen for {what} on {host}:{port}: {reason}") from None
 
 
 GC_YOUNG_THRESHOLD = 20_000
@@ -251,7 +270,7 @@ def run(settings: Settings) -> int:
         runner = uvloop.run
     try:
         runner(_main(settings))
-    except (NoActiveCatalog, StoreUnavailable) as error:
+    except (NoActiveCatalog, StoreUnavailable, ListenError) as error:
         print(f"ocs serve: {error}", file=sys.stderr)
         return 2
     return 0
