@@ -252,11 +252,23 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+"""Signals that stop ``ocs serve`` gracefully (peers told by DPR, the embedded Redis
+stopped). SIGHUP too: a closed terminal or a supervisor's reload signal would otherwise
+kill the process at once, orphaning the embedded redis-server whose lock then blocks the
+next start. (The node has no configuration reload: restart it to apply a change.)"""
+
+
 async def _main(settings: Settings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+
+    def stopping(signum: signal.Signals) -> None:
+        log_event(logger, "signal_received", signal=signum.name)
+        stop.set()
+
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stopping, signum)
     await serve(settings, stop, own_process=True)
 
 
