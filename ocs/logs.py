@@ -3,14 +3,18 @@
 Code logs through :func:`log_event` (``log_event(log, "peer_opened",
 origin_host=..., address=...)``) so that every line can be filtered by event
 name and fields, in JSON (one object per line, for log shippers) or in text
-(``key=value``, for people). Records logged by libraries with plain
-``logger.info("...")`` still come out, with ``event`` null and a ``message``.
+(``key=value``, for people). ``protocol`` and ``quota_engine``, which may not import
+this module, log ``logger.warning("sweeper_round_failed error=%s", error)``: a snake_case
+name, then ``key=%s`` (``%d``, ``%r``) per field, which come out as that event and its
+fields too. Records logged by libraries with other text (``logger.info("...")``) still
+come out, with ``event`` null and a ``message``.
 
 Subscriber identities (MSISDN, IMSI) must not appear in clear at INFO level or
 above: pass them through :func:`mask_identity`. Clear values are allowed at
 DEBUG only.
 """
 
+import functools
 import json
 import logging
 import re
@@ -35,8 +39,42 @@ def _timestamp(record: logging.LogRecord) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
+_FIELD_FORMAT = re.compile(r"([a-z][a-z0-9_]*)=%([sdir])")
+
+
+@functools.lru_cache(maxsize=256)
+def _format_fields(message: str) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+    """``("sweeper_round_failed", (("error", "s"),))`` for the format string
+    ``"sweeper_round_failed error=%s"``: the event convention of the packages that may
+    not import this module (``protocol``, ``quota_engine``); None for any other text."""
+    name, *rest = message.split(" ")
+    if not _EVENT_NAME.fullmatch(name):
+        return None
+    fields = []
+    for token in rest:
+        match = _FIELD_FORMAT.fullmatch(token)
+        if match is None:
+            return None
+        fields.append((match[1], match[2]))
+    return name, tuple(fields)
+
+
 def _event_of(record: logging.LogRecord) -> tuple[str | None, Mapping[str, Any]]:
-    return getattr(record, _EXTRA, (None, {}))
+    event: tuple[str | None, Mapping[str, Any]] | None = getattr(record, _EXTRA, None)
+    if event is not None:
+        return event
+    # logger.warning("sweeper_round_failed error=%s", error): the event and its fields
+    parsed = _format_fields(record.msg) if isinstance(record.msg, str) else None
+    args = record.args if isinstance(record.args, tuple) else ()
+    if parsed is None or len(parsed[1]) != len(args):
+        return None, {}
+    name, formats = parsed
+    fields = {
+        key: repr(value) if conversion == "r" else value
+        for (key, conversion), value in zip(formats, args, strict=True)
+        if key not in RESERVED_FIELDS
+    }
+    return name, fields
 
 
 class JsonFormatter(logging.Formatter):

@@ -84,6 +84,56 @@ def test_plain_record_in_text(capture):
     assert lines(stream)[0].endswith('WARNING lib "plain words"')
 
 
+def test_protocol_and_engine_events_come_out_as_events(capture):
+    """``protocol`` and ``quota_engine`` may not import ocs.logs: they log
+    ``"event_name key=%s ..."`` with arguments, which come out as that event and its
+    fields (the runbook's alert on event="sweeper_round_failed" needs the name)."""
+    json_stream = capture("INFO", "json")
+    error = ConnectionError("Connection refused by 127.0.0.1:6379")
+    logging.getLogger("quota_engine.charging.sweeper").warning(
+        "sweeper_round_failed error=%s", error
+    )
+    logging.getLogger("protocol.connection").warning(
+        "diameter_cer_rejected peer=%s result_code=%s reason=%s",
+        ("10.0.0.7", 39001),
+        5010,
+        "no common application",
+    )
+    logging.getLogger("quota_engine.charging.sweeper").warning(
+        "sweeper_bad_entry member=%r error=%s", "s;1", "not a number"
+    )
+    swept, rejected, bad = (json.loads(line) for line in lines(json_stream))
+    assert swept["event"] == "sweeper_round_failed" and "message" not in swept
+    assert swept["error"] == "Connection refused by 127.0.0.1:6379"
+    assert rejected["event"] == "diameter_cer_rejected"
+    assert rejected["peer"] == ["10.0.0.7", 39001]
+    assert rejected["result_code"] == 5010 and rejected["reason"] == "no common application"
+    assert bad["member"] == "'s;1'"
+
+
+def test_protocol_events_in_text(capture):
+    stream = capture("INFO", "text")
+    logging.getLogger("protocol.server").info("diameter_server_stopped peers=%d", 3)
+    assert lines(stream)[0].endswith("INFO protocol.server diameter_server_stopped peers=3")
+
+
+@pytest.mark.parametrize(
+    ("message", "args"),
+    [
+        ("demo catalog not installed: %s", ("x",)),  # words: a plain message
+        ("sweeper_round_failed error=%s", ()),  # an argument short
+        ("Sweeper_round error=%s", ("a",)),  # no event name
+        ("sweeper_round error=%s trailing", ("a",)),  # a token that is no field
+    ],
+)
+def test_other_plain_messages_stay_messages(capture, message, args):
+    stream = capture("INFO", "json")
+    logging.getLogger("lib").warning(message, *args)
+    record = json.loads(lines(stream)[0])
+    assert record["event"] is None
+    assert "message" in record
+
+
 def test_level_filters_events(capture):
     stream = capture("WARNING", "json")
     log = logging.getLogger("ocs.test")
