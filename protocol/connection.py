@@ -486,6 +486,15 @@ class PeerConnection(asyncio.Protocol):
         self.state = step.state
         if step.state is not old:
             self._on_state_change(old, step.state)
+            if step.state is PeerState.CLOSED:
+                # the peer gone (PEER_DISC), a DPR either way, a watchdog or CER failure
+                logger.info(
+                    "diameter_peer_closed peer=%s origin_host=%s from_state=%s event=%s",
+                    self.remote_address,
+                    self.peer.origin_host if self.peer is not None else None,
+                    old.name,
+                    event.name,
+                )
         for action in step.actions:
             self._perform(action, header, error, cause)
 

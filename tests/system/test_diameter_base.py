@@ -7,6 +7,7 @@ the peer is python-diameter's message classes on raw sockets.
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 
 import pytest
@@ -165,6 +166,26 @@ async def test_dpr_gets_dpa_then_close(start_server):
     assert dpa.header.command_code == 282
     assert result_code(dpa) == 2001
     assert await peer.wait_closed()
+
+
+async def test_a_peer_closing_is_logged_with_its_state_and_cause(start_server, caplog):
+    """Issue 13: a peer that goes away, or says goodbye with DPR, leaves a log line."""
+    server = await start_server()
+    with caplog.at_level(logging.INFO, logger="protocol.connection"):
+        gone = await open_peer(server, origin_host="pgw1.test.net")
+        await gone.close()  # the TCP connection just ends
+        polite = await open_peer(server, origin_host="pgw2.test.net")
+        await polite.request(ref.dpr())
+        assert await polite.wait_closed()
+        for _ in range(100):
+            closed = [r for r in caplog.records if r.msg.startswith("diameter_peer_closed")]
+            if len(closed) == 2:
+                break
+            await asyncio.sleep(0.02)
+    by_host = {record.args[1]: record.args for record in closed}
+    assert by_host["pgw1.test.net"][2:] == ("OPEN", "PEER_DISC")
+    assert by_host["pgw2.test.net"][2] == "OPEN"
+    assert "DPR" in by_host["pgw2.test.net"][3]
 
 
 async def test_server_sends_dwr_after_watchdog_interval_of_silence(start_server):
