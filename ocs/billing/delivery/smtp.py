@@ -263,8 +263,10 @@ def invoice_message(
     """The e-mail of invoice ``number`` (module doc). ValueError for a ``recipient``
     that is not ASCII (an internationalised address needs SMTPUTF8: not supported)."""
     if not recipient.isascii():
+        # the address itself stays out of the reason, which is logged (the delivery's
+        # row keeps the recipient)
         raise ValueError(
-            f"the e-mail address {recipient!r} is not ASCII: internationalised addresses "
+            "the recipient's e-mail address is not ASCII: internationalised addresses "
             "(SMTPUTF8) are not supported"
         )
     message = EmailMessage()

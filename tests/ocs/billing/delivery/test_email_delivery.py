@@ -5,6 +5,7 @@ server's reply, an unreachable server, once and only once whatever runs twice or
 from __future__ import annotations
 
 import io
+import logging
 import shutil
 from dataclasses import replace
 from email.message import EmailMessage
@@ -458,7 +459,7 @@ def test_a_line_starting_with_a_dot_arrives_whole(server):
     assert body == "first\n.\n.hidden line\n..two\nlast\n"
 
 
-def test_a_non_ascii_address_fails_with_the_reason_and_the_rest_go(tmp_path, server):
+def test_a_non_ascii_address_fails_with_the_reason_and_the_rest_go(tmp_path, server, caplog):
     made = bill(
         tmp_path,
         [account("joerg", contact=replace(ERIKA, name="Jörg Müller", email="jörg@example.de")),
@@ -466,14 +467,17 @@ def test_a_non_ascii_address_fails_with_the_reason_and_the_rest_go(tmp_path, ser
         usage("joerg", 2) + usage("max", 2),
         finalize=True,
     )  # fmt: skip
-    summary = deliver(made.engine, options(server), accounts_of(made), now=NOW)
+    with caplog.at_level(logging.INFO):
+        summary = deliver(made.engine, options(server), accounts_of(made), now=NOW)
     assert (summary.failed, summary.sent, summary.errors) == (1, 1, [])
     failed, sent = rows(made)
     assert (failed.state, failed.attempts) == ("failed", 1)
     assert failed.last_error == (
-        "the e-mail address 'jörg@example.de' is not ASCII: internationalised addresses "
+        "the recipient's e-mail address is not ASCII: internationalised addresses "
         "(SMTPUTF8) are not supported"
     )
+    assert "invoice_delivery_failed" in caplog.text
+    assert "jörg@example.de" not in caplog.text  # no customer address in the logs
     assert sent.state == "sent"
     [received] = server.sink.received  # a non-ASCII name is fine (RFC 2047)
     assert received.recipients == ["max@example.de"]
