@@ -470,9 +470,9 @@ local function record_blob(S, R, cause, number, end_ts, currency)
   if R.unit then
     used[R.unit] = R.used
   end
-  local rc = S.rc
-  if type(rc) ~= 'table' then
-    rc = {}
+  local called, apn
+  if type(S.rc) == 'table' then
+    called, apn = S.rc.d, S.rc.a
   end
   local body = cmsgpack.pack(
     'id', S.id .. ';' .. fmt_int(number) .. ';' .. R.k,
@@ -482,7 +482,7 @@ local function record_blob(S, R, cause, number, end_ts, currency)
   ) .. pack_map(used) .. cmsgpack.pack('charged', R.chg, 'allowances') .. pack_map(R.al)
     .. cmsgpack.pack('money') .. pack_map(R.mo) .. cmsgpack.pack(
     'zero_rated', R.zr and true or false, 'cause', cause, 'currency', currency,
-    'capped_from', capped_from(R), 'called', rc.d, 'apn', rc.a
+    'capped_from', capped_from(R), 'called', called, 'apn', apn
   )
   local meta, n = map_body(R.p and R.p.m)
   return map_header(23 + n) .. body .. meta
