@@ -299,7 +299,7 @@ def _accept_entity(value: str) -> str:
 
 def _accept_number_format(value: str) -> str:
     # the billing package's own check: the format the numbering code will use
-    from ocs.billing.numbering import check_format
+    from quota_engine.number_formats import check_format
 
     return check_format(value)
 

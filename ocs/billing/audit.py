@@ -82,7 +82,6 @@ from ocs.billing.accounts import BillingAccount, invoice_accounts
 from ocs.billing.compose import ADJUSTMENT_PREFIX
 from ocs.billing.database import reading, shown_url
 from ocs.billing.invoices import in_batches, live_links_of
-from ocs.billing.numbering import format_number
 from ocs.billing.periods import BillPeriod, PeriodError, local_day, period_of
 from ocs.billing.resellers import WHOLESALE_KINDS, wholesale_quantity
 from ocs.billing.schema import (
@@ -98,6 +97,7 @@ from ocs.billing.schema import (
 )
 from ocs.records.reader import RecordReader
 from quota_engine.money import round_ratio_to_minor_unit, round_to_minor_unit
+from quota_engine.number_formats import format_number
 
 __all__ = ["KINDS", "AuditError", "AuditReport", "Discrepancy", "audit_period", "number_pattern"]
 

@@ -16,7 +16,6 @@ the document may never get): it refuses an AUTOCOMMIT connection.
 
 from __future__ import annotations
 
-import string
 from typing import Any
 
 from sqlalchemy import Connection, Select, Table, bindparam, select, update
@@ -24,8 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ocs.billing.payments.allocation import settle
 from ocs.billing.schema import SERIES, credit_notes, invoices, number_sequences, payment_accounts
-
-_FIELDS = frozenset({"seq", "entity"})
+from quota_engine.number_formats import check_format, format_number
 
 
 class NumberingError(Exception):
@@ -34,35 +32,6 @@ class NumberingError(Exception):
 
 class NotDraft(Exception):
     """The document is not a draft: it has its number already (or is void)."""
-
-
-def check_format(form: str, entity: str = "E") -> str:
-    """``form`` if it is a valid number format: text with ``{seq}`` (optionally with a
-    format spec such as ``{seq:06d}``) and optionally ``{entity}``, whose numbers for
-    ``entity`` fit the 64 characters of the number columns; else ValueError."""
-    fields = set()
-    try:
-        for _literal, field, spec, conversion in string.Formatter().parse(form):
-            if field is None:
-                continue
-            if field not in _FIELDS or conversion is not None:
-                raise ValueError(f"number format {form!r}: unknown field {{{field}}}")
-            if field == "entity" and spec:
-                raise ValueError(f"number format {form!r}: {{entity}} takes no format spec")
-            fields.add(field)
-        form.format(seq=1, entity="E")
-    except (ValueError, IndexError) as exc:
-        raise ValueError(f"number format {form!r}: {exc}") from None
-    if "seq" not in fields:
-        raise ValueError(f"number format {form!r}: needs {{seq}}")
-    if len(form.format(seq=10**12, entity=entity)) > 64:
-        raise ValueError(f"number format {form!r}: numbers longer than 64 characters")
-    return form
-
-
-def format_number(form: str, entity: str, value: int) -> str:
-    """The number ``value`` of ``entity``'s sequence, written in ``form``."""
-    return form.format(seq=value, entity=entity)
 
 
 def ensure_sequence(

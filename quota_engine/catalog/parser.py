@@ -10,7 +10,6 @@ prefixed with the path of the value at fault
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -52,6 +51,7 @@ from quota_engine.catalog.timebands import (
 )
 from quota_engine.documents import MISSING, DocumentChecker, DocumentError, quoted, read_document
 from quota_engine.money import round_up
+from quota_engine.number_formats import check_format
 
 __all__ = ["DEMO_CATALOG_PATH", "catalog_from_file", "load_catalog", "load_demo_catalog"]
 
@@ -64,7 +64,6 @@ _NAME_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """An account id or a billing entity: what the account store and ``number_sequences``
 hold."""
 _NAME_ID_TEXT = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-_NUMBER_FIELDS = frozenset({"seq", "entity"})
 MAX_ADDRESS_LINES = 6
 
 _TOP_KEYS = {
@@ -698,26 +697,17 @@ class _Parser(DocumentChecker):
         return text
 
     def number_format(self, value: Any, path: str, entity: str) -> str | None:
-        """A document number format: text with ``{seq}`` (a format spec allowed) and
-        optionally ``{entity}``, whose numbers fit the database's 64 characters (the
-        billing side checks it again when it makes the sequence)."""
+        """A document number format (:func:`~quota_engine.number_formats.check_format`:
+        the billing numbering's own check)."""
         form = self.string(value, path)
         if form is None:
             return None
         try:
-            fields = {
-                f for _, f, _, _ in string.Formatter().parse(form) if f is not None
-            }  # fmt: skip
-            if not fields <= _NUMBER_FIELDS:
-                raise ValueError(f"unknown field {{{sorted(fields - _NUMBER_FIELDS)[0]}}}")
-            if "seq" not in fields:
-                raise ValueError("needs {seq}")
-            if len(form.format(seq=10**12, entity=entity)) > 64:
-                raise ValueError("numbers longer than 64 characters")
-        except (ValueError, IndexError) as exc:
-            self.problem(path, f'must be a number format such as "RES-{{seq:06d}}": {exc}')
+            return check_format(form, entity)
+        except ValueError as exc:
+            reason = str(exc).removeprefix(f"number format {form!r}: ")
+            self.problem(path, f'must be a number format such as "RES-{{seq:06d}}": {reason}')
             return None
-        return form
 
     def kind_value(
         self,

@@ -138,6 +138,16 @@ def test_every_problem_of_a_reseller_is_named():
     ]
 
 
+@pytest.mark.parametrize("form", ["RES-{seq!r}", "{entity:>8}-{seq}"])
+def test_a_number_format_the_billing_numbering_refuses_is_refused_here(form):
+    """The catalog checks a reseller's formats with the numbering's own check, so a
+    catalog that loads never fails when its first invoice is numbered."""
+    [problem] = problems_of(catalog_with(reseller(invoice_number_format=form)))
+    assert problem.startswith(
+        'resellers[0].invoice_number_format: must be a number format such as "RES-{seq:06d}": '
+    )
+
+
 def test_entities_accounts_and_formats_are_checked_across_resellers():
     problems = problems_of(
         catalog_with(
