@@ -331,9 +331,18 @@ def _accept_locale(value: str) -> str:
 
 
 def _accept_one_line(value: str) -> str:
-    if "\n" in value or len(value) > 200:
+    # the accounts' own check of a name on a document (no control characters)
+    from quota_engine.accounts.model import one_line_problem
+
+    if one_line_problem(value) is not None:
         raise ValueError(value)
     return value
+
+
+def _accept_name(value: str) -> str:
+    if not value.strip():
+        raise ValueError(value)
+    return _accept_one_line(value)
 
 
 #: How the connection to the SMTP server is secured (ocs.billing.delivery.smtp).
@@ -698,7 +707,7 @@ class Settings:
     documents_operator_name: str = setting(
         "OCS Telecom",
         "The operator's legal name in the header of the invoice documents.",
-        Rule("must be one line of 1 to 200 characters", _accept_one_line),
+        Rule("must be one line of 1 to 200 characters", _accept_name),
     )
     documents_operator_address: str = setting(
         "",

@@ -55,6 +55,7 @@ __all__ = [
     "identity_problem",
     "is_int",
     "locale_problem",
+    "one_line_problem",
     "parse_identity",
     "raise_problems",
     "require_id",
@@ -376,8 +377,8 @@ def contact_problems(account: Account) -> list[tuple[str, str]]:
         elif value is not None:
             problems.append((field, "must be a non-empty string, or null (unset)"))
     name = given.get("name")
-    if name is not None and (len(name) > MAX_NAME or _CONTROL.search(name)):
-        problems.append(("name", f"must be one line of at most {MAX_NAME} characters"))
+    if name is not None and (problem := one_line_problem(name)) is not None:
+        problems.append(("name", problem))
     address = given.get("address")
     if address is not None:
         lines = address.split("\n")
@@ -403,6 +404,14 @@ def contact_problems(account: Account) -> list[tuple[str, str]]:
 
 
 _LOCALE = re.compile(r"[a-z]{2,3}(?:_[A-Z][a-z]{3})?_(?:[A-Z]{2}|[0-9]{3})")
+
+
+def one_line_problem(value: str) -> str | None:
+    """Why ``value`` is not one line of text of at most :data:`MAX_NAME` characters (no
+    line break or other control character), or None: a name on a document."""
+    if len(value) > MAX_NAME or _CONTROL.search(value):
+        return f"must be one line of at most {MAX_NAME} characters"
+    return None
 
 
 def email_problem(value: str) -> str | None:

@@ -55,6 +55,9 @@ def test_every_layer(tmp_path):
         ('locale = "de"', "documents.locale: must be a locale such as de_DE"),
         ('operator_name = "two\\nlines"', "documents.operator_name: must be one line"),
         ('vat_id = "' + "x" * 201 + '"', "documents.vat_id: must be one line"),
+        ('operator_name = ""', "documents.operator_name: must be one line of 1 to 200"),
+        ('operator_name = "   "', "documents.operator_name: must be one line of 1 to 200"),
+        ('support = "tab\tin it"', "documents.support: must be one line"),
     ],
 )
 def test_bad_values_are_named(tmp_path, toml, starts):
