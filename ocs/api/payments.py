@@ -27,7 +27,7 @@ from ocs.billing.payments.allocation import (
     PaymentRequest,
     RefundRequest,
     UnknownAccount,
-    account_money,
+    money_in,
     parse_amount,
     record_payment,
     refund_credit,
@@ -210,12 +210,7 @@ def _amount(
     connection: Connection, account: str, amount: dict[str, str], known: AccountMoney | None
 ) -> int:
     """The body's ``amount`` in micro-units, in the account's currency (422 otherwise)."""
-    money = account_money(connection, account, known)
-    if amount["unit"] != money.currency:
-        raise PaymentRefused(
-            f"account {account!r} is billed in {money.currency}, not {amount['unit']}",
-            field="amount.unit",
-        )
+    money = money_in(connection, account, amount["unit"], known)
     try:
         return parse_amount(amount["value"], money.minor_digits)
     except ValueError as exc:

@@ -65,6 +65,7 @@ __all__ = [
     "UnknownAccount",
     "account_credit",
     "account_money",
+    "money_in",
     "check_not_future",
     "invoice_balances",
     "lock_account",
@@ -185,6 +186,20 @@ def _derived_id(prefix: str, *parts: str) -> str:
 
 
 # --------------------------------------------------------------------------- accounts
+
+
+def money_in(
+    connection: Connection, account: str, currency: str, known: AccountMoney | None = None
+) -> AccountMoney:
+    """:func:`account_money`, refused (422 naming ``amount.unit``) unless it is
+    ``currency``: a payment or refund is in the currency the account is billed in."""
+    money = account_money(connection, account, known)
+    if currency != money.currency:
+        raise PaymentRefused(
+            f"account {account!r} is billed in {money.currency}, not {currency}",
+            field="amount.unit",
+        )
+    return money
 
 
 def account_money(
@@ -522,12 +537,7 @@ def record_payment(
     ``known``: the account's currency when the billing database may not know it yet (a
     first payment before the first invoice)."""
     _check_method(request.method)
-    money = account_money(connection, request.account, known)
-    if request.currency != money.currency:
-        raise PaymentRefused(
-            f"account {request.account!r} is billed in {money.currency}, not {request.currency}",
-            field="amount.unit",
-        )
+    money = money_in(connection, request.account, request.currency, known)
     _check_whole(request.amount_micro, money, "amount.value")
     check_not_future(request.received_at, now, "paymentDate")
     lock_account(connection, request.account, money, now)
@@ -611,12 +621,7 @@ def refund_credit(
             f"account {request.account!r} has no payments: there is no credit to refund",
             field="account.id",
         )
-    money = account_money(connection, request.account)
-    if request.currency != money.currency:
-        raise PaymentRefused(
-            f"account {request.account!r} is billed in {money.currency}, not {request.currency}",
-            field="amount.unit",
-        )
+    money = money_in(connection, request.account, request.currency)
     _check_whole(request.amount_micro, money, "amount.value")
     check_not_future(request.refunded_at, now, "refundDate")
     fingerprint = _fingerprint(request)
