@@ -128,6 +128,31 @@ def test_a_line_dated_in_the_future_is_malformed(engine):
     assert "in the future" in report.unmatched[0].reason
 
 
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("2026-02-05,10.00,EUR,INV-0001,,", "no external_id: a line cannot be imported"),
+        (
+            "2026-02-05,10.00,EUR,INV-0001,," + "x" * 201,
+            "external_id and reference hold at most 200 characters",
+        ),
+        ("2026-02-05,10.00,EUR," + "R" * 201 + ",,bank-9", "at most 200 characters"),
+        ("2026-02-05T10:00:00,10.00,EUR,INV-0001,,bank-9", "date: "),
+        ("5 February,10.00,EUR,INV-0001,,bank-9", "date: "),
+    ],
+)
+def test_each_malformed_line_is_reported_and_the_others_recorded(engine, line, reason):
+    text = (
+        "date,amount,currency,reference,payer,external_id\n"
+        "2026-02-05,10.00,EUR,INV-0001,,bank-1\n" + line + "\n"
+    )
+    with engine.begin() as c:
+        report = import_payments(c, read_csv(text), now=START + 40 * DAY)
+    assert [m.external_id for m in report.recorded] == ["bank-1"]
+    assert [(u.line, u.kind) for u in report.unmatched] == [(3, "malformed")]
+    assert reason in report.unmatched[0].reason
+
+
 def test_an_external_id_recorded_with_other_values_is_a_duplicate(engine):
     with engine.begin() as c:
         now = START + 50 * DAY  # after the money arrived (a date in the future is refused)
