@@ -186,9 +186,7 @@ def add_invoice_commands(commands: Any) -> None:
         add_setting_flags(parser, INVOICE_FLAGS)
 
 
-def invoice_command(
-    args: argparse.Namespace, env: Mapping[str, str], read_accounts: Any = None
-) -> int:
+def invoice_command(args: argparse.Namespace, env: Mapping[str, str], read_accounts: Any) -> int:
     """Run ``ocs invoice ACTION`` (:mod:`ocs.billing.invoice_commands`); the exit code.
     ``read_accounts``: what ``pdf``, ``html`` and ``deliver`` read the accounts with (the composition
     root's :func:`ocs.billing_source.read_document_inputs`)."""

@@ -183,13 +183,11 @@ def _credit_lines(specs: list[str]) -> list[CreditLine]:
 
 
 def _document(
-    engine: Engine, args: argparse.Namespace, settings: Any, read_accounts: ReadAccounts | None
+    engine: Engine, args: argparse.Namespace, settings: Any, read_accounts: ReadAccounts
 ) -> list[str]:
     """``ocs invoice pdf|html``: the document written to ``--output``."""
     from ocs.billing.documents import document_accounts, load_document, operator_of, render
 
-    if read_accounts is None:
-        raise _Usage("the documents need the accounts' contacts: run it as `ocs invoice`")
     with engine.connect() as connection:
         document = _find(connection, args.invoice)
         accounts = document_accounts(connection, document)
@@ -218,15 +216,13 @@ def _document(
 
 
 def _deliver(
-    engine: Engine, args: argparse.Namespace, settings: Any, read_accounts: ReadAccounts | None
+    engine: Engine, args: argparse.Namespace, settings: Any, read_accounts: ReadAccounts
 ) -> tuple[int, list[str]]:
     """``ocs invoice deliver``: the delivery step once (``--invoice``: of that invoice;
     ``--resend``: again); exit 1 when a delivery failed or the server or the print
     directory could not be used."""
     from ocs.billing.delivery.run import deliver, options_of, resend
 
-    if read_accounts is None:
-        raise _Usage("delivery needs the accounts' contacts: run it as `ocs invoice`")
     if args.resend and args.invoice is None:
         raise _Usage("--resend needs --invoice")
     document = None
@@ -277,7 +273,7 @@ def _run(
     engine: Engine,
     args: argparse.Namespace,
     settings: Any,
-    read_accounts: ReadAccounts | None = None,
+    read_accounts: ReadAccounts,
 ) -> list[str]:
     action = args.invoice_command
     if action in ("pdf", "html"):
@@ -323,7 +319,7 @@ def _run(
 def run_invoice_command(
     args: argparse.Namespace,
     env: Mapping[str, str],
-    read_accounts: ReadAccounts | None = None,
+    read_accounts: ReadAccounts,
 ) -> int:
     """Run ``ocs invoice ACTION``; the exit code. ``read_accounts(settings, ids)``: the
     contacts, partitions and time zone the documents need, from the accounts (billing
