@@ -465,6 +465,19 @@ async def test_an_off_cycle_bill_refused_is_422(http, alice_prepaid, account_id,
     assert why in reply.fields()["billingAccount.id"]
 
 
+async def test_an_off_cycle_bill_with_a_malformed_idempotency_key_is_400(http):
+    """The key is optional there, but one given must be a key: nothing is billed."""
+    reply = await http.post(
+        "/v1/customerBillOnDemand",
+        {"billingAccount": {"id": "carol"}},
+        headers={"Idempotency-Key": "a b"},
+    )
+    assert reply.status == 400, reply.body
+    assert "must be" in reply.fields()["Idempotency-Key"]
+    listed = await http.get("/v1/customerBill", params={"billingAccount.id": "carol"})
+    assert listed.body == []
+
+
 @pytest.fixture
 async def alice_prepaid(http):
     """alice in Redis as a prepaid account (the bill run's alice was made up)."""
