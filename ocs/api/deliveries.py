@@ -21,6 +21,7 @@ from ocs.billing.delivery.status import deliveries_of, delivery_json
 from ocs.billing.lifecycle import DocumentNotFound
 from ocs.billing.schema import invoices
 from ocs.billing_source import read_document_accounts
+from quota_engine.accounts.model import DELIVERIES
 
 from .common import path_id
 from .context import api_of, billing_of
@@ -30,7 +31,7 @@ __all__ = ["BILL_DELIVERY", "DELIVERY", "get_bill_delivery", "resend_bill"]
 
 DELIVERY = obj(
     {
-        "channel": {"type": "string", "enum": ["email", "paper"]},
+        "channel": {"type": "string", "enum": list(DELIVERIES)},
         "state": {
             "type": "string",
             "enum": ["pending", "sending", "sent", "failed", "printed"],
