@@ -469,6 +469,19 @@ class Settings:
         ),
         secret=True,
     )
+    http_keepalive_timeout: float = setting(
+        15.0, "Seconds an idle keep-alive HTTP connection is kept open.", _TIMEOUT
+    )
+    http_request_timeout: float = setting(
+        10.0,
+        "Seconds a client has to send a whole request (line, headers, body) once it started.",
+        _TIMEOUT,
+    )
+    http_max_connections: int = setting(
+        256,
+        "HTTP connections open at once; beyond, new connections are closed at once.",
+        _int_range(1, 1_000_000),
+    )
     redis_url: str | None = setting(
         None,
         "Redis URL (redis://, rediss://, unix://); unset = start a private redis-server.",
@@ -499,6 +512,21 @@ class Settings:
         "Partitions the accounts are spread over (their keys' hash tags, one record stream"
         " each); chosen at install time, recorded in ocs:meta, cannot change.",
         _int_range(1, 16384),
+    )
+    redis_timeout: float = setting(
+        1.0,
+        "Seconds a Redis command may take; a CCR that cannot be charged in time is"
+        " answered 5012 (Credit-Control-Failure-Handling applies).",
+        _TIMEOUT,
+    )
+    redis_reconnect_max_delay: float = setting(
+        5.0, "Longest back-off, in seconds, between attempts to reach a lost Redis.", _TIMEOUT
+    )
+    redis_embedded_max_restarts: int = setting(
+        5,
+        "Restarts of a dead private redis-server within a minute before ocs serve gives up"
+        " and exits (code 3), for its supervisor to act.",
+        _int_range(0, 1000),
     )
     charging_validity_time: int = setting(
         _ENGINE.validity_time,
@@ -604,6 +632,15 @@ class Settings:
     )
     charging_sweep_limit: int = setting(
         100, "Expired sessions settled per sweeper pipeline.", _int_range(1, 100_000)
+    )
+    charging_failure_handling: str = setting(
+        "retry_and_terminate",
+        "Credit-Control-Failure-Handling sent in answers while charging is unavailable"
+        " (5012): terminate, continue, retry_and_terminate, or none (not sent).",
+        Rule(
+            "must be one of terminate, continue, retry_and_terminate, none",
+            _accept_choice(("terminate", "continue", "retry_and_terminate", "none"), upper=False),
+        ),
     )
     records_directory: str = setting(
         "./data/records",
@@ -825,6 +862,11 @@ class Settings:
         "json",
         "'json' (one JSON object per line) or 'text'.",
         Rule("must be 'json' or 'text'", _accept_choice(("json", "text"), upper=False)),
+    )
+    metrics_sample_interval: float = setting(
+        15.0,
+        "Seconds between two samples of open sessions and outstanding reservations from Redis.",
+        _seconds(1, inclusive=True),
     )
 
     def redacted(self) -> dict[str, Any]:

@@ -319,7 +319,7 @@ BAD_TOML = [
     ("[zzz]\nport = 1", "unknown section [zzz]"),
     (
         "port = 1",
-        "port: unknown top-level key; settings belong in sections ([diameter], [http], [redis], [charging], [records], [billing], [documents], [smtp], [delivery], [numbering], [api], [log])",
+        "port: unknown top-level key; settings belong in sections ([diameter], [http], [redis], [charging], [records], [billing], [documents], [smtp], [delivery], [numbering], [api], [log], [metrics])",
     ),
     ("diameter = 1", "diameter: must be a table [diameter], got 1"),
     ("[diameter.peers]\nx = 1", "diameter.peers: unknown key"),
