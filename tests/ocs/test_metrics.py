@@ -6,7 +6,8 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from ocs.metrics import DURATION_BUCKETS, Metrics
+from ocs.metrics import Metrics
+from ocs.metrics.diameter import LATENCY_BUCKETS
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
@@ -31,32 +32,49 @@ def test_observe_answer_counts_by_command_and_result_code():
     metrics.observe_answer("CCR", 4012, 0.004)
     metrics.observe_answer("DWR", 2001, 0.0001)
     total = "ocs_diameter_requests_total"
-    assert sample(metrics, total, command="CCR", result_code="2001") == 2
-    assert sample(metrics, total, command="CCR", result_code="4012") == 1
-    assert sample(metrics, total, command="DWR", result_code="2001") == 1
-    assert sample(metrics, "ocs_diameter_request_duration_seconds_count", command="CCR") == 3
+    assert (
+        sample(metrics, total, command="CCR", result_code="2001", request_type="none", peer="other")
+        == 2
+    )
+    assert (
+        sample(metrics, total, command="CCR", result_code="4012", request_type="none", peer="other")
+        == 1
+    )
+    assert (
+        sample(metrics, total, command="DWR", result_code="2001", request_type="none", peer="other")
+        == 1
+    )
+    assert (
+        sample(
+            metrics,
+            "ocs_diameter_request_duration_seconds_count",
+            command="CCR",
+            request_type="none",
+        )
+        == 3
+    )
     assert sample(
-        metrics, "ocs_diameter_request_duration_seconds_sum", command="CCR"
+        metrics, "ocs_diameter_request_duration_seconds_sum", command="CCR", request_type="none"
     ) == pytest.approx(0.009)
 
 
-def test_duration_buckets_are_100us_to_1s():
-    assert DURATION_BUCKETS == (
-        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
-    )  # fmt: skip
+def test_latency_buckets_are_100us_to_1s_and_fine_between_1_and_10_ms():
+    assert LATENCY_BUCKETS[0] == 0.0001 and LATENCY_BUCKETS[-1] == 1.0
+    assert list(LATENCY_BUCKETS) == sorted(set(LATENCY_BUCKETS))
+    assert len([b for b in LATENCY_BUCKETS if 0.001 <= b <= 0.01]) >= 10
     metrics = Metrics()
     metrics.observe_answer("CCR", 2001, 0.0003)
     bucket = "ocs_diameter_request_duration_seconds_bucket"
-    assert sample(metrics, bucket, command="CCR", le="0.00025") == 0
-    assert sample(metrics, bucket, command="CCR", le="0.0005") == 1
-    assert sample(metrics, bucket, command="CCR", le="+Inf") == 1
+    assert sample(metrics, bucket, command="CCR", request_type="none", le="0.00025") == 0
+    assert sample(metrics, bucket, command="CCR", request_type="none", le="0.0005") == 1
+    assert sample(metrics, bucket, command="CCR", request_type="none", le="+Inf") == 1
     families = {f.name: f for f in parse_text(metrics.render()[0].decode())}
     les = [
         float(s.labels["le"])
         for s in families["ocs_diameter_request_duration_seconds"].samples
         if s.name.endswith("_bucket") and s.labels["command"] == "CCR"
     ]
-    assert les == [*DURATION_BUCKETS, float("inf")]
+    assert les == [*LATENCY_BUCKETS, float("inf")]
 
 
 def test_unknown_commands_and_result_codes_fold_into_bounded_labels():
@@ -65,22 +83,50 @@ def test_unknown_commands_and_result_codes_fold_into_bounded_labels():
     metrics.observe_answer("CCR", 99, 0.001)
     metrics.observe_answer("CCR", 60001, 0.001)
     total = "ocs_diameter_requests_total"
-    assert sample(metrics, total, command="unknown", result_code="2001") == 1
-    assert sample(metrics, total, command="CCR", result_code="invalid") == 2
+    assert (
+        sample(
+            metrics, total, command="unknown", result_code="2001", request_type="none", peer="other"
+        )
+        == 1
+    )
+    assert (
+        sample(
+            metrics, total, command="CCR", result_code="invalid", request_type="none", peer="other"
+        )
+        == 2
+    )
     assert "XYZ" not in metrics.render()[0].decode()
 
 
 def test_known_commands_have_series_before_any_request():
     metrics = Metrics()
     for command in ("CCR", "CER", "DWR", "DPR"):
-        assert sample(metrics, "ocs_diameter_request_duration_seconds_count", command=command) == 0
+        assert (
+            sample(
+                metrics,
+                "ocs_diameter_request_duration_seconds_count",
+                command=command,
+                request_type="none",
+            )
+            == 0
+        )
 
 
 def test_negative_duration_is_refused():
     metrics = Metrics()
     with pytest.raises(ValueError, match="must not be negative, got -0.1"):
         metrics.observe_answer("CCR", 2001, -0.1)
-    assert sample(metrics, "ocs_diameter_requests_total", command="CCR", result_code="2001") is None
+    assert (
+        sample(
+            metrics,
+            "ocs_diameter_requests_total",
+            command="CCR",
+            result_code="2001",
+            request_type="none",
+            peer="other",
+        )
+        is None
+    )
 
 
 def test_peer_state_changes_move_one_connection():
@@ -99,8 +145,28 @@ def test_peer_state_changes_move_one_connection():
 def test_instances_do_not_share_counts():
     first, second = Metrics(), Metrics()
     first.observe_answer("CCR", 2001, 0.001)
-    assert sample(first, "ocs_diameter_requests_total", command="CCR", result_code="2001") == 1
-    assert sample(second, "ocs_diameter_requests_total", command="CCR", result_code="2001") is None
+    assert (
+        sample(
+            first,
+            "ocs_diameter_requests_total",
+            command="CCR",
+            result_code="2001",
+            request_type="none",
+            peer="other",
+        )
+        == 1
+    )
+    assert (
+        sample(
+            second,
+            "ocs_diameter_requests_total",
+            command="CCR",
+            result_code="2001",
+            request_type="none",
+            peer="other",
+        )
+        is None
+    )
 
 
 def test_nothing_lands_in_the_global_registry():
@@ -121,7 +187,10 @@ def test_render_prometheus_text_by_default():
     body, content_type = metrics.render()
     assert content_type.startswith("text/plain; version=0.0.4")
     text = body.decode()
-    assert 'ocs_diameter_requests_total{command="CER",result_code="2001"} 1.0' in text
+    assert (
+        'ocs_diameter_requests_total{command="CER",peer="other",request_type="none",result_code="2001"} 1.0'
+        in text
+    )
     assert "# TYPE ocs_diameter_request_duration_seconds histogram" in text
     assert "process_cpu_seconds_total" in text
     names = {family.name for family in parse_text(text)}

@@ -73,8 +73,14 @@ async def test_serve_prints_where_it_listens_and_answers_on_both_ports(ocs_proce
     status, metrics = await asyncio.to_thread(http_get, http_port, "/metrics")
     assert status == 200
     assert "ocs_build_info" in metrics
-    assert 'ocs_diameter_requests_total{command="CER",result_code="2001"} 1.0' in metrics
-    assert 'ocs_diameter_requests_total{command="DWR",result_code="2001"} 1.0' in metrics
+    assert (
+        'ocs_diameter_requests_total{command="CER",peer="other",request_type="none",result_code="2001"} 1.0'
+        in metrics
+    )
+    assert (
+        'ocs_diameter_requests_total{command="DWR",peer="other",request_type="none",result_code="2001"} 1.0'
+        in metrics
+    )
     assert 'ocs_diameter_peers{state="OPEN"} 1.0' in metrics
     assert "ocs_diameter_request_duration_seconds_bucket" in metrics
     await peer.close()

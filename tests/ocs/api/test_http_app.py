@@ -118,7 +118,10 @@ async def test_metrics_open_without_token(serve):
     assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     text = await response.text()
     assert 'ocs_build_info{python="' in text and 'version="9.9.9"' in text
-    assert 'ocs_diameter_requests_total{command="CCR",result_code="2001"} 1.0' in text
+    assert (
+        'ocs_diameter_requests_total{command="CCR",peer="other",request_type="none",result_code="2001"} 1.0'
+        in text
+    )
 
 
 async def test_metrics_openmetrics_on_request(serve):

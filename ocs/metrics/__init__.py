@@ -1,4 +1,7 @@
-"""Every Prometheus metric of the OCS, declared in this one module.
+"""Every Prometheus metric of the OCS, declared in this one package: the Diameter side in
+:mod:`ocs.metrics.diameter`, Redis in :mod:`ocs.metrics.redis`, the HTTP server in
+:mod:`ocs.metrics.http`, sampled state and the node's health in :mod:`ocs.metrics.node`,
+the charging engine, records and billing here. docs/runbook.md lists them all.
 
 Rules for adding one: ``ocs_`` prefix, base units (seconds, bytes), ``_total``
 for counters, histograms for latencies, and bounded labels only. A label value
@@ -34,6 +37,10 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import choose_encoder
 
+from ocs.metrics.diameter import OTHER_PEER, DiameterMetrics
+from ocs.metrics.http import HttpMetrics
+from ocs.metrics.node import NodeMetrics
+from ocs.metrics.redis import RedisMetrics
 from ocs.records.writer import SealedSegment
 
 #: Commands with their own label value; anything else is counted as "unknown".
@@ -46,10 +53,6 @@ BATCH_BUCKETS = tuple(float(2**n) for n in range(11))
 FSYNC_BUCKETS = (
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
     0.5, 1.0, 2.5, 5.0,
-)  # fmt: skip
-#: Latency buckets in seconds, 100 us to 1 s.
-DURATION_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 )  # fmt: skip
 
 
@@ -177,27 +180,12 @@ class Metrics:
         self.build_info.labels(
             version=version or package_version(), python=platform.python_version()
         ).set(1)
-        self.diameter_requests = Counter(
-            "ocs_diameter_requests",
-            "Diameter requests answered, by command and Result-Code of the answer.",
-            ["command", "result_code"],
-            registry=self.registry,
-        )
-        self.diameter_request_duration = Histogram(
-            "ocs_diameter_request_duration_seconds",
-            "Time from a request being decoded to its answer being written.",
-            ["command"],
-            buckets=DURATION_BUCKETS,
-            registry=self.registry,
-        )
-        self.diameter_peers = Gauge(
-            "ocs_diameter_peers",
-            "Diameter peer connections by state.",
-            ["state"],
-            registry=self.registry,
-        )
+        self.diameter = DiameterMetrics(self.registry)
         for command in sorted(COMMANDS):  # known series exist from the start, at 0
-            self.diameter_request_duration.labels(command=command)
+            self.diameter.request_duration.labels(command=command, request_type="none")
+        self.redis = RedisMetrics(self.registry)
+        self.http = HttpMetrics(self.registry)
+        self.node = NodeMetrics(self.registry)
         self.charging_batch_requests = Histogram(
             "ocs_charging_batch_requests",
             "Requests per charging batch (one engine call, one Redis round trip when cached).",
@@ -308,8 +296,10 @@ class Metrics:
         command = command if command in COMMANDS else "unknown"
         # Result-Codes are 1xxx-5xxx (RFC 6733 §7.1); anything else is a bug upstream
         code = str(result_code) if 1000 <= result_code <= 5999 else "invalid"
-        self.diameter_requests.labels(command=command, result_code=code).inc()
-        self.diameter_request_duration.labels(command=command).observe(seconds)
+        self.diameter.requests.labels(
+            command=command, request_type="none", result_code=code, peer=OTHER_PEER
+        ).inc()
+        self.diameter.request_duration.labels(command=command, request_type="none").observe(seconds)
 
     def peer_state_changed(self, old: str | None, new: str | None) -> None:
         """Move one peer connection from state ``old`` to ``new``.
@@ -319,9 +309,9 @@ class Metrics:
         ``protocol.peer_state.PeerState`` member so that the label set stays closed.
         """
         if old is not None:
-            self.diameter_peers.labels(state=old).dec()
+            self.diameter.peers.labels(state=old).dec()
         if new is not None:
-            self.diameter_peers.labels(state=new).inc()
+            self.diameter.peers.labels(state=new).inc()
 
     # the charging engine's observer (quota_engine.charging.observer.EngineObserver)
 
