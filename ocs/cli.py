@@ -61,6 +61,7 @@ from ocs.config import (
     Settings,
     SettingSpec,
     check_config,
+    foreign_env,
     load_settings,
 )
 from ocs.logs import configure_logging, log_event
@@ -341,6 +342,10 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str], runner: Runner | No
         return 2
     configure_logging(settings.log_level, settings.log_format)
     log_event(_log, "config_loaded", config_file=config_file, settings=settings.redacted())
+    if ignored := foreign_env(env):
+        # a Service named "ocs" in the pod's namespace: harmless, but say so once
+        log_event(_log, "env_ignored", level=logging.WARNING, variables=ignored,
+                  reason="service links of a Kubernetes or Docker service named ocs")  # fmt: skip
     if runner is None and command == "export":
         from ocs.records.service import run as run_export  # lazy, as below
 

@@ -1125,7 +1125,14 @@ SERVICE_LINK_ENV = re.compile(
 """The variables Kubernetes (and Docker's links) give every container for a Service
 named ``ocs``: ``OCS_SERVICE_HOST``, ``OCS_SERVICE_PORT[_<NAME>]``, ``OCS_PORT`` and
 ``OCS_PORT_<N>_<PROTO>[_PROTO|_PORT|_ADDR]``. They name no setting (a test keeps it
-so) and are not ours: ignored, where any other unknown ``OCS_*`` is an error."""
+so) and are not ours: ignored (:func:`foreign_env` names them for a warning), where any
+other unknown ``OCS_*`` is an error."""
+
+
+def foreign_env(env: Mapping[str, str]) -> list[str]:
+    """The variables of ``env`` that look like settings but are Kubernetes' or Docker's
+    (:data:`SERVICE_LINK_ENV`), sorted: the settings ignore them."""
+    return sorted(var for var in env if var not in _BY_ENV and SERVICE_LINK_ENV.fullmatch(var))
 
 
 def _env_layer(env: Mapping[str, str], errors: list[str]) -> _Layer:

@@ -134,6 +134,22 @@ def test_serve_takes_secrets_from_env_and_never_logs_them(capsys):
     assert TOKEN not in err
 
 
+def test_serve_warns_once_about_kubernetes_service_links_and_starts(capsys):
+    env = {"OCS_PORT": "tcp://10.96.0.12:3868", "OCS_SERVICE_HOST": "10.96.0.12"}
+    runner = Recorder()
+    assert main(["serve"], env={**env, "OCS_HTTP_PORT": "9090"}, runner=runner) == 0
+    assert runner.calls[0].http_port == 9090
+    [line] = [line for line in capsys.readouterr().err.splitlines() if '"env_ignored"' in line]
+    event = json.loads(line)
+    assert event["level"] == "WARNING"
+    assert event["variables"] == ["OCS_PORT", "OCS_SERVICE_HOST"]
+
+
+def test_serve_without_service_links_does_not_warn(capsys):
+    assert main(["serve"], env={"OCS_HTTP_PORT": "9090"}, runner=Recorder()) == 0
+    assert "env_ignored" not in capsys.readouterr().err
+
+
 def test_serve_logs_in_the_configured_format(capsys):
     main(["serve", "--log-format", "text", "--log-level", "warning"], env={}, runner=Recorder())
     assert "config_loaded" not in capsys.readouterr().err  # INFO filtered at WARNING
