@@ -51,23 +51,6 @@ logger = logging.getLogger("ocs.service")
 
 T = TypeVar("T")
 
-COMMAND_NAMES = {257: "CER", 280: "DWR", 282: "DPR", 272: "CCR", 258: "RAR", 274: "ASR"}
-
-
-class DiameterMetrics:
-    """Adapts :class:`Metrics` to the protocol's observer hooks (bounded labels only)."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
-
-    def answered(self, command_code: int, result_code: int, seconds: float) -> None:
-        command = COMMAND_NAMES.get(command_code, "unknown")
-        self._metrics.observe_answer(command, result_code, seconds)
-
-    def peer_state_changed(self, old: str | None, new: str | None) -> None:
-        self._metrics.peer_state_changed(old, new)
-
-
 def build_node(
     settings: Settings,
     metrics: Metrics,
@@ -96,7 +79,8 @@ def build_node(
         max_inflight_batches=settings.diameter_max_inflight_batches,
     )
     cache = AnswerCache(settings.diameter_duplicate_cache_size, settings.diameter_duplicate_ttl)
-    return Node(codec, policy, timers, application, DiameterMetrics(metrics), cache)
+    observer = metrics.diameter_observer(settings.diameter_allowed_peers)
+    return Node(codec, policy, timers, application, observer, cache)
 
 
 def engine_settings(settings: Settings) -> EngineSettings:
@@ -183,7 +167,12 @@ async def serve(settings: Settings, stop: asyncio.Event, *, own_process: bool = 
             settings,
             metrics,
             lambda codec: CreditControlApplication(
-                codec, coalescer, routes=routes, numbering=numbering_plan(settings)
+                codec,
+                coalescer,
+                routes=routes,
+                numbering=numbering_plan(settings),
+                failure_handling=settings.charging_failure_handling,
+                observer=metrics.diameter,
             ),
         )
         server = DiameterServer(
@@ -192,7 +181,7 @@ async def serve(settings: Settings, stop: asyncio.Event, *, own_process: bool = 
         addresses = await _listening(
             "Diameter", settings.diameter_host, settings.diameter_port, server.start()
         )
-        notifier = Notifier(store, engine, routes)
+        notifier = Notifier(store, engine, routes, observer=metrics.diameter)
         await notifier.start()
         app = create_app(settings, metrics, health, store=store, sessions=engine)
         runner = web.AppRunner(app, **runner_options())

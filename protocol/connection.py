@@ -64,19 +64,55 @@ class Application(Protocol):
 
 
 class Observer(Protocol):
-    """Hooks for metrics; the protocol package knows nothing of Prometheus."""
+    """Hooks for metrics; the protocol package knows nothing of Prometheus.
 
-    def answered(self, command_code: int, result_code: int, seconds: float) -> None: ...
+    ``answered`` is called once per request answered (base commands included), with
+    the answer's :attr:`~protocol.messages.Answer.kind` (None for an answer the
+    transport made itself) and the Origin-Host the peer gave in its CER/CEA (None
+    before that): both opaque here, the observer keeps its labels bounded.
+    ``inflight`` moves the count of application requests being answered by
+    ``requests`` (positive when a batch goes to the application, negative once its
+    answers are written).
+    """
+
+    def answered(
+        self,
+        command_code: int,
+        result_code: int,
+        seconds: float,
+        kind: str | None,
+        peer: str | None,
+    ) -> None: ...
+
+    def inflight(self, requests: int) -> None: ...
 
     def peer_state_changed(self, old: str | None, new: str | None) -> None: ...
 
 
 class NullObserver:
-    def answered(self, command_code: int, result_code: int, seconds: float) -> None:
+    def answered(
+        self,
+        command_code: int,
+        result_code: int,
+        seconds: float,
+        kind: str | None,
+        peer: str | None,
+    ) -> None:
+        pass
+
+    def inflight(self, requests: int) -> None:
         pass
 
     def peer_state_changed(self, old: str | None, new: str | None) -> None:
         pass
+
+
+#: Disconnect-Cause values (RFC 6733 §5.4.3) by name, for the DPR log lines.
+DISCONNECT_CAUSES = {
+    base.REBOOTING: "REBOOTING",
+    base.BUSY: "BUSY",
+    base.DO_NOT_WANT_TO_TALK_TO_YOU: "DO_NOT_WANT_TO_TALK_TO_YOU",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +206,12 @@ class PeerConnection(asyncio.Protocol):
         peername = transport.get_extra_info("peername") or ("", 0)
         sockname = transport.get_extra_info("sockname") or ("", 0)
         self.remote_address, self.local_address = peername[0], sockname[0]
+        logger.info(
+            "diameter_peer_connected peer=%s port=%s role=%s",
+            self.remote_address,
+            peername[1] if len(peername) > 1 else "",
+            self.role.value,
+        )
         if self.role is Role.RESPONDER:
             self._fire(PeerEvent.R_CONN)
             self._start_state_timer(self.node.timers.cer_timeout)
@@ -326,20 +368,31 @@ class PeerConnection(asyncio.Protocol):
             self._fire(PeerEvent.RCV_CER_REJECT, header=header, error=error)
             self._observe(header, error.result_code, started)
             return
+        logger.info(
+            "diameter_cer_accepted peer=%s origin_host=%s result_code=%d",
+            self.remote_address,
+            self.peer.origin_host,
+            SUCCESS,
+        )
         self._fire(PeerEvent.RCV_CER_OK, header=header)
         self._observe(header, SUCCESS, started)
-        logger.info(
-            "diameter_peer_open peer=%s origin_host=%s", self.remote_address, self.peer.origin_host
-        )
 
     def _on_base_request(
         self, header: Header, buf: bytes, event: PeerEvent, started: float
     ) -> None:
         try:
-            self.node.codec.decode(buf)
+            message = self.node.codec.decode(buf)
         except DiameterError as error:
             self._reply_error(header, error, None, started)
             return
+        if event is PeerEvent.RCV_DPR:
+            cause = value_or_none(message, c.AVP_DISCONNECT_CAUSE)
+            logger.info(
+                "diameter_dpr_received peer=%s origin_host=%s disconnect_cause=%s",
+                self.remote_address,
+                self.peer.origin_host if self.peer is not None else None,
+                DISCONNECT_CAUSES.get(cause, cause),
+            )
         self._fire(event, header=header)
         self._observe(header, SUCCESS, started)
 
@@ -370,20 +423,44 @@ class PeerConnection(asyncio.Protocol):
             origin_host = message.get(c.AVP_ORIGIN_HOST)
             origin_realm = message.get(c.AVP_ORIGIN_REALM)
         except (DiameterError, CodecError) as error:
+            logger.warning(
+                "diameter_cea_refused peer=%s result_code=%s reason=%s",
+                self.remote_address,
+                None,
+                f"invalid CEA: {error}",
+            )
             self._fail_open(ConnectionRefusedError(f"invalid CEA: {error}"))
             self._fire(PeerEvent.RCV_CEA_FAIL)
             return
         if result_code != SUCCESS:
             reason = message.get(c.AVP_ERROR_MESSAGE) or ""
+            logger.warning(
+                "diameter_cea_refused peer=%s result_code=%s reason=%s",
+                self.remote_address,
+                result_code,
+                reason,
+            )
             self._fail_open(ConnectionRefusedError(f"CEA Result-Code {result_code} {reason}"))
             self._fire(PeerEvent.RCV_CEA_FAIL)
             return
         if not isinstance(origin_host, str) or not isinstance(origin_realm, str):
+            logger.warning(
+                "diameter_cea_refused peer=%s result_code=%s reason=%s",
+                self.remote_address,
+                result_code,
+                "no Origin-Host or Origin-Realm",
+            )
             self._fail_open(ConnectionRefusedError("invalid CEA: no Origin-Host or Origin-Realm"))
             self._fire(PeerEvent.RCV_CEA_FAIL)
             return
         apps = set(message.get_all(c.AVP_AUTH_APPLICATION_ID))
         self.peer = base.PeerCapabilities(origin_host, origin_realm, frozenset(apps))
+        logger.info(
+            "diameter_cea_accepted peer=%s origin_host=%s result_code=%d",
+            self.remote_address,
+            origin_host,
+            result_code,
+        )
         self._fire(PeerEvent.RCV_CEA_OK)
 
     def _on_request(self, header: Header, buf: bytes, batch: list[Message], started: float) -> None:
@@ -439,6 +516,14 @@ class PeerConnection(asyncio.Protocol):
         self._reply_error(header, error, None, started)
 
     async def _run_batch(self, batch: list[Message], started: float) -> None:
+        observer = self.node.observer
+        observer.inflight(len(batch))
+        try:
+            await self._answer_batch(batch, started)
+        finally:  # answered, failed or cancelled: no longer in flight
+            observer.inflight(-len(batch))
+
+    async def _answer_batch(self, batch: list[Message], started: float) -> None:
         node = self.node
         assert node.application is not None
         try:
@@ -465,7 +550,7 @@ class PeerConnection(asyncio.Protocol):
             chunks.append(data)
             origin_host = value_or_none(request, c.AVP_ORIGIN_HOST) or ""
             cache.put(origin_host, header.end_to_end, data, now)
-            self._observe(header, answer.result_code, started)
+            self._observe(header, answer.result_code, started, answer.kind)
         self._write(b"".join(chunks))
 
     # state machine ---------------------------------------------------------------
@@ -531,6 +616,12 @@ class PeerConnection(asyncio.Protocol):
             assert header is not None
             self._write(base.dwa(codec, header))
         elif action is PeerAction.SEND_DPR:
+            logger.info(
+                "diameter_dpr_sent peer=%s origin_host=%s disconnect_cause=%s",
+                self.remote_address,
+                self.peer.origin_host if self.peer is not None else None,
+                DISCONNECT_CAUSES.get(cause, cause),
+            )
             ids = self.node.ids
             self._write(base.dpr(codec, ids.hop_by_hop(), ids.end_to_end(), cause))
             self._start_state_timer(self.node.timers.dpa_timeout)
@@ -599,8 +690,17 @@ class PeerConnection(asyncio.Protocol):
         self._write(self.node.codec.encode_error(header, error, session_id, error_bit))
         self._observe(header, error.result_code, started)
 
-    def _observe(self, header: Header, result_code: int, started: float) -> None:
-        self.node.observer.answered(header.command_code, result_code, time.perf_counter() - started)
+    def _observe(
+        self, header: Header, result_code: int, started: float, kind: str | None = None
+    ) -> None:
+        peer = self.peer
+        self.node.observer.answered(
+            header.command_code,
+            result_code,
+            time.perf_counter() - started,
+            kind,
+            peer.origin_host if peer is not None else None,
+        )
 
     def _write(self, data: bytes) -> None:
         transport = self._transport

@@ -68,12 +68,18 @@ class Answer:
 
     The codec adds Session-Id, Result-Code, Origin-Host and Origin-Realm in front of
     ``avps``, so an application lists only what is specific to the command.
+
+    ``kind`` is an opaque label of the application's choosing from a small closed set
+    (the Gy application gives the CC-Request-Type name, ``"initial"`` ...): the
+    transport does not read it, only hands it to its observer with the answer, so
+    metrics can tell requests apart without the transport knowing the application.
     """
 
     result_code: int
     avps: list[AvpSpec] = field(default_factory=list)
     error_message: str | None = None
     failed_avp: bytes | None = None
+    kind: str | None = None
 
 
 class Codec:

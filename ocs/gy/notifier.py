@@ -13,7 +13,10 @@ the others stay silent.
 * ``account_barred``: every open session gets an ASR (RFC 6733 §8.5); the client
   ends the session with a CCR-T.
 
-Answers are logged: 2001 is the expected one; DIAMETER_UNKNOWN_SESSION_ID (5002)
+Each request sent and its answer are counted by the observer given
+(:class:`~ocs.gy.observer.GyObserver`; ``ocs_diameter_outgoing_*`` in ``ocs serve``).
+Answers are logged (the account id masked, as every subscriber id at INFO and above):
+2001 is the expected one; DIAMETER_UNKNOWN_SESSION_ID (5002)
 means the client already ended the session, which is fine. A lost subscription is
 re-established with a growing delay; events published meanwhile are missed (the
 network element asks again at its Validity-Time anyway).
@@ -29,8 +32,9 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
+from ocs.gy.observer import NO_OBSERVER, GyObserver
 from ocs.gy.peer_routes import Route, Routes
-from ocs.logs import log_event
+from ocs.logs import log_event, mask_identity
 from protocol.dictionary import constants as c
 from protocol.messages import AvpSpec
 from quota_engine.store.events import (
@@ -67,7 +71,9 @@ class Notifier:
         timeout: float = 5.0,
         retry_delay: float = 1.0,
         max_retry_delay: float = 30.0,
+        observer: GyObserver = NO_OBSERVER,
     ) -> None:
+        self._observer = observer
         self._redis = redis
         self._engine = engine
         self._routes = routes
@@ -170,7 +176,7 @@ class Notifier:
                 "notifier_event_failed",
                 level=logging.ERROR,
                 event_name=name,
-                account=account,
+                account=mask_identity(account),
                 error=f"{type(error).__name__}: {error}",
                 exc_info=error,
             )
@@ -200,7 +206,10 @@ class Notifier:
     ) -> int | None:
         """Send RAR or ASR for ``session_id``; returns the answer's Result-Code (None
         when no answer came)."""
-        name = "rar" if command == RAR else "asr"
+        label = "RAR" if command == RAR else "ASR"
+        name = label.lower()
+        observer = self._observer
+        observer.outgoing_request(label)
         try:
             answer = await route.connection.request(
                 command,
@@ -209,12 +218,13 @@ class Notifier:
                 self._timeout,
             )
         except Exception as error:  # timeout, lost connection, an undecodable answer
+            observer.outgoing_answer(label, None)
             log_event(
                 logger,
                 f"{name}_failed",
                 level=logging.WARNING,
                 session_id=session_id,
-                account=account,
+                account=mask_identity(account),
                 error=f"{type(error).__name__}: {error}",
             )
             return None
@@ -223,13 +233,14 @@ class Notifier:
             experimental = answer.group(c.AVP_EXPERIMENTAL_RESULT)
             if experimental is not None:
                 result_code = experimental.get(c.AVP_EXPERIMENTAL_RESULT_CODE)
+        observer.outgoing_answer(label, result_code if isinstance(result_code, int) else 0)
         level = logging.INFO if result_code in (SUCCESS, UNKNOWN_SESSION_ID) else logging.WARNING
         log_event(
             logger,
             f"{name}_answered",
             level=level,
             session_id=session_id,
-            account=account,
+            account=mask_identity(account),
             result_code=result_code,
         )
         return result_code

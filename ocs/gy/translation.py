@@ -135,10 +135,16 @@ def echo_avps(request_type: int, request_number: int) -> list[AvpSpec]:
 
 def error_answer(message: Message, error: DiameterError) -> Answer:
     """The CCA for a CCR that could not be parsed (5005, 5004, ...)."""
-    echo = echo_avps(
-        _get_or(message, c.AVP_CC_REQUEST_TYPE, 0), _get_or(message, c.AVP_CC_REQUEST_NUMBER, 0)
+    type_value = _get_or(message, c.AVP_CC_REQUEST_TYPE, 0)
+    echo = echo_avps(type_value, _get_or(message, c.AVP_CC_REQUEST_NUMBER, 0))
+    request_type = REQUEST_TYPES.get(type_value)
+    return Answer(
+        error.result_code,
+        echo,
+        error.message or None,
+        error.failed_avp,
+        None if request_type is None else request_type.value,
     )
-    return Answer(error.result_code, echo, error.message or None, error.failed_avp)
 
 
 def _get_or(message: Message, code: int, default: int) -> int:
@@ -538,7 +544,7 @@ def build_cca(parsed: ParsedCCR, result: ChargingResult) -> Answer:
     if request_ok and action is EventAction.CHECK_BALANCE:
         avps.append((c.AVP_CHECK_BALANCE_RESULT, check_balance_result(result)))
     message = result.message if top != c.E_RESULT_CODE_DIAMETER_SUCCESS else None
-    return Answer(top, avps, message, failed_avp)
+    return Answer(top, avps, message, failed_avp, request.request_type.value)
 
 
 def check_balance_result(result: ChargingResult) -> int:

@@ -26,6 +26,7 @@ two servers in one process) never share counts.
 """
 
 import platform
+from collections.abc import Iterable
 from importlib import metadata
 
 from prometheus_client import (
@@ -37,7 +38,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import choose_encoder
 
-from ocs.metrics.diameter import OTHER_PEER, DiameterMetrics
+from ocs.metrics.diameter import OTHER_PEER, DiameterMetrics, DiameterObserver
 from ocs.metrics.http import HttpMetrics
 from ocs.metrics.node import NodeMetrics
 from ocs.metrics.redis import RedisMetrics
@@ -300,6 +301,13 @@ class Metrics:
             command=command, request_type="none", result_code=code, peer=OTHER_PEER
         ).inc()
         self.diameter.request_duration.labels(command=command, request_type="none").observe(seconds)
+
+    def diameter_observer(self, allowed_peers: Iterable[str] = ()) -> DiameterObserver:
+        """The Diameter transport's observer (:class:`protocol.connection.Observer`):
+        requests by command, CC-Request-Type, Result-Code and peer (each of
+        ``allowed_peers``, ``diameter.allowed_peers``, or "other"), latency, requests in
+        flight and peers by state."""
+        return self.diameter.observer(allowed_peers)
 
     def peer_state_changed(self, old: str | None, new: str | None) -> None:
         """Move one peer connection from state ``old`` to ``new``.
