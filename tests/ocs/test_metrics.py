@@ -243,3 +243,172 @@ def test_metrics_count_untrusted_timestamps():
     observer: EngineObserver = metrics
     observer.untrusted_timestamps(2)
     assert sample(metrics, "ocs_charging_untrusted_timestamps_total") == 2
+
+
+# ------------------------------------------------ the transport's observer (issue 13, item 1)
+
+TOTAL = "ocs_diameter_requests_total"
+DURATION_COUNT = "ocs_diameter_request_duration_seconds_count"
+
+
+def requests(metrics: Metrics, command="CCR", request_type="initial", code="2001", peer="other"):
+    return sample(
+        metrics, TOTAL, command=command, request_type=request_type, result_code=code, peer=peer
+    )
+
+
+def test_ccr_answers_are_counted_by_request_type_and_configured_peer():
+    metrics = Metrics()
+    observer = metrics.diameter_observer(["pgw1.test.net", "pgw2.test.net"])
+    observer.answered(272, 2001, 0.002, "initial", "pgw1.test.net")
+    observer.answered(272, 2001, 0.003, "initial", "pgw1.test.net")
+    observer.answered(272, 4012, 0.004, "update", "pgw2.test.net")
+    observer.answered(272, 5030, 0.001, "event", "rogue.test.net")  # not configured
+    observer.answered(272, 5005, 0.001, None, None)  # refused before the application
+    assert requests(metrics, peer="pgw1.test.net") == 2
+    assert requests(metrics, request_type="update", code="4012", peer="pgw2.test.net") == 1
+    assert requests(metrics, request_type="event", code="5030", peer="other") == 1
+    assert requests(metrics, request_type="none", code="5005", peer="other") == 1
+    assert "rogue" not in metrics.render()[0].decode()
+    assert sample(metrics, DURATION_COUNT, command="CCR", request_type="initial") == 2
+    assert sample(metrics, DURATION_COUNT, command="CCR", request_type="update") == 1
+    assert sample(metrics, DURATION_COUNT, command="CCR", request_type="none") == 1
+
+
+def test_known_ccr_result_codes_exist_at_zero_for_each_request_type_and_peer():
+    from ocs.metrics.diameter import KNOWN_RESULT_CODES
+
+    metrics = Metrics()
+    metrics.diameter_observer(["pgw1.test.net"])
+    assert {5030, 5031, 4012, 5012, 2001} <= set(KNOWN_RESULT_CODES)
+    for request_type in ("initial", "update", "terminate", "event"):
+        assert sample(metrics, DURATION_COUNT, command="CCR", request_type=request_type) == 0
+        for peer in ("pgw1.test.net", "other"):
+            for code in KNOWN_RESULT_CODES:
+                assert requests(metrics, request_type=request_type, code=str(code), peer=peer) == 0
+    # a first 5030 is a rise from 0, not a new series
+    observer = metrics.diameter_observer(["pgw1.test.net"])
+    observer.answered(272, 5030, 0.001, "initial", "pgw1.test.net")
+    assert requests(metrics, code="5030", peer="pgw1.test.net") == 1
+
+
+def test_other_commands_unknown_commands_and_odd_kinds_fold_into_bounded_labels():
+    metrics = Metrics()
+    observer = metrics.diameter_observer(["pgw1.test.net"])
+    observer.answered(257, 2001, 0.001, None, "pgw1.test.net")  # CER
+    observer.answered(280, 2001, 0.001, "initial", "pgw1.test.net")  # a kind on a DWR: ignored
+    observer.answered(999, 3001, 0.001, None, "pgw1.test.net")
+    observer.answered(272, 2001, 0.001, "msisdn:491700000001", "pgw1.test.net")
+    observer.answered(272, 60001, 0.001, "update", "pgw1.test.net")
+    assert requests(metrics, "CER", "none", "2001", "pgw1.test.net") == 1
+    assert requests(metrics, "DWR", "none", "2001", "pgw1.test.net") == 1
+    assert requests(metrics, "unknown", "none", "3001", "pgw1.test.net") == 1
+    assert requests(metrics, "CCR", "none", "2001", "pgw1.test.net") == 1
+    assert requests(metrics, "CCR", "update", "invalid", "pgw1.test.net") == 1
+    assert "msisdn" not in metrics.render()[0].decode()
+
+
+def test_without_configured_peers_every_peer_is_other():
+    metrics = Metrics()
+    observer = metrics.diameter_observer()
+    for host in ("a.test.net", "b.test.net"):
+        observer.answered(272, 2001, 0.001, "terminate", host)
+    assert requests(metrics, request_type="terminate") == 2
+
+
+def test_many_distinct_peers_stay_counted_without_growing_the_bound_children():
+    from ocs.metrics.diameter import MAX_BOUND_SERIES
+
+    metrics = Metrics(process=False)
+    observer = metrics.diameter_observer()
+    for n in range(MAX_BOUND_SERIES + 10):
+        observer.answered(272, 2001, 0.001, "update", f"pgw{n}.test.net")
+    assert len(observer._series) <= MAX_BOUND_SERIES
+    assert requests(metrics, request_type="update") == MAX_BOUND_SERIES + 10
+
+
+def test_inflight_and_peer_states_through_the_observer():
+    metrics = Metrics()
+    observer = metrics.diameter_observer()
+    observer.inflight(3)
+    observer.inflight(2)
+    observer.inflight(-3)
+    assert sample(metrics, "ocs_diameter_inflight_requests") == 2
+    observer.peer_state_changed(None, "WAIT_CER")
+    observer.peer_state_changed("WAIT_CER", "OPEN")
+    assert sample(metrics, "ocs_diameter_peers", state="OPEN") == 1
+    assert sample(metrics, "ocs_diameter_peers", state="WAIT_CER") == 0
+
+
+def test_the_observer_is_the_protocols():
+    from protocol.connection import Observer
+
+    observer: Observer = Metrics().diameter_observer(["pgw1.test.net"])
+    assert callable(observer.answered)
+
+
+# ------------------------------------------------------------ the Gy observer: MSCC, units, RAR
+
+
+def test_mscc_outcomes_by_service_with_known_codes_at_zero():
+    metrics = Metrics()
+    sink = metrics.diameter
+    for service in ("data", "voice", "sms", "other"):
+        for code in ("2001", "4012", "5031"):
+            assert (
+                sample(metrics, "ocs_diameter_mscc_total", service=service, result_code=code) == 0
+            )
+    sink.mscc_answered("data", 4012)
+    sink.mscc_answered("data", 4012)
+    sink.mscc_answered("voice", 2001)
+    sink.mscc_answered("fax", 5031)  # not a service label of ours
+    sink.mscc_answered("sms", 70000)
+    mscc = "ocs_diameter_mscc_total"
+    assert sample(metrics, mscc, service="data", result_code="4012") == 2
+    assert sample(metrics, mscc, service="voice", result_code="2001") == 1
+    assert sample(metrics, mscc, service="other", result_code="5031") == 1
+    assert sample(metrics, mscc, service="sms", result_code="invalid") == 1
+    assert "fax" not in metrics.render()[0].decode()
+
+
+def test_granted_and_used_units_by_service_and_unit():
+    metrics = Metrics()
+    sink = metrics.diameter
+    sink.units("data", "octets", 1000, 300)
+    sink.units("data", "octets", 0, 200)
+    sink.units("voice", "seconds", 60, 0)
+    sink.units("mms", "pages", 1, 1)  # folded: other/events
+    granted, used = "ocs_charging_granted_units_total", "ocs_charging_used_units_total"
+    assert sample(metrics, granted, service="data", unit="octets") == 1000
+    assert sample(metrics, used, service="data", unit="octets") == 500
+    assert sample(metrics, granted, service="voice", unit="seconds") == 60
+    assert sample(metrics, used, service="voice", unit="seconds") == 0
+    assert sample(metrics, granted, service="other", unit="events") == 1
+    assert sample(metrics, granted, service="sms", unit="events") == 0
+
+
+def test_outgoing_requests_and_answers_with_timeouts():
+    metrics = Metrics()
+    sink = metrics.diameter
+    assert (
+        sample(metrics, "ocs_diameter_outgoing_answers_total", command="ASR", result_code="timeout")
+        == 0
+    )
+    sink.outgoing_request("RAR")
+    sink.outgoing_answer("RAR", 2001)
+    sink.outgoing_request("ASR")
+    sink.outgoing_answer("ASR", None)
+    sink.outgoing_answer("ASR", 0)  # an answer without a Result-Code
+    answers = "ocs_diameter_outgoing_answers_total"
+    assert sample(metrics, "ocs_diameter_outgoing_requests_total", command="RAR") == 1
+    assert sample(metrics, "ocs_diameter_outgoing_requests_total", command="ASR") == 1
+    assert sample(metrics, answers, command="RAR", result_code="2001") == 1
+    assert sample(metrics, answers, command="ASR", result_code="timeout") == 1
+    assert sample(metrics, answers, command="ASR", result_code="invalid") == 1
+
+
+def test_diameter_metrics_are_the_gy_observer():
+    from ocs.gy.observer import GyObserver
+
+    sink: GyObserver = Metrics().diameter
+    assert callable(sink.mscc_answered)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 from diameter.message import Message
 from diameter.message.constants import (
     AVP_CC_REQUEST_NUMBER,
@@ -194,3 +195,145 @@ async def test_an_internal_fault_answering_one_request_fails_it_alone_with_5012(
     monkeypatch.setattr(application_module, "build_cca", build_cca)
     answers = await CreditControlApplication(CODEC, Engine()).handle(batch(), None)
     assert [a.result_code for a in answers] == [5012, 5004, 5005, 2001]
+
+
+# ------------------------------- Credit-Control-Failure-Handling while charging is unavailable
+
+
+def encoded(request, answer):
+    """The answer as the transport sends it, decoded by python-diameter."""
+    return m.answer_of(CODEC.encode_answer(request.header, answer, request.get(AVP_SESSION_ID)))
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"), [("terminate", 0), ("continue", 1), ("retry_and_terminate", 2)]
+)
+async def test_unavailable_charging_5012_carries_the_configured_failure_handling(setting, value):
+    requests = batch()
+    app = CreditControlApplication(
+        CODEC, Engine(fail=ConnectionError("redis down")), failure_handling=setting
+    )
+    answers = await app.handle(requests, None)
+    assert [a.result_code for a in answers] == [5012, 5004, 5005, 5012]
+    first, invalid, missing, last = (encoded(r, a) for r, a in zip(requests, answers, strict=True))
+    assert first.result_code == 5012 and first.credit_control_failure_handling == value
+    assert last.credit_control_failure_handling == value
+    assert first.cc_request_type == m.INITIAL and last.cc_request_type == m.UPDATE
+    # a client's mistake is no charging failure: no failure handling to apply
+    for answer in (invalid, missing):
+        assert getattr(answer, "credit_control_failure_handling", None) is None
+
+
+async def test_failure_handling_also_without_an_engine_and_in_a_partly_failed_batch():
+    requests = batch()
+    answers = await CreditControlApplication(CODEC, failure_handling="continue").handle(
+        requests, None
+    )
+    assert encoded(requests[0], answers[0]).credit_control_failure_handling == 1
+    answers = await CreditControlApplication(
+        CODEC, PartlyFailingEngine(), failure_handling="terminate"
+    ).handle(requests, None)
+    assert [a.result_code for a in answers] == [2001, 5004, 5005, 5012]
+    assert (
+        getattr(encoded(requests[0], answers[0]), "credit_control_failure_handling", None) is None
+    )
+    assert encoded(requests[3], answers[3]).credit_control_failure_handling == 0
+
+
+async def test_failure_handling_none_sends_no_avp_and_is_the_default():
+    requests = batch()
+    for app in (
+        CreditControlApplication(CODEC, Engine(fail=TimeoutError()), failure_handling="none"),
+        CreditControlApplication(CODEC, Engine(fail=TimeoutError())),
+    ):
+        answers = await app.handle(requests, None)
+        answer = encoded(requests[0], answers[0])
+        assert answer.result_code == 5012
+        assert getattr(answer, "credit_control_failure_handling", None) is None
+
+
+# ------------------------------------------------ the answer's kind, MSCC and unit counts
+
+
+async def test_answers_carry_their_cc_request_type_name_for_the_transport():
+    answers = await CreditControlApplication(CODEC, Engine()).handle(batch(), None)
+    assert [a.kind for a in answers] == ["initial", None, None, "update"]
+    answers = await CreditControlApplication(CODEC, Engine(fail=TimeoutError())).handle(
+        batch(), None
+    )
+    assert [a.kind for a in answers] == ["initial", None, None, "update"]
+    parsed_type_error = m.ccr("pgw.test.net;k;1", m.TERMINATE, 3, origin_host="")
+    [answer] = await CreditControlApplication(CODEC, Engine()).handle(
+        [decode(parsed_type_error)], None
+    )
+    assert answer.result_code == 5004 and answer.kind == "terminate"
+
+
+class SelectiveEngine(Engine):
+    """Rating group 20 is out of credit; the rest granted 100 octets."""
+
+    async def charge(self, requests):
+        results = await super().charge(requests)
+        for result in results:
+            for grant in result.services:
+                if grant.rating_group == 20:
+                    grant.outcome, grant.granted = Outcome.CREDIT_LIMIT_REACHED, 0
+        return results
+
+
+async def test_mscc_result_codes_and_units_are_counted_by_service():
+    from ocs.metrics import Metrics
+
+    metrics = Metrics(process=False)
+    app = CreditControlApplication(CODEC, SelectiveEngine(), observer=metrics.diameter)
+    requests = [
+        m.ccr(
+            "pgw.test.net;u;1",
+            m.UPDATE,
+            1,
+            services=[
+                m.mscc(10, requested=m.rsu(), used=[m.usu(octets=70)]),
+                m.mscc(20, requested=m.rsu(), used=[m.usu(octets=30)]),
+            ],
+        ),
+        m.ccr(
+            "pgw.test.net;u;2",
+            context=m.VOICE,
+            services=[m.mscc(1, requested=m.rsu(seconds=60))],
+        ),
+    ]
+    answers = await app.handle([decode(r) for r in requests], None)
+    assert [a.result_code for a in answers] == [2001, 2001]
+
+    def value(name, **labels):
+        return metrics.registry.get_sample_value(name, labels)
+
+    mscc = "ocs_diameter_mscc_total"
+    assert value(mscc, service="data", result_code="2001") == 1
+    assert value(mscc, service="data", result_code="4012") == 1
+    assert value(mscc, service="voice", result_code="2001") == 1
+    granted, used = "ocs_charging_granted_units_total", "ocs_charging_used_units_total"
+    # the engine stub grants in octets whatever the service (Unit.OCTETS)
+    assert value(granted, service="data", unit="octets") == 100  # RG 20 was granted nothing
+    assert value(used, service="data", unit="octets") == 100  # both reports were charged
+    assert value(granted, service="voice", unit="octets") == 100
+
+
+async def test_nothing_is_counted_for_answers_not_charged():
+    from ocs.metrics import Metrics
+
+    metrics = Metrics(process=False)
+    app = CreditControlApplication(CODEC, Engine(fail=TimeoutError()), observer=metrics.diameter)
+    await app.handle(batch(), None)
+    assert (
+        metrics.registry.get_sample_value(
+            "ocs_diameter_mscc_total", {"service": "data", "result_code": "2001"}
+        )
+        == 0
+    )
+    assert (
+        metrics.registry.get_sample_value(
+            "ocs_charging_granted_units_total", {"service": "data", "unit": "octets"}
+        )
+        == 0
+    )

@@ -254,3 +254,36 @@ async def test_subscribed_after_start(redis_url):
     assert notifier.subscribed
     await notifier.stop()
     await client.aclose()
+
+
+async def test_rar_and_asr_sent_and_their_answers_are_counted(server, peer):
+    metrics = Metrics(process=False)
+    routes = Routes(server.connections)
+    notifier = Notifier(None, Sessions({}), routes, timeout=0.3, observer=metrics.diameter)
+    connection = routes.route("pgw.test.net")
+    sent = asyncio.ensure_future(notifier.send(connection, RAR, "pgw.test.net;m;1"))
+    await answer(peer, 2001)
+    assert await sent == 2001
+    assert await notifier.send(connection, ASR, "pgw.test.net;m;2") is None  # no answer
+    assert isinstance(await peer.recv(), AbortSessionRequest)
+
+    def value(name, **labels):
+        return metrics.registry.get_sample_value(name, labels)
+
+    assert value("ocs_diameter_outgoing_requests_total", command="RAR") == 1
+    assert value("ocs_diameter_outgoing_requests_total", command="ASR") == 1
+    assert value("ocs_diameter_outgoing_answers_total", command="RAR", result_code="2001") == 1
+    assert value("ocs_diameter_outgoing_answers_total", command="ASR", result_code="timeout") == 1
+    assert value("ocs_diameter_outgoing_answers_total", command="ASR", result_code="2001") == 0
+
+
+async def test_account_ids_are_masked_in_the_notifier_log(server, peer, caplog):
+    import logging
+
+    engine = Sessions({"acct-491700001234": [session("pgw.test.net;l;1")]})
+    notifier = Notifier(None, engine, Routes(server.connections), timeout=0.2)
+    with caplog.at_level(logging.INFO, logger="ocs.gy.notifier"):
+        assert await notifier.account_barred("acct-491700001234") == 0  # unanswered
+    assert await peer.recv() is not None
+    lines = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert lines and all("491700001234" not in str(r.__dict__) for r in lines)
