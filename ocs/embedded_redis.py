@@ -310,6 +310,40 @@ class EmbeddedRedis:
             f"log {self.log_path}:\n" + "\n".join(part for part in (stderr, log) if part)
         )
 
+    # --- supervision ----------------------------------------------------------------
+
+    def exit_code(self) -> int | None:
+        """The exit code of the server process once it has ended (reaping it: no zombie
+        is left), a negative signal number when a signal killed it; None while it runs."""
+        return self._started().poll()
+
+    def restart(self) -> str:
+        """Start the server again after it died: the same binary, port and data
+        directory (its AOF: what was fsync'd is there again), the data-dir lock still
+        ours. Clients of :attr:`url` reconnect to it. Raises
+        :class:`EmbeddedRedisError` when it does not come up (the port taken
+        meanwhile, the data damaged, ...); it may be called again."""
+        dead = self._started()
+        if dead.poll() is None:
+            raise EmbeddedRedisError(f"embedded redis-server (pid {dead.pid}) is still running")
+        if self._lock_fd is None:
+            raise EmbeddedRedisError("embedded redis-server was stopped")
+        binary = self._binary or find_redis_server()
+        port = self.port
+        process = self._try_start(binary, port, last=True)
+        assert process is not None  # last=True: a failure raises
+        self._process = process
+        log_event(
+            _log,
+            "embedded_redis_started",
+            pid=process.pid,
+            port=port,
+            data_dir=str(self.data_dir),
+            binary=binary,
+            restart=True,
+        )
+        return self.url
+
     # --- stop --------------------------------------------------------------------
 
     def stop(self) -> None:

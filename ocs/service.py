@@ -20,9 +20,11 @@ from typing import TypeVar, cast
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from prometheus_client import Gauge
+from redis.exceptions import RedisError
 
 from ocs.api.app import create_app
-from ocs.api.serving import runner_options
+from ocs.api.serving import ApiRunner
 from ocs.billing_schedule import billing_schedule
 from ocs.catalog_holder import CatalogHolder, NoActiveCatalog
 from ocs.config import Settings
@@ -32,8 +34,9 @@ from ocs.gy.notifier import Notifier
 from ocs.gy.peer_routes import Routes
 from ocs.logs import log_event
 from ocs.metrics import Metrics
+from ocs.metrics.redis import RedisState
 from ocs.records.service import exporting, runs_in_serve
-from ocs.redis_store import StoreUnavailable, open_store
+from ocs.redis_store import EmbeddedRedisLost, StoreUnavailable, Supervision, open_store
 from protocol.answer_cache import AnswerCache
 from protocol.base import PeerPolicy
 from protocol.connection import Application, Node, PeerConnection, Timers
@@ -46,10 +49,12 @@ from quota_engine.charging.settings import EngineSettings
 from quota_engine.charging.sweeper import Sweeper
 from quota_engine.numbering import NumberingPlan
 from quota_engine.store.connect import link_to
+from quota_engine.store.redis_observer import NO_REDIS_OBSERVER, RedisObserver
 
 logger = logging.getLogger("ocs.service")
 
 T = TypeVar("T")
+
 
 def build_node(
     settings: Settings,
@@ -105,10 +110,20 @@ def numbering_plan(settings: Settings) -> NumberingPlan:
 
 @contextlib.asynccontextmanager
 async def charging(
-    settings: Settings, store: aioredis.Redis, observer: EngineObserver = NO_OBSERVER
+    settings: Settings,
+    store: aioredis.Redis,
+    observer: EngineObserver = NO_OBSERVER,
+    *,
+    redis_observer: RedisObserver = NO_REDIS_OBSERVER,
+    supervision: Supervision | None = None,
 ) -> AsyncIterator[ChargingEngine]:
     """The catalog, the charging engine (reporting to ``observer``) and the
     expired-session sweeper.
+
+    The engine's pipelines go through a :class:`~quota_engine.store.redis_link.RedisLink`
+    with the timeout ``redis.timeout`` and a back-off capped at
+    ``redis.reconnect_max_delay``, reporting to ``redis_observer``; a restart of the
+    private Redis (``supervision``) lets it reconnect at once.
 
     On the embedded default (no Redis URL) the demo catalog and the demo subscribers
     of docs/provisioning.md are installed, idempotently, so a fresh `ocs serve`
@@ -119,9 +134,16 @@ async def charging(
     await holder.start(store)
     if embedded:
         await provision_demo(store)
-    link = link_to(store)
+    link = link_to(
+        store,
+        timeout=settings.redis_timeout,
+        reconnect_max_delay=settings.redis_reconnect_max_delay,
+        observer=redis_observer,
+    )
     if link is not None:
         await link.ensure_connected()
+        if supervision is not None:
+            supervision.on_restart.append(link.reset_backoff)
     engine = ChargingEngine(
         store, holder.current, engine_settings(settings), link=link, observer=observer
     )
@@ -140,13 +162,72 @@ async def charging(
             await link.aclose()
 
 
+REDIS_PING_INTERVAL = 1.0
+"""Seconds between the node's own PINGs of Redis (``ocs_redis_up`` and ``/readyz`` follow
+the real calls too; the PING notices a hung or returned Redis when there is no traffic)."""
+
+
+class Readiness:
+    """Whether the node takes traffic (``/readyz``): Redis answers within
+    ``redis.timeout`` (:class:`~ocs.metrics.redis.RedisState`) and the node is not
+    draining (a stop signal came). Keeps ``ocs_ready`` in step each time it is asked."""
+
+    def __init__(self, state: RedisState, gauge: Gauge, timeout: float) -> None:
+        self._state = state
+        self._gauge = gauge
+        self._timeout = timeout
+        self.draining = False
+
+    def reasons(self) -> list[str]:
+        """Why the node is not ready; empty when it is."""
+        reasons = []
+        state = self._state
+        if not state.up:
+            if state.problem == "timeout":
+                reasons.append(f"redis: no answer within {self._timeout:g} s")
+            else:
+                reasons.append("redis: unreachable")
+        if self.draining:
+            reasons.append("draining: the node is stopping")
+        self._gauge.set(0 if reasons else 1)
+        return reasons
+
+
+async def _watch_redis(store: aioredis.Redis, readiness: Readiness, timeout: float) -> None:
+    """PING Redis every :data:`REDIS_PING_INTERVAL` (the client's observer records the
+    outcome) and keep ``ocs_ready`` in step."""
+    while True:
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(2 * timeout):  # the client's timeout, and a margin
+                await cast(Awaitable[bool], store.ping())
+        readiness.reasons()
+        await asyncio.sleep(REDIS_PING_INTERVAL)
+
+
 async def serve(settings: Settings, stop: asyncio.Event, *, own_process: bool = False) -> None:
     """Run one OCS node until ``stop`` is set; ``own_process``: the node is the whole
-    process (``ocs serve``), which may tune process-wide settings for it."""
+    process (``ocs serve``), which may tune process-wide settings for it.
+
+    Raises :class:`~ocs.redis_store.EmbeddedRedisLost` after stopping when the private
+    redis-server died more often than ``redis.embedded_max_restarts`` within a minute."""
     metrics = Metrics()
+    supervision = (
+        None
+        if settings.redis_url
+        else Supervision(settings.redis_embedded_max_restarts, stop.set, metrics=metrics.redis)
+    )
+    readiness = Readiness(metrics.redis.state, metrics.node.ready, settings.redis_timeout)
     async with (
-        open_store(settings) as store,
-        charging(settings, store, metrics) as engine,
+        open_store(
+            settings, observer=metrics.redis.client("general"), supervision=supervision
+        ) as store,
+        charging(
+            settings,
+            store,
+            metrics,
+            redis_observer=metrics.redis.client("charging"),
+            supervision=supervision,
+        ) as engine,
         exporting(store, settings, metrics)
         if runs_in_serve(settings)
         else contextlib.nullcontext(),
@@ -183,10 +264,15 @@ async def serve(settings: Settings, stop: asyncio.Event, *, own_process: bool = 
         )
         notifier = Notifier(store, engine, routes, observer=metrics.diameter)
         await notifier.start()
-        app = create_app(settings, metrics, health, store=store, sessions=engine)
-        runner = web.AppRunner(app, **runner_options())
+        app = create_app(
+            settings, metrics, health, store=store, sessions=engine, readiness=readiness.reasons
+        )
+        runner = ApiRunner(app, settings, metrics.http)
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        watching = asyncio.create_task(
+            _watch_redis(store, readiness, settings.redis_timeout), name="ocs-redis-ping"
+        )
         try:
             await _listening("HTTP", settings.http_host, settings.http_port, site.start())
             if own_process:
@@ -201,13 +287,21 @@ async def serve(settings: Settings, stop: asyncio.Event, *, own_process: bool = 
                 http_port=settings.http_port,
                 origin_host=settings.diameter_origin_host,
             )
+            readiness.reasons()
             await stop.wait()
         finally:
+            readiness.draining = True
+            readiness.reasons()
             log_event(logger, "ocs_stopping", peers=len(server.connections))
             await server.stop()
             await notifier.stop()
             await runner.cleanup()
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
     log_event(logger, "ocs_stopped")
+    if supervision is not None and supervision.failure is not None:
+        raise supervision.failure
 
 
 class ListenError(Exception):
@@ -274,4 +368,7 @@ def run(settings: Settings) -> int:
     except (NoActiveCatalog, StoreUnavailable, ListenError) as error:
         print(f"ocs serve: {error}", file=sys.stderr)
         return 2
+    except EmbeddedRedisLost as error:
+        print(f"ocs serve: {error}", file=sys.stderr)
+        return 3
     return 0

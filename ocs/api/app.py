@@ -1,6 +1,9 @@
 """The aiohttp application: health, metrics and the management API, with JSON errors.
 
-:func:`create_app` adds ``/healthz`` and ``/metrics`` and, when given the Redis
+:func:`create_app` adds ``/livez`` (the process's event loop runs: no Redis call),
+``/readyz`` (ready for traffic: 503 with the reasons while Redis does not answer or the
+node drains), ``/healthz`` (the older check, a PING per probe), ``/metrics`` and, when
+given the Redis
 client, every ``/v1`` route of the one route table :data:`ocs.api.routes.ROUTES`.
 Every error leaves through :func:`error_middleware` as ``{"error": {"status": ...,
 "message": ..., "fields": [...]}}``; the exception-to-status mapping lives in
@@ -26,6 +29,7 @@ from aiohttp import web
 from ocs.api.auth import TOKENS_KEY, auth_middleware
 from ocs.api.context import API_KEY, MAX_BODY, Api, Sessions, billing_context
 from ocs.api.errors import describe, error_body
+from ocs.api.observability import http_metrics_middleware
 from ocs.api.routes import add_routes
 from ocs.api.serving import MAX_URL
 from ocs.config import Settings
@@ -34,11 +38,14 @@ from ocs.metrics import Metrics
 
 #: An async callable naming each dependency and whether it is healthy.
 HealthCheck = Callable[[], Awaitable[dict[str, bool]]]
+#: A callable giving why the node is not ready for traffic (empty: ready); cheap, no I/O.
+ReadinessCheck = Callable[[], list[str]]
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 METRICS_KEY = web.AppKey("metrics", Metrics)
 HEALTH_KEY: web.AppKey[HealthCheck] = web.AppKey("health")
 HEALTH_TIMEOUT_KEY = web.AppKey("health_timeout", float)
+READINESS_KEY: web.AppKey[ReadinessCheck] = web.AppKey("readiness")
 
 METRICS_REALM = 'Bearer realm="ocs-metrics"'
 
@@ -53,9 +60,11 @@ __all__ = [
     "HEALTH_KEY",
     "HEALTH_TIMEOUT_KEY",
     "METRICS_KEY",
+    "READINESS_KEY",
     "SETTINGS_KEY",
     "HealthCheck",
     "HealthCheckFailed",
+    "ReadinessCheck",
     "create_app",
     "error_body",
     "error_middleware",
@@ -149,6 +158,26 @@ async def healthz_handler(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "checks": checks})
 
 
+async def livez_handler(request: web.Request) -> web.Response:
+    """200 while the event loop runs (this answer is the proof); nothing else is asked,
+    so a Redis outage never makes an orchestrator kill a node that would recover."""
+    return web.json_response({"live": True})
+
+
+async def readyz_handler(request: web.Request) -> web.Response:
+    """200 ``{"ready": true, "reasons": []}`` when the node takes traffic, else 503 with
+    the reasons (Redis not answering within ``redis.timeout``, draining). No Redis call:
+    the state comes from the outcome of the node's real calls and its periodic PING."""
+    reasons = request.app[READINESS_KEY]()
+    return web.json_response(
+        {"ready": not reasons, "reasons": reasons}, status=503 if reasons else 200
+    )
+
+
+def _ready() -> list[str]:
+    return []
+
+
 def _authorized(request: web.Request, token: str) -> bool:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer":
@@ -176,8 +205,10 @@ def create_app(
     store: aioredis.Redis | None = None,
     sessions: Sessions | None = None,
     health_timeout: float = 5.0,
+    readiness: ReadinessCheck = _ready,
 ) -> web.Application:
-    """The HTTP application; ``health`` is awaited (at most ``health_timeout`` s) per /healthz.
+    """The HTTP application; ``health`` is awaited (at most ``health_timeout`` s) per
+    /healthz, ``readiness`` called per /readyz (default: always ready).
 
     With ``store`` (a bytes-mode Redis client) the management API is served under /v1;
     ``sessions`` (the charging engine) lists open sessions and forgets identities
@@ -186,12 +217,16 @@ def create_app(
     (:class:`ocs.api.context.BillingDatabase`: opened on first use, closed with the
     application).
     """
-    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY)
+    middlewares = [http_metrics_middleware(metrics.http), error_middleware, auth_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = metrics
     app[HEALTH_KEY] = health
     app[HEALTH_TIMEOUT_KEY] = health_timeout
     app[TOKENS_KEY] = settings.http_tokens
+    app[READINESS_KEY] = readiness
+    app.router.add_get("/livez", livez_handler)
+    app.router.add_get("/readyz", readyz_handler)
     app.router.add_get("/healthz", healthz_handler)
     app.router.add_get("/metrics", metrics_handler)
     if store is not None:

@@ -16,9 +16,23 @@ write, replies parsed by hiredis. :class:`RedisLink` does just that:
   its high-water mark before it writes;
 * a lost connection fails every pipeline in flight with
   :class:`redis.exceptions.ConnectionError`; the next call opens a new connection
-  (one attempt per call, made lazily, shared by the calls that wait for it);
+  (made lazily, shared by the calls that wait for it). After a failed attempt the
+  next one waits an exponential back-off (0.05 s doubling up to
+  ``reconnect_max_delay``); a call made meanwhile fails at once with
+  ``ConnectionError`` instead of hammering a dead server;
+* ``timeout``: a call that has no replies within ``timeout`` seconds (connecting and
+  waiting for the write buffer included) fails with
+  :class:`redis.exceptions.TimeoutError`. Its pipeline stays queued on the connection:
+  replies that come later are read and dropped, so the connection stays in step for
+  the calls behind it. When nothing at all came from Redis for ``timeout`` seconds
+  while a call waited, Redis is hung or unreachable: the connection is dropped (the
+  calls waiting on it fail at once with ``ConnectionError``) and the next call opens a
+  new one. A timed-out command may still run on the server later;
 * a cancelled call leaves its pipeline's replies to be read and dropped, so the
-  connection stays in step.
+  connection stays in step;
+* an optional :class:`~quota_engine.store.redis_observer.RedisObserver` hears of each
+  round trip (its duration), each failure and each reconnection: one call per
+  pipeline, never per command.
 
 Replies are raw, as the server sends them (``bytes``, ``int``, ``None``, lists;
 status replies such as ``OK`` are ``b"OK"``, where redis-py would give ``True``),
@@ -29,10 +43,9 @@ for ``NOSCRIPT``, and redis-py's other subclasses for ``READONLY``, ``OOM``,
 ``NOPERM``, ``EXECABORT``), with redis-py's message text.
 
 What it does NOT do: Redis Cluster, Sentinel, TLS, pub/sub, RESP3 push messages,
-MULTI/EXEC transactions, ``decode_responses``, command timeouts (wrap a call in
-``asyncio.timeout``), and no automatic retry of commands: a command whose connection
-was lost may or may not have run (a script call need not be idempotent), so the
-caller decides. The API is the subset of redis-py's asyncio client and pipeline that
+MULTI/EXEC transactions, ``decode_responses``, and no automatic retry of commands: a
+command whose connection was lost or that timed out may or may not have run (a script
+call need not be idempotent), so the caller decides. The API is the subset of redis-py's asyncio client and pipeline that
 :mod:`quota_engine.charging.engine`, :mod:`quota_engine.store.scripts` (``LuaScript``,
 ``ScriptPipeline``) and the sweeper's hot part use.
 """
@@ -40,6 +53,7 @@ caller decides. The API is the subset of redis-py's asyncio client and pipeline 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -59,6 +73,9 @@ from redis.exceptions import (
     ResponseError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from quota_engine.store.redis_observer import NO_REDIS_OBSERVER, RedisObserver
 
 __all__ = ["LinkPipeline", "RedisAddress", "RedisLink", "pack_command", "parse_url"]
 
@@ -225,6 +242,8 @@ class _LinkProtocol(asyncio.Protocol):
         self.lost: str | None = None
         """Why the connection is gone (None while it is up)."""
         self.closed: asyncio.Future[None] = loop.create_future()
+        self.heard = loop.time()
+        """Loop time when Redis last sent something (or the connection was made)."""
 
     # asyncio callbacks
 
@@ -233,6 +252,7 @@ class _LinkProtocol(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        self.heard = self._loop.time()
         reader = self._reader
         reader.feed(data)
         pending = self._pending
@@ -287,6 +307,18 @@ class _LinkProtocol(asyncio.Protocol):
         self._transport.write(data)
         return future
 
+    def expire(self, future: asyncio.Future[list[Any]], timeout: float) -> None:
+        """``future``'s call had no replies within ``timeout``: fail it (its replies,
+        when they come, are dropped); drop the connection when Redis sent nothing at
+        all for ``timeout`` seconds (hung, or the network is)."""
+        if future.done():
+            return
+        future.set_exception(RedisTimeoutError(f"Redis did not answer within {timeout:g} s"))
+        if self.lost is None and self._loop.time() - self.heard >= timeout:
+            self.lost = f"Redis sent nothing for {timeout:g} s"
+            assert self._transport is not None
+            self._transport.abort()
+
     async def drain(self) -> None:
         """Return when the write buffer is below its high-water mark."""
         while self.paused and self.lost is None:
@@ -316,6 +348,9 @@ class _LinkProtocol(asyncio.Protocol):
 
 # ---------------------------------------------------------------------- client
 
+RECONNECT_MIN_DELAY = 0.05
+"""Seconds of back-off after the first failed attempt to connect; doubled per failure."""
+
 
 class RedisLink:
     """One connection to a standalone Redis, for pipelines on the hot path.
@@ -323,9 +358,12 @@ class RedisLink:
     ``RedisLink.from_url(url)`` connects at the first call, ``await
     RedisLink.connect(url)`` at once. When the connection is lost, the calls in
     flight fail with :class:`redis.exceptions.ConnectionError` and the next call
-    reconnects (one attempt; if it fails, that call fails and the one after tries
-    again). Commands are never retried: one that was in flight when the connection
-    broke may or may not have run on the server.
+    reconnects (one attempt; if it fails, that call fails, and calls fail at once
+    until the back-off has passed: 0.05 s, doubling per failed attempt up to
+    ``reconnect_max_delay``). ``timeout`` (None: none) bounds every call, connecting
+    included (:class:`redis.exceptions.TimeoutError`). Commands are never retried: one
+    that was in flight when the connection broke, or that timed out, may or may not
+    have run on the server.
     """
 
     connection_pool = None
@@ -337,27 +375,34 @@ class RedisLink:
         *,
         connect_timeout: float = 5.0,
         client_name: str | None = None,
+        timeout: float | None = None,
+        reconnect_max_delay: float = 5.0,
+        observer: RedisObserver = NO_REDIS_OBSERVER,
     ) -> None:
         self.address = address
         self.connect_timeout = connect_timeout
         self.client_name = client_name
+        self.timeout = timeout
+        self.reconnect_max_delay = reconnect_max_delay
+        self.observer = observer
         self._protocol: _LinkProtocol | None = None
         self._opening: asyncio.Task[_LinkProtocol] | None = None
         self._closed = False
+        self._had_connection = False
+        self._backoff = 0.0
+        self._next_attempt = 0.0  # time.monotonic() before which no attempt is made
+        self._last_failure = ""
 
     @classmethod
-    def from_url(
-        cls, url: str, *, connect_timeout: float = 5.0, client_name: str | None = None
-    ) -> RedisLink:
-        """A link to ``url`` (see :func:`parse_url`); it connects at its first call."""
-        return cls(parse_url(url), connect_timeout=connect_timeout, client_name=client_name)
+    def from_url(cls, url: str, **options: Any) -> RedisLink:
+        """A link to ``url`` (see :func:`parse_url`; ``options`` as the constructor's);
+        it connects at its first call."""
+        return cls(parse_url(url), **options)
 
     @classmethod
-    async def connect(
-        cls, url: str, *, connect_timeout: float = 5.0, client_name: str | None = None
-    ) -> RedisLink:
+    async def connect(cls, url: str, **options: Any) -> RedisLink:
         """A link to ``url``, connected (AUTH, SELECT and CLIENT SETNAME done)."""
-        link = cls.from_url(url, connect_timeout=connect_timeout, client_name=client_name)
+        link = cls.from_url(url, **options)
         await link.ensure_connected()
         return link
 
@@ -381,10 +426,22 @@ class RedisLink:
         if not self.connected:
             await self._reconnect()
 
+    @property
+    def backoff(self) -> float:
+        """Seconds the link waits after its last failed attempt to connect (0: none)."""
+        return self._backoff
+
+    def reset_backoff(self) -> None:
+        """Let the next call try to connect at once (the server is known to be back)."""
+        self._next_attempt = 0.0
+
     async def _reconnect(self) -> _LinkProtocol:
         if self._closed:
             raise RedisConnectionError("the RedisLink is closed")
         if self._opening is None:
+            wait = self._next_attempt - time.monotonic()
+            if wait > 0:
+                raise RedisConnectionError(f"{self._last_failure} (next attempt in {wait:.2f} s)")
             self._opening = asyncio.ensure_future(self._open())
             # a failure that only cancelled callers waited for is not "never retrieved"
             self._opening.add_done_callback(lambda t: t.cancelled() or t.exception())
@@ -408,19 +465,33 @@ class RedisLink:
         except BaseException as error:
             if transport is not None:
                 transport.abort()
+            if isinstance(error, Exception):
+                self._failed_attempt(error)
             if isinstance(error, TimeoutError):  # before OSError: it is one
-                raise RedisConnectionError(
-                    f"timed out connecting to Redis at {address} after {self.connect_timeout} s"
-                ) from None
+                raise RedisConnectionError(self._last_failure) from None
             if isinstance(error, OSError):
-                raise RedisConnectionError(
-                    f"cannot connect to Redis at {address}: {error}"
-                ) from error
+                raise RedisConnectionError(self._last_failure) from error
             raise
         finally:
             self._opening = None
         self._protocol = protocol
+        self._backoff = self._next_attempt = 0.0
+        if self._had_connection:
+            self.observer.reconnected()
+        self._had_connection = True
         return protocol
+
+    def _failed_attempt(self, error: Exception) -> None:
+        if isinstance(error, TimeoutError):
+            self._last_failure = (
+                f"timed out connecting to Redis at {self.address} after {self.connect_timeout} s"
+            )
+        elif isinstance(error, OSError):
+            self._last_failure = f"cannot connect to Redis at {self.address}: {error}"
+        else:
+            self._last_failure = str(error)
+        self._backoff = min(max(self._backoff * 2, RECONNECT_MIN_DELAY), self.reconnect_max_delay)
+        self._next_attempt = time.monotonic() + self._backoff
 
     async def _handshake(self, protocol: _LinkProtocol) -> None:
         address = self.address
@@ -467,12 +538,45 @@ class RedisLink:
 
     async def _request(self, data: bytes, count: int) -> list[Any]:
         """Send ``count`` packed commands in one write; their replies, in order."""
-        protocol = self._protocol
-        if protocol is None or protocol.lost is not None:
-            protocol = await self._reconnect()
-        if protocol.paused:
-            await protocol.drain()
-        return await protocol.request(data, count)
+        start = time.perf_counter()
+        timeout = self.timeout
+        try:
+            protocol = self._protocol
+            if protocol is None or protocol.lost is not None or protocol.paused:
+                protocol = await self._writable(timeout)
+            future = protocol.request(data, count)
+            if timeout is None:
+                replies = await future
+            else:
+                # a timer on the future, not asyncio.timeout: no task cancellation
+                left = timeout - (time.perf_counter() - start)
+                timer = protocol._loop.call_later(left, protocol.expire, future, timeout)
+                try:
+                    replies = await future
+                finally:
+                    timer.cancel()
+        except RedisTimeoutError:
+            self.observer.failed("timeout")
+            raise
+        except RedisConnectionError:
+            self.observer.failed("connection")
+            raise
+        self.observer.answered(time.perf_counter() - start)
+        return replies
+
+    async def _writable(self, timeout: float | None) -> _LinkProtocol:
+        """The connection, opened when needed, its write buffer below the high-water
+        mark; within ``timeout``."""
+        try:
+            async with asyncio.timeout(timeout):
+                protocol = self._protocol
+                if protocol is None or protocol.lost is not None:
+                    protocol = await self._reconnect()
+                if protocol.paused:
+                    await protocol.drain()
+                return protocol
+        except TimeoutError:
+            raise RedisTimeoutError(f"Redis did not answer within {timeout:g} s") from None
 
     def pipeline(self, transaction: bool = False) -> LinkPipeline:
         """A new pipeline (no MULTI/EXEC: ``transaction=True`` is refused)."""
@@ -484,6 +588,7 @@ class RedisLink:
         """One command; an error reply is raised."""
         reply = (await self._request(pack_command(args), 1))[0]
         if isinstance(reply, ResponseError):
+            self.observer.failed("response")
             raise reply
         return reply
 
@@ -567,6 +672,7 @@ class LinkPipeline:
         if raise_on_error:
             for index, reply in enumerate(replies):
                 if isinstance(reply, ResponseError):
+                    self._link.observer.failed("response")
                     message = reply.args[0] if reply.args else ""
                     name = _command_name(commands[index])
                     reply.args = (
