@@ -13,19 +13,55 @@ ERROR with a traceback. A client that sends a URL of 70 KiB is not a server faul
   part of the request, which may carry a subscriber identity); anything else aiohttp
   reports stays an ERROR with its trace.
 
-``ocs serve`` and the tests' live server build their runner with :func:`runner_options`.
+Connections are bounded and timed (issue 13: slow or idle clients must never take the
+file descriptors Diameter needs). :class:`ApiRunner` serves the application through
+:class:`LimitedServer`, whose :class:`LimitedRequestHandler` (one per connection):
+
+* closes a connection at once, before reading a byte, when ``http.max_connections``
+  are already open (``ocs_http_connections_refused_total``);
+* closes a connection idle for ``http.keepalive_timeout`` seconds: open without a
+  byte of a request since it was accepted or since its last response
+  (``ocs_http_timeouts_total{kind="idle"}``);
+* closes a connection whose request (line, headers and body) is not whole
+  ``http.request_timeout`` seconds after its first byte came, however slowly the
+  bytes trickle in (slowloris; ``ocs_http_timeouts_total{kind="request"}``). The time
+  the application takes to answer is not counted: only the client's sending.
+
+``ocs serve`` and the tests' live server build their runner with :class:`ApiRunner`
+(or ``web.AppRunner(app, **runner_options())`` for the parser limits alone).
+
+The handler relies on aiohttp's ``RequestHandler`` internals (its keep-alive
+callback ``_process_keepalive``, ``_waiter``, ``_messages``); tests/ocs/api/
+test_http_limits.py exercises each limit over real TCP against the installed aiohttp.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
+from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_server import Server
 
+from ocs.config import Settings
 from ocs.logs import log_event
+from ocs.metrics.http import HttpMetrics
 
-__all__ = ["MAX_FIELD", "MAX_LINE", "MAX_URL", "ServerLog", "runner_options"]
+__all__ = [
+    "MAX_FIELD",
+    "MAX_LINE",
+    "MAX_URL",
+    "ApiRunner",
+    "HttpLimits",
+    "LimitedRequestHandler",
+    "LimitedServer",
+    "ServerLog",
+    "runner_options",
+]
 
 MAX_URL = 8 * 1024
 """Longest request target (path and query, as sent) the API serves; 414 above."""
@@ -73,3 +109,150 @@ def runner_options() -> dict[str, Any]:
         "max_line_size": MAX_LINE,
         "max_field_size": MAX_FIELD,
     }
+
+
+@dataclass
+class HttpLimits:
+    """The connection bound and timeouts of one HTTP server, and its open connections."""
+
+    max_connections: int
+    keepalive_timeout: float
+    request_timeout: float
+    metrics: HttpMetrics | None = None
+    open: int = field(default=0, init=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, metrics: HttpMetrics | None = None) -> HttpLimits:
+        return cls(
+            max_connections=settings.http_max_connections,
+            keepalive_timeout=settings.http_keepalive_timeout,
+            request_timeout=settings.http_request_timeout,
+            metrics=metrics,
+        )
+
+
+class LimitedRequestHandler(RequestHandler):
+    """aiohttp's per-connection protocol with the bound and the two timeouts of
+    :class:`HttpLimits` (see the module's docstring)."""
+
+    def __init__(self, manager: Server, *, limits: HttpLimits, **kwargs: Any) -> None:
+        super().__init__(manager, keepalive_timeout=limits.keepalive_timeout, **kwargs)
+        self._limits = limits
+        self._counted = False
+        self._request_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        limits = self._limits
+        if limits.open >= limits.max_connections:
+            # refused before aiohttp sees it: no task, no timer, the descriptor freed now
+            self._manager = None  # connection_lost() is then a no-op
+            transport.close()
+            if limits.metrics is not None:
+                limits.metrics.connection_refused()
+            return
+        limits.open += 1
+        self._counted = True
+        if limits.metrics is not None:
+            limits.metrics.connection_opened()
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_request_timer()
+        if self._counted:
+            self._counted = False
+            self._limits.open -= 1
+            if self._limits.metrics is not None:
+                self._limits.metrics.connection_closed()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._force_close or self._close:
+            return
+        if data and self._request_timer is None and self._payload_parser is None:
+            # the first byte of a request: it has request_timeout to be whole
+            self._request_timer = self._loop.call_later(
+                self._limits.request_timeout, self._request_timed_out
+            )
+        queued = len(self._messages)
+        super().data_received(data)
+        if len(self._messages) > queued:
+            # the newest request's line and headers are in; it is whole with its body
+            _message, payload = self._messages[-1]
+            payload.on_eof(self._request_received)
+
+    def _request_received(self) -> None:
+        self._cancel_request_timer()
+
+    def _cancel_request_timer(self) -> None:
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None
+
+    def _request_timed_out(self) -> None:
+        self._request_timer = None
+        if self._force_close or self.transport is None:
+            return
+        if self._limits.metrics is not None:
+            self._limits.metrics.timed_out("request")
+        log_event(_log, "http_request_timeout", level=logging.DEBUG, peer=_peer(self))
+        self.force_close()
+
+    def _process_keepalive(self) -> None:
+        # aiohttp's keep-alive callback, counted, and leaving a request that has begun
+        # to arrive to its own timer
+        self._keepalive_handle = None
+        if self._force_close or not self._keepalive:
+            return
+        now = self._loop.time()
+        close_time = self._next_keepalive_close_time
+        if now < close_time:
+            self._keepalive_handle = self._loop.call_at(close_time, self._process_keepalive)
+            return
+        if self._request_timer is not None:
+            return
+        if self._waiter is not None and not self._waiter.done():
+            if self._limits.metrics is not None:
+                self._limits.metrics.timed_out("idle")
+            self.force_close()
+
+
+def _peer(handler: RequestHandler) -> str | None:
+    peer = handler.peername
+    if isinstance(peer, tuple):
+        return f"{peer[0]}:{peer[1]}"
+    return peer
+
+
+class LimitedServer(Server):
+    """aiohttp's low-level server making :class:`LimitedRequestHandler` connections."""
+
+    def __init__(self, *args: Any, limits: HttpLimits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits
+
+    def __call__(self) -> RequestHandler:
+        return LimitedRequestHandler(self, limits=self.limits, loop=self._loop, **self._kwargs)
+
+
+class ApiRunner(web.AppRunner):
+    """``web.AppRunner`` of the API: :func:`runner_options`, and connections bounded and
+    timed by ``settings`` (``http.max_connections``, ``http.keepalive_timeout``,
+    ``http.request_timeout``), counted in ``metrics`` when given."""
+
+    def __init__(
+        self, app: web.Application, settings: Settings, metrics: HttpMetrics | None = None
+    ) -> None:
+        super().__init__(app, **runner_options())
+        self.limits = HttpLimits.from_settings(settings, metrics)
+
+    async def _make_server(self) -> Server:
+        server = await super()._make_server()
+        # the application's request handler and factory, served by a LimitedServer
+        return LimitedServer(
+            server.request_handler,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            loop=server._loop,
+            limits=self.limits,
+            **server._kwargs,
+        )

@@ -11,6 +11,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 #: HTTP latency buckets in seconds, 1 ms to 10 s.
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+#: Why a connection was closed by a timeout: idle keep-alive, or a request too slow to come.
+TIMEOUT_KINDS = ("idle", "request")
+
 
 class HttpMetrics:
     """The ``ocs_http_*`` metrics."""
@@ -45,5 +48,25 @@ class HttpMetrics:
             ["kind"],
             registry=registry,
         )
-        for kind in ("idle", "request"):
+        for kind in TIMEOUT_KINDS:
             self.timeouts.labels(kind=kind)
+        self.connections.set(0)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One answered request; ``method`` and ``route`` already folded into their bounded
+        sets by the caller (:mod:`ocs.api.observability`)."""
+        self.requests.labels(method=method, route=route, status=str(status)).inc()
+        self.request_duration.labels(method=method, route=route).observe(max(seconds, 0.0))
+
+    def connection_opened(self) -> None:
+        self.connections.inc()
+
+    def connection_closed(self) -> None:
+        self.connections.dec()
+
+    def connection_refused(self) -> None:
+        self.connections_refused.inc()
+
+    def timed_out(self, kind: str) -> None:
+        """A connection closed by its ``"idle"`` or ``"request"`` timeout."""
+        self.timeouts.labels(kind=kind if kind in TIMEOUT_KINDS else "request").inc()
