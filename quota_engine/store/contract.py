@@ -362,7 +362,7 @@ class _RatedRequestArgs(_RequestArgs):
     rated_with: RatedWith | None = field(metadata=_wire("w"))
     """None: not checked (the engine always sends it)."""
     period: str = field(metadata=_wire(None))
-    """The bill period whose usage hash the script updates (its last KEYS)."""
+    """The bill period whose usage hash the script updates (KEYS[7] of ccr.lua, the last of event.lua)."""
 
 
 @dataclass(slots=True)
@@ -396,6 +396,7 @@ class CcrArgs(_RatedRequestArgs):
             keys.idempotency(account, session, self.request_number),
             keys.records(account),
             keys.period_usage(account, self.period),
+            keys.open_counts(account),
         ]
 
     def wire(self) -> dict[str, Any]:
@@ -528,6 +529,7 @@ class SettleArgs:
             keys.session(account, self.session_id),
             keys.sessions(account),
             keys.records(account),
+            keys.open_counts(account),
         ]
 
     def argv(self) -> list[Any]:

@@ -31,6 +31,7 @@ account keys. Below, ``{P}`` is the account's partition tag and ``A`` the accoun
 | ``ocs:acct:{P}:A:usage:<period>`` | HASH | service id -> units used in the bill period (for tiers); ``<period>`` is the period's first local day, ``2025-03-01`` (``quota_engine.charging.periods.bill_period``) |
 | ``ocs:acct:{P}:A:history`` | LIST | balance actions (top-ups, adjustments, refunds), JSON, oldest first |
 | ``ocs:acct:{P}:A:topup:<key>`` | STRING | ``<fingerprint>\\n<history entry>`` of the top-up or adjustment made under an idempotency key (TTL) |
+| ``ocs:open:{P}`` | HASH | the partition's open-session counters, kept by ccr.lua and settle.lua: ``<class>:sessions``, ``<class>:money`` (micro-units reserved), ``<class>:<unit>`` (units granted, not yet reported), class ``data``, ``voice``, ``sms`` or ``other`` (lua/open_counts.lua; read by :mod:`quota_engine.store.open_counts`) |
 | ``ocs:records:{P}`` | STREAM | rated records of the partition's accounts, field ``r`` = msgpack map (its ``account`` field says whose) |
 | ``ocs:export:lease:{P}`` | STRING | the exporter (``<host>:<pid>``) that owns the partition's export now (TTL: ``records.export_lease``) |
 | ``ocs:exporters`` | ZSET | live exporters, scored by when their heartbeat expires (Unix ms): how many share the partitions |
@@ -81,7 +82,9 @@ __all__ = [
     "idempotency",
     "legacy_prefix",
     "migration_progress",
+    "open_counts",
     "partition_of",
+    "partition_open_counts",
     "partition_records",
     "partition_tag",
     "partitions",
@@ -194,6 +197,16 @@ def partition_records(partition: int) -> str:
 def records(account_id: str) -> str:
     """The stream the account's rated records go to: its partition's, shared."""
     return partition_records(partition_of(account_id))
+
+
+def partition_open_counts(partition: int) -> str:
+    """``ocs:open:{p:42}``: the partition's open-session counters (lua/open_counts.lua)."""
+    return f"{PREFIX}:open:{partition_tag(partition)}"
+
+
+def open_counts(account_id: str) -> str:
+    """The open-session counters the account's sessions count in: its partition's."""
+    return partition_open_counts(partition_of(account_id))
 
 
 def export_lease(partition: int) -> str:

@@ -9,6 +9,7 @@
 --   5 ocs:acct:{P}:A:idem:<session-id>:<n>  stored result STRING
 --   6 ocs:records:{P}                  STREAM of rated records
 --   7 ocs:acct:{P}:A:usage:<period>    HASH service id -> units used in the bill period
+--   8 ocs:open:{P}                     HASH the partition's open-session counters (open_counts.lua)
 --
 -- ARGV[1], a msgpack map (quota_engine/store/contract.py: CcrArgs, SessionService):
 --   sid     session id
@@ -124,7 +125,9 @@
 -- release the old reservation, then reserve the new grant (lib.lua reserve) at the
 -- new price; a price change flushes the usage charged so far as an "interim" record;
 -- (5) TERMINATE or a final service: records with cause "normal", the rating group
--- (or the session) is removed; (6) result stored under KEYS[5] for ttl seconds.
+-- (or the session) is removed; (6) the partition's open-session counters (KEYS[8])
+-- move from what the session held before to what it holds now (open_counts.lua);
+-- (7) result stored under KEYS[5] for ttl seconds.
 --
 -- Invariants: nothing is written unless the whole request is processed; every money
 -- debit is in exactly one record; a bucket's reserved is the sum of the open
@@ -132,10 +135,11 @@
 -- the account afford (for postpaid "main": amount - reserved + credit_limit).
 
 -- @include lib.lua
+-- @include open_counts.lua
 
 local req = cmsgpack.unpack(ARGV[1])
-local K_ACCT, K_BUCKETS, K_SESS, K_SESSIONS, K_IDEM, K_RECORDS, K_USAGE =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local K_ACCT, K_BUCKETS, K_SESS, K_SESSIONS, K_IDEM, K_RECORDS, K_USAGE, K_OPEN =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 
 local terminating = req.type == 'terminate'
 local raw = redis.call('GET', K_SESS)
@@ -145,6 +149,7 @@ if stored and not (terminating and raw) then
 end
 
 local S = nil -- the session, when there is one
+local counted = nil -- what the stored session added to the open-session counters
 
 -- the answer of a request that changed nothing; a live session keeps its deadline,
 -- which the answer carries for the engine's deadline index
@@ -163,6 +168,9 @@ local rc = req.rc or {}
 local rn = req.n -- the request number of the records written
 if raw then
   S = cmsgpack.unpack(raw)
+  if S.cm == 1 then
+    counted = open_counts(S)
+  end
   if not newer(req.n, S.n) then
     if not terminating then
       return answer('out_of_order')
@@ -360,13 +368,15 @@ if terminating then
   end
   redis.call('DEL', K_SESS)
   redis.call('ZREM', K_SESSIONS, req.sid)
+  count_open(K_OPEN, counted, nil)
 else
   if newer(req.n, S.n) then
     S.n = req.n
   end
-  S.t, S.dl = ts, req.dl
+  S.t, S.dl, S.cm = ts, req.dl, 1
   redis.call('SET', K_SESS, cmsgpack.pack(S))
   redis.call('ZADD', K_SESSIONS, req.dl, req.sid)
+  count_open(K_OPEN, counted, open_counts(S))
 end
 save_buckets(B)
 

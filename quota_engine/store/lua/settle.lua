@@ -6,6 +6,7 @@
 --   3 ocs:acct:{P}:A:sess:<session-id>  session STRING (msgpack)
 --   4 ocs:acct:{P}:A:sessions          ZSET session id -> deadline
 --   5 ocs:records:{P}                  STREAM of rated records
+--   6 ocs:open:{P}                     HASH the partition's open-session counters (open_counts.lua)
 --
 -- ARGV[1]  session id (quota_engine/store/contract.py: SettleArgs)
 -- ARGV[2]  now (Unix seconds)
@@ -22,12 +23,15 @@
 -- released, one record per rating group is appended (cause "expired", request number
 -- = the session's last + 1, as if it were the CCR-T that never came; end = the time of
 -- the last request; called and apn from the session's rating context S.rc, as ccr.lua's
--- records), and the session is deleted. Running it twice is harmless, so any
+-- records), the session is deleted and its part of the partition's open-session
+-- counters taken off (open_counts.lua). Running it twice is harmless, so any
 -- number of sweepers may race on one session.
 
 -- @include lib.lua
+-- @include open_counts.lua
 
-local K_ACCT, K_BUCKETS, K_SESS, K_SESSIONS, K_RECORDS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local K_ACCT, K_BUCKETS, K_SESS, K_SESSIONS, K_RECORDS, K_OPEN =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local sid, now = ARGV[1], tonumber(ARGV[2])
 
 local raw = redis.call('GET', K_SESS)
@@ -51,6 +55,10 @@ for k, _ in pairs(S.rgs or {}) do
   keys[#keys + 1] = k
 end
 table.sort(keys)
+local counted = nil
+if S.cm == 1 then
+  counted = open_counts(S) -- before commit() empties the reservations
+end
 local end_ts = S.t or S.t0
 for _, k in ipairs(keys) do
   local R = S.rgs[k]
@@ -60,4 +68,5 @@ end
 save_buckets(B)
 redis.call('DEL', K_SESS)
 redis.call('ZREM', K_SESSIONS, sid)
+count_open(K_OPEN, counted, nil)
 return cmsgpack.pack({ o = 'settled', records = #keys })

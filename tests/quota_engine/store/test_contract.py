@@ -490,7 +490,10 @@ def test_a_field_missing_from_the_header_fails():
 
 
 def test_a_key_on_one_side_only_fails():
-    drop = "--   5 ocs:records:{P}                  STREAM of rated records"
+    drop = (
+        "--   6 ocs:open:{P}                     HASH the partition's open-session counters"
+        " (open_counts.lua)"
+    )
     text = _tampered("settle.lua", "", None, drop=drop)
     [problem] = contract_problems("settle.lua", text, SPECS["settle.lua"])
     assert problem.startswith("KEYS: the header says")
