@@ -22,48 +22,58 @@ local OPEN_SERVICES = {
   ['32275@3gpp.org'] = 'voice',
   ['32274@3gpp.org'] = 'sms',
 }
-local OPEN_UNITS = { octets = true, seconds = true, events = true }
+-- class -> its field names, in the order of an open_counts entry (below)
+local OPEN_FIELDS = {}
+for _, class in ipairs({ 'data', 'voice', 'sms', 'other' }) do
+  OPEN_FIELDS[class] = {
+    class .. ':sessions', class .. ':money', class .. ':octets', class .. ':seconds',
+    class .. ':events',
+  }
+end
+local OPEN_UNIT_SLOT = { octets = 4, seconds = 5, events = 6 }
 
--- What the session S adds to the counters: field -> amount.
+-- What the session S adds to the counters: { fields of its class, sessions (1), money,
+-- octets, seconds, events } (no string is built per call: this runs twice per CCR).
 local function open_counts(S)
-  local ctx = S.ctx
-  local class = 'other'
+  local ctx, class = S.ctx, nil
   if type(ctx) == 'string' then
-    class = OPEN_SERVICES[string.lower(ctx)] or 'other'
+    class = OPEN_SERVICES[ctx] or OPEN_SERVICES[string.lower(ctx)]
   end
-  local c = { [class .. ':sessions'] = 1 }
-  local money = 0
+  local c = { OPEN_FIELDS[class or 'other'], 1, 0, 0, 0, 0 }
   for _, R in pairs(S.rgs or {}) do
     if type(R) == 'table' then
       for _, e in ipairs(R.rm or {}) do
-        money = money + (tonumber(e[2]) or 0)
+        c[3] = c[3] + (tonumber(e[2]) or 0)
       end
-      local g = tonumber(R.g) or 0
-      if g > 0 and OPEN_UNITS[R.unit] then
-        local f = class .. ':' .. R.unit
-        c[f] = (c[f] or 0) + g
+      local g, slot = tonumber(R.g) or 0, OPEN_UNIT_SLOT[R.unit]
+      if g > 0 and slot then
+        c[slot] = c[slot] + g
       end
     end
-  end
-  if money > 0 then
-    c[class .. ':money'] = money
   end
   return c
 end
 
--- Move the counters of `key` from `before` to `after` (open_counts tables, or nil
+-- Move the counters of `key` from `before` to `after` (open_counts entries, or nil
 -- for no contribution): one HINCRBY per field that changed.
 local function count_open(key, before, after)
-  local delta = {}
-  for f, v in pairs(before or {}) do
-    delta[f] = -v
+  if before and after and before[1] == after[1] then
+    local fields = after[1]
+    for i = 2, 6 do
+      local d = after[i] - before[i]
+      if d ~= 0 then
+        redis.call('HINCRBY', key, fields[i - 1], fmt_int(d))
+      end
+    end
+    return
   end
-  for f, v in pairs(after or {}) do
-    delta[f] = (delta[f] or 0) + v
-  end
-  for f, d in pairs(delta) do
-    if d ~= 0 then
-      redis.call('HINCRBY', key, f, fmt_int(d))
+  for sign, entry in pairs({ [-1] = before or false, [1] = after or false }) do
+    if entry then
+      for i = 2, 6 do
+        if entry[i] ~= 0 then
+          redis.call('HINCRBY', key, entry[1][i - 1], fmt_int(sign * entry[i]))
+        end
+      end
     end
   end
 end
