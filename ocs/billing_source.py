@@ -38,7 +38,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ocs.billing.accounts import Adjustment, BillingAccount, Contact, KindChange, PlanChange
-from ocs.logs import log_event
+from ocs.logs import log_event, mask_identity
 from quota_engine.accounts.model import BUCKET_UNITS, Account, require_id
 from quota_engine.store.accounts import (
     KIND_CHANGE,
@@ -159,7 +159,7 @@ def billing_account(snapshot: AccountSnapshot) -> BillingAccount | None:
             logger,
             "billing_account_unreadable",
             level=logging.ERROR,
-            account=snapshot.id,
+            account=mask_identity(snapshot.id),
             problem=str(exc),
         )
         return None
@@ -181,7 +181,7 @@ def billing_account(snapshot: AccountSnapshot) -> BillingAccount | None:
                 logger,
                 "billing_history_entry_skipped",
                 level=logging.WARNING,
-                account=snapshot.id,
+                account=mask_identity(snapshot.id),
                 index=index,
                 problem=str(exc),
             )

@@ -48,7 +48,7 @@ from ocs.billing.payments.dunning import (
     settled_barred,
 )
 from ocs.config import Settings, command_settings
-from ocs.logs import log_event
+from ocs.logs import log_event, mask_identity
 from quota_engine.store.accounts import AccountStore
 
 __all__ = [
@@ -121,7 +121,7 @@ async def _lift(accounts: AccountStore, database: Database, account: str, now: i
         await accounts.set_status(account, "active")
         status = "active"
     await database.write(lambda c: mark_lifted(c, account, now, status=status))
-    log_event(logger, "dunning_bar_lifted", account=account, status=status)
+    log_event(logger, "dunning_bar_lifted", account=mask_identity(account), status=status)
     return status
 
 
@@ -168,7 +168,8 @@ async def _bar(
         await _lift(accounts, database, found.account, now)  # a payment came in between
         return "paid while being barred"
     log_event(logger, "dunning_account_barred", level=logging.WARNING,
-              account=found.account, invoice=found.number, days_overdue=found.days(now))  # fmt: skip
+              account=mask_identity(found.account), invoice=found.number,
+              days_overdue=found.days(now))  # fmt: skip
     return None
 
 
@@ -180,7 +181,7 @@ async def _check_held(accounts: AccountStore, database: Database, account: str, 
     if status == "barred":
         return True
     await database.write(lambda c: mark_lifted(c, account, now, status=status, by="operator"))
-    log_event(logger, "dunning_bar_taken_over", account=account, status=status)
+    log_event(logger, "dunning_bar_taken_over", account=mask_identity(account), status=status)
     return False
 
 
@@ -198,7 +199,8 @@ async def run_dunning(
         plan = await database.write(lambda c: plan_dunning(c, now, terms))
     report = DunningReport(plan)
     for found in plan.reminded if not dry_run else ():
-        log_event(logger, "payment_reminder", account=found.account, invoice=found.number,
+        log_event(logger, "payment_reminder", account=mask_identity(found.account),
+                  invoice=found.number,
                   days_overdue=found.days(now))  # fmt: skip
     resumed = set(plan.resumed)
     for found in plan.to_bar:

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiohttp import web
 
 from ocs.config import ApiToken
-from ocs.logs import log_event
+from ocs.logs import log_event, mask_identity
 
 from .errors import ApiError, describe
 
@@ -98,7 +98,8 @@ async def auth_middleware(
 
 def _audit(request: web.Request, role: str, status: int) -> None:
     """One log event per write and per refused request of a known token: the route (its
-    pattern: no identity in clear), the account id, the role and the status. Never the
+    pattern: no identity in clear), the account id masked to its last 4 characters
+    (ocs.logs.mask_identity), the role and the status. Never the
     token."""
     resource = request.match_info.route.resource
     log_event(
@@ -106,7 +107,7 @@ def _audit(request: web.Request, role: str, status: int) -> None:
         "api_write",
         method=request.method,
         route=resource.canonical if resource is not None else "-",
-        account=request.match_info.get("account_id"),
+        account=mask_identity(request.match_info.get("account_id") or "") or None,
         role=role,
         status=status,
     )

@@ -55,14 +55,23 @@ def report_capped(
 ) -> None:
     """Reports cut by usage sanity (ccr.lua's answer: rating group key, units reported,
     units committed of each): counted and logged (a broken or hostile client; the log
-    names the account and the peer, no subscriber identity)."""
+    names the account, masked to its last 4 characters, and the peer, no subscriber
+    identity)."""
     observer.capped_reports(len(capped))
     for key, reported, committed in capped:
         _log.warning(
             "usage_capped account=%s peer=%s rating_group=%s reported=%d committed=%d",
-            account,
+            _masked(account),
             peer,
             key,
             reported,
             committed,
         )
+
+
+def _masked(account: str | None) -> str | None:
+    """All but the last 4 characters hidden, as ``ocs.logs.mask_identity`` (which this
+    package may not import): account ids stay out of WARNING lines in clear."""
+    if account is None:
+        return None
+    return "*" * len(account) if len(account) <= 4 else "*" * (len(account) - 4) + account[-4:]

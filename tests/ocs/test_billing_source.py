@@ -280,7 +280,7 @@ async def test_a_garbled_history_entry_is_skipped_with_a_warning(provisioned, ca
     assert found["corp"] == before  # the readable entries, as before
     assert len(found) == 4
     warnings = skipped(caplog, "billing_history_entry_skipped")
-    assert [(w["account"], w["index"]) for w in warnings] == [("corp", start + i) for i in range(6)]
+    assert [(w["account"], w["index"]) for w in warnings] == [("****", start + i) for i in range(6)]
     problems = [w["problem"] for w in warnings]
     assert problems[:2] == ["not JSON", "not a JSON object"]
     assert problems[2] == "plan_change: time must be an integer, got 'soon'"
@@ -297,7 +297,7 @@ async def test_an_unreadable_account_hash_skips_that_account_with_an_error(provi
     found = await read_billing_accounts(r)
     assert [a.id for a in found] == ["corp", "corp-line-2", "kid"]
     [error] = skipped(caplog, "billing_account_unreadable")
-    assert error["account"] == "corp-line-1" and "fifteen" in error["problem"]
+    assert error["account"] == "*******ne-1" and "fifteen" in error["problem"]  # masked
     assert [rec.levelno for rec in caplog.records] == [logging.ERROR]
     assert await read_billing_account(r, "corp-line-1") is None
     # the child whose parent cannot be read is its own invoice account

@@ -141,7 +141,7 @@ async def test_cut_reports_are_counted_and_logged_once(r, demo_pair, clock, capl
     [line] = [rec for rec in caplog.records if rec.getMessage().startswith("usage_capped")]
     assert line.levelno == logging.WARNING
     message = line.getMessage()
-    assert "account=a1" in message and "reported=104857600" in message
+    assert "account=** " in message and "reported=104857600" in message
     assert "committed=20971520" in message and "491700000001" not in message
 
 
