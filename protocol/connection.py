@@ -516,42 +516,39 @@ class PeerConnection(asyncio.Protocol):
         self._reply_error(header, error, None, started)
 
     async def _run_batch(self, batch: list[Message], started: float) -> None:
-        observer = self.node.observer
-        observer.inflight(len(batch))
-        try:
-            await self._answer_batch(batch, started)
-        finally:  # answered, failed or cancelled: no longer in flight
-            observer.inflight(-len(batch))
-
-    async def _answer_batch(self, batch: list[Message], started: float) -> None:
         node = self.node
         assert node.application is not None
+        observer = node.observer
+        observer.inflight(len(batch))
         try:
-            answers = await node.application.handle(batch, self)
-            if len(answers) != len(batch):
-                raise RuntimeError(f"{len(answers)} answers for {len(batch)} requests")
-        except Exception:
-            logger.exception("diameter_application_failed requests=%d", len(batch))
-            answers = [Answer(UNABLE_TO_COMPLY, error_message="internal error")] * len(batch)
-        codec = node.codec
-        cache = node.answer_cache
-        now = self._loop.time()
-        chunks = []
-        for request, answer in zip(batch, answers, strict=True):
-            header = request.header
-            session_id = session_id_of(request)
-            error_bit = session_id is None  # see _answer_message_format
             try:
-                data = codec.encode_answer(header, answer, session_id, error_bit)
-            except Exception:  # this answer only: its request gets 5012, the others theirs
-                logger.exception("diameter_answer_failed command_code=%d", header.command_code)
-                answer = Answer(UNABLE_TO_COMPLY, error_message="internal error")
-                data = codec.encode_answer(header, answer, session_id, error_bit)
-            chunks.append(data)
-            origin_host = value_or_none(request, c.AVP_ORIGIN_HOST) or ""
-            cache.put(origin_host, header.end_to_end, data, now)
-            self._observe(header, answer.result_code, started, answer.kind)
-        self._write(b"".join(chunks))
+                answers = await node.application.handle(batch, self)
+                if len(answers) != len(batch):
+                    raise RuntimeError(f"{len(answers)} answers for {len(batch)} requests")
+            except Exception:
+                logger.exception("diameter_application_failed requests=%d", len(batch))
+                answers = [Answer(UNABLE_TO_COMPLY, error_message="internal error")] * len(batch)
+            codec = node.codec
+            cache = node.answer_cache
+            now = self._loop.time()
+            chunks = []
+            for request, answer in zip(batch, answers, strict=True):
+                header = request.header
+                session_id = session_id_of(request)
+                error_bit = session_id is None  # see _answer_message_format
+                try:
+                    data = codec.encode_answer(header, answer, session_id, error_bit)
+                except Exception:  # this answer only: its request gets 5012, the others theirs
+                    logger.exception("diameter_answer_failed command_code=%d", header.command_code)
+                    answer = Answer(UNABLE_TO_COMPLY, error_message="internal error")
+                    data = codec.encode_answer(header, answer, session_id, error_bit)
+                chunks.append(data)
+                origin_host = value_or_none(request, c.AVP_ORIGIN_HOST) or ""
+                cache.put(origin_host, header.end_to_end, data, now)
+                self._observe(header, answer.result_code, started, answer.kind)
+            self._write(b"".join(chunks))
+        finally:  # answered, failed or cancelled: no longer in flight
+            observer.inflight(-len(batch))
 
     # state machine ---------------------------------------------------------------
 

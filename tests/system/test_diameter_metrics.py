@@ -255,3 +255,26 @@ async def test_peer_connect_cer_outcome_and_dpr_are_logged(start_server, caplog)
     [sent] = events("diameter_dpr_sent")
     assert sent.args[1:] == (PGW, "REBOOTING")
     assert all(r.levelno == logging.INFO for r in connected + accepted + [received, sent])
+
+
+async def test_inflight_counts_the_requests_with_the_application(start_server):
+    server = await start_server(application_delay=0.5, diameter_allowed_peers=(PGW,))
+    metrics = server.metrics
+    gauge = "ocs_diameter_inflight_requests"
+    peer = await ReferencePeer.connect("127.0.0.1", server.port)
+    assert (await peer.open(PGW)).result_code == 2001
+    await peer.send(
+        m.ccr("pgw;i;1", origin_host=PGW).as_bytes() + m.ccr("pgw;i;2", origin_host=PGW).as_bytes()
+    )
+    async with asyncio.timeout(5):
+        while metrics.registry.get_sample_value(gauge) != 2:
+            await asyncio.sleep(0.01)
+    answers = [m.answer_of(await peer.recv_bytes()) for _ in range(2)]
+    assert [a.result_code for a in answers] == [5012, 5012]  # this node has no engine
+    assert metrics.registry.get_sample_value(gauge) == 0
+    total = metrics.registry.get_sample_value(
+        "ocs_diameter_requests_total",
+        {"command": "CCR", "request_type": "initial", "result_code": "5012", "peer": PGW},
+    )
+    assert total == 2
+    await peer.close()
