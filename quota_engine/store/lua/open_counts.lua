@@ -16,36 +16,51 @@
 -- sessions opened before the counters existed are counted from their next request on
 -- and never subtracted without having been added.
 
-local OPEN_SERVICES = {
-  ['32251@3gpp.org'] = 'data',
-  ['32260@3gpp.org'] = 'voice',
-  ['32275@3gpp.org'] = 'voice',
-  ['32274@3gpp.org'] = 'sms',
-}
--- class -> its field names, in the order of an open_counts entry (below)
-local OPEN_FIELDS = {}
-for _, class in ipairs({ 'data', 'voice', 'sms', 'other' }) do
-  OPEN_FIELDS[class] = {
-    class .. ':sessions', class .. ':money', class .. ':octets', class .. ':seconds',
-    class .. ':events',
-  }
-end
-local OPEN_UNIT_SLOT = { octets = 4, seconds = 5, events = 6 }
+-- Everything here is a function, not a table: a script's top level runs on every
+-- call, and building tables and strings there cost ccr.lua 2 to 3 us per CCR.
 
--- What the session S adds to the counters: { fields of its class, sessions (1), money,
--- octets, seconds, events } (no string is built per call: this runs twice per CCR).
-local function open_counts(S)
-  local ctx, class = S.ctx, nil
-  if type(ctx) == 'string' then
-    class = OPEN_SERVICES[ctx] or OPEN_SERVICES[string.lower(ctx)]
+-- The service class of a Service-Context-Id (its lower-case form, else as it is).
+local function open_class(ctx)
+  if type(ctx) ~= 'string' then
+    return 'other'
   end
-  local c = { OPEN_FIELDS[class or 'other'], 1, 0, 0, 0, 0 }
+  for _ = 1, 2 do
+    if ctx == '32251@3gpp.org' then return 'data' end
+    if ctx == '32260@3gpp.org' then return 'voice' end
+    if ctx == '32275@3gpp.org' then return 'voice' end
+    if ctx == '32274@3gpp.org' then return 'sms' end
+    ctx = string.lower(ctx)
+  end
+  return 'other'
+end
+
+-- The slot of a unit in an open_counts entry (below), nil for another unit.
+local function open_unit_slot(unit)
+  if unit == 'octets' then return 4 end
+  if unit == 'seconds' then return 5 end
+  if unit == 'events' then return 6 end
+  return nil
+end
+
+-- The field of slot i (2 to 6) of an entry of class `class`.
+local function open_field(class, i)
+  if i == 2 then return class .. ':sessions' end
+  if i == 3 then return class .. ':money' end
+  if i == 4 then return class .. ':octets' end
+  if i == 5 then return class .. ':seconds' end
+  return class .. ':events'
+end
+
+-- What the session S adds to the counters: { class, sessions (1), money, octets,
+-- seconds, events }.
+local function open_counts(S)
+  local c = { open_class(S.ctx), 1, 0, 0, 0, 0 }
   for _, R in pairs(S.rgs or {}) do
     if type(R) == 'table' then
       for _, e in ipairs(R.rm or {}) do
         c[3] = c[3] + (tonumber(e[2]) or 0)
       end
-      local g, slot = tonumber(R.g) or 0, OPEN_UNIT_SLOT[R.unit]
+      local g, slot = tonumber(R.g) or 0, open_unit_slot(R.unit)
       if g > 0 and slot then
         c[slot] = c[slot] + g
       end
@@ -54,26 +69,31 @@ local function open_counts(S)
   return c
 end
 
+-- Add sign * entry to the counters of `key` (one HINCRBY per slot not 0).
+local function add_open(key, entry, sign)
+  for i = 2, 6 do
+    if entry[i] ~= 0 then
+      redis.call('HINCRBY', key, open_field(entry[1], i), fmt_int(sign * entry[i]))
+    end
+  end
+end
+
 -- Move the counters of `key` from `before` to `after` (open_counts entries, or nil
 -- for no contribution): one HINCRBY per field that changed.
 local function count_open(key, before, after)
   if before and after and before[1] == after[1] then
-    local fields = after[1]
     for i = 2, 6 do
       local d = after[i] - before[i]
       if d ~= 0 then
-        redis.call('HINCRBY', key, fields[i - 1], fmt_int(d))
+        redis.call('HINCRBY', key, open_field(after[1], i), fmt_int(d))
       end
     end
     return
   end
-  for sign, entry in pairs({ [-1] = before or false, [1] = after or false }) do
-    if entry then
-      for i = 2, 6 do
-        if entry[i] ~= 0 then
-          redis.call('HINCRBY', key, entry[1][i - 1], fmt_int(sign * entry[i]))
-        end
-      end
-    end
+  if before then
+    add_open(key, before, -1)
+  end
+  if after then
+    add_open(key, after, 1)
   end
 end

@@ -9,7 +9,7 @@ the sum of the open reservations on it)."""
 
 from __future__ import annotations
 
-from collections import Counter
+import re
 
 import msgpack
 import pytest
@@ -17,6 +17,7 @@ import pytest
 from quota_engine.model import ChargingRequest, EventAction, Outcome, ServiceUsage
 from quota_engine.store import keys
 from quota_engine.store.open_counts import (
+    SERVICE_OF_CONTEXT,
     SERVICES,
     UNITS,
     OpenCounts,
@@ -215,15 +216,27 @@ async def test_the_reader_sums_partitions_in_batches(r):
 
 def test_lua_and_python_classify_contexts_alike():
     source = load_source("open_counts.lua")
-    table = dict(
-        line.strip().rstrip(",").replace("['", "").replace("'] = '", "=").rstrip("'").split("=")
-        for line in source.splitlines()
-        if line.strip().startswith("['")
-    )
-    from quota_engine.store.open_counts import SERVICE_OF_CONTEXT
-
+    table = dict(re.findall(r"if ctx == '([^']+)' then return '(\w+)' end", source))
     assert table == SERVICE_OF_CONTEXT
-    assert Counter(SERVICE_OF_CONTEXT.values()).keys() <= set(SERVICES)
+    assert set(SERVICE_OF_CONTEXT.values()) <= set(SERVICES)
+
+
+async def test_contexts_are_classified_in_any_case(r):
+    """Upper-case spellings count in their class; unknown contexts as "other"."""
+    from quota_engine.store.contract import SessionService
+    from quota_engine.store.scripts import CCR
+    from tests.quota_engine.store.test_scripts import PRICE, ccr_call
+
+    await create_account(r, "a1", balance=10**9)
+    data = SessionService("10", 10, None, service="data", unit="octets", price=PRICE,
+                          requested=50, validity_time=60)  # fmt: skip
+    for n, context in enumerate(["32274@3GPP.ORG", "32275@3gpp.org", "x@example", ""]):
+        call = ccr_call(services=[data])
+        call.session_id, call.context = f"s{n}", context
+        await CCR(r, call.keys(), call.argv())
+    counts = await read_open_counts(r)
+    assert counts.sessions == {"data": 0, "voice": 1, "sms": 1, "other": 2}
+    assert counts == await actual_open(r)
 
 
 async def test_the_scripts_keep_the_counters_on_redis_6_2_and_7(any_r):
