@@ -8,6 +8,10 @@ HTTP API) is announced on the catalog channel
 and swaps the pair with one attribute assignment. A version that fails to load is
 logged and the node keeps rating with the one it has. After a lost subscription the
 holder re-reads the active version, so an activation missed meanwhile is not lost.
+
+Each swap (the first load included) is told to the holder's :class:`CatalogObserver`
+(``ocs.metrics.node.NodeMetrics``: ``ocs_catalog_active_version`` and
+``ocs_catalog_loaded_timestamp_seconds``) with the version and the Unix time of the swap.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -29,7 +36,7 @@ from quota_engine.store.catalogs import (
     subscribe_activations,
 )
 
-__all__ = ["CatalogHolder", "NoActiveCatalog"]
+__all__ = ["CatalogHolder", "CatalogObserver", "NoActiveCatalog"]
 
 _log = logging.getLogger("ocs.catalog")
 
@@ -38,11 +45,27 @@ class NoActiveCatalog(RuntimeError):
     """No catalog is active in Redis and the holder may not install the demo one."""
 
 
+class CatalogObserver(Protocol):
+    def catalog_activated(self, version: str, at: float) -> None:
+        """The node rates with catalog ``version`` since ``at`` (Unix seconds)."""
+
+
 class CatalogHolder:
     """Holds the current ``(Catalog, Rater)``; ``install_demo`` activates the demo
-    catalog at start when no version is active (the embedded default)."""
+    catalog at start when no version is active (the embedded default); ``observer``
+    is told of every swap."""
 
-    def __init__(self, *, install_demo: bool = False, retry_delay: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        install_demo: bool = False,
+        retry_delay: float = 1.0,
+        observer: CatalogObserver | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._observer = observer
+        self._clock = clock
+        self._activated_at: float | None = None
         self._install_demo = install_demo
         self._retry_delay = retry_delay
         self._pair: tuple[Catalog, Rater] | None = None
@@ -60,6 +83,11 @@ class CatalogHolder:
     def version(self) -> str | None:
         pair = self._pair
         return None if pair is None else pair[0].version
+
+    @property
+    def activated_at(self) -> float | None:
+        """Unix time the current version became the one the node rates with."""
+        return self._activated_at
 
     async def start(self, redis: aioredis.Redis) -> None:
         """Load the active catalog and follow activations; raises :class:`NoActiveCatalog`."""
@@ -114,6 +142,9 @@ class CatalogHolder:
             return False
         previous = self.version
         self._pair = pair  # the swap: one assignment
+        self._activated_at = at = self._clock()
+        if self._observer is not None:
+            self._observer.catalog_activated(version, at)
         log_event(_log, "catalog_activated", version=version, previous=previous)
         return True
 

@@ -1,9 +1,17 @@
 """Node metrics: sampled sessions and reservations, the sweeper, the catalog, the event
-loop and the garbage collector, readiness."""
+loop and the garbage collector, readiness.
+
+Fed by :mod:`ocs.node_monitor` (the sample of ``ocs:open:{P}``, event-loop lag, GC
+pauses), by the sweeper (:class:`~quota_engine.charging.observer.SweeperObserver`,
+implemented here) and by :class:`ocs.catalog_holder.CatalogHolder` (its observer).
+"""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from quota_engine.charging.observer import RoundOutcome
+from quota_engine.store.open_counts import SERVICES, UNITS, OpenCounts
 
 #: Event-loop lag and GC pause buckets in seconds, 0.1 ms to 1 s.
 PAUSE_BUCKETS = (
@@ -61,7 +69,9 @@ class NodeMetrics:
         )
         self.catalog_version = Gauge(
             "ocs_catalog_active_version",
-            "Version of the catalog the node rates with.",
+            "1 for the version (label) of the catalog the node rates with; the series of"
+            " the version it rated with before is removed.",
+            ["version"],
             registry=registry,
         )
         self.catalog_loaded = Gauge(
@@ -91,3 +101,45 @@ class NodeMetrics:
             self.sweeper_rounds.labels(outcome=outcome)
         for generation in ("0", "1", "2"):
             self.gc_pause.labels(generation=generation)
+        for service in SERVICES:
+            self.sessions_open.labels(service=service)
+            self.reservations_money.labels(service=service)
+            for unit in UNITS:
+                self.reservations_units.labels(service=service, unit=unit)
+        self._catalog_version: str | None = None
+
+    # ------------------------------------------------------------------ feeding
+
+    def sampled(self, counts: OpenCounts, seconds: float) -> None:
+        """A sample of the open sessions and reservations (read in ``seconds``)."""
+        for service, sessions in counts.sessions.items():
+            self.sessions_open.labels(service=service).set(sessions)
+        for service, money in counts.money.items():
+            self.reservations_money.labels(service=service).set(money)
+        for (service, unit), units in counts.units.items():
+            self.reservations_units.labels(service=service, unit=unit).set(units)
+        self.sample_duration.set(seconds)
+
+    def sweeper_round(self, outcome: RoundOutcome, seconds: float, settled: int) -> None:
+        """:class:`~quota_engine.charging.observer.SweeperObserver`: one round ended."""
+        self.sweeper_rounds.labels(outcome=outcome).inc()
+        self.sweeper_round_duration.observe(seconds)
+        if settled:
+            self.sweeper_settled.inc(settled)
+
+    def catalog_activated(self, version: str, at: float) -> None:
+        """The node rates with catalog ``version`` since ``at`` (Unix seconds)."""
+        previous, self._catalog_version = self._catalog_version, version
+        if previous is not None and previous != version:
+            self.catalog_version.remove(previous)
+        self.catalog_version.labels(version=version).set(1)
+        self.catalog_loaded.set(at)
+
+    def event_loop_lagged(self, seconds: float) -> None:
+        """A callback scheduled at a fixed interval ran ``seconds`` late."""
+        self.event_loop_lag.observe(max(seconds, 0.0))
+
+    def gc_paused(self, generation: int, seconds: float) -> None:
+        """A collection of ``generation`` (0, 1, 2) took ``seconds``."""
+        label = str(generation) if 0 <= generation <= 2 else "2"
+        self.gc_pause.labels(generation=label).observe(seconds)

@@ -4,13 +4,28 @@ The engine calls an :class:`EngineObserver` at a few points of each batch (never
 command, and with counts, not ids), so an OCS node can turn them into Prometheus
 metrics (``ocs.metrics.Metrics`` is one) without the engine importing prometheus.
 The default, :data:`NO_OBSERVER`, does nothing.
+
+The sweeper has its own, :class:`SweeperObserver` (default :data:`NO_SWEEPER_OBSERVER`):
+one call per round.
 """
 
 from __future__ import annotations
 
 from typing import Literal, Protocol
 
-__all__ = ["NO_OBSERVER", "CacheName", "EngineObserver", "NoObserver"]
+__all__ = [
+    "NO_OBSERVER",
+    "NO_SWEEPER_OBSERVER",
+    "CacheName",
+    "EngineObserver",
+    "NoObserver",
+    "NoSweeperObserver",
+    "RoundOutcome",
+    "SweeperObserver",
+]
+
+RoundOutcome = Literal["ok", "failed"]
+"""How a sweeper round ended: it ran (whatever it settled), or Redis failed it."""
 
 CacheName = Literal["identity", "account"]
 """The engine's caches: identity -> account, and the accounts' rating fields."""
@@ -66,3 +81,21 @@ class NoObserver:
 
 
 NO_OBSERVER: EngineObserver = NoObserver()
+
+
+class SweeperObserver(Protocol):
+    def sweeper_round(self, outcome: RoundOutcome, seconds: float, settled: int) -> None:
+        """One sweeper round ended ``outcome`` after ``seconds``, having settled
+        ``settled`` expired sessions (0 when it failed)."""
+
+
+class NoSweeperObserver:
+    """Observes nothing."""
+
+    __slots__ = ()
+
+    def sweeper_round(self, outcome: RoundOutcome, seconds: float, settled: int) -> None:
+        pass
+
+
+NO_SWEEPER_OBSERVER: SweeperObserver = NoSweeperObserver()

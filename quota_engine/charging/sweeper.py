@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from quota_engine.charging.observer import NO_SWEEPER_OBSERVER, SweeperObserver
 from quota_engine.store import deadlines
 from quota_engine.store.clients import RedisClient
 from quota_engine.store.contract import SettleArgs, decode_settle
@@ -108,6 +109,9 @@ class Sweeper:
     must not hold back expired ones) the next round starts at once; each round removes
     or moves past now every entry it fetched, so this ends. Redis errors are logged
     and retried.
+
+    Each round (:meth:`sweep_once`) is reported to ``observer``: ok or failed, its
+    duration and the sessions it settled.
     """
 
     def __init__(
@@ -117,6 +121,7 @@ class Sweeper:
         *,
         limit: int = 100,
         clock: Callable[[], float] = time.time,
+        observer: SweeperObserver | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError("interval must be positive")
@@ -126,12 +131,22 @@ class Sweeper:
         self.interval = interval
         self.limit = limit
         self._clock = clock
+        self._observer = NO_SWEEPER_OBSERVER if observer is None else observer
         self.settled = 0
         self._fetched = 0
 
     async def sweep_once(self) -> int:
+        """One round; the count settled (a failure is reported, then raised)."""
         self._fetched = 0
-        self._fetched, count = await _sweep_round(self._redis, int(self._clock()), self.limit)
+        started = time.perf_counter()
+        try:
+            self._fetched, count = await _sweep_round(self._redis, int(self._clock()), self.limit)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._observer.sweeper_round("failed", time.perf_counter() - started, 0)
+            raise
+        self._observer.sweeper_round("ok", time.perf_counter() - started, count)
         self.settled += count
         return count
 
