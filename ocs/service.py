@@ -35,6 +35,7 @@ from ocs.gy.peer_routes import Routes
 from ocs.logs import log_event
 from ocs.metrics import Metrics
 from ocs.metrics.redis import RedisState
+from ocs.node_monitor import monitoring
 from ocs.records.service import exporting, runs_in_serve
 from ocs.redis_store import EmbeddedRedisLost, StoreUnavailable, Supervision, open_store
 from protocol.answer_cache import AnswerCache
@@ -130,7 +131,7 @@ async def charging(
     charges at once. With a configured Redis an active catalog must exist.
     """
     embedded = not settings.redis_url
-    holder = CatalogHolder(install_demo=embedded)
+    holder = CatalogHolder(install_demo=embedded, observer=getattr(observer, "node", None))
     await holder.start(store)
     if embedded:
         await provision_demo(store)
@@ -149,7 +150,10 @@ async def charging(
     )
     stop_sweeping = asyncio.Event()
     sweeping = Sweeper(
-        engine, settings.charging_sweep_interval, limit=settings.charging_sweep_limit
+        engine,
+        settings.charging_sweep_interval,
+        limit=settings.charging_sweep_limit,
+        observer=getattr(observer, "node", None),  # ocs.metrics.node.NodeMetrics
     )
     sweeper = asyncio.create_task(sweeping.run(stop_sweeping), name="ocs-sweeper")
     try:
@@ -232,6 +236,7 @@ async def serve(settings: Settings, stop: asyncio.Event, *, own_process: bool = 
         if runs_in_serve(settings)
         else contextlib.nullcontext(),
         billing_schedule(store, settings, metrics.billing),
+        monitoring(settings, store, metrics),
     ):
 
         async def health() -> dict[str, bool]:
