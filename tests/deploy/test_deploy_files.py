@@ -1,7 +1,10 @@
 """The deployment files checked without Docker or systemd running (neither works on the
 build machines: no Docker daemon, no image registry, systemd not PID 1):
 
-* deploy/compose.yaml: every host path it mounts exists, ports and health-check URLs
+* deploy/compose.yaml: valid against the Compose Specification's JSON schema
+  (tests/deploy/compose-spec.json: schema/compose-spec.json of github.com/compose-spec/
+  compose-spec at 170098ba07d9f53c383a41bfd4c5166b0a4529a6, Apache-2.0, the schema
+  ``docker compose`` validates with), every host path it mounts exists, ports and health-check URLs
   are those the OCS serves by default (each health check's command is run against a
   real server), Prometheus scrapes the compose services by their names, Grafana's
   mounts are where its provisioning files say, no secret is written in the file;
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import json
 import os
 import re
 import shutil
@@ -72,6 +76,17 @@ def health_command(service: dict[str, Any]) -> list[str]:
     test = service["healthcheck"]["test"]
     assert test[0] in ("CMD", "CMD-SHELL"), test
     return test[1:] if test[0] == "CMD" else ["sh", "-c", test[1]]
+
+
+def test_the_compose_file_is_valid_against_the_compose_specification(compose):
+    # jsonschema-rs comes with schemathesis (the dev extra)
+    jsonschema_rs = pytest.importorskip("jsonschema_rs")
+    schema = json.loads((ROOT / "tests" / "deploy" / "compose-spec.json").read_text())
+    validator = jsonschema_rs.validator_for(schema)
+    problems = [f"{list(e.instance_path)}: {e.message}" for e in validator.iter_errors(compose)]
+    assert not problems, problems
+    misspelt = {**compose, "services": {**compose["services"], "ocs": {"restartt": "no"}}}
+    assert not validator.is_valid(misspelt)  # the schema refuses unknown keys
 
 
 def test_the_stack_has_its_services_with_health_checks_and_restart_policies(compose):
