@@ -10,7 +10,8 @@ Exit codes: 0 success; 1 ``check-config`` found problems in the file, ``provisio
 refused the document, ``account show`` found no such account, the API refused a client
 command's request; 2 usage errors, unreadable config or document file, invalid
 configuration, Redis or the API unreachable; 130 interrupted; otherwise whatever
-``ocs.service.run`` returns.
+``ocs.service.run`` returns (``serve``: 3 when its private Redis died more than
+``redis.embedded_max_restarts`` times within a minute).
 
 ``provision`` uses the Redis of the settings (``--redis-url``, ``OCS_REDIS_URL``,
 ``redis.url``). Without a URL it uses the private Redis of ``redis.data_dir``, as

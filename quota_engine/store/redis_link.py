@@ -219,13 +219,16 @@ def _flatten(first: Any, rest: tuple[Any, ...]) -> list[Any]:
 
 
 class _Pending:
-    """One pipeline waiting for its ``count`` replies."""
+    """One pipeline waiting for its ``count`` replies until ``deadline`` (loop time)."""
 
-    __slots__ = ("count", "future", "replies")
+    __slots__ = ("count", "deadline", "future", "replies")
 
-    def __init__(self, future: asyncio.Future[list[Any]], count: int) -> None:
+    def __init__(
+        self, future: asyncio.Future[list[Any]], count: int, deadline: float | None
+    ) -> None:
         self.future = future
         self.count = count
+        self.deadline = deadline
         self.replies: list[Any] = []
 
 
@@ -244,6 +247,9 @@ class _LinkProtocol(asyncio.Protocol):
         self.closed: asyncio.Future[None] = loop.create_future()
         self.heard = loop.time()
         """Loop time when Redis last sent something (or the connection was made)."""
+        self.timeout: float | None = None
+        """Seconds a call may wait for its replies (None: no limit); see :meth:`_watch`."""
+        self._watchdog: asyncio.TimerHandle | None = None
 
     # asyncio callbacks
 
@@ -274,6 +280,9 @@ class _LinkProtocol(asyncio.Protocol):
                     head.future.set_result(head.replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self.lost is None:
             self.lost = f"Redis connection lost: {exc}" if exc else "Redis closed the connection"
         while self._pending:
@@ -297,24 +306,54 @@ class _LinkProtocol(asyncio.Protocol):
     def in_flight(self) -> int:
         return len(self._pending)
 
-    def request(self, data: bytes, count: int) -> asyncio.Future[list[Any]]:
-        """Write ``count`` packed commands at once; the future gets their replies."""
+    def request(
+        self, data: bytes, count: int, budget: float | None = None
+    ) -> asyncio.Future[list[Any]]:
+        """Write ``count`` packed commands at once; the future gets their replies, or
+        :class:`~redis.exceptions.TimeoutError` when they are not all there within
+        ``budget`` seconds (None: :attr:`timeout`, which None makes unlimited)."""
         if self.lost is not None:
             raise RedisConnectionError(self.lost)
         assert self._transport is not None
         future = self._loop.create_future()
-        self._pending.append(_Pending(future, count))
+        timeout = self.timeout
+        if timeout is None:
+            self._pending.append(_Pending(future, count, None))
+        else:
+            deadline = self._loop.time() + (timeout if budget is None else budget)
+            self._pending.append(_Pending(future, count, deadline))
+            if self._watchdog is None:
+                self._watchdog = self._loop.call_at(deadline, self._watch)
         self._transport.write(data)
         return future
 
-    def expire(self, future: asyncio.Future[list[Any]], timeout: float) -> None:
-        """``future``'s call had no replies within ``timeout``: fail it (its replies,
-        when they come, are dropped); drop the connection when Redis sent nothing at
-        all for ``timeout`` seconds (hung, or the network is)."""
-        if future.done():
+    def _watch(self) -> None:
+        """The watchdog: one timer per connection, not one per call (a timer per call
+        costs a heap push and a cancelled handle per round trip). The calls wait in
+        FIFO order with deadlines in the same order, so the timer runs at the oldest
+        one's: it fails the calls past their deadline (their replies, when they come,
+        are dropped) and is set again for the next. When Redis sent nothing at all
+        for the timeout, it is hung or unreachable: the connection is dropped (the
+        calls waiting on it fail at once) and the next call opens a new one."""
+        self._watchdog = None
+        timeout = self.timeout
+        if timeout is None or self.lost is not None:
             return
-        future.set_exception(RedisTimeoutError(f"Redis did not answer within {timeout:g} s"))
-        if self.lost is None and self._loop.time() - self.heard >= timeout:
+        now = self._loop.time()
+        expired = False
+        for pending in self._pending:
+            deadline = pending.deadline
+            if deadline is None:  # the handshake's: bounded by connect_timeout
+                continue
+            if deadline > now:
+                self._watchdog = self._loop.call_at(deadline, self._watch)
+                break
+            if not pending.future.done():
+                pending.future.set_exception(
+                    RedisTimeoutError(f"Redis did not answer within {timeout:g} s")
+                )
+                expired = True
+        if expired and now - self.heard >= timeout:
             self.lost = f"Redis sent nothing for {timeout:g} s"
             assert self._transport is not None
             self._transport.abort()
@@ -474,6 +513,7 @@ class RedisLink:
             raise
         finally:
             self._opening = None
+        protocol.timeout = self.timeout
         self._protocol = protocol
         self._backoff = self._next_attempt = 0.0
         if self._had_connection:
@@ -544,17 +584,10 @@ class RedisLink:
             protocol = self._protocol
             if protocol is None or protocol.lost is not None or protocol.paused:
                 protocol = await self._writable(timeout)
-            future = protocol.request(data, count)
-            if timeout is None:
-                replies = await future
+                budget = None if timeout is None else timeout - (time.perf_counter() - start)
+                replies = await protocol.request(data, count, budget)
             else:
-                # a timer on the future, not asyncio.timeout: no task cancellation
-                left = timeout - (time.perf_counter() - start)
-                timer = protocol._loop.call_later(left, protocol.expire, future, timeout)
-                try:
-                    replies = await future
-                finally:
-                    timer.cancel()
+                replies = await protocol.request(data, count)
         except RedisTimeoutError:
             self.observer.failed("timeout")
             raise

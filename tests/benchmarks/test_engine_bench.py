@@ -18,6 +18,7 @@ import itertools
 import pytest
 import redis.asyncio as aioredis
 
+from ocs.metrics import Metrics
 from quota_engine.catalog import load_demo_catalog
 from quota_engine.charging.engine import ChargingEngine
 from quota_engine.charging.rating import Rater
@@ -33,7 +34,9 @@ def engine(loop, redis_url):
     catalog = load_demo_catalog()
     pair = (catalog, Rater(catalog))
     client = aioredis.Redis.from_url(redis_url)
-    link = loop.run_until_complete(RedisLink.connect(redis_url))  # as in ocs serve
+    # as in ocs serve: a timeout (redis.timeout) and the metrics' observer
+    observer = Metrics(process=False).redis.client("charging")
+    link = loop.run_until_complete(RedisLink.connect(redis_url, timeout=1.0, observer=observer))
     engine = ChargingEngine(client, lambda: pair, clock=Clock(), link=link)
 
     async def setup():

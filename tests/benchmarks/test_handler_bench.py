@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from ocs.gy.application import CreditControlApplication
+from ocs.metrics import Metrics
 from protocol.dictionary import constants as c
 from protocol.messages import Codec, LocalIdentity
 from quota_engine.catalog import load_demo_catalog
@@ -33,7 +34,9 @@ def handler(loop, redis_url):
     catalog = load_demo_catalog()
     pair = (catalog, Rater(catalog))
     client = aioredis.Redis.from_url(redis_url)
-    link = loop.run_until_complete(RedisLink.connect(redis_url))  # as in ocs serve
+    # as in ocs serve: a timeout (redis.timeout) and the metrics' observer
+    observer = Metrics(process=False).redis.client("charging")
+    link = loop.run_until_complete(RedisLink.connect(redis_url, timeout=1.0, observer=observer))
     codec = Codec(LocalIdentity("ocs.bench.net", "bench.net"))
     engine = ChargingEngine(client, lambda: pair, link=link)
     application = CreditControlApplication(codec, engine)

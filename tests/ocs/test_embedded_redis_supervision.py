@@ -1,0 +1,119 @@
+"""The private redis-server supervised (issue 13): killed with SIGKILL, it is reaped (no
+zombie), reported, restarted on the same port and data directory with its AOF (the data
+is there again), and the supervision gives up after ``max_restarts`` within the window.
+Real redis-servers, real signals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import redis
+
+from ocs.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from ocs.metrics import Metrics
+from ocs.redis_store import Supervision
+
+GUARD = 20.0
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of ``pid`` in /proc (``Z``: a zombie), None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    return stat.rpartition(")")[2].split()[0]
+
+
+async def wait_for(predicate, what: str) -> None:
+    for _ in range(int(GUARD / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"never: {what}")
+
+
+def test_restart_uses_the_same_port_and_data(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    try:
+        port, first = server.port, server.pid
+        client = redis.Redis.from_url(server.url)
+        client.set("money", 1_000_000)
+        client.execute_command("CONFIG", "SET", "appendfsync", "always")
+        client.set("money", 750_000)
+        with pytest.raises(EmbeddedRedisError, match="still running"):
+            server.restart()
+        assert server.exit_code() is None
+        os.kill(first, signal.SIGKILL)
+        while server.exit_code() is None:
+            pass
+        assert server.exit_code() == -signal.SIGKILL
+        assert process_state(first) is None  # reaped: no zombie left
+        server.restart()
+        assert server.pid != first and server.port == port
+        assert client.get("money") == b"750000"  # the AOF replayed; the client reconnected
+        client.close()
+    finally:
+        server.stop()
+    with pytest.raises(EmbeddedRedisError):
+        server.restart()  # stopped: nothing to restart
+
+
+async def test_supervision_restarts_a_killed_server_then_gives_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = EmbeddedRedis(tmp_path / "redis", appendonly=False)
+    server.start()
+    metrics = Metrics(process=False)
+    gave_up = asyncio.Event()
+    restarted: list[int] = []
+    supervision = Supervision(2, gave_up.set, metrics=metrics.redis, poll_interval=0.02)
+    supervision.on_restart.append(lambda: restarted.append(server.pid))
+    watching = asyncio.create_task(supervision.watch(server))
+    caplog.set_level(logging.ERROR, logger="ocs.redis_store")
+    try:
+        pids = [server.pid]
+        for round_ in (1, 2):
+            os.kill(pids[-1], signal.SIGKILL)
+            await wait_for(lambda: server.pid != pids[-1] and server.running, "restarted")
+            assert process_state(pids[-1]) is None  # the dead one was reaped
+            pids.append(server.pid)
+            assert supervision.restarts == round_
+            assert restarted == pids[1:]
+        assert metrics.registry.get_sample_value("ocs_redis_embedded_restarts_total") == 2
+        died = [r for r in caplog.records if "embedded_redis_died" in r.getMessage()]
+        assert len(died) == 2 and all(r.levelno == logging.ERROR for r in died)
+        os.kill(pids[-1], signal.SIGKILL)  # the third death within the window: give up
+        await asyncio.wait_for(gave_up.wait(), GUARD)
+        await asyncio.wait_for(watching, GUARD)
+        assert supervision.failure is not None
+        assert "2 restarts" in str(supervision.failure)
+        assert process_state(pids[-1]) is None
+        assert not server.running
+    finally:
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
+        server.stop()
+
+
+async def test_zero_restarts_gives_up_at_the_first_death(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "redis", appendonly=False)
+    server.start()
+    gave_up = asyncio.Event()
+    supervision = Supervision(0, gave_up.set, poll_interval=0.02)
+    watching = asyncio.create_task(supervision.watch(server))
+    try:
+        pid = server.pid
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.wait_for(gave_up.wait(), GUARD)
+        assert supervision.restarts == 0 and server.pid == pid
+    finally:
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
+        server.stop()
