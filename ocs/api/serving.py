@@ -24,14 +24,17 @@ file descriptors Diameter needs). :class:`ApiRunner` serves the application thro
   (``ocs_http_timeouts_total{kind="idle"}``);
 * closes a connection whose request (line, headers and body) is not whole
   ``http.request_timeout`` seconds after its first byte came, however slowly the
-  bytes trickle in (slowloris; ``ocs_http_timeouts_total{kind="request"}``). The time
-  the application takes to answer is not counted: only the client's sending.
+  bytes trickle in (slowloris; ``ocs_http_timeouts_total{kind="request"}``). Only the
+  client's sending counts: not the time the application takes to answer, nor the time
+  aiohttp stops reading because the application has not consumed the body read so far
+  (a large bulk upload processed as it streams).
 
 ``ocs serve`` and the tests' live server build their runner with :class:`ApiRunner`
 (or ``web.AppRunner(app, **runner_options())`` for the parser limits alone).
 
 The handler relies on aiohttp's ``RequestHandler`` internals (its keep-alive
-callback ``_process_keepalive``, ``_waiter``, ``_messages``); tests/ocs/api/
+callback ``_process_keepalive``, ``_waiter``, ``_messages``, the transport pause hooks
+``_pause_transport_reading``/``_resume_transport_reading``); tests/ocs/api/
 test_http_limits.py exercises each limit over real TCP against the installed aiohttp.
 """
 
@@ -139,7 +142,12 @@ class LimitedRequestHandler(RequestHandler):
         super().__init__(manager, keepalive_timeout=limits.keepalive_timeout, **kwargs)
         self._limits = limits
         self._counted = False
+        # from a request's first byte until it is whole: its timer, or while this side
+        # does not read (flow control) the seconds it has left
+        self._receiving = False
         self._request_timer: asyncio.TimerHandle | None = None
+        self._request_deadline = 0.0
+        self._request_left: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         limits = self._limits
@@ -157,7 +165,7 @@ class LimitedRequestHandler(RequestHandler):
         super().connection_made(transport)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._cancel_request_timer()
+        self._request_received()
         if self._counted:
             self._counted = False
             self._limits.open -= 1
@@ -168,11 +176,10 @@ class LimitedRequestHandler(RequestHandler):
     def data_received(self, data: bytes) -> None:
         if self._force_close or self._close:
             return
-        if data and self._request_timer is None and self._payload_parser is None:
+        if data and not self._receiving and self._payload_parser is None:
             # the first byte of a request: it has request_timeout to be whole
-            self._request_timer = self._loop.call_later(
-                self._limits.request_timeout, self._request_timed_out
-            )
+            self._receiving = True
+            self._arm_request_timer(self._limits.request_timeout)
         queued = len(self._messages)
         super().data_received(data)
         if len(self._messages) > queued:
@@ -180,17 +187,40 @@ class LimitedRequestHandler(RequestHandler):
             _message, payload = self._messages[-1]
             payload.on_eof(self._request_received)
 
-    def _request_received(self) -> None:
-        self._cancel_request_timer()
+    def _arm_request_timer(self, delay: float) -> None:
+        self._request_deadline = self._loop.time() + delay
+        self._request_timer = self._loop.call_later(delay, self._request_timed_out)
 
-    def _cancel_request_timer(self) -> None:
+    def _request_received(self) -> None:
+        self._receiving = False
+        self._request_left = None
         if self._request_timer is not None:
             self._request_timer.cancel()
             self._request_timer = None
 
+    # aiohttp stops reading the socket while the application has not consumed what was
+    # read (a handler streaming a large body, e.g. bulk provisioning): that time is
+    # ours, not the client's, so the request's clock stops with it.
+
+    def _pause_transport_reading(self) -> None:
+        super()._pause_transport_reading()
+        if self._request_timer is not None:
+            self._request_left = max(self._request_deadline - self._loop.time(), 0.0)
+            self._request_timer.cancel()
+            self._request_timer = None
+
+    def _resume_transport_reading(self) -> None:
+        super()._resume_transport_reading()
+        if self._receiving and self._request_timer is None and self._request_left is not None:
+            left, self._request_left = self._request_left, None
+            self._arm_request_timer(left)
+
     def _request_timed_out(self) -> None:
         self._request_timer = None
-        if self._force_close or self.transport is None:
+        if self._force_close or self.transport is None or not self._receiving:
+            return
+        if not self.transport.is_reading():  # paused by a path the hooks above missed
+            self._arm_request_timer(self._limits.request_timeout)
             return
         if self._limits.metrics is not None:
             self._limits.metrics.timed_out("request")
@@ -208,7 +238,7 @@ class LimitedRequestHandler(RequestHandler):
         if now < close_time:
             self._keepalive_handle = self._loop.call_at(close_time, self._process_keepalive)
             return
-        if self._request_timer is not None:
+        if self._receiving:
             return
         if self._waiter is not None and not self._waiter.done():
             if self._limits.metrics is not None:
