@@ -272,14 +272,16 @@ async def drive_traffic(diameter_port: int, http_port: int, round_: int) -> int:
     return sent
 
 
-def dashboard_queries() -> list[tuple[str, str, str]]:
-    """(dashboard, panel, expr) of every query of every panel."""
+def dashboard_queries() -> list[tuple[str, str, str, str]]:
+    """(dashboard, panel, expr, legend) of every query of every panel."""
     queries = []
     for path in sorted(DASHBOARDS.glob("*.json")):
         board = json.loads(path.read_text())
         for panel in board["panels"]:
             for target in panel.get("targets", []):
-                queries.append((board["title"], panel["title"], target["expr"]))
+                queries.append(
+                    (board["title"], panel["title"], target["expr"], target["legendFormat"])
+                )
     return queries
 
 
@@ -350,11 +352,22 @@ async def test_every_panel_and_rule_works_on_a_real_prometheus(ocs_node, prometh
     assert [a["labels"]["alertname"] for a in alerts if a["state"] == "firing"] == []
 
     # every panel's every query returns data
-    empty = []
-    for dashboard, panel, expr in dashboard_queries():
-        if not await asyncio.to_thread(api.query, substitute(expr, instance)):
+    # and every recording rule has recorded series
+    records = [r["record"] for r in defined if "record" in r]
+    unrecorded = [r for r in records if not await asyncio.to_thread(api.query, r)]
+    assert unrecorded == []
+
+    # every panel's every query returns data, with the labels its legend names
+    empty, unlabelled = [], []
+    for dashboard, panel, expr, legend in dashboard_queries():
+        result = await asyncio.to_thread(api.query, substitute(expr, instance))
+        if not result:
             empty.append(f"{dashboard} / {panel}: {expr}")
+        for label in re.findall(r"\{\{(\w+)\}\}", legend):
+            if label != "le" and any(label not in series["metric"] for series in result):
+                unlabelled.append(f"{dashboard} / {panel}: {legend} on {expr}")
     assert empty == [], "panels without data:\n" + "\n".join(empty)
+    assert unlabelled == [], "legends naming labels the query does not keep"
 
     # the template variables' queries find the node and its peers
     series = await asyncio.to_thread(api.get, "/api/v1/series", **{"match[]": "ocs_build_info"})
@@ -373,7 +386,7 @@ async def test_every_panel_and_rule_works_on_a_real_prometheus(ocs_node, prometh
     named = {
         (where, name)
         for where, exprs in [
-            ("dashboards", [e for _, _, e in dashboard_queries()]),
+            ("dashboards", [e for _, _, e, _ in dashboard_queries()]),
             ("rules", [r["expr"] for r in rule_definitions()]),
         ]
         for expr in exprs
