@@ -82,6 +82,7 @@ class PrometheusAPI:
 @pytest.fixture
 def ocs_node(tmp_path):
     diameter_port, http_port = get_free_port(), get_free_port()
+    log = (tmp_path / "ocs.log").open("w")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCS_")} | {
         "PYTHONPATH": str(ROOT),
         "OCS_HTTP_TOKENS": f"admin:{hashlib.sha256(TOKEN.encode()).hexdigest()}",
@@ -105,17 +106,19 @@ def ocs_node(tmp_path):
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
         text=True,
     )
+    assert process.stdout is not None
     while True:
         line = process.stdout.readline()
         if not line:
-            raise AssertionError("ocs serve exited early")
+            raise AssertionError(f"ocs serve exited early: {(tmp_path / 'ocs.log').read_text()}")
         if line.startswith("HTTP listening"):
             break
     yield diameter_port, http_port
     stop_process(process)
+    log.close()
 
 
 @pytest.fixture
