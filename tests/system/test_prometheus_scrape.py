@@ -118,6 +118,7 @@ def ocs_node(tmp_path):
             break
     yield diameter_port, http_port
     stop_process(process)
+    process.stdout.close()
     log.close()
 
 
