@@ -4,8 +4,8 @@ The node runs on a redis-server of its own (started here, so that the test can k
 with ``diameter.allowed_peers`` naming the P-GW, and python-diameter plays the P-GW:
 CCR-I/U/T, an SMS event, an unknown subscriber (5030) and a session on an empty
 balance (2001 with 4012 in its MSCC). /metrics must show each, by CC-Request-Type,
-peer, MSCC service and Result-Code; then, Redis gone, a CCR is answered 5012 with the
-configured Credit-Control-Failure-Handling.
+peer, MSCC service and Result-Code; then, Redis hung (SIGSTOP) and then gone (SIGKILL),
+CCRs are answered 5012 with the configured Credit-Control-Failure-Handling.
 
 The transport's log lines (peer connect, CER outcome, DPR both ways) are checked on
 the in-process node of tests/system/conftest.py.
@@ -203,15 +203,25 @@ async def test_requests_mscc_outcomes_and_units_by_type_peer_and_service(node):
     assert value(after, "ocs_diameter_peers", state="OPEN") == 2
     assert not [key for key in after if "499999999999" in str(key) or BROKE in str(key)]
 
-    # Redis gone: the CCR is answered 5012 with the configured failure handling (continue)
+    # Redis hung (SIGSTOP): answered 5012 after redis.timeout, with the configured
+    # failure handling (continue); then gone (SIGKILL): the same at once
+    os.kill(redis_server.pid, signal.SIGSTOP)
+    try:
+        hung = await ccr(pgw, "pgw;m;4", m.INITIAL, 0, subscriptions=subscriber,
+                         services=[m.mscc(10, requested=m.rsu())])  # fmt: skip
+    finally:
+        os.kill(redis_server.pid, signal.SIGCONT)
+    assert hung.result_code == 5012
+    assert hung.credit_control_failure_handling == 1  # CONTINUE
+    assert hung.cc_request_type == m.INITIAL
     os.kill(redis_server.pid, signal.SIGKILL)
-    failed = await ccr(pgw, "pgw;m;4", m.INITIAL, 0, subscriptions=subscriber,
-                       services=[m.mscc(10, requested=m.rsu())])  # fmt: skip
-    assert failed.result_code == 5012
-    assert failed.credit_control_failure_handling == 1  # CONTINUE
-    assert failed.cc_request_type == m.INITIAL
+    gone = await ccr(pgw, "pgw;m;5", m.UPDATE, 1, subscriptions=subscriber,
+                     services=[m.mscc(10, requested=m.rsu())])  # fmt: skip
+    assert gone.result_code == 5012
+    assert gone.credit_control_failure_handling == 1
     down = await asyncio.to_thread(scrape, http_port)
     assert requests(down, "initial", 5012) == 1
+    assert requests(down, "update", 5012) == 1
     await pgw.close()
     await smsc.close()
 
