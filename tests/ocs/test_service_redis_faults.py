@@ -306,3 +306,26 @@ async def test_too_many_deaths_of_the_embedded_redis_exit_3(tmp_path: Path, node
     assert names == ["embedded_redis_gave_up", "ocs_stopping", "ocs_stopped"]
     for pid in (first["pid"], second["pid"]):
         assert process_state(pid) is None
+
+
+async def test_readyz_is_503_while_the_node_drains(tmp_path: Path, nodes) -> None:
+    """After SIGTERM and before exit (here: waiting for a DPA that never comes), the node
+    is taken out of rotation: /readyz 503 "draining", /livez still 200."""
+    node = Node(tmp_path, "--diameter-dpa-timeout=2")
+    nodes.append(node)
+    element = await Element.connect(node)
+    try:
+        assert (await node.get("/readyz"))[0] == 200
+        node.process.send_signal(signal.SIGTERM)
+        dpr = await element.peer.recv(timeout=10)  # the DPR: left unanswered
+        assert dpr.header.command_code == 282
+        status, body = await node.get("/readyz")
+        assert (status, body) == (
+            503,
+            {"ready": False, "reasons": ["draining: the node is stopping"]},
+        )
+        assert (await node.get("/livez"))[0] == 200
+        assert "ocs_ready 0.0" in (await node.get("/metrics"))[1]
+        assert await asyncio.to_thread(node.process.wait, 20) == 0
+    finally:
+        await element.close()
