@@ -56,6 +56,8 @@ _log = logging.getLogger(__name__)
 RESTART_WINDOW = 60.0
 """Seconds over which restarts of the private redis-server are counted against
 ``redis.embedded_max_restarts``."""
+RESTART_RETRY_DELAY = 1.0
+"""Seconds before another attempt when a restart failed."""
 
 
 class StoreUnavailable(Exception):
@@ -129,6 +131,8 @@ class Supervision:
                     self.metrics.embedded_restarted()
                 for callback in self.on_restart:
                     callback()
+            else:  # counted against the limit too; not tried again at once
+                await asyncio.sleep(RESTART_RETRY_DELAY)
 
     async def _restart(self, embedded: EmbeddedRedis) -> bool:
         # shielded: the thread cannot be stopped; a cancellation waits for it, so the

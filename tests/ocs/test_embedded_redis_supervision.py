@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -116,4 +117,40 @@ async def test_zero_restarts_gives_up_at_the_first_death(tmp_path: Path) -> None
     finally:
         watching.cancel()
         await asyncio.gather(watching, return_exceptions=True)
+        server.stop()
+
+
+async def test_a_failed_restart_is_logged_and_tried_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ocs.redis_store.RESTART_RETRY_DELAY", 0.3)
+    server = EmbeddedRedis(tmp_path / "redis", appendonly=False, start_timeout=5)
+    server.start()
+    supervision = Supervision(5, lambda: None, poll_interval=0.3)
+    caplog.set_level(logging.ERROR, logger="ocs.redis_store")
+    squatter = socket.socket()
+    watching: asyncio.Task[None] | None = None
+    try:
+        first = server.pid
+        os.kill(first, signal.SIGKILL)
+        while server.exit_code() is None:
+            await asyncio.sleep(0.01)
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", server.port))  # someone took the port meanwhile
+        squatter.listen()
+        watching = asyncio.create_task(supervision.watch(server))
+        await wait_for(
+            lambda: any("embedded_redis_restart_failed" in r.getMessage() for r in caplog.records),
+            "a failed restart logged",
+        )
+        squatter.close()  # the port is free again: the next attempt starts it
+        await wait_for(lambda: server.running, "restarted after the failure")
+        assert supervision.restarts == 1 and server.pid != first
+        died = [r for r in caplog.records if "embedded_redis_died" in r.getMessage()]
+        assert len(died) == 1  # one death, reported once, whatever the attempts
+    finally:
+        squatter.close()
+        if watching is not None:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
         server.stop()
