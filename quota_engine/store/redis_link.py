@@ -322,37 +322,43 @@ class _LinkProtocol(asyncio.Protocol):
         else:
             deadline = self._loop.time() + (timeout if budget is None else budget)
             self._pending.append(_Pending(future, count, deadline))
-            if self._watchdog is None:
+            watchdog = self._watchdog
+            if watchdog is None:
+                self._watchdog = self._loop.call_at(deadline, self._watch)
+            elif budget is not None and deadline < watchdog.when():  # a shortened budget
+                watchdog.cancel()
                 self._watchdog = self._loop.call_at(deadline, self._watch)
         self._transport.write(data)
         return future
 
     def _watch(self) -> None:
         """The watchdog: one timer per connection, not one per call (a timer per call
-        costs a heap push and a cancelled handle per round trip). The calls wait in
-        FIFO order with deadlines in the same order, so the timer runs at the oldest
-        one's: it fails the calls past their deadline (their replies, when they come,
-        are dropped) and is set again for the next. When Redis sent nothing at all
-        for the timeout, it is hung or unreachable: the connection is dropped (the
-        calls waiting on it fail at once) and the next call opens a new one."""
+        costs a heap push and a cancelled handle per round trip). It runs at the
+        earliest deadline of the calls waiting (the calls are few: the batches in
+        flight), fails those past their deadline (their replies, when they come, are
+        dropped) and is set again for the next. When Redis sent nothing at all for the
+        timeout, it is hung or unreachable: the connection is dropped (the calls
+        waiting on it fail at once) and the next call opens a new one."""
         self._watchdog = None
         timeout = self.timeout
         if timeout is None or self.lost is not None:
             return
         now = self._loop.time()
         expired = False
+        upcoming: float | None = None
         for pending in self._pending:
             deadline = pending.deadline
-            if deadline is None:  # the handshake's: bounded by connect_timeout
+            if deadline is None or pending.future.done():  # the handshake's; answered
                 continue
             if deadline > now:
-                self._watchdog = self._loop.call_at(deadline, self._watch)
-                break
-            if not pending.future.done():
-                pending.future.set_exception(
-                    RedisTimeoutError(f"Redis did not answer within {timeout:g} s")
-                )
-                expired = True
+                upcoming = deadline if upcoming is None else min(upcoming, deadline)
+                continue
+            pending.future.set_exception(
+                RedisTimeoutError(f"Redis did not answer within {timeout:g} s")
+            )
+            expired = True
+        if upcoming is not None:
+            self._watchdog = self._loop.call_at(upcoming, self._watch)
         if expired and now - self.heard >= timeout:
             self.lost = f"Redis sent nothing for {timeout:g} s"
             assert self._transport is not None
