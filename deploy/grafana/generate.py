@@ -40,7 +40,9 @@ def variable(name: str, label: str, query: str) -> dict[str, Any]:
         "type": "query",
         "datasource": DATASOURCE,
         "definition": query,
-        "query": {"qryType": 1, "query": query, "refId": f"PrometheusVariableQueryEditor-{name}"},
+        # Grafana's StandardPromVariableQuery: the editor parses label_values(...) itself
+        "query": {"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "regex": "",
         "refresh": 2,  # on time range change
         "includeAll": True,
         "allValue": ".*",
