@@ -4,7 +4,7 @@
 
 * the **sample** of the open sessions and outstanding reservations: every
   ``metrics.sample_interval`` seconds, the partitions' counters are read
-  (:func:`quota_engine.store.open_counts.read_open_counts`, one ``HGETALL`` per
+  (:func:`quota_engine.store.open_counts.read_open_counts`, one ``HMGET`` per
   partition, pipelined) into ``ocs_sessions_open``, ``ocs_reservations_*`` and
   ``ocs_sample_duration_seconds``. A failed sample is logged (``sessions_sample_failed``)
   and the gauges keep the last good values;

@@ -1,6 +1,6 @@
 -- open_counts.lua: the open-session counters of a partition (ocs:open:{P}, a HASH),
 -- kept by ccr.lua and settle.lua in the same atomic call that changes a session, so
--- that sampling the open sessions and their reservations is one HGETALL per partition
+-- that sampling the open sessions and their reservations is one HMGET per partition
 -- (quota_engine/store/open_counts.py), never a walk over the sessions.
 --
 -- Not a script of its own: included after lib.lua (it uses fmt_int).
