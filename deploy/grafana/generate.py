@@ -233,6 +233,64 @@ def overview() -> Dashboard:
         " service; peers; sessions and reservations (docs/runbook.md, Dashboards).",
         [INSTANCE, PEER],
     )
+    d.row("Summary")
+    d.panel(
+        "CCR per second",
+        "Credit-Control-Requests answered per second on the nodes chosen (recording rule, 5 min).",
+        [(f"sum(instance_request_type:ocs_diameter_requests:rate5m{{{I}}})", "CCR/s")],
+        kind="stat",
+        unit="reqps",
+        width=5,
+        height=4,
+    )
+    d.panel(
+        "Error ratio",
+        "Share of CCAs with a 3xxx or 5xxx Result-Code (recording rules, 5 min).",
+        [
+            (
+                f"sum(instance_request_type:ocs_diameter_request_errors:rate5m{{{I}}})"
+                f" / sum(instance_request_type:ocs_diameter_requests:rate5m{{{I}}})",
+                "errors",
+            )
+        ],
+        kind="stat",
+        unit="percentunit",
+        width=5,
+        height=4,
+        threshold=0.05,
+    )
+    d.panel(
+        "Worst p99",
+        "The highest p99 answer time of any CC-Request-Type on any node chosen (objective: 50 ms).",
+        [
+            (
+                "max(instance_request_type:ocs_diameter_request_duration_seconds:p99_rate5m"
+                f"{{{I}}})",
+                "p99",
+            )
+        ],
+        kind="stat",
+        unit="s",
+        width=5,
+        height=4,
+        threshold=0.05,
+    )
+    d.panel(
+        "Peers OPEN",
+        "Diameter connections in state OPEN on the nodes chosen.",
+        [(f'sum(ocs_diameter_peers{{state="OPEN", {I}}})', "OPEN")],
+        kind="stat",
+        width=4,
+        height=4,
+    )
+    d.panel(
+        "Open sessions",
+        "Charging sessions open in Redis, all services (sampled).",
+        [(f"sum(max by (service) (ocs_sessions_open{{{I}}}))", "sessions")],
+        kind="stat",
+        width=5,
+        height=4,
+    )
     d.row("Traffic")
     d.panel(
         "CCR per second by CC-Request-Type",
