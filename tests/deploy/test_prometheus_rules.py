@@ -151,3 +151,11 @@ def test_the_name_check_would_see_a_typo():
     assert "ocs_records_exported_total" in exposed
     assert "ocs_records_exportd_total" not in exposed
     assert _NAME.findall("instance:ocs_x:rate5m + ocs_y_total") == ["ocs_y_total"]
+
+
+def test_the_links_of_the_alerts_and_dashboards_sections_resolve():
+    sections = RUNBOOK.read_text().split("\n## ")
+    ours = "".join(s for s in sections if s.startswith(("Alerts\n", "Dashboards\n")))
+    links = re.findall(r"\]\(#([^)]+)\)", ours)
+    assert len(links) >= 10
+    assert sorted(set(links) - runbook_anchors()) == []
