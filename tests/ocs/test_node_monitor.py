@@ -242,3 +242,14 @@ def test_the_gc_timer_installs_once_and_removes_cleanly():
     assert [generation for generation, _ in seen] == [1]
     assert seen[0][1] >= 0
     assert timer not in gc.callbacks
+
+
+def test_sessions_and_mscc_outcomes_use_one_service_table():
+    """ocs_sessions_open{service} (the counters' classes) and ocs_diameter_mscc_total
+    {service} (ocs/gy/observer.py) name the same services for the same contexts."""
+    from ocs.gy.observer import SERVICE_OF_CONTEXT as MSCC_SERVICES
+    from ocs.gy.observer import SERVICES as MSCC_SERVICE_NAMES
+    from quota_engine.store.open_counts import SERVICE_OF_CONTEXT, SERVICES
+
+    assert SERVICE_OF_CONTEXT == MSCC_SERVICES
+    assert SERVICES == MSCC_SERVICE_NAMES
