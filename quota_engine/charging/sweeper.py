@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from quota_engine.charging.observer import NO_SWEEPER_OBSERVER, SweeperObserver
+from quota_engine.charging.observer import NO_SWEEPER_OBSERVER, RoundOutcome, SweeperObserver
 from quota_engine.store import deadlines
 from quota_engine.store.clients import RedisClient
 from quota_engine.store.contract import SettleArgs, decode_settle
@@ -43,12 +43,12 @@ async def sweep_expired(redis: RedisClient, now: int, limit: int = 100) -> int:
     return (await _sweep_round(redis, now, limit))[1]
 
 
-async def _sweep_round(redis: RedisClient, now: int, limit: int) -> tuple[int, int]:
-    """One round of :func:`sweep_expired`: (index entries fetched, sessions settled).
-    Every fetched entry is removed or moved past ``now``."""
+async def _sweep_round(redis: RedisClient, now: int, limit: int) -> tuple[int, int, int]:
+    """One round of :func:`sweep_expired`: (index entries fetched, sessions settled,
+    settle calls that failed). Every fetched entry is removed or moved past ``now``."""
     members = await deadlines.due_members(redis, now, limit)
     if not members:
-        return 0, 0
+        return 0, 0, 0
     pipe = ScriptPipeline(redis)
     calls: list[tuple[Any, int | None]] = []
     for member in members:
@@ -65,7 +65,7 @@ async def _sweep_round(redis: RedisClient, now: int, limit: int) -> tuple[int, i
         calls.append((member, pipe.script(SETTLE, call_keys, settle.argv())))
     results = await pipe.execute() if len(pipe) else []
     fix = redis.pipeline(transaction=False)
-    settled = 0
+    settled = failed = 0
     for member, index in calls:
         if index is None:
             fix.execute_command(*deadlines.unindex(member))
@@ -73,6 +73,7 @@ async def _sweep_round(redis: RedisClient, now: int, limit: int) -> tuple[int, i
         result = results[index]
         if isinstance(result, BaseException):
             _log.warning("sweeper_settle_failed member=%r error=%s", member, result)
+            failed += 1
             fix.execute_command(*deadlines.index(member, now + RETRY_DELAY))
             continue
         answer = decode_settle(result)
@@ -82,7 +83,7 @@ async def _sweep_round(redis: RedisClient, now: int, limit: int) -> tuple[int, i
             settled += answer.outcome == "settled"
             fix.execute_command(*deadlines.unindex(member))
     await fix.execute()
-    return len(members), settled
+    return len(members), settled, failed
 
 
 async def settle_account(redis: RedisClient, account_id: str, now: int) -> int:
@@ -110,7 +111,8 @@ class Sweeper:
     or moves past now every entry it fetched, so this ends. Redis errors are logged
     and retried.
 
-    Each round (:meth:`sweep_once`) is reported to ``observer``: ok or failed, its
+    Each round (:meth:`sweep_once`) is reported to ``observer``: ok, or failed (Redis
+    failed the round, or a settle call of it failed: ``sweeper_settle_failed``), its
     duration and the sessions it settled.
     """
 
@@ -140,13 +142,16 @@ class Sweeper:
         self._fetched = 0
         started = time.perf_counter()
         try:
-            self._fetched, count = await _sweep_round(self._redis, int(self._clock()), self.limit)
+            self._fetched, count, failed = await _sweep_round(
+                self._redis, int(self._clock()), self.limit
+            )
         except asyncio.CancelledError:
             raise
         except Exception:
             self._observer.sweeper_round("failed", time.perf_counter() - started, 0)
             raise
-        self._observer.sweeper_round("ok", time.perf_counter() - started, count)
+        outcome: RoundOutcome = "failed" if failed else "ok"
+        self._observer.sweeper_round(outcome, time.perf_counter() - started, count)
         self.settled += count
         return count
 

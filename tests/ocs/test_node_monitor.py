@@ -22,6 +22,7 @@ from quota_engine.catalog import load_demo_catalog
 from quota_engine.charging.engine import ChargingEngine
 from quota_engine.charging.rating import Rater
 from quota_engine.charging.sweeper import Sweeper
+from quota_engine.store import keys
 from quota_engine.store.open_counts import read_open_counts
 from tests.helpers import node_settings
 from tests.ocs.test_catalog_holder import activate, version, wait_for
@@ -112,6 +113,20 @@ async def test_failed_sweeper_rounds_are_counted_failed(clock, caplog):
     await client.aclose()
     assert value(metrics, "ocs_sweeper_rounds_total", outcome="ok") == 0
     assert value(metrics, "ocs_sweeper_settled_sessions_total") == 0
+
+
+async def test_a_round_with_a_failed_settle_is_counted_failed(engine, r, clock):
+    """A settle script that fails (here: a session whose stored state is not msgpack)
+    makes its round "failed", though the other sessions of the round are settled."""
+    metrics = Metrics()
+    await open_sessions(engine, r, 2)
+    await r.set(keys.session("a1", "s1"), b"\xc1 not msgpack")
+    sweeper = Sweeper(engine, clock=clock, observer=metrics.node)
+    clock.now = DEADLINE
+    assert await sweeper.sweep_once() == 1
+    assert value(metrics, "ocs_sweeper_rounds_total", outcome="failed") == 1
+    assert value(metrics, "ocs_sweeper_rounds_total", outcome="ok") == 0
+    assert value(metrics, "ocs_sweeper_settled_sessions_total") == 1
 
 
 # ------------------------------------------------------------------ the catalog
