@@ -11,14 +11,16 @@
 * the **event-loop lag** probe: a callback scheduled every ``lag_interval`` seconds
   observes how late it ran (``ocs_event_loop_lag_seconds``); a CPU-bound callback or a
   blocking call shows here as the time it held the loop;
-* the **GC pause** timer: a ``gc.callbacks`` hook times each collection by generation
-  (``ocs_gc_pause_seconds``). It is removed when the context exits, so several nodes
-  built one after the other in one process (the tests) never double count.
+* the **GC pause** timer: a ``gc.callbacks`` hook times each collection by generation,
+  handed to ``ocs_gc_pause_seconds`` by the lag probe (never from inside the
+  collection: :class:`GcTimer`). It is removed when the context exits, so several
+  nodes built one after the other in one process (the tests) never double count.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import logging
@@ -68,16 +70,26 @@ async def lag_probe(
     observe: Callable[[float], None],
     interval: float = LAG_INTERVAL,
     clock: Callable[[], float] = time.monotonic,
+    *,
+    also: Callable[[], None] | None = None,
 ) -> None:
-    """Every ``interval`` seconds, ``observe`` how late the loop woke this task."""
+    """Every ``interval`` seconds, ``observe`` how late the loop woke this task (and
+    call ``also``, e.g. :meth:`GcTimer.flush`)."""
     while True:
         due = clock() + interval
         await asyncio.sleep(interval)
         observe(max(0.0, clock() - due))
+        if also is not None:
+            also()
 
 
 class GcTimer:
-    """Times the garbage collector's collections by generation (``gc.callbacks``)."""
+    """Times the garbage collector's collections by generation (``gc.callbacks``).
+
+    The callback only notes each pause; :meth:`flush` hands them to ``observe``. A
+    collection may start anywhere, also while prometheus_client holds the
+    (non-reentrant) lock of the very histogram the pause goes to: observing from the
+    callback could deadlock, so the node's lag probe flushes, every ``lag_interval``."""
 
     def __init__(
         self,
@@ -87,6 +99,7 @@ class GcTimer:
         self._observe = observe
         self._clock = clock
         self._started: float | None = None
+        self._pauses: collections.deque[tuple[int, float]] = collections.deque(maxlen=10_000)
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -94,7 +107,14 @@ class GcTimer:
         elif phase == "stop" and self._started is not None:
             seconds = self._clock() - self._started
             self._started = None
-            self._observe(int(info.get("generation", 2)), seconds)
+            self._pauses.append((int(info.get("generation", 2)), seconds))
+
+    def flush(self) -> None:
+        """Observe the pauses noted since the last flush."""
+        pauses = self._pauses
+        while pauses:
+            generation, seconds = pauses.popleft()
+            self._observe(generation, seconds)
 
     def install(self) -> None:
         if self not in gc.callbacks:
@@ -122,7 +142,9 @@ async def monitoring(
         asyncio.create_task(
             sample_loop(store, node, settings.metrics_sample_interval), name="ocs-sampler"
         ),
-        asyncio.create_task(lag_probe(node.event_loop_lagged, lag_interval), name="ocs-lag"),
+        asyncio.create_task(
+            lag_probe(node.event_loop_lagged, lag_interval, also=timer.flush), name="ocs-lag"
+        ),
     ]
     try:
         yield
@@ -133,3 +155,4 @@ async def monitoring(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        timer.flush()

@@ -229,19 +229,26 @@ async def test_gc_pauses_are_timed_by_generation_while_monitoring():
         assert result is not None
         return result
 
-    async with monitoring(node_settings(), unreachable(), metrics):
+    async def observed(generation: str, at_least: float) -> None:
+        while count(generation) < at_least:
+            await asyncio.sleep(0.005)
+
+    monitor = monitoring(node_settings(), unreachable(), metrics, lag_interval=0.01)
+    async with monitor:
         before = count("2")
         gc.collect()
-        assert count("2") == before + 1
+        await observed("2", before + 1)  # handed over by the lag probe
         gc.collect(0)
-        assert count("0") >= 1
+        await observed("0", 1)
     after = count("2")
+    assert after >= before + 1
     gc.collect()
+    await asyncio.sleep(0.05)
     assert count("2") == after  # the callback is gone with the context
     # another node's monitoring in the same process counts each collection once
     async with monitoring(node_settings(), unreachable(), metrics):
         gc.collect()
-    assert count("2") == after + 1
+    assert count("2") == after + 1  # flushed on exit
 
 
 def test_the_gc_timer_installs_once_and_removes_cleanly():
@@ -254,9 +261,13 @@ def test_the_gc_timer_installs_once_and_removes_cleanly():
     finally:
         timer.remove()
     timer.remove()  # harmless
+    assert seen == []  # nothing observed from inside the collection
+    timer.flush()
     assert [generation for generation, _ in seen] == [1]
     assert seen[0][1] >= 0
     assert timer not in gc.callbacks
+    timer.flush()
+    assert len(seen) == 1
 
 
 def test_sessions_and_mscc_outcomes_use_one_service_table():
