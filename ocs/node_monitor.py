@@ -28,6 +28,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
+from ocs.cancellation import cancel_and_wait
 from ocs.config import Settings
 from ocs.logs import log_event
 from ocs.metrics.node import NodeMetrics
@@ -151,8 +152,5 @@ async def monitoring(
     finally:
         timer.remove()
         for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         timer.flush()

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from ocs.cancellation import cancel_and_wait
 from ocs.config import Settings, redact_url
 from ocs.embedded_redis import HOST, LOCK_FILE, EmbeddedRedis, EmbeddedRedisError
 from ocs.logs import log_event
@@ -226,9 +227,7 @@ async def open_store(
         raise StoreUnavailable(f"cannot reach Redis at {redact_url(url)}: {error}") from None
     finally:
         if watching is not None:
-            watching.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watching
+            await cancel_and_wait(watching)
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
 

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from ocs.api.app import create_app
 from ocs.api.serving import ApiRunner
 from ocs.billing_schedule import billing_schedule
+from ocs.cancellation import cancel_and_wait
 from ocs.catalog_holder import CatalogHolder, NoActiveCatalog
 from ocs.config import Settings
 from ocs.gy.application import CreditControlApplication
@@ -301,9 +302,7 @@ async def serve(settings: Settings, stop: asyncio.Event, *, own_process: bool = 
             await server.stop()
             await notifier.stop()
             await runner.cleanup()
-            watching.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watching
+            await cancel_and_wait(watching)
     log_event(logger, "ocs_stopped")
     if supervision is not None and supervision.failure is not None:
         raise supervision.failure
