@@ -26,6 +26,7 @@ from typing import Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ocs.cancellation import cancel_and_wait
 from ocs.logs import log_event
 from quota_engine.catalog import Catalog, CatalogError
 from quota_engine.charging.rating import Rater
@@ -112,9 +113,7 @@ class CatalogHolder:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)  # it reloads through redis-py
             self._task = None
         if self._pubsub is not None:
             await self._pubsub.aclose()

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
+from ocs.cancellation import cancel_and_wait
 from ocs.gy.observer import NO_OBSERVER, GyObserver
 from ocs.gy.peer_routes import Route, Routes
 from ocs.logs import log_event, mask_identity
@@ -105,15 +106,12 @@ class Notifier:
         """Stop listening and wait for (or cancel) the RAR/ASR in flight."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         handlers = list(self._handlers)
         if handlers:
             _, pending = await asyncio.wait(handlers, timeout=self._timeout)
-            for handler in pending:
-                handler.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            for handler in pending:  # they read Redis through redis-py
+                await cancel_and_wait(handler)
 
     async def _listen(self) -> None:
         delay = self._retry_delay
