@@ -16,6 +16,7 @@ purpose (no ``BLOCK``, ``BLPOP`` or ``WAIT``), so one timeout fits every other c
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -24,7 +25,13 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline, PubSub
-from redis.asyncio.connection import AbstractConnection, ConnectionPool, SSLConnection
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    ConnectionPool,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -154,6 +161,65 @@ class _ObservedPipeline(Pipeline):
         return replies
 
 
+class _CancellableWrites(AbstractConnection):
+    """redis-py's write with its socket timeout under ``asyncio.timeout`` instead of
+    ``asyncio.wait_for``: on Python 3.11 ``wait_for`` loses a cancellation that arrives
+    as the wrapped write completes (the task carries on as if never cancelled), so a
+    node waiting for a cancelled background task never stopped. The rest is
+    redis-py's ``send_packed_command`` (redis 7.4)."""
+
+    async def send_packed_command(
+        self, command: bytes | str | Any, check_health: bool = True
+    ) -> None:
+        timeout = self.socket_timeout
+        if not timeout:
+            await super().send_packed_command(command, check_health)
+            return
+        if not self.is_connected:
+            await self.connect_check_health(check_health=False)
+        if check_health:
+            await self.check_health()  # type: ignore[no-untyped-call]
+        try:
+            if isinstance(command, str):
+                command = command.encode()
+            if isinstance(command, bytes):
+                command = [command]
+            async with asyncio.timeout(timeout):
+                await self._send_packed_command(command)
+        except TimeoutError:  # before OSError: it is one
+            await self.disconnect(nowait=True)
+            raise RedisTimeoutError("Timeout writing to socket") from None
+        except OSError as error:
+            await self.disconnect(nowait=True)
+            number, message = ("UNKNOWN", error.args[0]) if len(error.args) == 1 else error.args[:2]
+            raise RedisConnectionError(
+                f"Error {number} while writing to socket. {message}."
+            ) from error
+        except BaseException:
+            await self.disconnect(nowait=True)
+            raise
+
+
+class _TcpConnection(_CancellableWrites, Connection):
+    pass
+
+
+class _SslConnection(_CancellableWrites, SSLConnection):
+    pass
+
+
+class _UnixConnection(_CancellableWrites, UnixDomainSocketConnection):
+    pass
+
+
+def _connection_class(url: str) -> type[AbstractConnection]:
+    if url.startswith("rediss://"):
+        return _SslConnection
+    if url.startswith("unix://"):
+        return _UnixConnection
+    return _TcpConnection
+
+
 def _counting_reconnects(observer: RedisObserver) -> Any:
     """A ``redis_connect_func``: the usual handshake, and a reconnection reported when the
     connection had been connected before (redis-py reuses a connection object after
@@ -184,6 +250,7 @@ def redis_client(
     if timeout is not None:
         options["socket_timeout"] = timeout
         options["socket_connect_timeout"] = timeout
+        options["connection_class"] = _connection_class(url)
     if observer is not NO_REDIS_OBSERVER:
         options["redis_connect_func"] = _counting_reconnects(observer)
     if tls is not None and tls != TlsFiles():

@@ -259,3 +259,38 @@ def test_redis_client_sets_socket_timeouts() -> None:
         "socket_timeout"
         not in redis_client("redis://127.0.0.1:1/0").connection_pool.connection_kwargs
     )
+
+
+async def test_a_cancelled_task_of_the_general_client_stops_at_the_first_cancel(
+    server: EmbeddedRedis,
+) -> None:
+    """With a socket timeout, redis-py writes under asyncio.wait_for, which on Python 3.11
+    loses a cancellation that arrives as the write completes: the client's connections
+    write under asyncio.timeout instead, so one cancel() stops every task."""
+    async with connect(server.url, timeout=1.0) as client:
+
+        async def loop_on_redis(n: int) -> None:
+            while True:
+                if n % 2:
+                    await client.ping()
+                else:
+                    await client.pipeline(transaction=False).get("k").get("l").execute()
+
+        for _ in range(3):
+            tasks = [asyncio.ensure_future(loop_on_redis(n)) for n in range(100)]
+            await asyncio.sleep(0.2)
+            for task in tasks:
+                task.cancel()
+            done, running = await asyncio.wait(tasks, timeout=GUARD)
+            assert not running, f"{len(running)} tasks ignored their cancellation"
+            assert all(task.cancelled() for task in done)
+
+
+def test_the_connections_match_the_url_scheme() -> None:
+    from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
+
+    tcp = redis_client("redis://127.0.0.1:1/0", timeout=1.0).connection_pool.connection_class
+    tls = redis_client("rediss://127.0.0.1:1/0", timeout=1.0).connection_pool.connection_class
+    unix = redis_client("unix:///tmp/r.sock", timeout=1.0).connection_pool.connection_class
+    assert not issubclass(tcp, SSLConnection | UnixDomainSocketConnection)
+    assert issubclass(tls, SSLConnection) and issubclass(unix, UnixDomainSocketConnection)
