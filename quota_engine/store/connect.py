@@ -12,6 +12,8 @@ never reads a late reply). Publish/subscribe is the exception: a subscriber wait
 messages as long as none comes, so :meth:`ObservedRedis.pubsub` uses a pool of its own
 without a read timeout (connecting is still bounded). Nothing the OCS sends blocks on
 purpose (no ``BLOCK``, ``BLPOP`` or ``WAIT``), so one timeout fits every other command.
+The client's connections write under ``asyncio.timeout`` rather than redis-py's
+``asyncio.wait_for``, which on Python 3.11 can swallow a task's cancellation.
 """
 
 from __future__ import annotations
