@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ocs.api.serving import ApiRunner
 from ocs.config import Settings
 from ocs.logs import log_event
 from ocs.metrics import Metrics
@@ -105,7 +106,9 @@ async def export(settings: Settings, stop: asyncio.Event) -> None:
         app = web.Application()
         app.router.add_get("/metrics", serve_metrics)
         app.router.add_get("/health", health)
-        runner = web.AppRunner(app, access_log=None)
+        # bounded and timed like the node's API: scrapers and stray clients cannot
+        # hold the descriptors the exporter's partition locks need
+        runner = ApiRunner(app, settings, metrics.http)
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.records_export_metrics_port)
         await site.start()
@@ -123,7 +126,9 @@ async def export(settings: Settings, stop: asyncio.Event) -> None:
 async def _main(settings: Settings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    # SIGHUP too, as ocs serve: a closed terminal must not kill the exporter (and the
+    # private redis-server it may have started) without stopping them
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
     await export(settings, stop)
 

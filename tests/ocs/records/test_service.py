@@ -1,11 +1,13 @@
 """The exporter as a service: ``ocs serve``'s supervised task replaces an exporter that
-failed, and ``ocs export`` exits 2 with a clear message when it cannot serve its metrics."""
+failed; ``ocs export`` exits 2 with a clear message when it cannot serve its metrics,
+stops cleanly on SIGHUP, and bounds its metrics server's connections like the API's."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import logging
+import signal
 import socket
 import subprocess
 import sys
@@ -71,3 +73,41 @@ def test_ocs_export_exits_2_when_its_metrics_port_is_taken(redis_url, tmp_path):
     assert result.returncode == 2
     [message] = [line for line in result.stderr.splitlines() if line.startswith("ocs export: ")]
     assert "address already in use" in message
+
+
+def _start_export(redis_url: str, tmp_path, free_port, *flags: str):
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "ocs", "export", f"--redis-url={redis_url}",
+            f"--records-directory={tmp_path / 'records'}", "--http-host=127.0.0.1",
+            f"--records-export-metrics-port={port}", "--redis-partitions=4", *flags,
+        ],
+        cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("exporting rated records"):
+            return process, port
+    process.kill()
+    raise AssertionError(f"ocs export did not start: {process.communicate()[1]}")
+
+
+def test_ocs_export_stops_cleanly_on_sighup(redis_url, tmp_path, free_port):
+    process, _ = _start_export(redis_url, tmp_path, free_port)
+    process.send_signal(signal.SIGHUP)
+    assert process.wait(30) == 0  # stopped, not killed by the signal (-1)
+    process.communicate()
+
+
+def test_ocs_export_closes_an_idle_connection_to_its_metrics_port(redis_url, tmp_path, free_port):
+    process, port = _start_export(redis_url, tmp_path, free_port, "--http-keepalive-timeout=0.3")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+            started = time.monotonic()
+            assert idle.recv(1) == b""  # closed by the exporter, not by our timeout
+            assert time.monotonic() - started < 9
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
