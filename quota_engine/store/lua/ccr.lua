@@ -355,6 +355,7 @@ for _, sv in ipairs(req.s or {}) do
   out[#out + 1] = res
 end
 
+local open_after = nil -- this session's open counts after the call (nil: it ends)
 if terminating then
   local rest = {}
   for k, R in pairs(S.rgs) do
@@ -368,7 +369,6 @@ if terminating then
   end
   redis.call('DEL', K_SESS)
   redis.call('ZREM', K_SESSIONS, req.sid)
-  count_open(K_OPEN, counted, nil)
 else
   if newer(req.n, S.n) then
     S.n = req.n
@@ -376,7 +376,7 @@ else
   S.t, S.dl, S.cm = ts, req.dl, 1
   redis.call('SET', K_SESS, cmsgpack.pack(S))
   redis.call('ZADD', K_SESSIONS, req.dl, req.sid)
-  count_open(K_OPEN, counted, open_counts(S))
+  open_after = open_counts(S)
 end
 save_buckets(B)
 
@@ -395,6 +395,9 @@ if not active and not terminating then
 end
 local result = { o = o, n = req.n, dl = (not terminating) and req.dl or nil, s = out }
 local blob = remember_answer(K_IDEM, result, req.ttl)
+-- the open-session counters last: Redis does not roll back a script that fails half
+-- way, and nothing about money may depend on them
+count_open(K_OPEN, counted, open_after)
 if #cut_reports == 0 then
   return blob
 end
