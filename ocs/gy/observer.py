@@ -11,23 +11,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from protocol.dictionary import constants as c
+from quota_engine.store.open_counts import SERVICES, service_of_context
 
-#: Service-Context-Id (normalised, ``ocs.gy.translation.normalize_context``) -> the
-#: ``service`` label; any other context is ``"other"``.
-SERVICE_OF_CONTEXT: dict[str, str] = {
-    c.SERVICE_CONTEXT_PS_CHARGING: "data",  # 32251@3gpp.org
-    c.SERVICE_CONTEXT_IMS_CHARGING: "voice",  # 32260@3gpp.org
-    c.SERVICE_CONTEXT_MMTEL_SERVICE_CHARGING: "voice",  # 32275@3gpp.org
-    c.SERVICE_CONTEXT_SMS_SERVICE_CHARGING: "sms",  # 32274@3gpp.org
-}
-OTHER_SERVICE = "other"
-SERVICES = ("data", "voice", "sms", OTHER_SERVICE)
+__all__ = ["NO_OBSERVER", "SERVICES", "GyObserver", "NoGyObserver", "service_of"]
 
-
-def service_of(context: str) -> str:
-    """The ``service`` label of a (normalised) Service-Context-Id."""
-    return SERVICE_OF_CONTEXT.get(context, OTHER_SERVICE)
+# One service table for the Gy metrics and the open-session counters (which the Lua
+# scripts keep with the same table): quota_engine.store.open_counts.
+service_of = service_of_context
 
 
 class GyObserver(Protocol):

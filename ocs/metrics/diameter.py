@@ -18,12 +18,11 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from quota_engine.store.open_counts import SERVICES, UNITS
+
 #: CC-Request-Type names (RFC 8506 §8.3), and "none" for requests other than CCR.
 REQUEST_TYPES = ("initial", "update", "terminate", "event", "none")
 #: Service names of the Service-Context-Ids we charge, and "other".
-SERVICES = ("data", "voice", "sms", "other")
-#: Units of grants and usage, by service kind.
-UNITS = ("octets", "seconds", "events")
 #: Peer label of a peer that is not in ``diameter.allowed_peers`` (or when that is empty).
 OTHER_PEER = "other"
 #: Command codes with their own ``command`` label value; any other is "unknown".

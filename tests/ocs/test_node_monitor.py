@@ -272,10 +272,10 @@ def test_the_gc_timer_installs_once_and_removes_cleanly():
 
 def test_sessions_and_mscc_outcomes_use_one_service_table():
     """ocs_sessions_open{service} (the counters' classes) and ocs_diameter_mscc_total
-    {service} (ocs/gy/observer.py) name the same services for the same contexts."""
-    from ocs.gy.observer import SERVICE_OF_CONTEXT as MSCC_SERVICES
-    from ocs.gy.observer import SERVICES as MSCC_SERVICE_NAMES
-    from quota_engine.store.open_counts import SERVICE_OF_CONTEXT, SERVICES
+    {service} (ocs/gy/observer.py) classify every context alike, in any case."""
+    from ocs.gy.observer import service_of
+    from quota_engine.store.open_counts import SERVICE_OF_CONTEXT, service_of_context
 
-    assert SERVICE_OF_CONTEXT == MSCC_SERVICES
-    assert SERVICES == MSCC_SERVICE_NAMES
+    for context in [*SERVICE_OF_CONTEXT, "32251@3GPP.ORG", "32274@3gpp.ORG", "x@example.net"]:
+        assert service_of(context) == service_of_context(context)
+    assert service_of("32251@3GPP.ORG") == "data"
