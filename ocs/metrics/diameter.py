@@ -46,7 +46,8 @@ MAX_BOUND_SERIES = 4096
 
 
 def result_code_label(result_code: int | None) -> str:
-    """A Result-Code as a label value: 1xxx-5xxx (RFC 6733 §7.1), else "invalid"."""
+    """A Result-Code as a label value: 1xxx-5xxx (RFC 6733 §7.1), "timeout" for None (no
+    answer came to a request we sent), else "invalid"."""
     if result_code is None:
         return "timeout"
     return str(result_code) if 1000 <= result_code <= 5999 else "invalid"

@@ -25,7 +25,8 @@ __all__ = [
 ]
 
 RoundOutcome = Literal["ok", "failed"]
-"""How a sweeper round ended: it ran (whatever it settled), or Redis failed it."""
+"""How a sweeper round ended: every settle call of it ran (whatever it settled), or
+Redis failed the round or one of its settle calls."""
 
 CacheName = Literal["identity", "account"]
 """The engine's caches: identity -> account, and the accounts' rating fields."""
@@ -86,7 +87,8 @@ NO_OBSERVER: EngineObserver = NoObserver()
 class SweeperObserver(Protocol):
     def sweeper_round(self, outcome: RoundOutcome, seconds: float, settled: int) -> None:
         """One sweeper round ended ``outcome`` after ``seconds``, having settled
-        ``settled`` expired sessions (0 when it failed)."""
+        ``settled`` expired sessions (a failed round may have settled some before or
+        beside the call that failed)."""
 
 
 class NoSweeperObserver:
