@@ -22,6 +22,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -129,6 +130,9 @@ class EmbeddedRedis:
         self._port_picker = port_picker
         self._process: subprocess.Popen[bytes] | None = None
         self._lock_fd: int | None = None
+        # restart() and stop() run in worker threads: one at a time, and no restart
+        # after a stop
+        self._lifecycle = threading.Lock()
         self._port: int | None = None
 
     # --- state -------------------------------------------------------------------
@@ -241,6 +245,10 @@ class EmbeddedRedis:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,  # read only if it exits during start
                 pass_fds=(self._lock_fd,),  # the child holds the data-dir lock
+                # its own session: a Ctrl-C or a terminal's SIGHUP reaches the node
+                # only, which stops Redis last, after the in-flight answers (systemd's
+                # unit has KillMode=mixed for the same reason)
+                start_new_session=True,
             )
         except OSError as exc:
             raise EmbeddedRedisError(f"cannot run {binary}: {exc.strerror}") from exc
@@ -323,6 +331,10 @@ class EmbeddedRedis:
         ours. Clients of :attr:`url` reconnect to it. Raises
         :class:`EmbeddedRedisError` when it does not come up (the port taken
         meanwhile, the data damaged, ...); it may be called again."""
+        with self._lifecycle:
+            return self._restart()
+
+    def _restart(self) -> str:
         dead = self._started()
         if dead.poll() is None:
             raise EmbeddedRedisError(f"embedded redis-server (pid {dead.pid}) is still running")
@@ -349,8 +361,13 @@ class EmbeddedRedis:
     def stop(self) -> None:
         """Stop the server cleanly (SIGTERM: AOF flushed); kill it after ``stop_timeout``.
 
-        Does nothing when not started; safe to call twice.
+        Does nothing when not started; safe to call twice. Waits for a restart being
+        made in another thread, and none is made after it.
         """
+        with self._lifecycle:
+            self._stop()
+
+    def _stop(self) -> None:
         process = self._process
         if process is None:
             return

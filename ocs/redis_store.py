@@ -136,14 +136,16 @@ class Supervision:
                 await asyncio.sleep(RESTART_RETRY_DELAY)
 
     async def _restart(self, embedded: EmbeddedRedis) -> bool:
-        # shielded: the thread cannot be stopped; a cancellation waits for it, so the
-        # server is never being started while open_store stops it
+        # shielded: the thread cannot be stopped; a cancellation (repeated ones too, as
+        # cancel_and_wait sends) waits for it, so the watch never ends while a server is
+        # being started (EmbeddedRedis serialises restart and stop besides)
         restart = asyncio.ensure_future(asyncio.to_thread(embedded.restart))
         try:
             await asyncio.shield(restart)
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await restart
+            while not restart.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([restart])
             raise
         except EmbeddedRedisError as error:
             log_event(_log, "embedded_redis_restart_failed", level=logging.ERROR,

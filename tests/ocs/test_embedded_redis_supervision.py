@@ -10,11 +10,14 @@ import logging
 import os
 import signal
 import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import redis
 
+from ocs.cancellation import cancel_and_wait
 from ocs.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from ocs.metrics import Metrics
 from ocs.redis_store import Supervision
@@ -154,3 +157,44 @@ async def test_a_failed_restart_is_logged_and_tried_again(
             watching.cancel()
             await asyncio.gather(watching, return_exceptions=True)
         server.stop()
+
+
+class SlowRestart(EmbeddedRedis):
+    """A real server whose restarts take 0.5 s longer (a slow disk replaying its AOF)."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.restarting = threading.Event()
+
+    def restart(self) -> str:
+        self.restarting.set()
+        time.sleep(0.5)
+        return super().restart()
+
+
+async def test_stopping_during_a_restart_leaves_no_server_running(tmp_path: Path) -> None:
+    """The node stops (cancel_and_wait on the watch, then stop()) while the supervision
+    restarts the server: the watch ends only after the restart, and stop() stops the
+    server it started, so no redis-server is left holding the port and the lock."""
+    server = SlowRestart(tmp_path / "redis", appendonly=False)
+    server.start()
+    supervision = Supervision(5, lambda: None, poll_interval=0.02)
+    watching = asyncio.create_task(supervision.watch(server))
+    first = server.pid
+    os.kill(first, signal.SIGKILL)
+    await asyncio.wait_for(asyncio.to_thread(server.restarting.wait), GUARD)
+    await asyncio.wait_for(cancel_and_wait(watching, recancel_after=0.02), GUARD)
+    assert server.running and server.pid != first  # the restart finished first
+    second = server.pid
+    await asyncio.to_thread(server.stop)
+    assert process_state(second) is None
+    with pytest.raises(EmbeddedRedisError, match="not started|stopped"):
+        server.restart()  # and none after the stop
+
+
+def test_the_server_is_in_a_session_of_its_own(tmp_path: Path) -> None:
+    """A Ctrl-C or a terminal's SIGHUP goes to the node's process group; the server
+    must not get it (it would stop before the node's in-flight answers)."""
+    with EmbeddedRedis(tmp_path / "redis", appendonly=False) as server:
+        assert os.getsid(server.pid) == server.pid != os.getsid(0)
+        assert os.getpgid(server.pid) != os.getpgid(0)

@@ -16,7 +16,9 @@ import pytest
 from tests.helpers import ROOT, stop_process
 
 
-def _start(tmp_path: Path, free_port) -> tuple[subprocess.Popen[str], Path]:
+def _start(
+    tmp_path: Path, free_port, *, own_group: bool = False
+) -> tuple[subprocess.Popen[str], Path]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCS_")}
     env["PYTHONPATH"] = str(ROOT)
     command = [sys.executable, "-m", "ocs", "serve", "--diameter-host=127.0.0.1"]
@@ -25,7 +27,13 @@ def _start(tmp_path: Path, free_port) -> tuple[subprocess.Popen[str], Path]:
     log = tmp_path / "serve.log"
     with log.open("w") as stderr:
         process = subprocess.Popen(
-            command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
+            command,
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            start_new_session=own_group,
         )
     assert process.stdout is not None
     for line in process.stdout:
@@ -71,3 +79,20 @@ def test_a_stop_signal_stops_the_node_and_its_embedded_redis(signum, tmp_path, f
     assert again.returncode == 0
     assert again.stdout is not None
     again.stdout.close()
+
+
+def test_ctrl_c_to_the_process_group_stops_the_node_before_its_redis(tmp_path, free_port):
+    """A terminal's Ctrl-C (SIGINT to the whole foreground process group) reaches the
+    node, not its private redis-server: Redis is stopped by the node, last, and is never
+    taken for dead and restarted while the node drains."""
+    process, log = _start(tmp_path, free_port, own_group=True)
+    try:
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(20) == 0
+    finally:
+        stop_process(process)
+        assert process.stdout is not None
+        process.stdout.close()
+    names = [e.get("event") for e in _events(log)]
+    assert "embedded_redis_died" not in names
+    assert names.index("ocs_stopping") < names.index("embedded_redis_stopped")
