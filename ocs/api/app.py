@@ -125,6 +125,17 @@ async def error_middleware(
         status, message, fields, headers = _describe(exc)
         if status < 500:
             _log_client_error(request, status, fields)
+        elif status == 503 and not isinstance(exc, HealthCheckFailed):
+            # a dependency down (Redis, the billing database): one WARNING line per
+            # request, no traceback, so an outage does not bury the log in traces
+            log_event(
+                _log,
+                "http_dependency_unavailable",
+                level=logging.WARNING,
+                method=request.method,
+                error=type(exc).__name__,
+                **_where(request),
+            )
         elif not isinstance(exc, HealthCheckFailed):
             log_event(
                 _log,

@@ -71,9 +71,10 @@ async def test_unexpected_error_is_500_without_a_trace_and_logged(http, alice, c
     assert record.exc_info is not None  # the trace goes to the log, never to the client
 
 
-async def test_redis_down_is_503(engine):
+async def test_redis_down_is_503(engine, caplog):
     dead = aioredis.Redis.from_url(f"redis://127.0.0.1:{get_free_port()}/0")
     app = create_app(SETTINGS, Metrics(), healthy, store=dead, sessions=engine)
+    caplog.set_level(logging.WARNING, logger="ocs.api")
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         for method, path in (("GET", "/v1/accounts"), ("GET", "/v1/accounts/alice/balances")):
             reply = await Http(client).call(method, path)
@@ -83,3 +84,8 @@ async def test_redis_down_is_503(engine):
         reply = await Http(client).topup("alice", 1, "k")
         assert reply.status == 503
     await dead.aclose()
+    # an outage is one WARNING line per request, not an ERROR with a traceback each
+    unavailable = [r for r in caplog.records if r.getMessage() == "http_dependency_unavailable"]
+    assert len(unavailable) == 3
+    assert all(r.levelno == logging.WARNING and r.exc_info is None for r in unavailable)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
