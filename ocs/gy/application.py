@@ -31,6 +31,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from cext.codec import Message
 from ocs.gy.observer import GyObserver, service_of
 from ocs.gy.peer_routes import Routes
@@ -63,6 +66,8 @@ __all__ = [
 logger = logging.getLogger("ocs.gy")
 
 CREDIT_CONTROL_APPLICATION = c.APP_DIAMETER_CREDIT_CONTROL_APPLICATION
+#: Engine failures that mean "Redis cannot serve now" (logged without a traceback).
+STORE_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
 CCR = c.CMD_CREDIT_CONTROL
 
 #: ``[charging] failure_handling`` -> Credit-Control-Failure-Handling (RFC 8506 §8.14);
@@ -171,13 +176,15 @@ class CreditControlApplication:
             log_event(logger, "charging_partly_failed", level=logging.ERROR, error=str(error))
             return [r if isinstance(r, ChargingResult) else None for r in error.results]
         except Exception as error:
+            # Redis down or slow: the cause is in the message, and a traceback per batch
+            # would bury the log during an outage; anything else is a bug: its trace
             log_event(
                 logger,
                 "charging_failed",
                 level=logging.ERROR,
                 requests=len(requests),
                 error=f"{type(error).__name__}: {error}",
-                exc_info=error,
+                exc_info=None if isinstance(error, STORE_UNAVAILABLE) else error,
             )
             return [None] * len(requests)
         return list(results)

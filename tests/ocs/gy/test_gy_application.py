@@ -12,7 +12,9 @@ from diameter.message.constants import (
     AVP_ORIGIN_REALM,
     AVP_SESSION_ID,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ocs.gy import application as application_module
 from ocs.gy.application import CCR, CREDIT_CONTROL_APPLICATION, CreditControlApplication
@@ -105,6 +107,21 @@ async def test_engine_failure_answers_5012_and_keeps_validation_answers():
     answers = await CreditControlApplication(CODEC, engine).handle(batch(), None)
     assert [a.result_code for a in answers] == [5012, 5004, 5005, 5012]
     assert answers[0].error_message == "charging engine unavailable"
+
+
+async def test_redis_unavailable_is_logged_without_a_trace_a_bug_with_one(caplog):
+    caplog.set_level(logging.ERROR, logger="ocs.gy")
+    for error, traced in (
+        (RedisTimeoutError("Redis did not answer within 1 s"), False),
+        (RedisConnectionError("Connection refused"), False),
+        (RuntimeError("a bug"), True),
+    ):
+        caplog.clear()
+        answers = await CreditControlApplication(CODEC, Engine(fail=error)).handle(batch(), None)
+        assert [a.result_code for a in answers] == [5012, 5004, 5005, 5012]
+        [record] = [r for r in caplog.records if r.getMessage() == "charging_failed"]
+        assert record.levelno == logging.ERROR
+        assert (record.exc_info is not None) is traced, error
 
 
 async def test_engine_returning_too_few_results_is_a_failure():
