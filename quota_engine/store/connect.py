@@ -23,7 +23,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline, PubSub
@@ -85,6 +85,9 @@ def retry_policy() -> Retry:
     return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 
+T = TypeVar("T")
+
+
 def _error_kind(error: BaseException) -> ErrorKind | None:
     if isinstance(error, RedisTimeoutError):
         return "timeout"
@@ -93,6 +96,23 @@ def _error_kind(error: BaseException) -> ErrorKind | None:
     if isinstance(error, ResponseError):
         return "response"
     return None
+
+
+async def _observed(observer: RedisObserver, call: Awaitable[T]) -> T:
+    """Await ``call`` (one command or pipeline) and tell ``observer`` its round trip, or
+    why it failed (an error reply is a round trip too)."""
+    start = time.perf_counter()
+    try:
+        reply = await call
+    except RedisError as error:
+        kind = _error_kind(error)
+        if kind is not None:
+            observer.failed(kind)
+            if kind == "response":
+                observer.answered(time.perf_counter() - start)
+        raise
+    observer.answered(time.perf_counter() - start)
+    return reply
 
 
 class ObservedRedis(aioredis.Redis):
@@ -104,18 +124,8 @@ class ObservedRedis(aioredis.Redis):
     _pubsub_pool: ConnectionPool | None = None
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            reply = await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
-        except RedisError as error:
-            kind = _error_kind(error)
-            if kind is not None:
-                self.observer.failed(kind)
-                if kind == "response":
-                    self.observer.answered(time.perf_counter() - start)
-            raise
-        self.observer.answered(time.perf_counter() - start)
-        return reply
+        call = super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        return await _observed(self.observer, call)
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         pipe = _ObservedPipeline(
@@ -149,18 +159,7 @@ class _ObservedPipeline(Pipeline):
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
         if not self.command_stack:
             return await super().execute(raise_on_error)
-        start = time.perf_counter()
-        try:
-            replies = await super().execute(raise_on_error)
-        except RedisError as error:
-            kind = _error_kind(error)
-            if kind is not None:
-                self.observer.failed(kind)
-                if kind == "response":
-                    self.observer.answered(time.perf_counter() - start)
-            raise
-        self.observer.answered(time.perf_counter() - start)
-        return replies
+        return await _observed(self.observer, super().execute(raise_on_error))
 
 
 class _CancellableWrites(AbstractConnection):
