@@ -35,6 +35,7 @@ from ocs.gy.notifier import Notifier
 from ocs.gy.peer_routes import Routes
 from ocs.logs import log_event
 from ocs.metrics import Metrics
+from ocs.metrics.node import NodeMetrics
 from ocs.metrics.redis import RedisState
 from ocs.node_monitor import monitoring
 from ocs.records.service import exporting, runs_in_serve
@@ -118,9 +119,11 @@ async def charging(
     *,
     redis_observer: RedisObserver = NO_REDIS_OBSERVER,
     supervision: Supervision | None = None,
+    node: NodeMetrics | None = None,
 ) -> AsyncIterator[ChargingEngine]:
     """The catalog, the charging engine (reporting to ``observer``) and the
-    expired-session sweeper.
+    expired-session sweeper (the catalog's version and the sweeper's rounds reported to
+    ``node``).
 
     The engine's pipelines go through a :class:`~quota_engine.store.redis_link.RedisLink`
     with the timeout ``redis.timeout`` and a back-off capped at
@@ -132,7 +135,7 @@ async def charging(
     charges at once. With a configured Redis an active catalog must exist.
     """
     embedded = not settings.redis_url
-    holder = CatalogHolder(install_demo=embedded, observer=getattr(observer, "node", None))
+    holder = CatalogHolder(install_demo=embedded, observer=node)
     await holder.start(store)
     if embedded:
         await provision_demo(store)
@@ -154,7 +157,7 @@ async def charging(
         engine,
         settings.charging_sweep_interval,
         limit=settings.charging_sweep_limit,
-        observer=getattr(observer, "node", None),  # ocs.metrics.node.NodeMetrics
+        observer=node,
     )
     sweeper = asyncio.create_task(sweeping.run(stop_sweeping), name="ocs-sweeper")
     try:
@@ -232,6 +235,7 @@ async def serve(settings: Settings, stop: asyncio.Event, *, own_process: bool = 
             metrics,
             redis_observer=metrics.redis.client("charging"),
             supervision=supervision,
+            node=metrics.node,
         ) as engine,
         exporting(store, settings, metrics)
         if runs_in_serve(settings)
