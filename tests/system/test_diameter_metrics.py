@@ -17,8 +17,6 @@ import asyncio
 import logging
 import os
 import signal
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -31,7 +29,7 @@ from quota_engine.accounts.model import Account, Bucket
 from quota_engine.accounts.provisioning import provision_demo
 from quota_engine.store.accounts import AccountStore
 from tests.charging import messages as m
-from tests.helpers import ROOT, get_free_port, stop_process
+from tests.helpers import start_ocs_serve, stop_process
 from tests.protocol import reference_peer as ref
 from tests.protocol.reference_peer import ReferencePeer
 
@@ -82,41 +80,19 @@ async def node(tmp_path: Path):
     await store.add_subscription("broke", f"msisdn:{BROKE}")
     await store.put_bucket("broke", Bucket(id="main", kind="money", amount=0))
     await client.aclose()
-    diameter_port, http_port = get_free_port(), get_free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OCS_")} | {
-        "PYTHONPATH": str(ROOT),
-        "OCS_REDIS_URL": redis_server.url,
-        "OCS_REDIS_TIMEOUT": "0.5",
-        "OCS_DIAMETER_ALLOWED_PEERS": f"{PGW},{SMSC}",
-        "OCS_CHARGING_FAILURE_HANDLING": "continue",
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ocs",
-            "serve",
-            "--diameter-host=127.0.0.1",
-            f"--diameter-port={diameter_port}",
-            "--http-host=127.0.0.1",
-            f"--http-port={http_port}",
-            "--diameter-origin-host=ocs.metrics.test",
-            "--diameter-origin-realm=metrics.test",
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    node = start_ocs_serve(
+        tmp_path,
+        origin="ocs.metrics.test",
+        env={
+            "OCS_REDIS_URL": redis_server.url,
+            "OCS_REDIS_TIMEOUT": "0.5",
+            "OCS_DIAMETER_ALLOWED_PEERS": f"{PGW},{SMSC}",
+            "OCS_CHARGING_FAILURE_HANDLING": "continue",
+        },
     )
+    process = node.process
     try:
-        while True:
-            line = process.stdout.readline()
-            if not line:
-                raise AssertionError(f"ocs serve exited early: {process.stderr.read()}")
-            if line.startswith("HTTP listening"):
-                break
-        yield diameter_port, http_port, redis_server
+        yield node.diameter_port, node.http_port, redis_server
     finally:
         stop_process(process)
         if redis_server.running:

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.helpers import ROOT, get_free_port, stop_process
+from tests.helpers import ROOT, start_ocs_serve, stop_process
 from tests.protocol import reference_peer as ref
 from tests.protocol.reference_peer import ReferencePeer
 
@@ -19,40 +19,9 @@ from tests.protocol.reference_peer import ReferencePeer
 @pytest.fixture
 def ocs_process(tmp_path):
     """Start `python -m ocs serve` on free ports with the embedded Redis."""
-    diameter_port, http_port = get_free_port(), get_free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OCS_")} | {
-        "PYTHONPATH": str(ROOT)
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ocs",
-            "serve",
-            "--diameter-host=127.0.0.1",
-            f"--diameter-port={diameter_port}",
-            "--http-host=127.0.0.1",
-            f"--http-port={http_port}",
-            f"--redis-data-dir={tmp_path / 'redis'}",
-            "--diameter-origin-host=ocs.serve.test",
-            "--diameter-origin-realm=serve.test",
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines = []
-    while True:
-        line = process.stdout.readline()
-        if not line:
-            raise AssertionError(f"ocs serve exited early: {process.stderr.read()}")
-        lines.append(line)
-        if line.startswith("HTTP listening"):
-            break
-    yield process, diameter_port, http_port, lines, tmp_path
-    stop_process(process)
+    node = start_ocs_serve(tmp_path, f"--redis-data-dir={tmp_path / 'redis'}")
+    yield node.process, node.diameter_port, node.http_port, node.started, tmp_path
+    stop_process(node.process)
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:

@@ -20,11 +20,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -37,7 +35,7 @@ from diameter.message.constants import E_REQUESTED_ACTION_DIRECT_DEBITING
 
 from tests.charging import messages as m
 from tests.deploy.test_prometheus_rules import _NAME, rule_files
-from tests.helpers import ROOT, get_free_port, stop_process
+from tests.helpers import ROOT, get_free_port, start_ocs_serve, stop_process
 from tests.protocol.reference_peer import ReferencePeer
 
 PROMETHEUS_BINARY = shutil.which("prometheus")
@@ -81,44 +79,26 @@ class PrometheusAPI:
 
 @pytest.fixture
 def ocs_node(tmp_path):
-    diameter_port, http_port = get_free_port(), get_free_port()
     log = (tmp_path / "ocs.log").open("w")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OCS_")} | {
-        "PYTHONPATH": str(ROOT),
-        "OCS_HTTP_TOKENS": f"admin:{hashlib.sha256(TOKEN.encode()).hexdigest()}",
-        "OCS_DIAMETER_ALLOWED_PEERS": f"{PGW},{SMSC}",
-        "OCS_METRICS_SAMPLE_INTERVAL": "1",
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ocs",
-            "serve",
-            "--diameter-host=127.0.0.1",
-            f"--diameter-port={diameter_port}",
-            "--http-host=127.0.0.1",
-            f"--http-port={http_port}",
+    try:
+        node = start_ocs_serve(
+            tmp_path,
             f"--redis-data-dir={tmp_path / 'redis'}",
-            "--diameter-origin-host=ocs.scrape.test",
-            "--diameter-origin-realm=scrape.test",
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
-    assert process.stdout is not None
-    while True:
-        line = process.stdout.readline()
-        if not line:
-            raise AssertionError(f"ocs serve exited early: {(tmp_path / 'ocs.log').read_text()}")
-        if line.startswith("HTTP listening"):
-            break
-    yield diameter_port, http_port
-    stop_process(process)
-    process.stdout.close()
+            origin="ocs.scrape.test",
+            stderr=log,
+            env={
+                "OCS_HTTP_TOKENS": f"admin:{hashlib.sha256(TOKEN.encode()).hexdigest()}",
+                "OCS_DIAMETER_ALLOWED_PEERS": f"{PGW},{SMSC}",
+                "OCS_METRICS_SAMPLE_INTERVAL": "1",
+            },
+        )
+    except AssertionError as error:
+        log.close()
+        raise AssertionError(f"{error} {(tmp_path / 'ocs.log').read_text()}") from None
+    yield node.diameter_port, node.http_port
+    stop_process(node.process)
+    assert node.process.stdout is not None
+    node.process.stdout.close()
     log.close()
 
 
