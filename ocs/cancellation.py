@@ -1,12 +1,14 @@
-"""Stopping a background task that talks to Redis through redis-py.
+"""Stopping a background task: the one way the node does it (sweeper aside, which has its
+own stop event).
 
-``task.cancel()`` followed by ``await task`` is not enough there: redis-py's asyncio
-client, given a socket timeout (``redis.timeout``), wraps its writes in
-``asyncio.wait_for``, and on Python 3.11 a cancellation that arrives as the wrapped
-write completes is lost (the task goes on as if never cancelled; measured: about half
-of 300 cancellations of a task looping on PING or a pipeline, with a 1 s socket
-timeout, none without). A node that waited for such a task never stopped.
-:func:`cancel_and_wait` cancels again until the task is done.
+Why more than ``task.cancel()`` then ``await task``: on Python 3.11 ``asyncio.wait_for``
+loses a cancellation that arrives as the awaited call completes, and stock redis-py
+writes under it when given a socket timeout (measured: about half of 300 cancellations
+of a task looping on PING or a pipeline, with a 1 s socket timeout). The node's own
+Redis client no longer does (:mod:`quota_engine.store.connect` writes under
+``asyncio.timeout``; tests/quota_engine/store/test_redis_faults.py), which is the fix;
+:func:`cancel_and_wait` cancels again until the task is done, so that any other library
+a task awaits that loses a cancellation cannot keep the node from stopping either.
 """
 
 from __future__ import annotations
